@@ -1,0 +1,120 @@
+//! Typed syntax tree of a Gremlin query.
+//!
+//! A query is `G` followed by zero or more `.Step(params)`. Core steps are known to
+//! this crate ([`StepKind`]); any other identifier becomes [`StepKind::Extension`] so that
+//! later layers (flows, metrics) can add steps without this crate knowing them.
+//!
+//! Every node prints back to canonical Gremlin through `Display`, and
+//! `parse(&query.to_string()) == Ok(query)` (spans excepted: they compare equal always).
+
+/// Byte range of a step in the source text (start inclusive, end exclusive).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Spans are positional metadata, not part of a query's meaning.
+impl PartialEq for Span {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A whole query: the steps following the leading `G`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub steps: Vec<Step>,
+}
+
+/// One `.Name(params)` step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub params: Vec<Param>,
+    pub span: Span,
+}
+
+/// The steps this crate knows, plus a fall-through for extension steps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    /// `.G` (no parentheses): back to the whole graph.
+    G,
+    V,
+    E,
+    Has,
+    HasKey,
+    HasNot,
+    HasEither,
+    Out,
+    In,
+    Both,
+    OutE,
+    InE,
+    BothE,
+    OutV,
+    InV,
+    BothV,
+    Dedup,
+    Count,
+    Range,
+    Limit,
+    Sort,
+    Values,
+    ValueMap,
+    Keys,
+    Sum,
+    ShortestPathTo,
+    SubGraph,
+    As,
+    Select,
+    /// Any other identifier, spelled as written in the query (e.g. `Flows`, `CaptureNode`).
+    Extension(String),
+}
+
+/// A step parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    /// Bare keywords allowed in parameter position.
+    Keyword(Keyword),
+    Predicate(Predicate),
+    /// `Metadata('k1', v1, 'k2', v2, ...)`: key/value pairs in source order.
+    Metadata(Vec<(String, Param)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keyword {
+    Asc,
+    Desc,
+    Forever,
+    Now,
+}
+
+/// Value predicates usable wherever a `Has`-style value is expected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    /// `NE(v)`: key present and not equal.
+    Ne(Box<Param>),
+    /// `NEE(v)`: not equal, or key absent.
+    Nee(Box<Param>),
+    Lt(Box<Param>),
+    Gt(Box<Param>),
+    Lte(Box<Param>),
+    Gte(Box<Param>),
+    /// `INSIDE(a, b)`: a < x < b.
+    Inside(Box<Param>, Box<Param>),
+    /// `OUTSIDE(a, b)`: x < a or x > b.
+    Outside(Box<Param>, Box<Param>),
+    /// `BETWEEN(a, b)`: a <= x < b.
+    Between(Box<Param>, Box<Param>),
+    Within(Vec<Param>),
+    Without(Vec<Param>),
+    /// `REGEX('re')`: anchored at both ends.
+    Regex(String),
+    /// `IPV4RANGE('10.0.0.0/8')`.
+    Ipv4Range(String),
+}

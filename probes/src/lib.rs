@@ -1,0 +1,1 @@
+//! topotap probes crate.

@@ -1,0 +1,1 @@
+//! topotap targets crate.
