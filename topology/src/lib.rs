@@ -1,1 +1,13 @@
-//! topotap topology crate.
+//! The topology graph: store, change events, identities and the Gremlin evaluator.
+#![forbid(unsafe_code)]
+
+pub mod element;
+pub mod graph;
+mod id;
+pub mod shared;
+pub mod tid;
+
+pub use element::{now_ms, Edge, Metadata, Node};
+pub use graph::{EdgeIx, EdgeRef, Graph, GraphError, GraphEvent, NodeIx, NodeRef};
+pub use id::Identifier;
+pub use shared::SharedGraph;

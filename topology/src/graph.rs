@@ -1,0 +1,838 @@
+//! The topology graph store.
+//!
+//! petgraph's `StableGraph` holds compact elements; an ID index maps [`Identifier`]s to
+//! graph indices; insertion-ordered lists give every traversal a deterministic order.
+//! Every mutation publishes a [`GraphEvent`] on a bounded broadcast channel: writers never
+//! wait for subscribers, and a subscriber that falls behind is told it lagged and must
+//! resynchronise from a fresh snapshot.
+//!
+//! Memory per element is kept small (see `benches/`): IDs are 16-byte UUIDs when
+//! canonical, `Host`/`Origin` are interned, `Parent`/`Child` come from the edge's
+//! endpoints, and the ID index stores only a 4-byte graph index per entry.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef as _;
+use petgraph::Direction;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::element::{now_ms, Edge, Metadata, Node};
+use crate::Identifier;
+
+/// Handle of a node inside one [`Graph`]; valid until that node is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeIx(NodeIndex);
+
+/// Handle of an edge inside one [`Graph`]; valid until that edge is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeIx(EdgeIndex);
+
+/// What went wrong with a graph mutation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    #[error("Node '{0}' already exists")]
+    DuplicateNode(Identifier),
+    #[error("Edge '{0}' already exists")]
+    DuplicateEdge(Identifier),
+    #[error("Node '{0}' does not exist")]
+    NoSuchNode(Identifier),
+    #[error("Edge '{0}' does not exist")]
+    NoSuchEdge(Identifier),
+    #[error("Parent node not found")]
+    NoParent,
+    #[error("Child node not found")]
+    NoChild,
+}
+
+/// A change to the graph, carrying the element as it is after the change (or as it was,
+/// for deletions).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphEvent {
+    NodeAdded(Node),
+    NodeUpdated(Node),
+    NodeDeleted(Node),
+    EdgeAdded(Edge),
+    EdgeUpdated(Edge),
+    EdgeDeleted(Edge),
+}
+
+impl GraphEvent {
+    /// Skydive's message type name (`NodeAdded`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            GraphEvent::NodeAdded(_) => "NodeAdded",
+            GraphEvent::NodeUpdated(_) => "NodeUpdated",
+            GraphEvent::NodeDeleted(_) => "NodeDeleted",
+            GraphEvent::EdgeAdded(_) => "EdgeAdded",
+            GraphEvent::EdgeUpdated(_) => "EdgeUpdated",
+            GraphEvent::EdgeDeleted(_) => "EdgeDeleted",
+        }
+    }
+}
+
+/// Default capacity of the event channel; a subscriber more than this many events
+/// behind gets `RecvError::Lagged` and must resynchronise.
+pub const DEFAULT_EVENT_CAPACITY: usize = 65_536;
+
+#[derive(Debug)]
+struct Stamp {
+    id: Identifier,
+    metadata: Metadata,
+    host: u32,
+    origin: u32,
+    created_at: i64,
+    updated_at: i64,
+    revision: i64,
+    /// Position in the graph's insertion-order list.
+    order: u32,
+}
+
+/// Strings shared by many elements (`Host`, `Origin`), stored once.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: Vec<Arc<str>>,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.strings.iter().position(|x| &**x == s) {
+            return i as u32;
+        }
+        self.strings.push(Arc::from(s));
+        (self.strings.len() - 1) as u32
+    }
+
+    fn get(&self, i: u32) -> &str {
+        &self.strings[i as usize]
+    }
+}
+
+/// Insertion-ordered list with O(1) removal by position (tombstones) and amortised
+/// compaction.
+#[derive(Debug)]
+struct OrderList<I> {
+    slots: Vec<Option<I>>,
+    live: usize,
+}
+
+impl<I: Copy> OrderList<I> {
+    fn new() -> Self {
+        OrderList {
+            slots: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn push(&mut self, ix: I) -> u32 {
+        self.slots.push(Some(ix));
+        self.live += 1;
+        (self.slots.len() - 1) as u32
+    }
+
+    fn remove(&mut self, pos: u32) {
+        if let Some(slot) = self.slots.get_mut(pos as usize) {
+            if slot.take().is_some() {
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// Compacts when more than half the slots are tombstones; `renumber` is told each
+    /// surviving element's new position.
+    fn maybe_compact(&mut self, mut renumber: impl FnMut(I, u32)) {
+        if self.slots.len() < 64 || self.live * 2 > self.slots.len() {
+            return;
+        }
+        self.slots.retain(Option::is_some);
+        for (pos, ix) in self.slots.iter().enumerate() {
+            if let Some(ix) = ix {
+                renumber(*ix, pos as u32);
+            }
+        }
+        self.slots.shrink_to(self.slots.len() * 2);
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = I> + '_ {
+        self.slots.iter().filter_map(|s| *s)
+    }
+}
+
+/// The topology graph.
+pub struct Graph {
+    inner: StableDiGraph<Stamp, Stamp, u32>,
+    node_ids: HashTable<NodeIndex>,
+    edge_ids: HashTable<EdgeIndex>,
+    node_order: OrderList<NodeIndex>,
+    edge_order: OrderList<EdgeIndex>,
+    strings: Interner,
+    hasher: hashbrown::DefaultHashBuilder,
+    events: broadcast::Sender<Arc<GraphEvent>>,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("nodes", &self.node_count())
+            .field("edges", &self.edge_count())
+            .finish()
+    }
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::with_event_capacity(DEFAULT_EVENT_CAPACITY)
+    }
+
+    pub fn with_event_capacity(capacity: usize) -> Self {
+        let (events, _) = broadcast::channel(capacity.max(1));
+        Graph {
+            inner: StableDiGraph::default(),
+            node_ids: HashTable::new(),
+            edge_ids: HashTable::new(),
+            node_order: OrderList::new(),
+            edge_order: OrderList::new(),
+            strings: Interner::default(),
+            hasher: Default::default(),
+            events,
+        }
+    }
+
+    /// A receiver of every change made after this call. Subscribe while holding a read
+    /// lock on the graph to pair a snapshot with exactly the changes that follow it.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<GraphEvent>> {
+        self.events.subscribe()
+    }
+
+    /// The sending side, for subscribing without access to the graph.
+    pub fn event_sender(&self) -> broadcast::Sender<Arc<GraphEvent>> {
+        self.events.clone()
+    }
+
+    fn publish(&self, event: impl FnOnce() -> GraphEvent) {
+        if self.events.receiver_count() > 0 {
+            // An error only means every receiver went away meanwhile.
+            let _ = self.events.send(Arc::new(event()));
+        }
+    }
+
+    fn hash(&self, id: &Identifier) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    // ----- reads -------------------------------------------------------------------
+
+    pub fn node_count(&self) -> usize {
+        self.inner.node_count()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.inner.edge_count()
+    }
+
+    /// All nodes in insertion order.
+    pub fn nodes(&self) -> impl DoubleEndedIterator<Item = NodeIx> + '_ {
+        self.node_order.iter().map(NodeIx)
+    }
+
+    /// All edges in insertion order.
+    pub fn edges(&self) -> impl DoubleEndedIterator<Item = EdgeIx> + '_ {
+        self.edge_order.iter().map(EdgeIx)
+    }
+
+    pub fn find_node(&self, id: &Identifier) -> Option<NodeIx> {
+        let inner = &self.inner;
+        self.node_ids
+            .find(self.hash(id), |ix| &inner[*ix].id == id)
+            .map(|ix| NodeIx(*ix))
+    }
+
+    pub fn find_edge(&self, id: &Identifier) -> Option<EdgeIx> {
+        let inner = &self.inner;
+        self.edge_ids
+            .find(self.hash(id), |ix| &inner[*ix].id == id)
+            .map(|ix| EdgeIx(*ix))
+    }
+
+    /// A view of a node. Panics if `ix` was deleted: handles come from this graph's own
+    /// iterators under the same lock, so that is a logic error.
+    pub fn node(&self, ix: NodeIx) -> NodeRef<'_> {
+        NodeRef {
+            graph: self,
+            ix,
+            stamp: &self.inner[ix.0],
+        }
+    }
+
+    pub fn edge(&self, ix: EdgeIx) -> EdgeRef<'_> {
+        EdgeRef {
+            graph: self,
+            ix,
+            stamp: &self.inner[ix.0],
+        }
+    }
+
+    pub fn node_by_id(&self, id: &Identifier) -> Option<NodeRef<'_>> {
+        self.find_node(id).map(|ix| self.node(ix))
+    }
+
+    pub fn edge_by_id(&self, id: &Identifier) -> Option<EdgeRef<'_>> {
+        self.find_edge(id).map(|ix| self.edge(ix))
+    }
+
+    /// `(parent, child)` of an edge.
+    pub fn endpoints(&self, ix: EdgeIx) -> (NodeIx, NodeIx) {
+        let (p, c) = self
+            .inner
+            .edge_endpoints(ix.0)
+            .expect("edge handle from this graph");
+        (NodeIx(p), NodeIx(c))
+    }
+
+    /// Edges where `ix` is the parent, oldest first.
+    pub fn out_edges(&self, ix: NodeIx) -> impl Iterator<Item = EdgeIx> + '_ {
+        self.adjacent(ix, Direction::Outgoing)
+    }
+
+    /// Edges where `ix` is the child, oldest first.
+    pub fn in_edges(&self, ix: NodeIx) -> impl Iterator<Item = EdgeIx> + '_ {
+        self.adjacent(ix, Direction::Incoming)
+    }
+
+    /// Calls `f` with every edge where `ix` is the parent (`Outgoing`) or child
+    /// (`Incoming`), newest first, without allocating. The hot path of traversals.
+    #[inline]
+    pub fn for_each_edge(&self, ix: NodeIx, dir: Direction, mut f: impl FnMut(EdgeIx, NodeIx)) {
+        for e in self.inner.edges_directed(ix.0, dir) {
+            let other = match dir {
+                Direction::Outgoing => e.target(),
+                Direction::Incoming => e.source(),
+            };
+            f(EdgeIx(e.id()), NodeIx(other));
+        }
+    }
+
+    fn adjacent(&self, ix: NodeIx, dir: Direction) -> impl Iterator<Item = EdgeIx> + '_ {
+        // petgraph lists a node's edges newest first; reverse for insertion order.
+        let mut edges: Vec<EdgeIx> = self
+            .inner
+            .edges_directed(ix.0, dir)
+            .map(|e| EdgeIx(e.id()))
+            .collect();
+        edges.reverse();
+        edges.into_iter()
+    }
+
+    /// Owned snapshot of every node and edge, in insertion order.
+    pub fn snapshot(&self) -> (Vec<Node>, Vec<Edge>) {
+        (
+            self.nodes().map(|n| self.node(n).to_owned()).collect(),
+            self.edges().map(|e| self.edge(e).to_owned()).collect(),
+        )
+    }
+
+    // ----- writes ------------------------------------------------------------------
+
+    /// Adds a node as given (timestamps and revision included).
+    pub fn add_node(&mut self, node: Node) -> Result<NodeIx, GraphError> {
+        if self.find_node(&node.id).is_some() {
+            return Err(GraphError::DuplicateNode(node.id));
+        }
+        let hash = self.hash(&node.id);
+        let stamp = Stamp {
+            host: self.strings.intern(&node.host),
+            origin: self.strings.intern(&node.origin),
+            id: node.id.clone(),
+            metadata: Metadata::new(),
+            created_at: node.created_at,
+            updated_at: node.updated_at,
+            revision: node.revision,
+            order: 0,
+        };
+        let ix = self.inner.add_node(stamp);
+        let order = self.node_order.push(ix);
+        let w = &mut self.inner[ix];
+        w.order = order;
+        w.metadata = node.metadata.clone();
+        let inner = &self.inner;
+        let hasher = &self.hasher;
+        self.node_ids
+            .insert_unique(hash, ix, |i| hasher.hash_one(&inner[*i].id));
+        self.publish(|| GraphEvent::NodeAdded(node));
+        Ok(NodeIx(ix))
+    }
+
+    /// Adds an edge as given; its parent and child must exist.
+    pub fn add_edge(&mut self, edge: Edge) -> Result<EdgeIx, GraphError> {
+        if self.find_edge(&edge.id).is_some() {
+            return Err(GraphError::DuplicateEdge(edge.id));
+        }
+        let parent = self.find_node(&edge.parent).ok_or(GraphError::NoParent)?;
+        let child = self.find_node(&edge.child).ok_or(GraphError::NoChild)?;
+        let hash = self.hash(&edge.id);
+        let stamp = Stamp {
+            host: self.strings.intern(&edge.host),
+            origin: self.strings.intern(&edge.origin),
+            id: edge.id.clone(),
+            metadata: edge.metadata.clone(),
+            created_at: edge.created_at,
+            updated_at: edge.updated_at,
+            revision: edge.revision,
+            order: 0,
+        };
+        let ix = self.inner.add_edge(parent.0, child.0, stamp);
+        self.inner[ix].order = self.edge_order.push(ix);
+        let inner = &self.inner;
+        let hasher = &self.hasher;
+        self.edge_ids
+            .insert_unique(hash, ix, |i| hasher.hash_one(&inner[*i].id));
+        self.publish(|| GraphEvent::EdgeAdded(edge));
+        Ok(EdgeIx(ix))
+    }
+
+    /// Changes a node's metadata through `f`. When the metadata actually changed, the
+    /// revision is incremented, `UpdatedAt` set to now and `NodeUpdated` published.
+    /// Returns whether it changed.
+    pub fn update_node(
+        &mut self,
+        id: &Identifier,
+        f: impl FnOnce(&mut Metadata),
+    ) -> Result<bool, GraphError> {
+        let ix = self
+            .find_node(id)
+            .ok_or_else(|| GraphError::NoSuchNode(id.clone()))?;
+        let stamp = &mut self.inner[ix.0];
+        let before = stamp.metadata.clone();
+        f(&mut stamp.metadata);
+        if stamp.metadata == before {
+            return Ok(false);
+        }
+        stamp.revision += 1;
+        stamp.updated_at = now_ms().max(stamp.updated_at);
+        self.publish(|| GraphEvent::NodeUpdated(self.node(ix).to_owned()));
+        Ok(true)
+    }
+
+    /// Sets one (dotted) metadata key of a node; see [`Graph::update_node`].
+    pub fn set_node_field(
+        &mut self,
+        id: &Identifier,
+        key: &str,
+        value: Value,
+    ) -> Result<bool, GraphError> {
+        self.update_node(id, |m| {
+            crate::element::set_field(m, key, value);
+        })
+    }
+
+    /// Changes an edge's metadata through `f`; like [`Graph::update_node`].
+    pub fn update_edge(
+        &mut self,
+        id: &Identifier,
+        f: impl FnOnce(&mut Metadata),
+    ) -> Result<bool, GraphError> {
+        let ix = self
+            .find_edge(id)
+            .ok_or_else(|| GraphError::NoSuchEdge(id.clone()))?;
+        let stamp = &mut self.inner[ix.0];
+        let before = stamp.metadata.clone();
+        f(&mut stamp.metadata);
+        if stamp.metadata == before {
+            return Ok(false);
+        }
+        stamp.revision += 1;
+        stamp.updated_at = now_ms().max(stamp.updated_at);
+        self.publish(|| GraphEvent::EdgeUpdated(self.edge(ix).to_owned()));
+        Ok(true)
+    }
+
+    /// Deletes an edge and returns it.
+    pub fn delete_edge(&mut self, id: &Identifier) -> Result<Edge, GraphError> {
+        let ix = self
+            .find_edge(id)
+            .ok_or_else(|| GraphError::NoSuchEdge(id.clone()))?;
+        Ok(self.remove_edge_ix(ix))
+    }
+
+    fn remove_edge_ix(&mut self, ix: EdgeIx) -> Edge {
+        let edge = self.edge(ix).to_owned();
+        let hash = self.hash(&edge.id);
+        if let Ok(entry) = self.edge_ids.find_entry(hash, |i| *i == ix.0) {
+            entry.remove();
+        }
+        let stamp = self
+            .inner
+            .remove_edge(ix.0)
+            .expect("edge handle from this graph");
+        self.edge_order.remove(stamp.order);
+        let inner = &mut self.inner;
+        self.edge_order.maybe_compact(|e, pos| inner[e].order = pos);
+        self.publish(|| GraphEvent::EdgeDeleted(edge.clone()));
+        edge
+    }
+
+    /// Deletes a node, after deleting every edge touching it (each published as
+    /// `EdgeDeleted`), and returns it.
+    pub fn delete_node(&mut self, id: &Identifier) -> Result<Node, GraphError> {
+        let ix = self
+            .find_node(id)
+            .ok_or_else(|| GraphError::NoSuchNode(id.clone()))?;
+        let mut edges: Vec<EdgeIx> = self.out_edges(ix).collect();
+        edges.extend(self.in_edges(ix));
+        edges.sort_unstable();
+        edges.dedup();
+        for e in edges {
+            self.remove_edge_ix(e);
+        }
+        let node = self.node(ix).to_owned();
+        let hash = self.hash(&node.id);
+        if let Ok(entry) = self.node_ids.find_entry(hash, |i| *i == ix.0) {
+            entry.remove();
+        }
+        let stamp = self
+            .inner
+            .remove_node(ix.0)
+            .expect("node handle from this graph");
+        self.node_order.remove(stamp.order);
+        let inner = &mut self.inner;
+        self.node_order.maybe_compact(|n, pos| inner[n].order = pos);
+        self.publish(|| GraphEvent::NodeDeleted(node.clone()));
+        Ok(node)
+    }
+
+    /// Deletes a node and, recursively, every node it owns through `ownership` edges.
+    /// Returns how many nodes were deleted.
+    pub fn delete_subtree(&mut self, id: &Identifier) -> Result<usize, GraphError> {
+        let root = self
+            .find_node(id)
+            .ok_or_else(|| GraphError::NoSuchNode(id.clone()))?;
+        let mut order = vec![root];
+        let mut i = 0;
+        while i < order.len() {
+            let n = order[i];
+            for e in self.out_edges(n) {
+                if self.edge(e).metadata().get("RelationType") == Some(&Value::from("ownership")) {
+                    let (_, child) = self.endpoints(e);
+                    if !order.contains(&child) {
+                        order.push(child);
+                    }
+                }
+            }
+            i += 1;
+        }
+        let ids: Vec<Identifier> = order.iter().map(|n| self.node(*n).id().clone()).collect();
+        // Children first, so subscribers never see an orphan.
+        for id in ids.iter().rev() {
+            self.delete_node(id)?;
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Read-only view of a node.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'g> {
+    graph: &'g Graph,
+    ix: NodeIx,
+    stamp: &'g Stamp,
+}
+
+/// Read-only view of an edge.
+#[derive(Clone, Copy)]
+pub struct EdgeRef<'g> {
+    graph: &'g Graph,
+    ix: EdgeIx,
+    stamp: &'g Stamp,
+}
+
+macro_rules! element_accessors {
+    () => {
+        pub fn id(&self) -> &'g Identifier {
+            &self.stamp.id
+        }
+        pub fn metadata(&self) -> &'g Metadata {
+            &self.stamp.metadata
+        }
+        pub fn host(&self) -> &'g str {
+            self.graph.strings.get(self.stamp.host)
+        }
+        pub fn origin(&self) -> &'g str {
+            self.graph.strings.get(self.stamp.origin)
+        }
+        pub fn created_at(&self) -> i64 {
+            self.stamp.created_at
+        }
+        pub fn updated_at(&self) -> i64 {
+            self.stamp.updated_at
+        }
+        pub fn revision(&self) -> i64 {
+            self.stamp.revision
+        }
+    };
+}
+
+impl<'g> NodeRef<'g> {
+    element_accessors!();
+
+    pub fn ix(&self) -> NodeIx {
+        self.ix
+    }
+
+    pub fn to_owned(&self) -> Node {
+        Node {
+            id: self.id().clone(),
+            metadata: self.metadata().clone(),
+            host: self.host().to_owned(),
+            origin: self.origin().to_owned(),
+            created_at: self.created_at(),
+            updated_at: self.updated_at(),
+            deleted_at: None,
+            revision: self.revision(),
+        }
+    }
+}
+
+impl<'g> EdgeRef<'g> {
+    element_accessors!();
+
+    pub fn ix(&self) -> EdgeIx {
+        self.ix
+    }
+
+    pub fn parent(&self) -> NodeRef<'g> {
+        self.graph.node(self.graph.endpoints(self.ix).0)
+    }
+
+    pub fn child(&self) -> NodeRef<'g> {
+        self.graph.node(self.graph.endpoints(self.ix).1)
+    }
+
+    pub fn to_owned(&self) -> Edge {
+        Edge {
+            id: self.id().clone(),
+            metadata: self.metadata().clone(),
+            host: self.host().to_owned(),
+            origin: self.origin().to_owned(),
+            created_at: self.created_at(),
+            updated_at: self.updated_at(),
+            deleted_at: None,
+            revision: self.revision(),
+            parent: self.parent().id().clone(),
+            child: self.child().id().clone(),
+        }
+    }
+}
+
+/// Serialises the view directly, without building an owned copy.
+impl serde::Serialize for NodeRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Node", 8)?;
+        st.serialize_field("ID", self.id())?;
+        st.serialize_field("Metadata", self.metadata())?;
+        st.serialize_field("Host", self.host())?;
+        st.serialize_field("Origin", self.origin())?;
+        st.serialize_field("CreatedAt", &self.created_at())?;
+        st.serialize_field("UpdatedAt", &self.updated_at())?;
+        st.serialize_field("DeletedAt", &Option::<i64>::None)?;
+        st.serialize_field("Revision", &self.revision())?;
+        st.end()
+    }
+}
+
+impl serde::Serialize for EdgeRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Edge", 10)?;
+        st.serialize_field("ID", self.id())?;
+        st.serialize_field("Metadata", self.metadata())?;
+        st.serialize_field("Host", self.host())?;
+        st.serialize_field("Origin", self.origin())?;
+        st.serialize_field("CreatedAt", &self.created_at())?;
+        st.serialize_field("UpdatedAt", &self.updated_at())?;
+        st.serialize_field("DeletedAt", &Option::<i64>::None)?;
+        st.serialize_field("Revision", &self.revision())?;
+        st.serialize_field("Parent", self.parent().id())?;
+        st.serialize_field("Child", self.child().id())?;
+        st.end()
+    }
+}
+
+impl Hash for NodeRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ix.hash(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn md(v: Value) -> Metadata {
+        v.as_object().unwrap().clone()
+    }
+
+    fn node(g: &mut Graph, id: &str, name: &str) -> Identifier {
+        let id = Identifier::from(id);
+        g.add_node(Node::new(
+            id.clone(),
+            md(json!({"Name": name})),
+            "h",
+            "agent.h",
+        ))
+        .unwrap();
+        id
+    }
+
+    fn link(g: &mut Graph, p: &Identifier, c: &Identifier, rel: &str) -> Identifier {
+        let e = Edge::new(
+            p.clone(),
+            c.clone(),
+            md(json!({"RelationType": rel})),
+            "h",
+            "agent.h",
+        );
+        let id = e.id.clone();
+        g.add_edge(e).unwrap();
+        id
+    }
+
+    #[test]
+    fn insertion_order_survives_deletes_and_compaction() {
+        let mut g = Graph::new();
+        let ids: Vec<_> = (0..200)
+            .map(|i| node(&mut g, &format!("n{i}"), "x"))
+            .collect();
+        for id in ids.iter().step_by(3) {
+            g.delete_node(id).unwrap();
+        }
+        for i in 200..300 {
+            node(&mut g, &format!("n{i}"), "x");
+        }
+        let got: Vec<String> = g.nodes().map(|n| g.node(n).id().to_string()).collect();
+        let want: Vec<String> = (0..300)
+            .filter(|i| *i >= 200 || i % 3 != 0)
+            .map(|i| format!("n{i}"))
+            .collect();
+        assert_eq!(got, want);
+        for id in &want {
+            assert!(g.find_node(&Identifier::from(id.as_str())).is_some());
+        }
+    }
+
+    #[test]
+    fn duplicates_and_missing_endpoints_are_errors() {
+        let mut g = Graph::new();
+        let a = node(&mut g, "a", "a");
+        assert_eq!(
+            g.add_node(Node::new(a.clone(), Metadata::new(), "h", "o")),
+            Err(GraphError::DuplicateNode(a.clone()))
+        );
+        let e = Edge::new(a.clone(), "zz".into(), Metadata::new(), "h", "o");
+        assert_eq!(g.add_edge(e), Err(GraphError::NoChild));
+        let e = Edge::new("zz".into(), a.clone(), Metadata::new(), "h", "o");
+        assert_eq!(g.add_edge(e), Err(GraphError::NoParent));
+    }
+
+    #[test]
+    fn adjacency_is_oldest_first_and_delete_node_removes_edges() {
+        let mut g = Graph::new();
+        let h = node(&mut g, "h", "host");
+        let a = node(&mut g, "a", "a");
+        let b = node(&mut g, "b", "b");
+        link(&mut g, &h, &a, "ownership");
+        link(&mut g, &h, &b, "ownership");
+        let hx = g.find_node(&h).unwrap();
+        let children: Vec<String> = g
+            .out_edges(hx)
+            .map(|e| g.edge(e).child().id().to_string())
+            .collect();
+        assert_eq!(children, ["a", "b"]);
+        g.delete_node(&a).unwrap();
+        assert_eq!(g.edge_count(), 1);
+        assert_eq!(g.out_edges(hx).count(), 1);
+    }
+
+    #[test]
+    fn update_bumps_revision_only_on_change_and_publishes() {
+        let mut g = Graph::new();
+        let a = node(&mut g, "a", "a");
+        let mut rx = g.subscribe();
+        assert!(!g.update_node(&a, |_| {}).unwrap());
+        assert!(g.set_node_field(&a, "MTU", json!(1500)).unwrap());
+        assert!(!g.set_node_field(&a, "MTU", json!(1500)).unwrap());
+        let n = g.node_by_id(&a).unwrap();
+        assert_eq!(n.revision(), 2);
+        match &*rx.try_recv().unwrap() {
+            GraphEvent::NodeUpdated(n) => assert_eq!(n.metadata["MTU"], json!(1500)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn events_follow_mutations_in_order() {
+        let mut g = Graph::new();
+        let mut rx = g.subscribe();
+        let h = node(&mut g, "h", "host");
+        let a = node(&mut g, "a", "a");
+        link(&mut g, &h, &a, "ownership");
+        g.delete_subtree(&h).unwrap();
+        let names: Vec<&str> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "NodeAdded",
+                "NodeAdded",
+                "EdgeAdded",
+                "EdgeDeleted",
+                "NodeDeleted",
+                "NodeDeleted"
+            ]
+        );
+        assert_eq!(g.node_count(), 0);
+    }
+
+    #[test]
+    fn lagging_subscriber_is_told_not_blocking_writer() {
+        let mut g = Graph::with_event_capacity(4);
+        let mut rx = g.subscribe();
+        for i in 0..10 {
+            node(&mut g, &format!("n{i}"), "x");
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(6))
+        ));
+    }
+
+    #[test]
+    fn views_serialize_like_owned_elements() {
+        let mut g = Graph::new();
+        let h = node(&mut g, "h", "host");
+        let a = node(&mut g, "a", "a");
+        let e = link(&mut g, &h, &a, "ownership");
+        let n = g.node_by_id(&a).unwrap();
+        assert_eq!(
+            serde_json::to_value(n).unwrap(),
+            serde_json::to_value(n.to_owned()).unwrap()
+        );
+        let e = g.edge_by_id(&e).unwrap();
+        assert_eq!(
+            serde_json::to_value(e).unwrap(),
+            serde_json::to_value(e.to_owned()).unwrap()
+        );
+    }
+}
