@@ -118,3 +118,121 @@ pub enum Predicate {
     /// `IPV4RANGE('10.0.0.0/8')`.
     Ipv4Range(String),
 }
+
+impl StepKind {
+    /// Classifies a step identifier, case-insensitively; anything that is not a core step
+    /// becomes [`StepKind::Extension`] keeping the spelling of the query.
+    pub fn from_ident(ident: &str) -> StepKind {
+        match ident.to_ascii_uppercase().as_str() {
+            "G" => StepKind::G,
+            "V" => StepKind::V,
+            "E" => StepKind::E,
+            "HAS" => StepKind::Has,
+            "HASKEY" => StepKind::HasKey,
+            "HASNOT" => StepKind::HasNot,
+            "HASEITHER" => StepKind::HasEither,
+            "OUT" => StepKind::Out,
+            "IN" => StepKind::In,
+            "BOTH" => StepKind::Both,
+            "OUTE" => StepKind::OutE,
+            "INE" => StepKind::InE,
+            "BOTHE" => StepKind::BothE,
+            "OUTV" => StepKind::OutV,
+            "INV" => StepKind::InV,
+            "BOTHV" => StepKind::BothV,
+            "DEDUP" => StepKind::Dedup,
+            "COUNT" => StepKind::Count,
+            "RANGE" => StepKind::Range,
+            "LIMIT" => StepKind::Limit,
+            "SORT" => StepKind::Sort,
+            "VALUES" => StepKind::Values,
+            "VALUEMAP" => StepKind::ValueMap,
+            "KEYS" => StepKind::Keys,
+            "SUM" => StepKind::Sum,
+            "SHORTESTPATHTO" => StepKind::ShortestPathTo,
+            "SUBGRAPH" => StepKind::SubGraph,
+            "AS" => StepKind::As,
+            "SELECT" => StepKind::Select,
+            _ => StepKind::Extension(ident.to_owned()),
+        }
+    }
+
+    /// Canonical spelling (`HasKey`, `ShortestPathTo`, ...); extension steps as written.
+    pub fn name(&self) -> &str {
+        match self {
+            StepKind::G => "G",
+            StepKind::V => "V",
+            StepKind::E => "E",
+            StepKind::Has => "Has",
+            StepKind::HasKey => "HasKey",
+            StepKind::HasNot => "HasNot",
+            StepKind::HasEither => "HasEither",
+            StepKind::Out => "Out",
+            StepKind::In => "In",
+            StepKind::Both => "Both",
+            StepKind::OutE => "OutE",
+            StepKind::InE => "InE",
+            StepKind::BothE => "BothE",
+            StepKind::OutV => "OutV",
+            StepKind::InV => "InV",
+            StepKind::BothV => "BothV",
+            StepKind::Dedup => "Dedup",
+            StepKind::Count => "Count",
+            StepKind::Range => "Range",
+            StepKind::Limit => "Limit",
+            StepKind::Sort => "Sort",
+            StepKind::Values => "Values",
+            StepKind::ValueMap => "ValueMap",
+            StepKind::Keys => "Keys",
+            StepKind::Sum => "Sum",
+            StepKind::ShortestPathTo => "ShortestPathTo",
+            StepKind::SubGraph => "SubGraph",
+            StepKind::As => "As",
+            StepKind::Select => "Select",
+            StepKind::Extension(name) => name,
+        }
+    }
+}
+
+impl Param {
+    /// The string value, if this parameter is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Param::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Keyword {
+    /// Canonical (upper-case) spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Keyword::Asc => "ASC",
+            Keyword::Desc => "DESC",
+            Keyword::Forever => "FOREVER",
+            Keyword::Now => "NOW",
+        }
+    }
+}
+
+impl Predicate {
+    /// Canonical (upper-case) spelling of the predicate name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Predicate::Ne(_) => "NE",
+            Predicate::Nee(_) => "NEE",
+            Predicate::Lt(_) => "LT",
+            Predicate::Gt(_) => "GT",
+            Predicate::Lte(_) => "LTE",
+            Predicate::Gte(_) => "GTE",
+            Predicate::Inside(..) => "INSIDE",
+            Predicate::Outside(..) => "OUTSIDE",
+            Predicate::Between(..) => "BETWEEN",
+            Predicate::Within(_) => "WITHIN",
+            Predicate::Without(_) => "WITHOUT",
+            Predicate::Regex(_) => "REGEX",
+            Predicate::Ipv4Range(_) => "IPV4RANGE",
+        }
+    }
+}
