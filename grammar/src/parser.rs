@@ -137,11 +137,16 @@ fn describe_found(text: &str, pos: usize) -> String {
     let Some((_, first)) = chars.next() else {
         return "end of query".to_owned();
     };
-    let end = if first.is_ascii_alphanumeric() || first == '-' {
+    let run = |also_dot: bool| {
         rest.char_indices()
             .skip(1)
-            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || (also_dot && c == '.')))
             .map_or(rest.len(), |(i, _)| i)
+    };
+    let end = if first.is_ascii_alphabetic() {
+        run(false)
+    } else if first.is_ascii_digit() || first == '-' {
+        run(true)
     } else if first == '\'' || first == '"' {
         let mut escaped = false;
         chars
@@ -341,7 +346,7 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
     let one = |mut p: Vec<Param>| -> Result<Box<Param>, ParseError> {
         match p.len() {
             1 => Ok(Box::new(p.remove(0))),
-            n => Err(err(format!("{upper} takes exactly one parameter, found {n}"))),
+            n => Err(err(format!("{upper} takes exactly one parameter, found {}", plural(n)))),
         }
     };
     let two = |mut p: Vec<Param>| -> Result<(Box<Param>, Box<Param>), ParseError> {
@@ -350,7 +355,7 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
                 let b = p.remove(1);
                 Ok((Box::new(p.remove(0)), Box::new(b)))
             }
-            n => Err(err(format!("{upper} takes exactly two parameters, found {n}"))),
+            n => Err(err(format!("{upper} takes exactly two parameters, found {}", plural(n)))),
         }
     };
     let string = |p: Vec<Param>| -> Result<String, ParseError> {
@@ -362,7 +367,7 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
             ))),
             Err(p) => Err(err(format!(
                 "{upper} takes exactly one string parameter, found {}",
-                p.len()
+                plural(p.len())
             ))),
         }
     };
@@ -670,6 +675,14 @@ mod tests {
     }
 
     #[test]
+    fn prescan_bounds_huge_inputs_without_recursion() {
+        let parens = "(".repeat(1_000_000);
+        assert!(prescan(&parens).is_err());
+        let within = format!("G.V().Has('a', {}", "WITHIN(".repeat(1_000_000));
+        assert!(prescan(&within).is_err());
+    }
+
+    #[test]
     fn prescan_ignores_parens_in_strings() {
         let s = format!("G.V('{}')", "(".repeat(100));
         assert_eq!(prescan(&s), Ok(None));
@@ -679,6 +692,7 @@ mod tests {
     #[test]
     fn found_token() {
         assert_eq!(describe_found("abc def", 0), "\"abc\"");
+        assert_eq!(describe_found("x.V()", 0), "\"x\"");
         assert_eq!(describe_found("1.2.3)", 0), "\"1.2.3\"");
         assert_eq!(describe_found("'a\\'b' x", 0), "\"'a\\\\'b'\"");
         assert_eq!(describe_found("=", 0), "\"=\"");
