@@ -30,8 +30,8 @@ pub(crate) fn parse(text: &str) -> Result<Query, ParseError> {
         ));
     }
     let unterminated = prescan(text)?;
-    let mut pairs = GremlinParser::parse(Rule::query, text)
-        .map_err(|e| from_pest(text, &e, unterminated))?;
+    let mut pairs =
+        GremlinParser::parse(Rule::query, text).map_err(|e| from_pest(text, &e, unterminated))?;
     let Some(query) = pairs.next() else {
         return Err(ParseError::new(text, 0, "empty parse"));
     };
@@ -99,14 +99,17 @@ fn from_pest(text: &str, e: &pest::error::Error<Rule>, unterminated: Option<usiz
     let found = describe_found(text, pos);
     let message = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
-            let mut expected: Vec<(u8, &str)> = positives.iter().map(|r| describe_rule(*r)).collect();
+            let mut expected: Vec<(u8, &str)> =
+                positives.iter().map(|r| describe_rule(*r)).collect();
             expected.sort_unstable();
             expected.dedup();
             let names: Vec<&str> = expected.into_iter().map(|(_, name)| name).collect();
             match names.as_slice() {
                 [] => format!("unexpected {found}"),
                 [one] => format!("expected {one}, found {found}"),
-                [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
+                [init @ .., last] => {
+                    format!("expected {} or {last}, found {found}", init.join(", "))
+                }
             }
         }
         ErrorVariant::CustomError { message } => message.replace('\n', " "),
@@ -346,7 +349,10 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
     let one = |mut p: Vec<Param>| -> Result<Box<Param>, ParseError> {
         match p.len() {
             1 => Ok(Box::new(p.remove(0))),
-            n => Err(err(format!("{upper} takes exactly one parameter, found {}", plural(n)))),
+            n => Err(err(format!(
+                "{upper} takes exactly one parameter, found {}",
+                plural(n)
+            ))),
         }
     };
     let two = |mut p: Vec<Param>| -> Result<(Box<Param>, Box<Param>), ParseError> {
@@ -355,7 +361,10 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
                 let b = p.remove(1);
                 Ok((Box::new(p.remove(0)), Box::new(b)))
             }
-            n => Err(err(format!("{upper} takes exactly two parameters, found {}", plural(n)))),
+            n => Err(err(format!(
+                "{upper} takes exactly two parameters, found {}",
+                plural(n)
+            ))),
         }
     };
     let string = |p: Vec<Param>| -> Result<String, ParseError> {
@@ -396,7 +405,7 @@ fn build_call(text: &str, pair: Pair<'_, Rule>) -> Result<Param, ParseError> {
             let re = string(params)?;
             if re.starts_with('^') || ends_with_unescaped_dollar(&re) {
                 return Err(err(
-                    "regex is anchored by default: remove ^ and $".to_owned(),
+                    "regex is anchored by default: remove ^ and $".to_owned()
                 ));
             }
             Predicate::Regex(re)
@@ -538,7 +547,10 @@ fn check_count(name: &str, what: &str, params: &[Param], ok: bool) -> Result<(),
     if ok {
         Ok(())
     } else {
-        Err(format!("{name} takes {what}, found {}", plural(params.len())))
+        Err(format!(
+            "{name} takes {what}, found {}",
+            plural(params.len())
+        ))
     }
 }
 
@@ -597,9 +609,9 @@ fn check_step(kind: &StepKind, p: &[Param]) -> Result<(), String> {
             }
         }
         K::Sort => match p {
-            [] | [Param::Str(_)] | [Param::Keyword(Keyword::Asc | Keyword::Desc), Param::Str(_)] => {
-                Ok(())
-            }
+            []
+            | [Param::Str(_)]
+            | [Param::Keyword(Keyword::Asc | Keyword::Desc), Param::Str(_)] => Ok(()),
             _ => Err(format!(
                 "Sort takes no parameters, a string key, or ASC|DESC and a string key, found {}",
                 describe_params(p)
@@ -652,7 +664,15 @@ mod tests {
         assert!(is_ipv4_cidr("10.0.0.0/8"));
         assert!(is_ipv4_cidr("0.0.0.0/0"));
         assert!(is_ipv4_cidr("192.168.1.1/32"));
-        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0/8", "256.0.0.0/8", "a/8", "10.0.0.0/", "10.0.0.0/+8"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "256.0.0.0/8",
+            "a/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+        ] {
             assert!(!is_ipv4_cidr(bad), "{bad}");
         }
     }
@@ -667,7 +687,11 @@ mod tests {
 
     #[test]
     fn prescan_depth() {
-        let ok = format!("G.V({}{})", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        let ok = format!(
+            "G.V({}{})",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
         assert!(prescan(&ok).is_ok());
         let deep = format!("G.V({})", "(".repeat(MAX_NESTING + 1));
         let e = prescan(&deep).unwrap_err();

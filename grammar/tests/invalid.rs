@@ -4,6 +4,7 @@
 use topotap_grammar::{parse, MAX_NESTING, MAX_QUERY_LEN};
 
 /// (query, expected message substring, expected 1-based column)
+#[rustfmt::skip]
 const INVALID: &[(&str, &str, usize)] = &[
     // `G` first
     ("", "expected \"G\", found end of query", 1),
@@ -139,14 +140,24 @@ fn invalid_queries() {
             Err(e) => e,
         };
         let text = err.to_string();
-        assert!(text.contains(substring), "{query:?}: {text:?} lacks {substring:?}");
+        assert!(
+            text.contains(substring),
+            "{query:?}: {text:?} lacks {substring:?}"
+        );
         assert_eq!(err.column, *column, "column of {query:?}: {text}");
-        assert!(!text.contains('\n'), "{query:?}: multi-line message {text:?}");
+        assert!(
+            !text.contains('\n'),
+            "{query:?}: multi-line message {text:?}"
+        );
         assert!(
             text.starts_with(&format!("line {}, column {}: ", err.line, err.column)),
             "{text}"
         );
-        assert!(err.position <= query.len(), "{query:?}: position {}", err.position);
+        assert!(
+            err.position <= query.len(),
+            "{query:?}: position {}",
+            err.position
+        );
     }
 }
 
@@ -164,16 +175,26 @@ fn unknown_predicate_message_is_exact() {
     let err = parse("G.V().Has('a', FOO(1))").unwrap_err();
     assert_eq!(err.to_string(), "line 1, column 16: unknown predicate FOO");
     let err = parse("G.V().Has('Name', x)").unwrap_err();
-    assert_eq!(err.to_string(), "line 1, column 19: expected \")\" or a parameter, found \"x\"");
+    assert_eq!(
+        err.to_string(),
+        "line 1, column 19: expected \")\" or a parameter, found \"x\""
+    );
 }
 
 #[test]
 fn found_token_is_escaped_on_one_line() {
     let err = parse("G.V()\n\u{7}").unwrap_err();
-    assert_eq!(err.message, "expected \".\" or end of query, found \"\\u{7}\"");
+    assert_eq!(
+        err.message,
+        "expected \".\" or end of query, found \"\\u{7}\""
+    );
     let long = format!("G.V() '{}'", "x".repeat(100));
     let err = parse(&long).unwrap_err();
-    assert!(err.message.ends_with("...") && err.message.len() < 100, "{}", err.message);
+    assert!(
+        err.message.ends_with("...") && err.message.len() < 100,
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -183,7 +204,10 @@ fn too_long_query() {
         q.push_str(".V()");
     }
     let err = parse(&q).unwrap_err();
-    assert!(err.message.contains("longer than the 65536 bytes allowed"), "{err}");
+    assert!(
+        err.message.contains("longer than the 65536 bytes allowed"),
+        "{err}"
+    );
     assert_eq!(err.position, 0);
     // just under the limit is fine
     let ok = format!("G{}", ".V()".repeat((MAX_QUERY_LEN - 1) / 4));
@@ -193,19 +217,27 @@ fn too_long_query() {
 
 #[test]
 fn nesting_limit() {
-    let nest = |n: usize| {
-        format!("G.V().Has('a', {}1{})", "WITHIN(".repeat(n), ")".repeat(n))
-    };
+    let nest = |n: usize| format!("G.V().Has('a', {}1{})", "WITHIN(".repeat(n), ")".repeat(n));
     assert!(parse(&nest(MAX_NESTING)).is_ok());
     let err = parse(&nest(MAX_NESTING + 1)).unwrap_err();
-    assert!(err.message.contains("nested deeper than 32 levels"), "{err}");
+    assert!(
+        err.message.contains("nested deeper than 32 levels"),
+        "{err}"
+    );
     // the offending parenthesis: `G.V().Has('a', ` + 32 * `WITHIN(` + `WITHIN`
     assert_eq!(err.position, 15 + 7 * MAX_NESTING + 6);
     let meta = |n: usize| {
-        format!("G.V().ShortestPathTo({}1{})", "Metadata('k', ".repeat(n), ")".repeat(n))
+        format!(
+            "G.V().ShortestPathTo({}1{})",
+            "Metadata('k', ".repeat(n),
+            ")".repeat(n)
+        )
     };
     assert!(parse(&meta(MAX_NESTING)).is_ok());
-    assert!(parse(&meta(MAX_NESTING + 1)).unwrap_err().message.contains("nested deeper"));
+    assert!(parse(&meta(MAX_NESTING + 1))
+        .unwrap_err()
+        .message
+        .contains("nested deeper"));
 }
 
 #[test]
@@ -216,15 +248,24 @@ fn pathological_inputs_are_rejected_cleanly() {
         ")".repeat(10_000)
     );
     // 70 KB: over the length limit, which is checked first
-    assert!(parse(&deep_within).unwrap_err().message.contains("longer than"));
+    assert!(parse(&deep_within)
+        .unwrap_err()
+        .message
+        .contains("longer than"));
     let deep_within = format!("G.V().Has('a', {}1", "WITHIN(".repeat(9_000));
-    assert!(parse(&deep_within).unwrap_err().message.contains("nested deeper"));
+    assert!(parse(&deep_within)
+        .unwrap_err()
+        .message
+        .contains("nested deeper"));
     let parens = format!("G.V{}", "(".repeat(100_000));
     let err = parse(&parens).unwrap_err();
     // 100_000 bytes is over the length limit before anything else
     assert!(err.message.contains("longer than"), "{err}");
     let parens = format!("G.V{}", "(".repeat(60_000));
-    assert!(parse(&parens).unwrap_err().message.contains("nested deeper"));
+    assert!(parse(&parens)
+        .unwrap_err()
+        .message
+        .contains("nested deeper"));
     let commas = format!("G.V({})", ",".repeat(60_000));
     assert_eq!(parse(&commas).unwrap().steps[0].params.len(), 0);
     let dots = format!("G{}", ".".repeat(60_000));

@@ -4,6 +4,7 @@ use topotap_grammar::ast::{Keyword, Param, Predicate, StepKind};
 use topotap_grammar::parse;
 
 /// (query, canonical printing)
+#[rustfmt::skip]
 const VALID: &[(&str, &str)] = &[
     // bare graph and every core step
     ("G", "G"),
@@ -147,7 +148,11 @@ fn round_trip() {
         let printed = ast.to_string();
         let again = parse(&printed).unwrap_or_else(|e| panic!("reparsing {printed:?}: {e}"));
         assert_eq!(again, ast, "round trip of {query:?}");
-        assert_eq!(again.to_string(), printed, "printing is a fixed point for {query:?}");
+        assert_eq!(
+            again.to_string(),
+            printed,
+            "printing is a fixed point for {query:?}"
+        );
     }
 }
 
@@ -188,16 +193,46 @@ fn metadata_pairs_in_order() {
 fn step_spans_cover_name_to_close_paren() {
     let text = "G.V().Has('Name', 'eth0') .G";
     let q = parse(text).unwrap();
-    let spans: Vec<&str> = q.steps.iter().map(|s| &text[s.span.start..s.span.end]).collect();
+    let spans: Vec<&str> = q
+        .steps
+        .iter()
+        .map(|s| &text[s.span.start..s.span.end])
+        .collect();
     assert_eq!(spans, ["V()", "Has('Name', 'eth0')", "G"]);
 }
 
 #[test]
 fn step_kind_names() {
     let core = [
-        "G", "V", "E", "Has", "HasKey", "HasNot", "HasEither", "Out", "In", "Both", "OutE", "InE",
-        "BothE", "OutV", "InV", "BothV", "Dedup", "Count", "Range", "Limit", "Sort", "Values",
-        "ValueMap", "Keys", "Sum", "ShortestPathTo", "SubGraph", "As", "Select",
+        "G",
+        "V",
+        "E",
+        "Has",
+        "HasKey",
+        "HasNot",
+        "HasEither",
+        "Out",
+        "In",
+        "Both",
+        "OutE",
+        "InE",
+        "BothE",
+        "OutV",
+        "InV",
+        "BothV",
+        "Dedup",
+        "Count",
+        "Range",
+        "Limit",
+        "Sort",
+        "Values",
+        "ValueMap",
+        "Keys",
+        "Sum",
+        "ShortestPathTo",
+        "SubGraph",
+        "As",
+        "Select",
     ];
     for name in core {
         let kind = StepKind::from_ident(name);
@@ -207,6 +242,9 @@ fn step_kind_names() {
         assert_eq!(StepKind::from_ident(&name.to_uppercase()), kind);
         assert_eq!(kind.to_string(), name);
     }
-    assert_eq!(StepKind::from_ident("fLoWs"), StepKind::Extension("fLoWs".into()));
+    assert_eq!(
+        StepKind::from_ident("fLoWs"),
+        StepKind::Extension("fLoWs".into())
+    );
     assert_eq!(StepKind::from_ident("fLoWs").name(), "fLoWs");
 }
