@@ -3,6 +3,7 @@
 
 pub mod element;
 pub mod graph;
+pub mod gremlin;
 mod id;
 pub mod shared;
 pub mod tid;
