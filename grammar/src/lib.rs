@@ -16,6 +16,14 @@ pub use parser::{MAX_NESTING, MAX_QUERY_LEN};
 
 /// Parses a Gremlin query. Never panics; queries longer than [`MAX_QUERY_LEN`] bytes or
 /// nesting parameters deeper than [`MAX_NESTING`] levels are rejected before parsing.
+///
+/// ```
+/// let q = topotap_grammar::parse("g.v().has('Name' \"eth0\").out()").unwrap();
+/// assert_eq!(q.to_string(), "G.V().Has('Name', 'eth0').Out()");
+///
+/// let e = topotap_grammar::parse("G.V().Has('Name', x)").unwrap_err();
+/// assert_eq!(e.to_string(), r#"line 1, column 19: expected ")" or a parameter, found "x""#);
+/// ```
 pub fn parse(text: &str) -> Result<ast::Query, ParseError> {
     parser::parse(text)
 }
