@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages topotap and its test suite need, skipping those present.
+# Usage: scripts/deps.sh [run|test]   (run: what topotap needs; test: also the peers)
+set -euo pipefail
+mode=${1:-test}
+pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
+if [ "$mode" = test ]; then
+  pkgs+=(iputils-ping socat tshark nfdump pmacct softflowd tcpreplay tcpdump)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q -o DPkg::Lock::Timeout=300
+  apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}"
+fi

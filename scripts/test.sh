@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs the whole test suite: formatting, lints, unit and
+# integration tests (real namespaces, veths, bridges and a private userspace Open
+# vSwitch per test), and a build of the fuzz targets and benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+export CARGO_TERM_COLOR=never
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked --no-fail-fast

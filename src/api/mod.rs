@@ -1,0 +1,299 @@
+//! The HTTP and WebSocket API, path for path and field for field Skydive's (§1, §8).
+//!
+//! Routing lives here; handlers are thin functions in the submodules; errors become
+//! `text/plain` bodies with a one-line reason in [`reply_error`], the one place that maps
+//! failures to HTTP statuses.
+
+mod elements;
+mod topology;
+pub mod ws;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use topotap_topology::gremlin::Extensions;
+use topotap_topology::SharedGraph;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// Largest request body accepted by JSON endpoints.
+pub const MAX_JSON_BODY: u64 = 4 * 1024 * 1024;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub graph: SharedGraph,
+    pub host_id: String,
+    pub extensions: Arc<Extensions>,
+    pub started: Instant,
+    pub subscribers: Arc<Mutex<ws::Subscribers>>,
+    /// Extra sections for `/api/status` (probe states and such), computed at read time.
+    pub status_sections: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
+}
+
+impl AppState {
+    pub fn new(graph: SharedGraph, host_id: &str) -> Self {
+        AppState {
+            graph,
+            host_id: host_id.to_owned(),
+            extensions: Arc::new(Extensions::default()),
+            started: Instant::now(),
+            subscribers: Arc::default(),
+            status_sections: Arc::new(serde_json::Map::new),
+        }
+    }
+
+    /// `Origin` of elements created through the API.
+    pub fn api_origin(&self) -> String {
+        format!("api.{}", self.host_id)
+    }
+}
+
+/// An API failure: an HTTP status and a one-line reason.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message.to_string())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// Renders an error as Skydive did (`http.Error`): plain text, the reason and a newline.
+/// Reasons are folded onto one line.
+pub fn reply_error(err: ApiError) -> Response {
+    let line = err.message.replace(['\n', '\r'], " ");
+    let mut resp = format!("{line}\n").into_response();
+    *resp.status_mut() = err.status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// A JSON reply with Skydive's content type.
+pub fn reply_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => reply_json_bytes(status, bytes),
+        Err(e) => reply_error(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Error while encoding response: {e}"),
+        )),
+    }
+}
+
+pub fn reply_json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut resp = Response::new(bytes.into_response().into_body());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    resp
+}
+
+/// Collapses a handler result into a response.
+pub fn respond(result: ApiResult) -> Result<Response, Infallible> {
+    Ok(result.unwrap_or_else(reply_error))
+}
+
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Parses a JSON body into `T`, with the JSON error as the 400 reason.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e))
+}
+
+/// Every route of the API, with CORS and error recovery.
+pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let api_root = warp::path!("api")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|s: AppState| {
+            reply_json(
+                StatusCode::OK,
+                &json!({"Host": s.host_id, "Version": env!("CARGO_PKG_VERSION"), "Service": "analyzer"}),
+            )
+        });
+
+    let status = warp::path!("api" / "status")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|s: AppState| reply_json(StatusCode::OK, &status(&s)));
+
+    let body = limited_body(MAX_JSON_BODY);
+
+    let topology = topology::routes(state.clone(), body.clone());
+    let elements = elements::routes(state.clone(), body);
+    let ws = ws::routes(state.clone());
+
+    let cors = warp::cors()
+        .allow_any_origin()
+        .allow_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers([
+            "X-Requested-With",
+            "Content-Type",
+            "Authorization",
+            "X-Auth-Token",
+            "X-Resource-TTL",
+        ]);
+
+    api_root
+        .or(status)
+        .unify()
+        .or(topology)
+        .unify()
+        .or(elements)
+        .unify()
+        .or(ws)
+        .unify()
+        .with(cors)
+        .map(Reply::into_response)
+        .recover(recover)
+        .unify()
+}
+
+fn status(s: &AppState) -> Value {
+    let (nodes, edges) = {
+        let g = s.graph.read();
+        (g.node_count(), g.edge_count())
+    };
+    let mut status = json!({
+        "Agents": {},
+        "Peers": {"Incomers": {}, "Outgoers": {}},
+        "Publishers": {},
+        "Subscribers": s.subscribers.lock().to_json(),
+        "Alerts": {"IsMaster": true},
+        "Captures": {"IsMaster": true},
+        "Probes": {},
+        "Topology": {"Nodes": nodes, "Edges": edges},
+        "Version": env!("CARGO_PKG_VERSION"),
+        "UptimeSeconds": s.started.elapsed().as_secs(),
+    });
+    if let Value::Object(map) = &mut status {
+        map.extend((s.status_sections)());
+    }
+    status
+}
+
+/// The request body, read up to `limit` bytes: a larger `Content-Length`, or a chunked
+/// body that grows past the limit, is refused with 413 without reading the rest. A
+/// missing `Content-Length` is fine (an empty or chunked body).
+pub fn limited_body(
+    limit: u64,
+) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone + Send + Sync + 'static {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |len: Option<u64>| async move {
+            match len {
+                Some(n) if n > limit => Err(warp::reject::custom(BodyTooLarge)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(move |stream| collect_limited(stream, limit))
+}
+
+async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<bytes::Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures_util::TryStreamExt;
+
+    let mut body = bytes::BytesMut::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(mut chunk) = stream
+        .try_next()
+        .await
+        .map_err(|_| warp::reject::custom(BodyUnreadable))?
+    {
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            body.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+#[derive(Debug)]
+struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+#[derive(Debug)]
+struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// Turns warp's rejections into plain-text errors with a one-line reason.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let err = if rejection.is_not_found() {
+        ApiError::not_found("404 page not found")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
+        || rejection.find::<BodyTooLarge>().is_some()
+    {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_JSON_BODY} bytes"),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length required")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if rejection.find::<BodyUnreadable>().is_some() {
+        ApiError::bad_request("request body could not be read")
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::bad_request(e)
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request(e)
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::bad_request(e)
+    } else if let Some(e) = rejection.find::<warp::filters::cors::CorsForbidden>() {
+        ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+    } else {
+        ApiError::bad_request(format!("{rejection:?}"))
+    };
+    Ok(reply_error(err))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use topotap_topology::Graph;
+
+    pub fn state() -> AppState {
+        AppState::new(SharedGraph::new(Graph::new(), "test-host"), "test-host")
+    }
+}

@@ -1,0 +1,145 @@
+//! Test harness: a real `topotap allinone` process on a free loopback port, and a small
+//! HTTP client for its API.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A running topotap, killed on drop.
+pub struct Topotap {
+    child: Child,
+    pub addr: String,
+    pub host_id: String,
+    http: reqwest::Client,
+}
+
+impl Topotap {
+    /// Starts topotap with the probes off (API-only tests).
+    pub fn start_api_only() -> Self {
+        Self::start(&["--no-probes"])
+    }
+
+    /// Starts topotap with extra `allinone` arguments, waiting until it listens.
+    pub fn start(extra: &[&str]) -> Self {
+        let host_id = format!("test-{}", std::process::id());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_topotap"))
+            .args(["allinone", "--listen", "127.0.0.1:0", "--host-id", &host_id])
+            .args(["--state-dir", &state_dir()])
+            .args(extra)
+            .env("TOPOTAP_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn topotap");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read topotap's first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Topotap {
+            child,
+            addr,
+            host_id,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request and returns the status and the body as JSON (`Null` when the
+    /// body is empty, a JSON string when it is not JSON).
+    pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Runs a Gremlin query; panics on a non-200 answer.
+    pub async fn query(&self, gremlin: &str) -> Value {
+        let (status, v) = self.try_query(gremlin).await;
+        assert_eq!(status, 200, "query {gremlin} answered {status}: {v}");
+        v
+    }
+
+    pub async fn try_query(&self, gremlin: &str) -> (u16, Value) {
+        let body = json!({ "GremlinQuery": gremlin }).to_string();
+        self.request("POST", "/api/topology", Some(&body)).await
+    }
+
+    /// Polls `gremlin` until `check` accepts its result or `timeout` passes; returns the
+    /// last result and whether it was accepted.
+    pub async fn wait_for(
+        &self,
+        gremlin: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> (Value, bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, v) = self.try_query(gremlin).await;
+            if status == 200 && check(&v) {
+                return (v, true);
+            }
+            if Instant::now() > deadline {
+                return (v, false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Topotap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn state_dir() -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "topotap-test-{}-{}",
+        std::process::id(),
+        rand_tag()
+    ));
+    dir.to_string_lossy().into_owned()
+}
+
+/// A short random tag for unique names (interface names are at most 15 bytes).
+pub fn rand_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:06x}", h.finish() & 0xff_ffff)
+}
