@@ -669,30 +669,46 @@ impl FlowRecord {
                 })
             }
         };
-        let uint = |id: u16, name: &'static str| -> Result<u64, Error> {
-            match record.value(id) {
-                None => Ok(0),
-                Some(v) if v.len() > 8 => Err(Error::invalid(name, v.len() as u64)),
-                Some(v) => Ok(v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b))),
-            }
-        };
         Ok(Self {
             src,
             dst,
-            src_port: uint(ie::SOURCE_TRANSPORT_PORT, "sourceTransportPort")? as u16,
-            dst_port: uint(ie::DESTINATION_TRANSPORT_PORT, "destinationTransportPort")? as u16,
-            protocol: uint(ie::PROTOCOL_IDENTIFIER, "protocolIdentifier")? as u8,
-            tos: uint(ie::IP_CLASS_OF_SERVICE, "ipClassOfService")? as u8,
-            tcp_flags: uint(ie::TCP_CONTROL_BITS, "tcpControlBits")? as u16,
-            ingress: uint(ie::INGRESS_INTERFACE, "ingressInterface")? as u32,
-            egress: uint(ie::EGRESS_INTERFACE, "egressInterface")? as u32,
-            packets: uint(ie::PACKET_DELTA_COUNT, "packetDeltaCount")?,
-            octets: uint(ie::OCTET_DELTA_COUNT, "octetDeltaCount")?,
-            start_ms: uint(ie::FLOW_START_MILLISECONDS, "flowStartMilliseconds")?,
-            end_ms: uint(ie::FLOW_END_MILLISECONDS, "flowEndMilliseconds")?,
-            end_reason: uint(ie::FLOW_END_REASON, "flowEndReason")? as u8,
+            src_port: narrow(record, ie::SOURCE_TRANSPORT_PORT, "sourceTransportPort")?,
+            dst_port: narrow(
+                record,
+                ie::DESTINATION_TRANSPORT_PORT,
+                "destinationTransportPort",
+            )?,
+            protocol: narrow(record, ie::PROTOCOL_IDENTIFIER, "protocolIdentifier")?,
+            tos: narrow(record, ie::IP_CLASS_OF_SERVICE, "ipClassOfService")?,
+            tcp_flags: narrow(record, ie::TCP_CONTROL_BITS, "tcpControlBits")?,
+            ingress: narrow(record, ie::INGRESS_INTERFACE, "ingressInterface")?,
+            egress: narrow(record, ie::EGRESS_INTERFACE, "egressInterface")?,
+            packets: uint(record, ie::PACKET_DELTA_COUNT, "packetDeltaCount")?,
+            octets: uint(record, ie::OCTET_DELTA_COUNT, "octetDeltaCount")?,
+            start_ms: uint(record, ie::FLOW_START_MILLISECONDS, "flowStartMilliseconds")?,
+            end_ms: uint(record, ie::FLOW_END_MILLISECONDS, "flowEndMilliseconds")?,
+            end_reason: narrow(record, ie::FLOW_END_REASON, "flowEndReason")?,
         })
     }
+}
+
+/// An unsigned integer field in any reduced-size encoding (1..=8 bytes); 0 when absent.
+fn uint(record: &DataRecord<'_>, id: u16, name: &'static str) -> Result<u64, Error> {
+    match record.value(id) {
+        None => Ok(0),
+        Some(v) if v.len() > 8 => Err(Error::invalid(name, v.len() as u64)),
+        Some(v) => Ok(v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b))),
+    }
+}
+
+/// Like [`uint`], refusing (not truncating) values wider than `T`.
+fn narrow<T: TryFrom<u64>>(
+    record: &DataRecord<'_>,
+    id: u16,
+    name: &'static str,
+) -> Result<T, Error> {
+    let v = uint(record, id, name)?;
+    T::try_from(v).map_err(|_| Error::invalid(name, v))
 }
 
 fn ip_v4(v: &[u8], field: &'static str) -> Result<IpAddr, Error> {
@@ -1074,6 +1090,27 @@ mod tests {
         let flow = FlowRecord::from_data_record(recs[1].1).unwrap();
         assert_eq!(flow.packets, 6);
         assert_eq!(flow.src, IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)));
+    }
+
+    #[test]
+    fn wide_values_are_refused_not_truncated() {
+        let port = FieldSpecifier::iana(ie::SOURCE_TRANSPORT_PORT, 4);
+        let addr = [1u8, 1, 1, 1];
+        let too_wide = 70_000u32.to_be_bytes();
+        let record = DataRecord {
+            fields: vec![
+                (FieldSpecifier::iana(ie::SOURCE_IPV4_ADDRESS, 4), &addr[..]),
+                (
+                    FieldSpecifier::iana(ie::DESTINATION_IPV4_ADDRESS, 4),
+                    &addr[..],
+                ),
+                (port, &too_wide[..]),
+            ],
+        };
+        assert_eq!(
+            FlowRecord::from_data_record(&record),
+            Err(Error::invalid("sourceTransportPort", 70_000u32))
+        );
     }
 
     #[test]
