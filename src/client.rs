@@ -130,6 +130,11 @@ pub fn table(value: &Value) -> String {
                 }
             }
         }
+        // The resource's key first, whatever the JSON key order.
+        if let Some(i) = cols.iter().position(|c| c == "UUID") {
+            let key = cols.remove(i);
+            cols.insert(0, key);
+        }
         cols
     };
     let cell = |r: &serde_json::Map<String, Value>, c: &str| -> String {

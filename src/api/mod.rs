@@ -297,3 +297,75 @@ pub(crate) mod test_support {
         AppState::new(SharedGraph::new(Graph::new(), "test-host"), "test-host")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::state;
+    use super::*;
+
+    async fn call(
+        filter: &(impl Filter<Extract = (Response,), Error = Infallible> + Clone + 'static),
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let resp = warp::test::request()
+            .method(method)
+            .path(path)
+            .body(body)
+            .reply(filter)
+            .await;
+        (
+            resp.status(),
+            String::from_utf8_lossy(resp.body()).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn topology_query_shapes_and_errors_without_a_socket() {
+        let s = state();
+        let api = routes(s.clone());
+        let (st, _) = call(
+            &api,
+            "POST",
+            "/api/node",
+            r#"{"ID":"n1","Metadata":{"Name":"eth0","Type":"veth","MTU":1500}}"#,
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED);
+        let q = |g: &str| json!({ "GremlinQuery": g }).to_string();
+        let (st, body) = call(&api, "POST", "/api/topology", &q("G.V().Count()")).await;
+        assert_eq!((st, body.as_str()), (StatusCode::OK, "1"));
+        let (st, body) = call(&api, "POST", "/api/topology", &q("G.V().Values('MTU')")).await;
+        assert_eq!((st, body.as_str()), (StatusCode::OK, "[1500]"));
+        let (st, body) = call(&api, "POST", "/api/topology", &q("G")).await;
+        assert_eq!(st, StatusCode::OK);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v[0]["Nodes"][0]["ID"], "n1");
+        let (st, body) = call(&api, "POST", "/api/topology", &q("G.V().Has('MTU', GT(")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(
+            body.ends_with('\n') && body.lines().count() == 1,
+            "{body:?}"
+        );
+        let (st, _) = call(&api, "POST", "/api/topology", "").await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+    }
+
+    #[tokio::test]
+    async fn errors_are_plain_text_with_nosniff() {
+        let api = routes(state());
+        let resp = warp::test::request()
+            .method("GET")
+            .path("/api/node/missing")
+            .reply(&api)
+            .await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(resp.body().as_ref(), b"Node 'missing' not found\n");
+    }
+}
