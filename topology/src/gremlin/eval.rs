@@ -107,18 +107,16 @@ impl<'g, 'x> Evaluator<'g, 'x> {
 
         if let K::Extension(name) = &step.kind {
             if let Some(ext) = self.ext.get(name).cloned() {
-                let out = ext.apply(self.into_output_keep(stage), step, g)?;
-                return Ok(self.from_output(out));
+                let out = ext.apply(self.output_of(stage), step, g)?;
+                return Ok(self.stage_of(out));
             }
             return match stage {
-                Stage::Ext(e) => Ok(self.from_output(e.apply_step(step, g)?)),
+                Stage::Ext(e) => Ok(self.stage_of(e.apply_step(step, g)?)),
                 _ => Err(err(format!("unknown step '{name}'"))),
             };
         }
         let stage = match stage {
-            Stage::Ext(e) if step.kind != K::G => {
-                return Ok(self.from_output(e.apply_step(step, g)?))
-            }
+            Stage::Ext(e) if step.kind != K::G => return Ok(self.stage_of(e.apply_step(step, g)?)),
             s => s,
         };
 
@@ -202,12 +200,11 @@ impl<'g, 'x> Evaluator<'g, 'x> {
 
     // ----- conversions ---------------------------------------------------------------
 
-    fn into_output(self, stage: Stage) -> Output {
-        let mut this = self;
-        this.into_output_keep(stage)
+    fn into_output(mut self, stage: Stage) -> Output {
+        self.output_of(stage)
     }
 
-    fn into_output_keep(&mut self, stage: Stage) -> Output {
+    fn output_of(&mut self, stage: Stage) -> Output {
         match stage {
             Stage::Graph => match &self.scope {
                 None => Output::Graph {
@@ -235,7 +232,7 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         }
     }
 
-    fn from_output(&mut self, out: Output) -> Stage {
+    fn stage_of(&mut self, out: Output) -> Stage {
         match out {
             Output::Graph { nodes, edges } => {
                 self.scope = Some(Rc::new(Scope::new(nodes, edges)));

@@ -462,6 +462,9 @@ pub(crate) enum Combine {
     Any,
 }
 
+/// `Metadata(...)` pairs still to flatten: key prefix, pairs, nesting depth.
+type Pending<'p> = (String, &'p [(String, Param)], usize);
+
 /// A compiled `Has`-style filter. An empty filter matches everything.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
@@ -520,7 +523,7 @@ impl Filter {
     pub(crate) fn from_metadata(pairs: &[(String, Param)]) -> Result<Filter, String> {
         let mut clauses = Vec::new();
         // Explicit stack: (key prefix, pairs, depth).
-        let mut stack: Vec<(String, &[(String, Param)], usize)> = vec![(String::new(), pairs, 0)];
+        let mut stack: Vec<Pending<'_>> = vec![(String::new(), pairs, 0)];
         while let Some((prefix, pairs, depth)) = stack.pop() {
             if depth > MAX_METADATA_NESTING {
                 return Err(format!(
