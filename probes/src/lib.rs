@@ -1,1 +1,249 @@
-//! topotap probes crate.
+//! Live topology probes: the host node, one netlink probe per network namespace, the
+//! namespace watcher (netns files and process-held namespaces) and, when configured,
+//! the OVSDB probe.
+//!
+//! [`start`] creates the host node and starts everything; the returned [`Probes`] handle
+//! stops it all when dropped or [shut down](Probes::shutdown).
+#![deny(unsafe_code)]
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use topotap_topology::{tid, Identifier, Node, SharedGraph};
+
+pub mod host;
+pub mod netlink;
+pub mod netns;
+mod nsenter;
+pub mod status;
+
+pub use status::{ProbeState, ProbeStatus};
+
+use netlink::registry::{NsEntry, NsKey, Registry};
+use status::StatusBoard;
+
+/// What to probe and how often.
+#[derive(Debug, Clone)]
+pub struct ProbesConfig {
+    /// `Host` of every element and `Name` of the host node; empty = the machine's hostname.
+    pub host_id: String,
+    /// Directories whose files are network namespaces (bind mounts).
+    pub netns_paths: Vec<PathBuf>,
+    /// How often `/proc/*/ns/net` is scanned (and the netns directories re-listed).
+    pub proc_scan_interval: Duration,
+    /// How often interface counters (`Metric`) are refreshed.
+    pub metrics_interval: Duration,
+    /// OVSDB address (`unix:/path` or `tcp:host:port`); `None` disables the OVSDB probe.
+    pub ovsdb: Option<String>,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig {
+            host_id: host::hostname(),
+            netns_paths: vec![
+                PathBuf::from("/var/run/netns"),
+                PathBuf::from("/run/docker/netns"),
+            ],
+            proc_scan_interval: Duration::from_secs(2),
+            metrics_interval: Duration::from_secs(5),
+            ovsdb: None,
+        }
+    }
+}
+
+/// State shared by every probe task.
+pub(crate) struct Ctx {
+    pub graph: SharedGraph,
+    pub registry: Mutex<Registry>,
+    pub host_id: String,
+    pub origin: String,
+    pub host_node: Identifier,
+    pub host_tid: Identifier,
+    pub metrics_interval: Duration,
+    pub status: StatusBoard,
+}
+
+/// The running probes. Dropping it (or [`Probes::shutdown`]) stops every probe; the
+/// graph keeps what they created.
+pub struct Probes {
+    ctx: Arc<Ctx>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Probes {
+    /// The host node's ID.
+    pub fn host_node_id(&self) -> &Identifier {
+        &self.ctx.host_node
+    }
+
+    /// Per-probe state and errors, by probe name (`netlink`, `netns`, `ovsdb`).
+    pub fn status(&self) -> Value {
+        let mut v = self.ctx.status.to_json();
+        if let Value::Object(m) = &mut v {
+            let reg = self.ctx.registry.lock();
+            m.insert(
+                "Summary".into(),
+                serde_json::json!({
+                    "Namespaces": reg.namespace_count(),
+                    "Interfaces": reg.interface_count(),
+                }),
+            );
+        }
+        v
+    }
+
+    /// One probe's status.
+    pub fn probe_status(&self, name: &str) -> Option<ProbeStatus> {
+        self.ctx.status.get(name)
+    }
+
+    /// Stops every probe and waits for them to end.
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The host node's ID: the node `Type: host` whose `Host` is this graph's host.
+pub fn host_node_id(graph: &SharedGraph) -> Option<Identifier> {
+    let g = graph.read();
+    let host = graph.host();
+    let found = g
+        .nodes()
+        .map(|n| g.node(n))
+        .find(|n| {
+            n.metadata().get("Type") == Some(&Value::from("host"))
+                && (host.is_empty() || n.host() == host)
+        })
+        .map(|n| n.id().clone());
+    found
+}
+
+/// Creates the host node and starts the probes. Must be called inside a tokio runtime.
+pub async fn start(graph: SharedGraph, config: ProbesConfig) -> anyhow::Result<Probes> {
+    let host_id = if config.host_id.is_empty() {
+        if graph.host().is_empty() {
+            host::hostname()
+        } else {
+            graph.host().to_owned()
+        }
+    } else {
+        config.host_id.clone()
+    };
+    let origin = format!("agent.{host_id}");
+    let host_tid = tid::host(&host_id);
+    let host_node = Identifier::random();
+    graph
+        .write()
+        .add_node(Node::new(
+            host_node.clone(),
+            host::host_metadata(&host_id),
+            &host_id,
+            &origin,
+        ))
+        .context("adding the host node")?;
+
+    let root_file = Arc::new(File::open("/proc/self/ns/net").context("opening own netns")?);
+    let root: NsKey = root_file.metadata()?.ino();
+    let mut registry = Registry::new(&host_id, &origin);
+    registry.add_namespace(
+        root,
+        NsEntry {
+            owner: host_node.clone(),
+            owner_tid: host_tid.clone(),
+            name: String::new(),
+            file: Some(root_file),
+        },
+    );
+    let ctx = Arc::new(Ctx {
+        graph: graph.clone(),
+        registry: Mutex::new(registry),
+        host_id: host_id.clone(),
+        origin,
+        host_node: host_node.clone(),
+        host_tid,
+        metrics_interval: config.metrics_interval,
+        status: StatusBoard::default(),
+    });
+
+    let mut tasks = Vec::new();
+    ctx.status
+        .set_state(netlink::probe::STATUS, ProbeState::Starting);
+    tasks.push(tokio::spawn(supervise_netlink(
+        ctx.clone(),
+        root,
+        "root".to_owned(),
+        None,
+    )));
+
+    let watcher = netns::NetnsWatcher::new(
+        ctx.clone(),
+        config.netns_paths.clone(),
+        root,
+        config.proc_scan_interval,
+    );
+    let wctx = ctx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = watcher.run().await {
+            tracing::error!(error = %e, "netns watcher stopped");
+            wctx.status.error(netns::STATUS, format!("{e:#}"));
+            wctx.status.set_state(netns::STATUS, ProbeState::Error);
+        }
+    }));
+
+    if let Some(address) = &config.ovsdb {
+        ctx.status.set_state("ovsdb", ProbeState::Error);
+        ctx.status
+            .error("ovsdb", format!("OVSDB probe not available yet ({address})"));
+    }
+
+    Ok(Probes { ctx, tasks })
+}
+
+/// Runs the netlink probe of one namespace, restarting it with backoff when its socket
+/// fails, until aborted.
+pub(crate) async fn supervise_netlink(
+    ctx: Arc<Ctx>,
+    ns: NsKey,
+    name: String,
+    file: Option<Arc<File>>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if name == "root" {
+            ctx.status
+                .set_state(netlink::probe::STATUS, ProbeState::Running);
+        }
+        let result = netlink::probe::run(ctx.clone(), ns, name.clone(), file.clone()).await;
+        if let Err(e) = result {
+            tracing::warn!(namespace = %name, error = %format!("{e:#}"), "netlink probe failed");
+            ctx.status
+                .error(netlink::probe::STATUS, format!("{name}: {e:#}"));
+        }
+        if !ctx.registry.lock().has_namespace(ns) {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

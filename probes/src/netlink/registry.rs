@@ -1,0 +1,833 @@
+//! The interfaces the netlink probes know, per namespace, and how they map onto graph
+//! nodes and edges (Skydive §3.4–§3.7).
+//!
+//! Node identity is `(namespace, ifindex)`: a rename or a MAC change updates the same
+//! node. Relations are recomputed from the registry whenever an interface changes:
+//! - veth pairs: exactly one `layer2 {Type: veth}` edge per pair, parent = the end with
+//!   the higher ifindex (ties across namespaces: the higher namespace inode). The peer's
+//!   namespace comes from `IFLA_LINK_NETNSID` mapped through ids verified with
+//!   `RTM_GETNSID`, never from a search of all namespaces for the ifindex;
+//! - bridge (any master but `openvswitch`) -> member `layer2` without `Type`;
+//! - vlan parent -> vlan `layer2 {Type: vlan}`.
+//!
+//! No I/O here: the probes do the kernel requests and call these methods under one lock,
+//! together with the graph's write lock (always registry first, then graph).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use topotap_topology::element::{remove_field, set_field};
+use topotap_topology::{tid, Edge, Graph, Identifier, Metadata, Node};
+
+use super::translate::{Fields, LinkView};
+
+/// A network namespace, identified by its nsfs inode.
+pub type NsKey = u64;
+
+/// A namespace whose interfaces are tracked.
+#[derive(Debug, Clone)]
+pub struct NsEntry {
+    /// The node owning its interfaces: the host node (root namespace) or a netns node.
+    pub owner: Identifier,
+    pub owner_tid: Identifier,
+    /// Shown as `LinkNetNsName` on interfaces whose peer lives there.
+    pub name: String,
+    /// An open handle on the namespace, for `RTM_GETNSID` requests naming it.
+    pub file: Option<Arc<File>>,
+}
+
+#[derive(Debug, Clone)]
+struct IfEntry {
+    id: Identifier,
+    kind: String,
+    peer_index: Option<u32>,
+    link_netnsid: Option<i32>,
+    master: Option<u32>,
+    parent: Option<u32>,
+}
+
+type IfKey = (NsKey, u32);
+
+/// What [`Registry::upsert_link`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upserted {
+    pub id: Identifier,
+    pub created: bool,
+    /// The link names a peer namespace id not mapped yet while a matching peer is known:
+    /// the probe should verify candidates with `RTM_GETNSID` and call again.
+    pub needs_nsid: bool,
+}
+
+pub struct Registry {
+    host: String,
+    origin: String,
+    namespaces: HashMap<NsKey, NsEntry>,
+    interfaces: HashMap<IfKey, IfEntry>,
+    by_id: HashMap<Identifier, IfKey>,
+    /// `(namespace, nsid as seen from it)` -> namespace.
+    nsids: HashMap<(NsKey, i32), NsKey>,
+}
+
+fn relation(rel: &str, kind: Option<&str>) -> Metadata {
+    let mut m = Metadata::new();
+    m.insert("RelationType".into(), Value::from(rel));
+    if let Some(k) = kind {
+        m.insert("Type".into(), Value::from(k));
+    }
+    m
+}
+
+/// Applies `fields` to metadata (`None` removes); `Type` is left alone on nodes the OVS
+/// probe has claimed (it has a `UUID`), as its type wins (§3.4).
+pub fn apply_fields(m: &mut Metadata, fields: &Fields) {
+    let ovs_owned = m.contains_key("UUID");
+    for (k, v) in fields {
+        if *k == "Type" && ovs_owned {
+            continue;
+        }
+        match v {
+            Some(v) => {
+                set_field(m, k, v.clone());
+            }
+            None => {
+                remove_field(m, k);
+            }
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(host: &str, origin: &str) -> Self {
+        Registry {
+            host: host.to_owned(),
+            origin: origin.to_owned(),
+            namespaces: HashMap::new(),
+            interfaces: HashMap::new(),
+            by_id: HashMap::new(),
+            nsids: HashMap::new(),
+        }
+    }
+
+    pub fn add_namespace(&mut self, key: NsKey, entry: NsEntry) {
+        self.namespaces.insert(key, entry);
+    }
+
+    pub fn has_namespace(&self, key: NsKey) -> bool {
+        self.namespaces.contains_key(&key)
+    }
+
+    pub fn namespace(&self, key: NsKey) -> Option<&NsEntry> {
+        self.namespaces.get(&key)
+    }
+
+    pub fn namespace_count(&self) -> usize {
+        self.namespaces.len()
+    }
+
+    pub fn interface_count(&self) -> usize {
+        self.interfaces.len()
+    }
+
+    /// Forgets a namespace: deletes its interface nodes and, unless it is owned by the
+    /// host itself (`delete_owner == false`), its owner node with everything it owns.
+    pub fn remove_namespace(&mut self, g: &mut Graph, key: NsKey, delete_owner: bool) {
+        let Some(ns) = self.namespaces.remove(&key) else {
+            return;
+        };
+        let gone: Vec<IfKey> = self
+            .interfaces
+            .keys()
+            .filter(|k| k.0 == key)
+            .copied()
+            .collect();
+        for k in gone {
+            self.remove_interface(g, k);
+        }
+        self.nsids
+            .retain(|(from, _), to| *from != key && *to != key);
+        if delete_owner && g.find_node(&ns.owner).is_some() {
+            if let Err(e) = g.delete_subtree(&ns.owner) {
+                tracing::warn!(namespace = %ns.name, error = %e, "deleting namespace node");
+            }
+        }
+        // Interfaces elsewhere lose their LinkNetNsName toward it.
+        let affected: Vec<IfKey> = self
+            .interfaces
+            .iter()
+            .filter(|(_, e)| e.link_netnsid.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in affected {
+            self.sync_relations(g, k);
+        }
+    }
+
+    /// A namespace's owner node got another name (and so TID): interfaces' TIDs and the
+    /// `LinkNetNsName` of peers follow.
+    pub fn rename_namespace(&mut self, g: &mut Graph, key: NsKey, name: &str, tid: Identifier) {
+        let Some(ns) = self.namespaces.get_mut(&key) else {
+            return;
+        };
+        ns.name = name.to_owned();
+        ns.owner_tid = tid.clone();
+        let keys: Vec<IfKey> = self.interfaces.keys().copied().collect();
+        for k in keys {
+            let e = &self.interfaces[&k];
+            if k.0 == key {
+                let id = e.id.clone();
+                let _ = g.update_node(&id, |m| {
+                    let n = m.get("Name").and_then(Value::as_str).unwrap_or("");
+                    let t = m.get("Type").and_then(Value::as_str).unwrap_or("");
+                    let owned = tid::owned(&tid, n, t).to_string();
+                    m.insert("TID".into(), Value::from(owned));
+                });
+            } else if e.link_netnsid.is_some() {
+                self.sync_relations(g, k);
+            }
+        }
+    }
+
+    /// Interface indexes known in a namespace.
+    pub fn indexes(&self, ns: NsKey) -> Vec<u32> {
+        self.interfaces
+            .keys()
+            .filter(|k| k.0 == ns)
+            .map(|k| k.1)
+            .collect()
+    }
+
+    pub fn node_id(&self, ns: NsKey, index: u32) -> Option<&Identifier> {
+        self.interfaces.get(&(ns, index)).map(|e| &e.id)
+    }
+
+    /// Interfaces of `ns` whose link names a namespace id not mapped yet.
+    pub fn unresolved(&self, ns: NsKey) -> Vec<(u32, i32)> {
+        self.interfaces
+            .iter()
+            .filter(|(k, _)| k.0 == ns)
+            .filter_map(|(k, e)| {
+                let id = e.link_netnsid?;
+                (!self.nsids.contains_key(&(ns, id))).then_some((k.1, id))
+            })
+            .collect()
+    }
+
+    /// Namespaces that may hold the veth peer of `view` (in `ns`): those with a veth
+    /// whose own peer index is `view.index` and index is `view.peer_index`. The probe
+    /// confirms each with `RTM_GETNSID` before anything is linked.
+    fn candidate_namespaces(&self, ns: NsKey, view: &LinkView) -> Vec<NsKey> {
+        let Some(peer) = view.peer_index else {
+            return Vec::new();
+        };
+        self.interfaces
+            .iter()
+            .filter(|(k, e)| {
+                k.0 != ns
+                    && k.1 == peer
+                    && e.kind == "veth"
+                    && e.peer_index == Some(view.index)
+                    && e.link_netnsid.is_some()
+            })
+            .map(|(k, _)| k.0)
+            .collect()
+    }
+
+    /// [`Self::candidate_namespaces`] with handles to ask the kernel about them.
+    pub fn peer_candidates(&self, ns: NsKey, view: &LinkView) -> Vec<(NsKey, Arc<File>)> {
+        self.candidate_namespaces(ns, view)
+            .into_iter()
+            .filter_map(|k| Some((k, self.namespaces.get(&k)?.file.clone()?)))
+            .collect()
+    }
+
+    /// Every other namespace, for a full `RTM_GETNSID` pass.
+    pub fn other_namespaces(&self, ns: NsKey) -> Vec<(NsKey, Arc<File>)> {
+        self.namespaces
+            .iter()
+            .filter(|(k, _)| **k != ns)
+            .filter_map(|(k, e)| Some((*k, e.file.clone()?)))
+            .collect()
+    }
+
+    pub fn nsid_known(&self, ns: NsKey, nsid: i32) -> bool {
+        self.nsids.contains_key(&(ns, nsid))
+    }
+
+    /// Records that, seen from `ns`, namespace id `nsid` is `target`, and updates the
+    /// interfaces of `ns` that refer to it.
+    pub fn record_nsid(&mut self, g: &mut Graph, ns: NsKey, nsid: i32, target: NsKey) {
+        if !self.namespaces.contains_key(&ns) || !self.namespaces.contains_key(&target) {
+            return;
+        }
+        if self.nsids.insert((ns, nsid), target) == Some(target) {
+            return;
+        }
+        let affected: Vec<IfKey> = self
+            .interfaces
+            .iter()
+            .filter(|(k, e)| k.0 == ns && e.link_netnsid == Some(nsid))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in affected {
+            self.sync_relations(g, k);
+            self.sync_dependents(g, k);
+        }
+    }
+
+    /// Creates or updates the node of a link. `extra` carries keys other messages own
+    /// (addresses, neighbours, routes); `metric` is set only when given.
+    pub fn upsert_link(
+        &mut self,
+        g: &mut Graph,
+        ns: NsKey,
+        view: &LinkView,
+        extra: &Fields,
+        metric: Option<(Value, Option<Value>)>,
+    ) -> Option<Upserted> {
+        let owner = self.namespaces.get(&ns)?.clone();
+        let key = (ns, view.index);
+        let tid = tid::owned(&owner.owner_tid, &view.name, &view.kind);
+        let existing = self
+            .interfaces
+            .get(&key)
+            .map(|e| e.id.clone())
+            .filter(|id| g.find_node(id).is_some());
+        let created = existing.is_none();
+        let id = match existing {
+            Some(id) => {
+                let _ = g.update_node(&id, |m| {
+                    apply_fields(m, &view.fields);
+                    apply_fields(m, extra);
+                    set_field(m, "TID", Value::from(tid.to_string()));
+                });
+                id
+            }
+            None => {
+                if let Some(old) = self.interfaces.remove(&key) {
+                    self.by_id.remove(&old.id);
+                }
+                let id = Identifier::random();
+                let mut m = Metadata::new();
+                apply_fields(&mut m, &view.fields);
+                apply_fields(&mut m, extra);
+                m.insert("TID".into(), Value::from(tid.to_string()));
+                if let Some((metric, last)) = metric {
+                    m.insert("Metric".into(), metric);
+                    if let Some(last) = last {
+                        m.insert("LastUpdateMetric".into(), last);
+                    }
+                }
+                if let Err(e) = g.add_node(Node::new(id.clone(), m, &self.host, &self.origin)) {
+                    tracing::warn!(error = %e, "adding interface node");
+                    return None;
+                }
+                let edge = Edge::new(
+                    owner.owner.clone(),
+                    id.clone(),
+                    relation("ownership", None),
+                    &self.host,
+                    &self.origin,
+                );
+                if let Err(e) = g.add_edge(edge) {
+                    tracing::warn!(error = %e, "adding ownership edge");
+                }
+                id
+            }
+        };
+        self.interfaces.insert(
+            key,
+            IfEntry {
+                id: id.clone(),
+                kind: view.kind.clone(),
+                peer_index: view.peer_index,
+                link_netnsid: view.link_netnsid,
+                master: view.master,
+                parent: view.parent,
+            },
+        );
+        self.by_id.insert(id.clone(), key);
+        self.sync_relations(g, key);
+        self.sync_dependents(g, key);
+        let needs_nsid = match view.link_netnsid {
+            Some(n) if view.kind == "veth" => {
+                !self.nsids.contains_key(&(ns, n))
+                    && !self.candidate_namespaces(ns, view).is_empty()
+            }
+            _ => false,
+        };
+        Some(Upserted {
+            id,
+            created,
+            needs_nsid,
+        })
+    }
+
+    /// Sets keys owned by address/neighbour/route messages on a known interface.
+    pub fn set_fields(&mut self, g: &mut Graph, ns: NsKey, index: u32, fields: &Fields) {
+        if let Some(e) = self.interfaces.get(&(ns, index)) {
+            let _ = g.update_node(&e.id, |m| apply_fields(m, fields));
+        }
+    }
+
+    /// Sets `Metric`/`LastUpdateMetric` only.
+    pub fn set_metric(
+        &mut self,
+        g: &mut Graph,
+        ns: NsKey,
+        index: u32,
+        next: impl FnOnce(Option<&Value>) -> Option<(Value, Option<Value>)>,
+    ) {
+        let Some(e) = self.interfaces.get(&(ns, index)) else {
+            return;
+        };
+        let Some(node) = g.node_by_id(&e.id) else {
+            return;
+        };
+        let Some((metric, last)) = next(node.metadata().get("Metric")) else {
+            return;
+        };
+        let _ = g.update_node(&e.id.clone(), |m| {
+            m.insert("Metric".into(), metric);
+            match last {
+                Some(l) => {
+                    m.insert("LastUpdateMetric".into(), l);
+                }
+                None => {
+                    m.remove("LastUpdateMetric");
+                }
+            }
+        });
+    }
+
+    /// `RTM_DELLINK`: the node goes, with every edge touching it.
+    pub fn remove_link(&mut self, g: &mut Graph, ns: NsKey, index: u32) {
+        self.remove_interface(g, (ns, index));
+    }
+
+    fn remove_interface(&mut self, g: &mut Graph, key: IfKey) {
+        if let Some(e) = self.interfaces.remove(&key) {
+            self.by_id.remove(&e.id);
+            if g.find_node(&e.id).is_some() {
+                let _ = g.delete_node(&e.id);
+            }
+        }
+    }
+
+    /// The other end of a veth, when its namespace is mapped and it is known.
+    fn veth_peer(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
+        if e.kind != "veth" {
+            return None;
+        }
+        let peer_ns = match e.link_netnsid {
+            None => key.0,
+            Some(n) => *self.nsids.get(&(key.0, n))?,
+        };
+        let pk = (peer_ns, e.peer_index?);
+        let p = self.interfaces.get(&pk)?;
+        (p.kind == "veth").then_some(pk)
+    }
+
+    fn vlan_parent(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
+        if e.kind != "vlan" {
+            return None;
+        }
+        let ns = match e.link_netnsid {
+            None => key.0,
+            Some(n) => *self.nsids.get(&(key.0, n))?,
+        };
+        let pk = (ns, e.parent?);
+        self.interfaces.contains_key(&pk).then_some(pk)
+    }
+
+    fn master_of(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
+        let mk = (key.0, e.master?);
+        let m = self.interfaces.get(&mk)?;
+        (m.kind != "openvswitch").then_some(mk)
+    }
+
+    /// Re-derives the relations where `key` is the child (or a veth end) and its
+    /// `LinkNetNsName`.
+    fn sync_relations(&mut self, g: &mut Graph, key: IfKey) {
+        let Some(e) = self.interfaces.get(&key).cloned() else {
+            return;
+        };
+        let Some(ix) = g.find_node(&e.id) else {
+            return;
+        };
+
+        let netns_name = e
+            .link_netnsid
+            .and_then(|n| self.nsids.get(&(key.0, n)))
+            .and_then(|ns| self.namespaces.get(ns))
+            .map(|ns| ns.name.clone())
+            .filter(|n| !n.is_empty());
+        let _ = g.update_node(&e.id, |m| match netns_name {
+            Some(n) => {
+                set_field(m, "LinkNetNsName", Value::from(n));
+            }
+            None => {
+                m.remove("LinkNetNsName");
+            }
+        });
+
+        // veth: parent = higher (ifindex, namespace).
+        let veth = self.veth_peer(key, &e).map(|pk| {
+            let peer_id = self.interfaces[&pk].id.clone();
+            if (pk.1, pk.0) > (key.1, key.0) {
+                (peer_id, e.id.clone())
+            } else {
+                (e.id.clone(), peer_id)
+            }
+        });
+        let master = self
+            .master_of(key, &e)
+            .map(|mk| self.interfaces[&mk].id.clone());
+        let vlan_parent = self
+            .vlan_parent(key, &e)
+            .map(|pk| self.interfaces[&pk].id.clone());
+
+        // Collect the managed layer2 edges touching this node.
+        let mut stale = Vec::new();
+        let mut have_veth = false;
+        let mut have_master = false;
+        let mut have_vlan = false;
+        let mut edges: Vec<_> = g.in_edges(ix).collect();
+        edges.extend(g.out_edges(ix));
+        for eix in edges {
+            let edge = g.edge(eix);
+            let md = edge.metadata();
+            if md.get("RelationType") != Some(&json!("layer2")) {
+                continue;
+            }
+            let parent = edge.parent().id().clone();
+            let child = edge.child().id().clone();
+            let other = if parent == e.id { &child } else { &parent };
+            if !self.by_id.contains_key(other) {
+                continue; // someone else's edge (OVS port -> interface, ...)
+            }
+            match md.get("Type").and_then(Value::as_str) {
+                Some("veth") => {
+                    if veth.as_ref() == Some(&(parent.clone(), child.clone())) {
+                        have_veth = true;
+                    } else {
+                        stale.push(edge.id().clone());
+                    }
+                }
+                None if child == e.id => {
+                    if master.as_ref() == Some(&parent) {
+                        have_master = true;
+                    } else {
+                        stale.push(edge.id().clone());
+                    }
+                }
+                Some("vlan") if child == e.id => {
+                    if vlan_parent.as_ref() == Some(&parent) {
+                        have_vlan = true;
+                    } else {
+                        stale.push(edge.id().clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in stale {
+            let _ = g.delete_edge(&id);
+        }
+        let mut add = Vec::new();
+        if let (false, Some((p, c))) = (have_veth, veth) {
+            add.push((p, c, relation("layer2", Some("veth"))));
+        }
+        if let (false, Some(m)) = (have_master, master) {
+            add.push((m, e.id.clone(), relation("layer2", None)));
+        }
+        if let (false, Some(p)) = (have_vlan, vlan_parent) {
+            add.push((p, e.id.clone(), relation("layer2", Some("vlan"))));
+        }
+        for (p, c, md) in add {
+            let edge = Edge::new(p, c, md, &self.host, &self.origin);
+            if g.find_edge(&edge.id).is_none() {
+                if let Err(err) = g.add_edge(edge) {
+                    tracing::warn!(error = %err, "adding layer2 edge");
+                }
+            }
+        }
+    }
+
+    /// Re-derives relations of the interfaces that point at `key` (members, vlans, the
+    /// veth peer). A verified cross-namespace veth pair also maps the other end's
+    /// `IFLA_LINK_NETNSID`: veth peers are mutual, so once one end's peer is confirmed,
+    /// the other end's namespace id must name this end's namespace.
+    fn sync_dependents(&mut self, g: &mut Graph, key: IfKey) {
+        let Some(me) = self.interfaces.get(&key).cloned() else {
+            return;
+        };
+        let mut learned = Vec::new();
+        if let Some(pk) = self.veth_peer(key, &me) {
+            let p = &self.interfaces[&pk];
+            if pk.0 != key.0 && p.peer_index == Some(key.1) {
+                if let Some(n) = p.link_netnsid {
+                    learned.push((pk.0, n, key.0));
+                }
+            }
+        }
+        let mut deps = Vec::new();
+        for (k, e) in &self.interfaces {
+            if *k == key {
+                continue;
+            }
+            let peer_is_me = self.veth_peer(*k, e) == Some(key);
+            if (k.0 == key.0 && e.master == Some(key.1))
+                || self.vlan_parent(*k, e) == Some(key)
+                || peer_is_me
+            {
+                deps.push(*k);
+            }
+            if peer_is_me && k.0 != key.0 && me.peer_index == Some(k.1) {
+                if let Some(n) = me.link_netnsid {
+                    learned.push((key.0, n, k.0));
+                }
+            }
+        }
+        let mut resync = Vec::new();
+        for (from, n, to) in learned {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.nsids.entry((from, n)) {
+                slot.insert(to);
+                resync.extend(
+                    self.interfaces
+                        .iter()
+                        .filter(|(k, e)| k.0 == from && e.link_netnsid == Some(n))
+                        .map(|(k, _)| *k),
+                );
+            }
+        }
+        for k in resync.into_iter().chain(deps) {
+            self.sync_relations(g, k);
+        }
+        self.sync_relations(g, key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::translate::LINK_KEYS;
+
+    const ROOT: NsKey = 1;
+    const NS1: NsKey = 100;
+    const NS2: NsKey = 200;
+
+    fn view(index: u32, name: &str, kind: &str) -> LinkView {
+        let fields: Fields = LINK_KEYS
+            .iter()
+            .map(|k| {
+                let v = match *k {
+                    "Name" => Some(json!(name)),
+                    "Type" => Some(json!(kind)),
+                    "IfIndex" => Some(json!(index)),
+                    _ => None,
+                };
+                (*k, v)
+            })
+            .collect();
+        LinkView {
+            index,
+            name: name.into(),
+            kind: kind.into(),
+            peer_index: None,
+            link_netnsid: None,
+            master: None,
+            parent: None,
+            fields,
+            stats: None,
+        }
+    }
+
+    fn veth(index: u32, name: &str, peer: u32, nsid: Option<i32>) -> LinkView {
+        let mut v = view(index, name, "veth");
+        v.peer_index = Some(peer);
+        v.link_netnsid = nsid;
+        v
+    }
+
+    fn setup() -> (Registry, Graph) {
+        let mut g = Graph::new();
+        let mut r = Registry::new("h", "agent.h");
+        for (key, name) in [(ROOT, "host"), (NS1, "ns1"), (NS2, "ns2")] {
+            let id = Identifier::from(name);
+            g.add_node(Node::new(id.clone(), Metadata::new(), "h", "agent.h"))
+                .unwrap();
+            r.add_namespace(
+                key,
+                NsEntry {
+                    owner: id.clone(),
+                    owner_tid: id,
+                    name: name.into(),
+                    file: None,
+                },
+            );
+        }
+        (r, g)
+    }
+
+    fn layer2(g: &Graph, kind: Option<&str>) -> Vec<(String, String)> {
+        g.edges()
+            .map(|e| g.edge(e))
+            .filter(|e| {
+                e.metadata().get("RelationType") == Some(&json!("layer2"))
+                    && e.metadata().get("Type").and_then(Value::as_str) == kind
+            })
+            .map(|e| {
+                (
+                    e.parent().metadata()["Name"].as_str().unwrap().to_owned(),
+                    e.child().metadata()["Name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_namespace_veth_one_edge_parent_higher_index_either_order() {
+        for first_low in [true, false] {
+            let (mut r, mut g) = setup();
+            let a = veth(5, "a", 6, None);
+            let b = veth(6, "b", 5, None);
+            let (x, y) = if first_low { (&a, &b) } else { (&b, &a) };
+            r.upsert_link(&mut g, ROOT, x, &vec![], None).unwrap();
+            assert!(layer2(&g, Some("veth")).is_empty());
+            r.upsert_link(&mut g, ROOT, y, &vec![], None).unwrap();
+            assert_eq!(layer2(&g, Some("veth")), vec![("b".into(), "a".into())]);
+            // Updates keep exactly one edge.
+            r.upsert_link(&mut g, ROOT, &a, &vec![], None).unwrap();
+            r.upsert_link(&mut g, ROOT, &b, &vec![], None).unwrap();
+            assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        }
+    }
+
+    #[test]
+    fn cross_namespace_veth_waits_for_nsid_and_names_the_namespace() {
+        let (mut r, mut g) = setup();
+        // Both ends have ifindex 2 in their namespaces; each sees the other as nsid 0.
+        let a = veth(2, "a", 2, Some(0));
+        let b = veth(2, "b", 2, Some(0));
+        let up = r.upsert_link(&mut g, NS1, &a, &vec![], None).unwrap();
+        assert!(!up.needs_nsid, "no candidate yet");
+        let up = r.upsert_link(&mut g, NS2, &b, &vec![], None).unwrap();
+        assert!(up.needs_nsid);
+        assert_eq!(r.peer_candidates(NS2, &b).len(), 0, "no files in tests");
+        assert!(layer2(&g, Some("veth")).is_empty());
+        // The probe of NS2 verified: nsid 0 in NS2 is NS1.
+        r.record_nsid(&mut g, NS2, 0, NS1);
+        assert_eq!(layer2(&g, Some("veth")), vec![("b".into(), "a".into())]);
+        // NS1 learned the reverse mapping from the mutual pair.
+        let a_id = r.node_id(NS1, 2).unwrap().clone();
+        let b_id = r.node_id(NS2, 2).unwrap().clone();
+        assert_eq!(
+            g.node_by_id(&a_id).unwrap().metadata()["LinkNetNsName"],
+            json!("ns2")
+        );
+        assert_eq!(
+            g.node_by_id(&b_id).unwrap().metadata()["LinkNetNsName"],
+            json!("ns1")
+        );
+        // Same ifindex pair in another namespace without a verified id: not linked.
+        let c = veth(2, "c", 2, Some(1));
+        r.upsert_link(&mut g, ROOT, &c, &vec![], None).unwrap();
+        assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        // Deleting a namespace removes its interfaces and the pair's edge.
+        r.remove_namespace(&mut g, NS2, false);
+        assert!(layer2(&g, Some("veth")).is_empty());
+        assert!(g.node_by_id(&b_id).is_none());
+        assert!(!g
+            .node_by_id(&a_id)
+            .unwrap()
+            .metadata()
+            .contains_key("LinkNetNsName"));
+    }
+
+    #[test]
+    fn rename_and_mac_change_keep_the_node() {
+        let (mut r, mut g) = setup();
+        let mut v = view(3, "eth0", "device");
+        let id = r.upsert_link(&mut g, NS1, &v, &vec![], None).unwrap().id;
+        v.name = "eth9".into();
+        v.fields[0].1 = Some(json!("eth9"));
+        v.fields[3].1 = Some(json!("00:00:00:00:00:aa"));
+        let up = r.upsert_link(&mut g, NS1, &v, &vec![], None).unwrap();
+        assert_eq!(up.id, id);
+        assert!(!up.created);
+        let n = g.node_by_id(&id).unwrap();
+        assert_eq!(n.metadata()["Name"], json!("eth9"));
+        assert_eq!(n.metadata()["MAC"], json!("00:00:00:00:00:aa"));
+        assert_eq!(
+            n.metadata()["TID"],
+            json!(tid::owned(&Identifier::from("ns1"), "eth9", "device").to_string())
+        );
+        assert_eq!(g.node_count(), 4);
+        r.remove_link(&mut g, NS1, 3);
+        assert_eq!(g.node_count(), 3);
+    }
+
+    #[test]
+    fn bridge_membership_follows_master_index_in_any_order() {
+        let (mut r, mut g) = setup();
+        let mut member = view(4, "m", "veth");
+        member.master = Some(10);
+        r.upsert_link(&mut g, ROOT, &member, &vec![], None).unwrap();
+        assert!(layer2(&g, None).is_empty(), "bridge not known yet");
+        r.upsert_link(&mut g, ROOT, &view(10, "br", "bridge"), &vec![], None)
+            .unwrap();
+        assert_eq!(layer2(&g, None), vec![("br".into(), "m".into())]);
+        member.master = None;
+        r.upsert_link(&mut g, ROOT, &member, &vec![], None).unwrap();
+        assert!(layer2(&g, None).is_empty());
+        member.master = Some(10);
+        r.upsert_link(&mut g, ROOT, &member, &vec![], None).unwrap();
+        r.remove_link(&mut g, ROOT, 10);
+        assert!(layer2(&g, None).is_empty());
+    }
+
+    #[test]
+    fn vlan_edge_and_foreign_edges_are_left_alone() {
+        let (mut r, mut g) = setup();
+        r.upsert_link(&mut g, ROOT, &veth(4, "p", 5, None), &vec![], None)
+            .unwrap();
+        let mut v = view(8, "p.10", "vlan");
+        v.parent = Some(4);
+        r.upsert_link(&mut g, ROOT, &v, &vec![], None).unwrap();
+        assert_eq!(layer2(&g, Some("vlan")), vec![("p".into(), "p.10".into())]);
+        // An OVS port -> interface edge (parent not an interface of ours) survives.
+        let port = Identifier::from("port");
+        let mut md = Metadata::new();
+        md.insert("Name".into(), json!("port"));
+        g.add_node(Node::new(port.clone(), md, "h", "agent.h"))
+            .unwrap();
+        let p_id = r.node_id(ROOT, 4).unwrap().clone();
+        g.add_edge(Edge::new(
+            port,
+            p_id,
+            relation("layer2", None),
+            "h",
+            "agent.h",
+        ))
+        .unwrap();
+        r.upsert_link(&mut g, ROOT, &veth(4, "p", 5, None), &vec![], None)
+            .unwrap();
+        assert_eq!(layer2(&g, None), vec![("port".into(), "p".into())]);
+    }
+
+    #[test]
+    fn ovs_type_wins_and_extra_keys_are_removed_when_empty() {
+        let mut m = Metadata::new();
+        m.insert("UUID".into(), json!("u"));
+        m.insert("Type".into(), json!("internal"));
+        m.insert("IPV4".into(), json!(["10.0.0.1/24"]));
+        apply_fields(
+            &mut m,
+            &vec![("Type", Some(json!("openvswitch"))), ("IPV4", None)],
+        );
+        assert_eq!(m["Type"], json!("internal"));
+        assert!(!m.contains_key("IPV4"));
+    }
+}

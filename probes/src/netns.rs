@@ -1,0 +1,430 @@
+//! The namespace watcher (Skydive §3.5): netns files under the configured directories
+//! (inotify, plus a periodic listing that catches missed events and directories created
+//! later), and namespaces held only by processes (`/proc/<pid>/ns/net`, scanned
+//! periodically). Each namespace gets a `netns` node owned by the host and its own
+//! netlink probe; when it goes, so does the node with everything it owns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use serde_json::Value;
+use tokio::task::{JoinHandle, JoinSet};
+use topotap_topology::{tid, Edge, Identifier, Metadata, Node};
+
+use crate::netlink::registry::{NsEntry, NsKey};
+use crate::Ctx;
+
+pub const STATUS: &str = "netns";
+
+/// Delays between attempts to see a new netns file as a namespace: `ip netns add`
+/// creates the file before it bind-mounts the namespace on it.
+const MOUNT_RETRIES_MS: &[u64] = &[0, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Bind-mounted under a watched directory.
+    Paths,
+    /// Only held by a process.
+    Process,
+}
+
+struct Watched {
+    node: Identifier,
+    source: Source,
+    paths: BTreeSet<PathBuf>,
+    probe: JoinHandle<()>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.probe.abort();
+    }
+}
+
+/// A namespace file found by a check: `(path, handle, inode, device)`.
+type Found = (PathBuf, Arc<File>, u64, u64);
+
+pub(crate) struct NetnsWatcher {
+    ctx: Arc<Ctx>,
+    dirs: Vec<PathBuf>,
+    root: NsKey,
+    scan_interval: Duration,
+    paths: HashMap<PathBuf, NsKey>,
+    namespaces: HashMap<NsKey, Watched>,
+    dir_watches: HashMap<WatchDescriptor, PathBuf>,
+}
+
+/// Whether `file` is a namespace (a nsfs inode), and its `(inode, device)`.
+fn nsfs_identity(file: &File) -> Option<(u64, u64)> {
+    let fs = nix::sys::statfs::fstatfs(file).ok()?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return None;
+    }
+    let m = file.metadata().ok()?;
+    Some((m.ino(), m.dev()))
+}
+
+/// Opens `path` and checks it is a mounted namespace, retrying while it is being set up.
+async fn check_path(path: PathBuf) -> Option<Found> {
+    for delay in MOUNT_RETRIES_MS {
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "opening netns file");
+                continue;
+            }
+        };
+        if let Some((ino, dev)) = nsfs_identity(&file) {
+            return Some((path, Arc::new(file), ino, dev));
+        }
+    }
+    None
+}
+
+fn basename(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_else(|| OsStr::new(""))
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl NetnsWatcher {
+    pub(crate) fn new(ctx: Arc<Ctx>, dirs: Vec<PathBuf>, root: NsKey, scan: Duration) -> Self {
+        NetnsWatcher {
+            ctx,
+            dirs,
+            root,
+            scan_interval: scan,
+            paths: HashMap::new(),
+            namespaces: HashMap::new(),
+            dir_watches: HashMap::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> anyhow::Result<()> {
+        let inotify = Inotify::init()?;
+        let mut events = inotify.into_event_stream(vec![0u8; 16 * 1024])?;
+        let mut checks: JoinSet<Option<Found>> = JoinSet::new();
+        let mut tick = tokio::time::interval(self.scan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.ctx
+            .status
+            .set_state(STATUS, crate::status::ProbeState::Running);
+        loop {
+            tokio::select! {
+                ev = events.next() => {
+                    let Some(ev) = ev else { anyhow::bail!("inotify stream ended") };
+                    let ev = match ev {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            self.ctx.status.error(STATUS, format!("inotify: {e}"));
+                            continue;
+                        }
+                    };
+                    if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                        self.reconcile_dirs(&mut events);
+                        continue;
+                    }
+                    let Some(dir) = self.dir_watches.get(&ev.wd).cloned() else { continue };
+                    if ev.mask.intersects(EventMask::DELETE_SELF | EventMask::IGNORED) {
+                        self.dir_watches.remove(&ev.wd);
+                        continue;
+                    }
+                    let Some(name) = ev.name else { continue };
+                    let path = dir.join(name);
+                    if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+                        checks.spawn(check_path(path));
+                    } else if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                        self.remove_path(&path);
+                    }
+                }
+                Some(found) = checks.join_next() => {
+                    if let Ok(Some(found)) = found {
+                        self.add_path(found);
+                    }
+                }
+                _ = tick.tick() => {
+                    self.reconcile_dirs(&mut events);
+                    self.scan_proc();
+                    self.ctx.status.set_counter(STATUS, "Namespaces", self.namespaces.len() as u64);
+                }
+            }
+        }
+    }
+
+    /// Watches directories that appeared, and makes the known paths match the listing.
+    fn reconcile_dirs(&mut self, events: &mut inotify::EventStream<Vec<u8>>) {
+        for dir in self.dirs.clone() {
+            if !self.dir_watches.values().any(|d| *d == dir) && dir.is_dir() {
+                match events.watches().add(
+                    &dir,
+                    WatchMask::CREATE
+                        | WatchMask::DELETE
+                        | WatchMask::MOVED_FROM
+                        | WatchMask::MOVED_TO
+                        | WatchMask::DELETE_SELF,
+                ) {
+                    Ok(wd) => {
+                        self.dir_watches.insert(wd, dir.clone());
+                    }
+                    Err(e) => {
+                        self.ctx
+                            .status
+                            .error(STATUS, format!("watching {}: {e}", dir.display()));
+                        continue;
+                    }
+                }
+            }
+            let listed: BTreeSet<PathBuf> = std::fs::read_dir(&dir)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            // Known paths that vanished or now name another namespace.
+            let known: Vec<(PathBuf, NsKey)> = self
+                .paths
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+                .map(|(p, k)| (p.clone(), *k))
+                .collect();
+            for (p, key) in known {
+                let same = std::fs::metadata(&p)
+                    .map(|m| m.ino() == key)
+                    .unwrap_or(false);
+                if !listed.contains(&p) || !same {
+                    self.remove_path(&p);
+                }
+            }
+            for p in listed {
+                if !self.paths.contains_key(&p) {
+                    // Not a namespace yet (or not at all): checked without waiting.
+                    if let Ok(file) = File::open(&p) {
+                        if let Some((ino, dev)) = nsfs_identity(&file) {
+                            self.add_path((p, Arc::new(file), ino, dev));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_path(&mut self, (path, file, ino, dev): Found) {
+        // The file may have been removed or replaced since it was checked: every later
+        // removal has its own event, processed after this.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.ino() == ino => {}
+            _ => return,
+        }
+        if ino == self.root {
+            return;
+        }
+        if let Some(old) = self.paths.get(&path) {
+            if *old == ino {
+                return;
+            }
+            self.remove_path(&path.clone());
+        }
+        self.paths.insert(path.clone(), ino);
+        if let Some(w) = self.namespaces.get_mut(&ino) {
+            w.paths.insert(path.clone());
+            if w.source == Source::Process {
+                // Found by the /proc scan while `ip netns add` was setting it up: it is
+                // the mounted namespace after all.
+                w.source = Source::Paths;
+                let name = basename(&path);
+                let tid = tid::netns(&self.ctx.host_tid, &path.to_string_lossy());
+                let node = w.node.clone();
+                let mut reg = self.ctx.registry.lock();
+                let mut g = self.ctx.graph.write();
+                let _ = g.update_node(&node, |m| {
+                    m.insert("Name".into(), Value::from(name.clone()));
+                    m.insert(
+                        "Path".into(),
+                        Value::from(path.to_string_lossy().into_owned()),
+                    );
+                    m.insert("TID".into(), Value::from(tid.to_string()));
+                });
+                reg.rename_namespace(&mut g, ino, &name, tid);
+            }
+            return;
+        }
+        let name = basename(&path);
+        self.register(ino, dev, name, &path, file, Source::Paths);
+    }
+
+    fn remove_path(&mut self, path: &Path) {
+        let Some(ino) = self.paths.remove(path) else {
+            return;
+        };
+        let empty = match self.namespaces.get_mut(&ino) {
+            Some(w) => {
+                w.paths.remove(path);
+                w.paths.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.unregister(ino);
+        }
+    }
+
+    fn register(
+        &mut self,
+        ino: NsKey,
+        dev: u64,
+        name: String,
+        path: &Path,
+        file: Arc<File>,
+        source: Source,
+    ) {
+        let path_str = path.to_string_lossy().into_owned();
+        let tid = tid::netns(&self.ctx.host_tid, &path_str);
+        let id = Identifier::random();
+        let mut m = Metadata::new();
+        m.insert("Name".into(), Value::from(name.clone()));
+        m.insert("Type".into(), Value::from("netns"));
+        m.insert("Path".into(), Value::from(path_str));
+        m.insert("Inode".into(), Value::from(ino));
+        m.insert("Device".into(), Value::from(dev));
+        m.insert("TID".into(), Value::from(tid.to_string()));
+        {
+            let mut reg = self.ctx.registry.lock();
+            let mut g = self.ctx.graph.write();
+            if let Err(e) = g.add_node(Node::new(
+                id.clone(),
+                m,
+                &self.ctx.host_id,
+                &self.ctx.origin,
+            )) {
+                tracing::warn!(error = %e, "adding netns node");
+                return;
+            }
+            let mut rel = Metadata::new();
+            rel.insert("RelationType".into(), Value::from("ownership"));
+            let _ = g.add_edge(Edge::new(
+                self.ctx.host_node.clone(),
+                id.clone(),
+                rel,
+                &self.ctx.host_id,
+                &self.ctx.origin,
+            ));
+            reg.add_namespace(
+                ino,
+                NsEntry {
+                    owner: id.clone(),
+                    owner_tid: tid,
+                    name: name.clone(),
+                    file: Some(file.clone()),
+                },
+            );
+        }
+        let probe = tokio::spawn(crate::supervise_netlink(
+            self.ctx.clone(),
+            ino,
+            name,
+            Some(file),
+        ));
+        let mut paths = BTreeSet::new();
+        if source == Source::Paths {
+            paths.insert(path.to_path_buf());
+        }
+        self.namespaces.insert(
+            ino,
+            Watched {
+                node: id,
+                source,
+                paths,
+                probe,
+            },
+        );
+    }
+
+    fn unregister(&mut self, ino: NsKey) {
+        if let Some(w) = self.namespaces.remove(&ino) {
+            w.probe.abort();
+            for p in &w.paths {
+                self.paths.remove(p);
+            }
+            let mut reg = self.ctx.registry.lock();
+            let mut g = self.ctx.graph.write();
+            reg.remove_namespace(&mut g, ino, true);
+            if g.find_node(&w.node).is_some() {
+                let _ = g.delete_subtree(&w.node);
+            }
+        }
+    }
+
+    /// Namespaces held by processes only: registered under `<comm>-<pid>`, dropped when
+    /// no process holds them any more.
+    fn scan_proc(&mut self) {
+        let mut held: HashMap<NsKey, (u32, u64)> = HashMap::new();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in rd.filter_map(|e| e.ok()) {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Processes exit mid-scan and some are not ours to look at: skip quietly.
+            let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+                continue;
+            };
+            let ino = m.ino();
+            if ino == self.root {
+                continue;
+            }
+            let e = held.entry(ino).or_insert((pid, m.dev()));
+            if pid < e.0 {
+                *e = (pid, m.dev());
+            }
+        }
+        let gone: Vec<NsKey> = self
+            .namespaces
+            .iter()
+            .filter(|(k, w)| w.source == Source::Process && !held.contains_key(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.unregister(k);
+        }
+        for (ino, (pid, dev)) in held {
+            if self.namespaces.contains_key(&ino) {
+                continue;
+            }
+            let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(pid, error = %e, "opening process namespace");
+                    continue;
+                }
+            };
+            match nsfs_identity(&file) {
+                Some((i, _)) if i == ino => {}
+                _ => continue, // the process exited and its pid was reused
+            }
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default();
+            self.register(
+                ino,
+                dev,
+                format!("{comm}-{pid}"),
+                &path,
+                Arc::new(file),
+                Source::Process,
+            );
+        }
+    }
+}
