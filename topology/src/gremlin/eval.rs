@@ -84,22 +84,45 @@ impl<'g, 'x> Evaluator<'g, 'x> {
     }
 
     pub(crate) fn run(mut self, query: &Query) -> Result<Output, EvalError> {
+        let steps = &query.steps;
         let mut stage = Stage::Graph;
         let mut prev = String::from("G");
-        for (i, step) in query.steps.iter().enumerate() {
+        let mut i = 0;
+        while i < steps.len() {
+            let step = &steps[i];
             let input = match &stage {
                 Stage::Ext(e) => e.name().to_owned(),
                 _ => std::mem::take(&mut prev),
             };
+            // Like Skydive's Reduce: `Has`-style steps right after a source or traversal
+            // step filter while it walks, instead of in a second pass. Same results.
+            let mut absorbed = Vec::new();
+            let mut last = i;
+            if absorbs(&step.kind, &stage) {
+                while let Some(next) = steps.get(last + 1) {
+                    match has_filter(next) {
+                        None => break,
+                        Some(f) => absorbed.push(f.map_err(|e| e.located(last + 2, next))?),
+                    }
+                    last += 1;
+                }
+            }
             stage = self
-                .step(stage, step, &input)
+                .step(stage, step, &input, &absorbed)
                 .map_err(|e| e.located(i + 1, step))?;
-            prev = step.kind.name().to_owned();
+            prev = steps[last].kind.name().to_owned();
+            i = last + 1;
         }
         Ok(self.into_output(stage))
     }
 
-    fn step(&mut self, stage: Stage, step: &Step, input: &str) -> Result<Stage, EvalError> {
+    fn step(
+        &mut self,
+        stage: Stage,
+        step: &Step,
+        input: &str,
+        and: &[Filter],
+    ) -> Result<Stage, EvalError> {
         use StepKind as K;
         let g = self.graph;
         let p = step.params.as_slice();
@@ -122,8 +145,8 @@ impl<'g, 'x> Evaluator<'g, 'x> {
 
         match (&step.kind, stage) {
             (K::G, _) => Ok(Stage::Graph),
-            (K::V, Stage::Graph) => self.v(p),
-            (K::E, Stage::Graph) => self.e(p),
+            (K::V, Stage::Graph) => self.v(p, and),
+            (K::E, Stage::Graph) => self.e(p, and),
             (K::Has, s) => self.retain(s, &filter_params(p, Combine::All)?, wrong),
             (K::HasEither, s) => self.retain(s, &filter_params(p, Combine::Any)?, wrong),
             (K::HasKey, s) => {
@@ -135,20 +158,20 @@ impl<'g, 'x> Evaluator<'g, 'x> {
                 )
             }
             (K::HasNot, s) => self.retain(s, &Filter::absent(one_string(p, "HasNot")?), wrong),
-            (K::Out, Stage::Nodes(n)) => self.neighbours(&n, &[Direction::Outgoing], p),
-            (K::In, Stage::Nodes(n)) => self.neighbours(&n, &[Direction::Incoming], p),
+            (K::Out, Stage::Nodes(n)) => self.neighbours(&n, &[Direction::Outgoing], p, and),
+            (K::In, Stage::Nodes(n)) => self.neighbours(&n, &[Direction::Incoming], p, and),
             (K::Both, Stage::Nodes(n)) => {
-                self.neighbours(&n, &[Direction::Outgoing, Direction::Incoming], p)
+                self.neighbours(&n, &[Direction::Outgoing, Direction::Incoming], p, and)
             }
-            (K::OutE, Stage::Nodes(n)) => self.edges_of(&n, &[Direction::Outgoing], p),
-            (K::InE, Stage::Nodes(n)) => self.edges_of(&n, &[Direction::Incoming], p),
+            (K::OutE, Stage::Nodes(n)) => self.edges_of(&n, &[Direction::Outgoing], p, and),
+            (K::InE, Stage::Nodes(n)) => self.edges_of(&n, &[Direction::Incoming], p, and),
             (K::BothE, Stage::Nodes(n)) => {
-                self.edges_of(&n, &[Direction::Outgoing, Direction::Incoming], p)
+                self.edges_of(&n, &[Direction::Outgoing, Direction::Incoming], p, and)
             }
             // Skydive's inverted naming (§2.5): InV is the parent, OutV the child.
-            (K::InV, Stage::Edges(e)) => self.endpoints(&e, true, false, p),
-            (K::OutV, Stage::Edges(e)) => self.endpoints(&e, false, true, p),
-            (K::BothV, Stage::Edges(e)) => self.endpoints(&e, true, true, p),
+            (K::InV, Stage::Edges(e)) => self.endpoints(&e, true, false, p, and),
+            (K::OutV, Stage::Edges(e)) => self.endpoints(&e, false, true, p, and),
+            (K::BothV, Stage::Edges(e)) => self.endpoints(&e, true, true, p, and),
             (K::Dedup, s) => self.dedup(s, p, wrong),
             (K::Count, s) => {
                 let n = match s {
@@ -260,34 +283,36 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         self.scope.as_ref().is_none_or(|s| s.edge_set.contains(&ix))
     }
 
-    fn v(&self, p: &[Param]) -> Result<Stage, EvalError> {
+    fn v(&self, p: &[Param], and: &[Filter]) -> Result<Stage, EvalError> {
         let g = self.graph;
         if let [Param::Str(id)] = p {
             return g
                 .find_node(&Identifier::from(id.as_str()))
                 .filter(|ix| self.in_scope_node(*ix))
                 .map(|ix| Stage::Nodes(vec![ix]))
-                .ok_or_else(|| err(format!("Node '{id}' does not exist")));
+                .ok_or_else(|| err(format!("Node '{id}' does not exist")))
+                .and_then(|s| self.retain_all(s, and));
         }
         let f = filter_params(p, Combine::All)?;
-        let keep = |ix: &NodeIx| f.matches(&g.node(*ix));
+        let keep = |ix: &NodeIx| all(&f, and, &g.node(*ix));
         Ok(Stage::Nodes(match &self.scope {
             None => g.nodes().filter(keep).collect(),
             Some(s) => s.nodes.iter().copied().filter(keep).collect(),
         }))
     }
 
-    fn e(&self, p: &[Param]) -> Result<Stage, EvalError> {
+    fn e(&self, p: &[Param], and: &[Filter]) -> Result<Stage, EvalError> {
         let g = self.graph;
         if let [Param::Str(id)] = p {
             return g
                 .find_edge(&Identifier::from(id.as_str()))
                 .filter(|ix| self.in_scope_edge(*ix))
                 .map(|ix| Stage::Edges(vec![ix]))
-                .ok_or_else(|| err(format!("Edge '{id}' does not exist")));
+                .ok_or_else(|| err(format!("Edge '{id}' does not exist")))
+                .and_then(|s| self.retain_all(s, and));
         }
         let f = filter_params(p, Combine::All)?;
-        let keep = |ix: &EdgeIx| f.matches(&g.edge(*ix));
+        let keep = |ix: &EdgeIx| all(&f, and, &g.edge(*ix));
         Ok(Stage::Edges(match &self.scope {
             None => g.edges().filter(keep).collect(),
             Some(s) => s.edges.iter().copied().filter(keep).collect(),
@@ -327,6 +352,13 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         })
     }
 
+    fn retain_all(&self, mut stage: Stage, filters: &[Filter]) -> Result<Stage, EvalError> {
+        for f in filters {
+            stage = self.retain(stage, f, || err("filter on a stage without elements"))?;
+        }
+        Ok(stage)
+    }
+
     // ----- traversal -----------------------------------------------------------------
 
     /// Edges of `n` in direction `dir` that are in scope, oldest first, into `self.buf`.
@@ -346,21 +378,23 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         nodes: &[NodeIx],
         dirs: &[Direction],
         p: &[Param],
+        and: &[Filter],
     ) -> Result<Stage, EvalError> {
         let f = filter_params(p, Combine::All)?;
         let g = self.graph;
+        let unfiltered = f.is_empty() && and.is_empty();
         let mut out = Vec::with_capacity(nodes.len());
         for &n in nodes {
             for &dir in dirs {
                 self.collect_edges(n, dir);
-                if f.is_empty() {
+                if unfiltered {
                     out.extend(self.buf.iter().map(|(_, other)| *other));
                 } else {
                     out.extend(
                         self.buf
                             .iter()
                             .map(|(_, other)| *other)
-                            .filter(|o| f.matches(&g.node(*o))),
+                            .filter(|o| all(&f, and, &g.node(*o))),
                     );
                 }
             }
@@ -376,6 +410,7 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         nodes: &[NodeIx],
         dirs: &[Direction],
         p: &[Param],
+        and: &[Filter],
     ) -> Result<Stage, EvalError> {
         let f = filter_params(p, Combine::All)?;
         let g = self.graph;
@@ -387,7 +422,7 @@ impl<'g, 'x> Evaluator<'g, 'x> {
                     self.buf
                         .iter()
                         .map(|(e, _)| *e)
-                        .filter(|e| f.matches(&g.edge(*e))),
+                        .filter(|e| all(&f, and, &g.edge(*e))),
                 );
             }
             if out.len() > MAX_ELEMENTS {
@@ -403,16 +438,17 @@ impl<'g, 'x> Evaluator<'g, 'x> {
         parent: bool,
         child: bool,
         p: &[Param],
+        and: &[Filter],
     ) -> Result<Stage, EvalError> {
         let f = filter_params(p, Combine::All)?;
         let g = self.graph;
         let mut out = Vec::with_capacity(edges.len());
         for &e in edges {
             let (pa, ch) = g.endpoints(e);
-            if parent && f.matches(&g.node(pa)) {
+            if parent && all(&f, and, &g.node(pa)) {
                 out.push(pa);
             }
-            if child && f.matches(&g.node(ch)) {
+            if child && all(&f, and, &g.node(ch)) {
                 out.push(ch);
             }
         }
@@ -890,7 +926,36 @@ impl<'g, 'x> Evaluator<'g, 'x> {
     }
 }
 
-// ----- helpers -----------------------------------------------------------------------
+// ----- helpers -------------------------------------------------------------------------
+
+/// Whether `Has`-style steps following `kind` on `stage` can filter during it.
+fn absorbs(kind: &StepKind, stage: &Stage) -> bool {
+    use StepKind as K;
+    match stage {
+        Stage::Graph => matches!(kind, K::V | K::E),
+        Stage::Nodes(_) => matches!(kind, K::Out | K::In | K::Both | K::OutE | K::InE | K::BothE),
+        Stage::Edges(_) => matches!(kind, K::OutV | K::InV | K::BothV),
+        _ => false,
+    }
+}
+
+/// The filter of a `Has`, `HasKey`, `HasNot` or `HasEither` step.
+fn has_filter(step: &Step) -> Option<Result<Filter, EvalError>> {
+    let p = step.params.as_slice();
+    Some(match step.kind {
+        StepKind::Has => filter_params(p, Combine::All),
+        StepKind::HasEither => filter_params(p, Combine::Any),
+        StepKind::HasKey => one_string(p, "HasKey")
+            .and_then(|k| filter_params(&[Param::Str(k.to_owned())], Combine::All)),
+        StepKind::HasNot => one_string(p, "HasNot").map(Filter::absent),
+        _ => return None,
+    })
+}
+
+#[inline]
+fn all<'g>(f: &Filter, and: &[Filter], e: &impl Element<'g>) -> bool {
+    f.matches(e) && and.iter().all(|x| x.matches(e))
+}
 
 fn filter_params(p: &[Param], combine: Combine) -> Result<Filter, EvalError> {
     Filter::from_params(p, combine).map_err(err)
