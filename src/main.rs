@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod capture;
 mod cli;
 mod client;
+mod resources;
 mod server;
+mod ui;
 
 use std::process::ExitCode;
 

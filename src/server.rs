@@ -1,12 +1,17 @@
 //! `topotap allinone`: the graph, its probes and the API in one process.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use anyhow::Context;
+use topotap_probes::ProbesConfig;
 use tokio::net::TcpListener;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
 use crate::api::{self, AppState};
 use crate::cli::ServerArgs;
+use crate::resources::Store;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging();
@@ -15,7 +20,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ => hostname(),
     };
     let graph = SharedGraph::new(Graph::new(), &host_id);
-    let state = AppState::new(graph, &host_id);
+    let mut state = AppState::new(graph.clone(), &host_id);
+    state.captures = Store::open(Some(&args.state_dir));
+
+    let probes = if args.no_probes {
+        None
+    } else {
+        let config = ProbesConfig {
+            host_id: host_id.clone(),
+            netns_paths: args.netns_paths.iter().map(PathBuf::from).collect(),
+            ovsdb: match args.ovsdb.as_str() {
+                "" | "none" => None,
+                addr => Some(addr.to_owned()),
+            },
+            ..ProbesConfig::default()
+        };
+        let probes = topotap_probes::start(graph.clone(), config)
+            .await
+            .context("cannot start the topology probes")?;
+        Some(Arc::new(probes))
+    };
+    let captures = state.captures.clone();
+    state.status_sections = Arc::new(move || {
+        let mut sections = serde_json::Map::new();
+        if let Some(p) = &probes {
+            sections.insert("Probes".into(), p.status());
+        }
+        let mut store = serde_json::Map::new();
+        if let Some(e) = captures.persist_error() {
+            store.insert("Error".into(), e.into());
+        }
+        store.insert("IsMaster".into(), true.into());
+        sections.insert("Captures".into(), serde_json::Value::Object(store));
+        sections
+    });
+    tokio::spawn(expire_resources(state.clone()));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -33,6 +72,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await;
     info!("topotap stopped");
     Ok(())
+}
+
+/// Deletes resources whose `X-Resource-TTL` has passed.
+async fn expire_resources(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        state.captures.expire(topotap_topology::now_ms());
+    }
 }
 
 fn init_logging() {

@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::{parse_json, reply_json, respond, with_state, ApiError, ApiResult, AppState};
+use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -93,13 +93,6 @@ fn with_state_kind(
     kind: Kind,
 ) -> impl Filter<Extract = ((AppState, Kind),), Error = std::convert::Infallible> + Clone {
     with_state(state).map(move |s| (s, kind))
-}
-
-fn respond_now(r: ApiResult) -> Response {
-    match respond(r) {
-        Ok(resp) => resp,
-        Err(never) => match never {},
-    }
 }
 
 fn not_found(kind: Kind, id: &str) -> ApiError {

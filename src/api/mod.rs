@@ -5,6 +5,7 @@
 //! failures to HTTP statuses.
 
 mod elements;
+mod resources;
 mod topology;
 pub mod ws;
 
@@ -20,6 +21,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::capture::Capture;
+use crate::resources::Store;
+
 /// Largest request body accepted by JSON endpoints.
 pub const MAX_JSON_BODY: u64 = 4 * 1024 * 1024;
 
@@ -31,6 +35,7 @@ pub struct AppState {
     pub extensions: Arc<Extensions>,
     pub started: Instant,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
+    pub captures: Arc<Store<Capture>>,
     /// Extra sections for `/api/status` (probe states and such), computed at read time.
     pub status_sections: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
@@ -43,6 +48,7 @@ impl AppState {
             extensions: Arc::new(Extensions::default()),
             started: Instant::now(),
             subscribers: Arc::default(),
+            captures: Store::open(None),
             status_sections: Arc::new(serde_json::Map::new),
         }
     }
@@ -120,7 +126,12 @@ pub fn reply_json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 
 /// Collapses a handler result into a response.
 pub fn respond(result: ApiResult) -> Result<Response, Infallible> {
-    Ok(result.unwrap_or_else(reply_error))
+    Ok(respond_now(result))
+}
+
+/// Collapses a handler result into a response, for synchronous handlers.
+pub fn respond_now(result: ApiResult) -> Response {
+    result.unwrap_or_else(reply_error)
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
@@ -152,7 +163,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let body = limited_body(MAX_JSON_BODY);
 
     let topology = topology::routes(state.clone(), body.clone());
-    let elements = elements::routes(state.clone(), body);
+    let elements = elements::routes(state.clone(), body.clone());
+    let captures = resources::routes(state.clone(), state.captures.clone(), body);
     let ws = ws::routes(state.clone());
 
     let cors = warp::cors()
@@ -173,7 +185,11 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .unify()
         .or(elements)
         .unify()
+        .or(captures)
+        .unify()
         .or(ws)
+        .unify()
+        .or(crate::ui::routes())
         .unify()
         .with(cors)
         .map(Reply::into_response)

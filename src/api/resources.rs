@@ -1,0 +1,126 @@
+//! HTTP routes of a stored resource kind (`/api/capture`, `/api/injectpacket`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use crate::resources::{parse_go_duration, Resource, Store, StoreError};
+
+pub fn routes<T: Resource>(
+    state: AppState,
+    store: Arc<Store<T>>,
+    body: impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let base = warp::path("api").and(warp::path(T::NAME));
+    let st = move || with_state(state.clone()).and(with_store(store.clone()));
+
+    let index = base
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(st())
+        .map(|s: AppState, store: Arc<Store<T>>| respond_now(index(&s, &store)));
+    let create = base
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(st())
+        .and(warp::header::optional::<String>("X-Resource-TTL"))
+        .and(body.clone())
+        .map(|_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| {
+            respond_now(create(&store, ttl, &b))
+        });
+    let show = base
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(st())
+        .map(|id: String, s: AppState, store: Arc<Store<T>>| respond_now(show(&s, &store, &id)));
+    let patch = base
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::patch())
+        .and(st())
+        .and(body)
+        .map(|id: String, _s: AppState, store: Arc<Store<T>>, _b: Bytes| {
+            respond_now(match store.get(&id) {
+                None => Err(not_found::<T>(&id)),
+                Some(_) => Err(ApiError::bad_request(
+                    "updating resource with patched version: resource not updatable",
+                )),
+            })
+        });
+    let delete = base
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::delete())
+        .and(st())
+        .map(|id: String, _s: AppState, store: Arc<Store<T>>| {
+            respond_now(match store.delete(&id) {
+                Ok(_) => {
+                    let mut resp = "".into_response();
+                    resp.headers_mut().insert(
+                        warp::http::header::CONTENT_TYPE,
+                        warp::http::HeaderValue::from_static("text/plain"),
+                    );
+                    Ok(resp)
+                }
+                Err(_) => Err(not_found::<T>(&id)),
+            })
+        });
+
+    index
+        .or(create)
+        .unify()
+        .or(show)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+}
+
+fn with_store<T: Resource>(
+    store: Arc<Store<T>>,
+) -> impl Filter<Extract = (Arc<Store<T>>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || store.clone())
+}
+
+fn not_found<T: Resource>(id: &str) -> ApiError {
+    ApiError::not_found(format!("{} '{id}' not found", T::TITLE))
+}
+
+fn index<T: Resource>(s: &AppState, store: &Store<T>) -> ApiResult {
+    let mut items = store.list();
+    let g = s.graph.read();
+    let mut out = Map::new();
+    for item in &mut items {
+        item.decorate(&g);
+        let v = serde_json::to_value(&*item).map_err(ApiError::bad_request)?;
+        out.insert(item.uuid().to_owned(), v);
+    }
+    Ok(reply_json(StatusCode::OK, &Value::Object(out)))
+}
+
+fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
+    let mut item = store.get(id).ok_or_else(|| not_found::<T>(id))?;
+    item.decorate(&s.graph.read());
+    Ok(reply_json(StatusCode::OK, &item))
+}
+
+fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> ApiResult {
+    let item: T = parse_json(body)?;
+    let ttl = match ttl {
+        Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    match store.create(item, ttl) {
+        Ok(created) => Ok(reply_json(StatusCode::CREATED, &created)),
+        Err(StoreError::Invalid(reason)) => Err(ApiError::bad_request(reason)),
+        Err(StoreError::Duplicate) => Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource")),
+        Err(StoreError::NotFound) => Err(ApiError::bad_request("not found")),
+    }
+}

@@ -1,0 +1,308 @@
+//! The capture resource (`/api/capture`, Skydive §1.4): its JSON, defaults and
+//! validation.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+/// Capture engines. `pcap` and `afpacket` are both served by libpcap, which uses
+/// AF_PACKET with a memory-mapped ring on Linux.
+pub const CAPTURE_TYPES: &[&str] = &["pcap", "afpacket"];
+
+/// Where captured traffic goes. `local` (or empty) is the flow table queried with
+/// `Flows()`.
+pub const TARGET_TYPES: &[&str] = &["local"];
+
+pub const LAYER_KEY_MODES: &[&str] = &["L2", "L3"];
+
+/// Default snapshot length when `HeaderSize` is 0: whole frames.
+pub const DEFAULT_SNAPLEN: u32 = 65_535;
+
+/// A capture as clients send and receive it. Field order and `omitempty` rules are
+/// Skydive's; extra keys that clients send are accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Capture {
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+    #[serde(rename = "GremlinQuery", skip_serializing_if = "String::is_empty")]
+    pub gremlin_query: String,
+    #[serde(rename = "BPFFilter", skip_serializing_if = "String::is_empty")]
+    pub bpf_filter: String,
+    #[serde(rename = "Name", skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "Description", skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(rename = "Type", skip_serializing_if = "String::is_empty")]
+    pub capture_type: String,
+    /// Output only: interfaces where this capture is active, computed at read time.
+    #[serde(rename = "Count")]
+    pub count: u64,
+    #[serde(rename = "Port", skip_serializing_if = "is_zero_i64")]
+    pub port: i64,
+    #[serde(rename = "SamplingRate")]
+    pub sampling_rate: u32,
+    #[serde(rename = "PollingInterval")]
+    pub polling_interval: u32,
+    #[serde(rename = "RawPacketLimit", skip_serializing_if = "is_zero_i64")]
+    pub raw_packet_limit: i64,
+    #[serde(rename = "HeaderSize", skip_serializing_if = "is_zero_i64")]
+    pub header_size: i64,
+    #[serde(rename = "ExtraTCPMetric")]
+    pub extra_tcp_metric: bool,
+    #[serde(rename = "IPDefrag")]
+    pub ip_defrag: bool,
+    #[serde(rename = "ReassembleTCP")]
+    pub reassemble_tcp: bool,
+    #[serde(rename = "LayerKeyMode", skip_serializing_if = "String::is_empty")]
+    pub layer_key_mode: String,
+    #[serde(rename = "ExtraLayers", skip_serializing_if = "is_zero_i64")]
+    pub extra_layers: i64,
+    #[serde(rename = "Target", skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    #[serde(rename = "TargetType", skip_serializing_if = "String::is_empty")]
+    pub target_type: String,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+impl Capture {
+    /// Checks every field; the error is Skydive's `"<Field>: <reason>"`.
+    pub fn validate(&self) -> Result<(), String> {
+        topotap_grammar::parse(&self.gremlin_query)
+            .map_err(|e| format!("GremlinQuery: Not a valid Gremlin expression: {e}"))?;
+        if !self.bpf_filter.is_empty() {
+            validate_bpf(&self.bpf_filter)
+                .map_err(|e| format!("BPFFilter: Not a valid BPF expression: {e}"))?;
+        }
+        if !self.capture_type.is_empty() && !CAPTURE_TYPES.contains(&self.capture_type.as_str())
+        {
+            return Err(format!(
+                "Type: Not a valid capture type: {}, available types: [{}]",
+                self.capture_type,
+                CAPTURE_TYPES.join(" ")
+            ));
+        }
+        if self.header_size != 0 && !(14..=4096).contains(&self.header_size) {
+            return Err("HeaderSize: A valid header size is >= 14 && <= 4096".into());
+        }
+        if !(0..=10).contains(&self.raw_packet_limit) {
+            return Err("RawPacketLimit: A valid raw packet limit size is >= 0 && <= 10".into());
+        }
+        if !self.layer_key_mode.is_empty()
+            && !LAYER_KEY_MODES.contains(&self.layer_key_mode.as_str())
+        {
+            return Err(format!(
+                "LayerKeyMode: Not a valid layer key mode: {}, available modes: [L2 L3]",
+                self.layer_key_mode
+            ));
+        }
+        if !self.target_type.is_empty() && !TARGET_TYPES.contains(&self.target_type.as_str()) {
+            return Err(format!(
+                "TargetType: Not a valid target type: {}, available types: [{}]",
+                self.target_type,
+                TARGET_TYPES.join(" ")
+            ));
+        }
+        if !self.target.is_empty() {
+            parse_target(&self.target).map_err(|e| format!("Target: Not a valid address: {e}"))?;
+        }
+        let exported = !self.target_type.is_empty() && self.target_type != "local";
+        if exported && self.target.is_empty() {
+            return Err(format!(
+                "Target: a {} target needs an address (host:port; port 0 for ERSPAN)",
+                self.target_type
+            ));
+        }
+        if !exported && !self.target.is_empty() {
+            return Err("TargetType: a Target needs a TargetType".into());
+        }
+        Ok(())
+    }
+
+    /// Fills the defaults Skydive applies (`New()`), after validation.
+    pub fn apply_defaults(&mut self) {
+        if self.layer_key_mode.is_empty() {
+            self.layer_key_mode = "L2".into();
+        }
+        if self.sampling_rate == 0 {
+            self.sampling_rate = 1;
+        }
+    }
+
+    /// The engine that serves this capture.
+    pub fn engine(&self) -> &str {
+        if self.capture_type.is_empty() {
+            "pcap"
+        } else {
+            &self.capture_type
+        }
+    }
+
+    /// Bytes of each frame captured.
+    pub fn snaplen(&self) -> u32 {
+        if self.header_size == 0 {
+            DEFAULT_SNAPLEN
+        } else {
+            self.header_size as u32
+        }
+    }
+
+    /// Two captures are duplicates when they would capture the same traffic to the same
+    /// place.
+    pub fn duplicates(&self, other: &Capture) -> bool {
+        self.gremlin_query == other.gremlin_query
+            && self.engine() == other.engine()
+            && self.bpf_filter == other.bpf_filter
+            && self.target == other.target
+            && self.target_type == other.target_type
+    }
+}
+
+/// Compiles a filter for Ethernet frames with libpcap, without any interface.
+pub fn validate_bpf(filter: &str) -> Result<(), String> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| e.to_string())?;
+    dead.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A capture target address: `host:port` with an IPv4/IPv6 literal (`[::1]:2055`) or a
+/// host name; a bare port means localhost. Returns host and port, unresolved.
+pub fn parse_target(target: &str) -> Result<(String, u16), String> {
+    if let Ok(port) = target.parse::<u16>() {
+        return Ok(("localhost".into(), port));
+    }
+    if let Ok(sa) = target.parse::<SocketAddr>() {
+        return Ok((sa.ip().to_string(), sa.port()));
+    }
+    let (host, port) = target
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{target}: missing port (host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{target}: invalid port {port:?}"))?;
+    if host.is_empty() {
+        return Err(format!("{target}: missing host"));
+    }
+    if host.contains(':') && host.parse::<IpAddr>().is_err() {
+        return Err(format!("{target}: IPv6 addresses go in brackets ([::1]:2055)"));
+    }
+    let valid = host
+        .split('.')
+        .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid {
+        return Err(format!("{target}: invalid host name {host:?}"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(q: &str) -> Capture {
+        Capture {
+            gremlin_query: q.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn python_client_body_is_accepted() {
+        let body = r#"{"GremlinQuery":"G.V().Has('Name','eth0')","LayerKeyMode":"L2","PollingInterval":10,
+            "SamplingRate":1,"BPFFilter":"icmp","Name":"","Type":"","HeaderSize":0,"RawPacketLimit":0,
+            "ExtraTCPMetric":false,"IPDefrag":false,"ReassembleTCP":false,"ExtraLayers":0,"Port":0,"Unknown":1}"#;
+        let c: Capture = serde_json::from_str(body).unwrap();
+        c.validate().unwrap();
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json.get("Name").is_none(), "omitempty: {json}");
+        assert_eq!(json["Count"], 0);
+        assert_eq!(json["SamplingRate"], 1);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (capture(""), "GremlinQuery: Not a valid Gremlin expression"),
+            (capture("G.V().Has("), "GremlinQuery:"),
+            (
+                Capture {
+                    bpf_filter: "tcp portt 80".into(),
+                    ..capture("G.V()")
+                },
+                "BPFFilter: Not a valid BPF expression",
+            ),
+            (
+                Capture {
+                    capture_type: "ebpf".into(),
+                    ..capture("G.V()")
+                },
+                "Type: Not a valid capture type: ebpf, available types: [pcap afpacket]",
+            ),
+            (
+                Capture {
+                    header_size: 10,
+                    ..capture("G.V()")
+                },
+                "HeaderSize",
+            ),
+            (
+                Capture {
+                    raw_packet_limit: -1,
+                    ..capture("G.V()")
+                },
+                "RawPacketLimit",
+            ),
+            (
+                Capture {
+                    layer_key_mode: "L4".into(),
+                    ..capture("G.V()")
+                },
+                "LayerKeyMode",
+            ),
+            (
+                Capture {
+                    target_type: "carrier-pigeon".into(),
+                    target: "1.2.3.4:5".into(),
+                    ..capture("G.V()")
+                },
+                "TargetType: Not a valid target type: carrier-pigeon",
+            ),
+            (
+                Capture {
+                    target: "1.2.3.4".into(),
+                    target_type: "local".into(),
+                    ..capture("G.V()")
+                },
+                "Target: Not a valid address",
+            ),
+        ];
+        for (c, want) in cases {
+            let err = c.validate().unwrap_err();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn targets_parse_like_skydive() {
+        assert_eq!(parse_target("2055").unwrap(), ("localhost".into(), 2055));
+        assert_eq!(parse_target("[::1]:2055").unwrap(), ("::1".into(), 2055));
+        assert_eq!(parse_target("10.0.0.9:0").unwrap(), ("10.0.0.9".into(), 0));
+        assert_eq!(
+            parse_target("collector.lab:6343").unwrap(),
+            ("collector.lab".into(), 6343)
+        );
+        for bad in ["", "host", "host:", ":80", "::1:2055", "a b:1", "h:99999"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bpf_compiles_without_an_interface() {
+        validate_bpf("icmp or (udp and port 53)").unwrap();
+        assert!(validate_bpf("icmp and").is_err());
+    }
+}
