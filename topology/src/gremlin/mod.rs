@@ -12,6 +12,14 @@
 //!   do not dedup.
 //! - **Deliberate fixes**: `OUTSIDE(a, b)` works (x < a or x > b); `IPV4RANGE` tests CIDR
 //!   containment of the address part of `a.b.c.d[/n]` strings.
+//! - **Decisions where Skydive is vague**: `Dedup(k...)` compares the values of all keys
+//!   positionally (absent = null); `Select` returns the union of labelled sets without
+//!   duplicates; `Keys()` also lists dotted sub-keys of nested maps and of maps in lists;
+//!   `Sum` adds integers exactly and switches to floats if any term is one; `.G` after a
+//!   `SubGraph()` returns to that subgraph; `Count`, `Dedup`, `Range`/`Limit`, `Sort`,
+//!   `Has` and `Sum` also apply to value lists, nothing applies to `Count`/`Sum` results.
+//! - `Has`-style steps right after `V`, `E`, `Out`, ... filter during that step (Skydive's
+//!   reduce), with identical results.
 //! - **Bounded**: node/edge/path sets larger than [`MAX_ELEMENTS`] and
 //!   `ShortestPathTo` searches visiting more than [`MAX_PATH_VISITS`] nodes fail with an
 //!   [`EvalError`]; nothing recurses on user-controlled depth.
@@ -46,7 +54,8 @@ pub fn evaluate(query: &Query, graph: &Graph, ext: &Extensions) -> Result<Output
     eval::Evaluator::new(graph, ext).run(query)
 }
 
-/// The result of a query.
+/// The result of a query. `Send`, so it can be serialised on another task (under the
+/// same read lock).
 pub enum Output {
     /// Bare `G` or `...SubGraph()`: nodes and the edges among them.
     Graph {
@@ -253,5 +262,25 @@ impl EvalError {
             });
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_and_registries_cross_threads() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<Output>();
+        send_sync::<Extensions>();
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let e = EvalError::new("a\nb");
+        assert_eq!(e.to_string(), "a b");
+        assert_eq!(e.position(), None);
     }
 }
