@@ -812,3 +812,63 @@ async fn garbage_on_the_socket_drops_the_connection_and_retries() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With the real netlink probe (`topotap_probes::start` watching the namespace where
+/// vswitchd runs): every OVS interface is one node, owned by that namespace, carrying
+/// both netlink and OVS keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_netlink_probe_each_interface_is_one_node() {
+    init_logs();
+    let t = tag();
+    let (br, internal) = (format!("tb{t}"), format!("ti{t}"));
+    let ovs = Ovs::start();
+    let veth = Veth::new(&ovs, &format!("tv{t}"), &format!("tw{t}"));
+    let graph = SharedGraph::new(Graph::new(), HOST);
+    let config = topotap_probes::ProbesConfig {
+        host_id: HOST.to_owned(),
+        netns_paths: vec![PathBuf::from("/var/run/netns")],
+        proc_scan_interval: Duration::from_millis(500),
+        ovsdb: Some(ovs.address()),
+        ..topotap_probes::ProbesConfig::default()
+    };
+    let probes = topotap_probes::start(graph.clone(), config).await.unwrap();
+    ovs.add_bridge(&br);
+    ovs.vsctl(&format!("add-port {br} {}", veth.name));
+    ovs.vsctl(&format!(
+        "add-port {br} {internal} -- set interface {internal} type=internal"
+    ));
+    let ns_name = ovs.netns.clone();
+    eventually(&graph, "merged interface nodes", |g| {
+        for (name, ty) in [
+            (veth.name.as_str(), "veth"),
+            (internal.as_str(), "internal"),
+        ] {
+            let intf = chain(g, &br, name)?;
+            let m = g.node(intf).metadata();
+            if s(m, "Type") != Some(ty) || !m.contains_key("UUID") || !m.contains_key("IfIndex") {
+                return Err(format!("{name}: {m:?}"));
+            }
+            if !m.contains_key("State") {
+                return Err(format!("{name}: no netlink keys yet"));
+            }
+            if name == veth.name && m.get("IfIndex") != Some(&json!(veth.ifindex())) {
+                return Err(format!("{name}: IfIndex {:?}", m.get("IfIndex")));
+            }
+            let owners: Vec<String> = g
+                .in_edges(intf)
+                .filter(|e| s(g.edge(*e).metadata(), "RelationType") == Some("ownership"))
+                .map(|e| {
+                    s(g.edge(e).parent().metadata(), "Name")
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect();
+            if owners != [ns_name.clone()] {
+                return Err(format!("{name} owned by {owners:?}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    probes.shutdown().await;
+}
