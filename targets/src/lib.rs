@@ -7,5 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod flow;
+pub mod packet;
+pub mod pcapfile;
 pub mod send;
 pub mod wire;
