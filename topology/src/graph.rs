@@ -82,8 +82,8 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 65_536;
 struct Stamp {
     id: Identifier,
     metadata: Metadata,
-    host: u32,
-    origin: u32,
+    /// Index of the (`Host`, `Origin`) pair in the graph's interner.
+    source: u32,
     created_at: i64,
     updated_at: i64,
     revision: i64,
@@ -91,23 +91,44 @@ struct Stamp {
     order: u32,
 }
 
-/// Strings shared by many elements (`Host`, `Origin`), stored once.
+/// (`Host`, `Origin`) pairs shared by many elements, stored once.
 #[derive(Debug, Default)]
 struct Interner {
-    strings: Vec<Arc<str>>,
+    pairs: Vec<(Arc<str>, Arc<str>)>,
+    index: std::collections::HashMap<(Arc<str>, Arc<str>), u32>,
 }
 
 impl Interner {
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(i) = self.strings.iter().position(|x| &**x == s) {
-            return i as u32;
+    fn intern(&mut self, host: &str, origin: &str) -> u32 {
+        let key: (Arc<str>, Arc<str>) = (Arc::from(host), Arc::from(origin));
+        if let Some(i) = self.index.get(&key) {
+            return *i;
         }
-        self.strings.push(Arc::from(s));
-        (self.strings.len() - 1) as u32
+        self.pairs.push(key.clone());
+        let i = (self.pairs.len() - 1) as u32;
+        self.index.insert(key, i);
+        i
     }
 
-    fn get(&self, i: u32) -> &str {
-        &self.strings[i as usize]
+    fn host(&self, i: u32) -> &str {
+        &self.pairs[i as usize].0
+    }
+
+    fn origin(&self, i: u32) -> &str {
+        &self.pairs[i as usize].1
+    }
+}
+
+/// How much to grow a full element array by: a quarter, not the usual double, so a
+/// large graph carries about 12% spare capacity on average instead of about 50%.
+/// Growth stays geometric, so adding elements stays amortised O(1).
+fn growth(len: usize) -> usize {
+    len / 4 + 64
+}
+
+fn grow_gently<T>(v: &mut Vec<T>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(growth(v.len()));
     }
 }
 
@@ -128,6 +149,7 @@ impl<I: Copy> OrderList<I> {
     }
 
     fn push(&mut self, ix: I) -> u32 {
+        grow_gently(&mut self.slots);
         self.slots.push(Some(ix));
         self.live += 1;
         (self.slots.len() - 1) as u32
@@ -349,8 +371,7 @@ impl Graph {
         }
         let hash = self.hash(&node.id);
         let stamp = Stamp {
-            host: self.strings.intern(&node.host),
-            origin: self.strings.intern(&node.origin),
+            source: self.strings.intern(&node.host, &node.origin),
             id: node.id.clone(),
             metadata: Metadata::new(),
             created_at: node.created_at,
@@ -358,6 +379,10 @@ impl Graph {
             revision: node.revision,
             order: 0,
         };
+        if self.inner.node_count() == self.inner.capacity().0 {
+            self.inner
+                .reserve_exact_nodes(growth(self.inner.node_count()));
+        }
         let ix = self.inner.add_node(stamp);
         let order = self.node_order.push(ix);
         let w = &mut self.inner[ix];
@@ -380,8 +405,7 @@ impl Graph {
         let child = self.find_node(&edge.child).ok_or(GraphError::NoChild)?;
         let hash = self.hash(&edge.id);
         let stamp = Stamp {
-            host: self.strings.intern(&edge.host),
-            origin: self.strings.intern(&edge.origin),
+            source: self.strings.intern(&edge.host, &edge.origin),
             id: edge.id.clone(),
             metadata: edge.metadata.clone(),
             created_at: edge.created_at,
@@ -389,6 +413,10 @@ impl Graph {
             revision: edge.revision,
             order: 0,
         };
+        if self.inner.edge_count() == self.inner.capacity().1 {
+            self.inner
+                .reserve_exact_edges(growth(self.inner.edge_count()));
+        }
         let ix = self.inner.add_edge(parent.0, child.0, stamp);
         self.inner[ix].order = self.edge_order.push(ix);
         let inner = &self.inner;
@@ -563,10 +591,10 @@ macro_rules! element_accessors {
             &self.stamp.metadata
         }
         pub fn host(&self) -> &'g str {
-            self.graph.strings.get(self.stamp.host)
+            self.graph.strings.host(self.stamp.source)
         }
         pub fn origin(&self) -> &'g str {
-            self.graph.strings.get(self.stamp.origin)
+            self.graph.strings.origin(self.stamp.source)
         }
         pub fn created_at(&self) -> i64 {
             self.stamp.created_at

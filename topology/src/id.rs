@@ -17,21 +17,22 @@ pub struct Identifier(Repr);
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Repr {
-    /// A canonical (lower-case, hyphenated) UUID.
-    Uuid(u128),
+    /// A canonical (lower-case, hyphenated) UUID, as bytes (not `u128`, whose 16-byte
+    /// alignment would make every identifier 32 bytes instead of 24).
+    Uuid([u8; 16]),
     Other(Arc<str>),
 }
 
 impl Identifier {
     /// A fresh random (v4) identifier.
     pub fn random() -> Self {
-        Identifier(Repr::Uuid(Uuid::new_v4().as_u128()))
+        Identifier(Repr::Uuid(Uuid::new_v4().into_bytes()))
     }
 
     /// A name-based (v5, OID namespace) identifier, as Skydive derives edge IDs and TIDs.
     pub fn v5(name: &str) -> Self {
         Identifier(Repr::Uuid(
-            Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).as_u128(),
+            Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()).into_bytes(),
         ))
     }
 
@@ -47,7 +48,7 @@ impl From<&str> for Identifier {
             if let Ok(u) = Uuid::try_parse(s) {
                 let mut buf = Uuid::encode_buffer();
                 if u.hyphenated().encode_lower(&mut buf) == s {
-                    return Identifier(Repr::Uuid(u.as_u128()));
+                    return Identifier(Repr::Uuid(u.into_bytes()));
                 }
             }
         }
@@ -73,7 +74,7 @@ impl fmt::Display for Identifier {
         match &self.0 {
             Repr::Uuid(u) => {
                 let mut buf = Uuid::encode_buffer();
-                f.write_str(Uuid::from_u128(*u).hyphenated().encode_lower(&mut buf))
+                f.write_str(Uuid::from_bytes(*u).hyphenated().encode_lower(&mut buf))
             }
             Repr::Other(s) => f.write_str(s),
         }
@@ -102,6 +103,11 @@ impl<'de> Deserialize<'de> for Identifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_24_bytes() {
+        assert_eq!(std::mem::size_of::<Identifier>(), 24);
+    }
 
     #[test]
     fn canonical_uuid_is_compact_and_prints_back() {
