@@ -22,6 +22,7 @@ pub mod host;
 pub mod netlink;
 pub mod netns;
 mod nsenter;
+pub mod ovsdb;
 pub mod status;
 
 pub use status::{ProbeState, ProbeStatus};
@@ -76,6 +77,7 @@ pub(crate) struct Ctx {
 pub struct Probes {
     ctx: Arc<Ctx>,
     tasks: Vec<JoinHandle<()>>,
+    ovsdb: Option<Arc<Mutex<ovsdb::OvsdbStatus>>>,
 }
 
 impl Probes {
@@ -89,6 +91,15 @@ impl Probes {
         let mut v = self.ctx.status.to_json();
         if let Value::Object(m) = &mut v {
             let reg = self.ctx.registry.lock();
+            if let Some(o) = &self.ovsdb {
+                let o = o.lock().clone();
+                let mut v = serde_json::to_value(&o).unwrap_or(Value::Null);
+                if let Value::Object(ov) = &mut v {
+                    let state = if o.connected { "Running" } else { "Error" };
+                    ov.insert("State".into(), Value::from(state));
+                }
+                m.insert("ovsdb".into(), v);
+            }
             m.insert(
                 "Summary".into(),
                 serde_json::json!({
@@ -211,13 +222,13 @@ pub async fn start(graph: SharedGraph, config: ProbesConfig) -> anyhow::Result<P
         }
     }));
 
-    if let Some(address) = &config.ovsdb {
-        ctx.status.set_state("ovsdb", ProbeState::Error);
-        ctx.status
-            .error("ovsdb", format!("OVSDB probe not available yet ({address})"));
-    }
+    let ovsdb = config.ovsdb.clone().map(|address| {
+        let (task, status) = ovsdb::spawn_with_status(graph.clone(), host_node.clone(), address);
+        tasks.push(task);
+        status
+    });
 
-    Ok(Probes { ctx, tasks })
+    Ok(Probes { ctx, tasks, ovsdb })
 }
 
 /// Runs the netlink probe of one namespace, restarting it with backoff when its socket

@@ -259,7 +259,37 @@ impl NsProbe {
             let refs: Vec<&LinkView> = views.iter().collect();
             self.resolve(&refs).await;
         }
-        let retry = self.apply_locked(&changes);
+        let unpeered: Vec<u32> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::NewLink(v) if v.kind == "veth" && v.peer_index.is_none() => Some(v.index),
+                _ => None,
+            })
+            .collect();
+        let mut retry = self.apply_locked(&changes);
+        if !unpeered.is_empty() {
+            // A veth's first RTM_NEWLINK can precede its peer's registration and so lack
+            // IFLA_LINK; by now the pair exists: ask again.
+            let mut again = Vec::new();
+            for index in unpeered {
+                let req = self.handle.link().get().match_index(index).execute();
+                if let Ok(links) = collect(req).await {
+                    again.extend(
+                        links
+                            .iter()
+                            .filter(|l| translate::is_device_message(l))
+                            .map(translate::link_view),
+                    );
+                }
+            }
+            let refs: Vec<&LinkView> = again.iter().collect();
+            self.resolve(&refs).await;
+            let again: Vec<Change> = again
+                .into_iter()
+                .map(|v| Change::NewLink(Box::new(v)))
+                .collect();
+            retry.extend(self.apply_locked(&again));
+        }
         if !retry.is_empty() {
             // The peer appeared while we were resolving: verify and link it now.
             let refs: Vec<&LinkView> = retry.iter().collect();
@@ -367,12 +397,16 @@ impl NsProbe {
     /// Periodic work: counters into `Metric`, and a last attempt at mapping namespace ids
     /// still unknown (when namespaces came or went since the previous attempt).
     async fn refresh(&mut self) {
-        match collect(self.handle.link().get().execute()).await {
+        let repeer = match collect(self.handle.link().get().execute()).await {
             Ok(links) => {
                 let now = now_ms();
                 let mut reg = self.ctx.registry.lock();
                 let mut g = self.ctx.graph.write();
+                let mut repeer = Vec::new();
                 for l in links.iter().filter(|l| translate::is_device_message(l)) {
+                    if reg.veth_without_peer(self.ns, l.header.index) {
+                        repeer.push(Change::NewLink(Box::new(translate::link_view(l))));
+                    }
                     let Some(stats) = l.attributes.iter().find_map(|a| match a {
                         netlink_packet_route::link::LinkAttribute::Stats64(s) => Some(*s),
                         _ => None,
@@ -383,11 +417,17 @@ impl NsProbe {
                         translate::next_metric(prev, &stats, now)
                     });
                 }
+                repeer
             }
-            Err(e) => self
-                .ctx
-                .status
-                .error(STATUS, format!("{}: metrics: {e:#}", self.name)),
+            Err(e) => {
+                self.ctx
+                    .status
+                    .error(STATUS, format!("{}: metrics: {e:#}", self.name));
+                Vec::new()
+            }
+        };
+        if !repeer.is_empty() {
+            self.apply(repeer).await;
         }
         let (unresolved, others, count) = {
             let reg = self.ctx.registry.lock();

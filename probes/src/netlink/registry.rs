@@ -202,6 +202,14 @@ impl Registry {
         self.interfaces.get(&(ns, index)).map(|e| &e.id)
     }
 
+    /// Whether the veth `(ns, index)` is known without its peer index (its first
+    /// notification can come before the peer has an index).
+    pub fn veth_without_peer(&self, ns: NsKey, index: u32) -> bool {
+        self.interfaces
+            .get(&(ns, index))
+            .is_some_and(|e| e.kind == "veth" && e.peer_index.is_none())
+    }
+
     /// Interfaces of `ns` whose link names a namespace id not mapped yet.
     pub fn unresolved(&self, ns: NsKey) -> Vec<(u32, i32)> {
         self.interfaces
