@@ -145,6 +145,9 @@ struct Slot {
     next: u32,
 }
 
+// The per-flow memory budget is < 200 B: a slot plus 5-11 B of index.
+const _: () = assert!(std::mem::size_of::<Slot>() <= 184);
+
 #[derive(Clone, Copy)]
 struct List {
     head: u32,
@@ -161,6 +164,8 @@ pub struct FlowTable {
     identity: Arc<CaptureIdentity>,
     hasher: DefaultHashBuilder,
     index: HashTable<u32>,
+    /// Bytes of the index allocation (fixed: the table never holds more than `max_flows`).
+    index_bytes: usize,
     chunks: Vec<Vec<Slot>>,
     free: u32,
     lists: [List; 3],
@@ -173,6 +178,10 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(config: FlowTableConfig) -> FlowTable {
         let max_flows = config.max_flows.clamp(1, NIL as usize - 1);
+        let index = HashTable::with_capacity(max_flows);
+        // hashbrown keeps buckets at most 7/8 full: one u32 plus one control byte per bucket.
+        let buckets = (index.capacity() * 8 / 7).next_power_of_two();
+        let index_bytes = buckets * (std::mem::size_of::<u32>() + 1);
         FlowTable {
             mode: config.layer_key_mode,
             max_flows,
@@ -188,7 +197,8 @@ impl FlowTable {
                 capture_id: config.capture_id,
             }),
             hasher: DefaultHashBuilder::default(),
-            index: HashTable::with_capacity(max_flows),
+            index,
+            index_bytes,
             chunks: Vec::new(),
             free: NIL,
             lists: [List {
@@ -394,7 +404,7 @@ impl FlowTable {
         let slab: usize = self.chunks.iter().map(|c| c.capacity()).sum::<usize>();
         slab * std::mem::size_of::<Slot>()
             + self.chunks.capacity() * std::mem::size_of::<Vec<Slot>>()
-            + (self.index.capacity() * 8 / 7).next_power_of_two() * (4 + 1)
+            + self.index_bytes
             + (self.pending.capacity() + self.out.capacity()) * std::mem::size_of::<FlowEvent>()
     }
 
