@@ -1,6 +1,7 @@
 //! Starts the probes on an empty graph and prints, whenever it changes, how many veth
-//! and netns nodes whose `Name` starts with a prefix are in the graph:
-//! `<unix ms> veth=<n> netns=<m> nodes=<total>`. Used by `bench/netns-scale.sh`.
+//! and netns nodes whose `Name` starts with a prefix are in the graph, and how many
+//! `layer2 {Type: veth}` edges join two of them:
+//! `<unix ms> veth=<n> netns=<m> pairs=<p> nodes=<total>`. Used by `bench/netns-scale.sh`.
 //!
 //! `cargo run --release -p topotap-probes --example watch -- [PREFIX]`
 
@@ -20,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         let graph = SharedGraph::new(Graph::new(), &config.host_id);
         let probes = start(graph.clone(), config).await?;
         println!("ready");
-        let mut last = (usize::MAX, usize::MAX, usize::MAX);
+        let mut last = (usize::MAX, usize::MAX, usize::MAX, usize::MAX);
         loop {
             let now = {
                 let g = graph.read();
@@ -38,15 +39,31 @@ fn main() -> anyhow::Result<()> {
                         _ => {}
                     }
                 }
-                (veth, netns, g.node_count())
+                let named = |n: topotap_topology::NodeRef<'_>| {
+                    n.metadata()
+                        .get("Name")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|s| s.starts_with(&prefix))
+                };
+                let pairs = g
+                    .edges()
+                    .map(|e| g.edge(e))
+                    .filter(|e| {
+                        e.metadata().get("Type").and_then(|v| v.as_str()) == Some("veth")
+                            && named(e.parent())
+                            && named(e.child())
+                    })
+                    .count();
+                (veth, netns, pairs, g.node_count())
             };
             if now != last {
                 println!(
-                    "{} veth={} netns={} nodes={}",
+                    "{} veth={} netns={} pairs={} nodes={}",
                     now_ms(),
                     now.0,
                     now.1,
-                    now.2
+                    now.2,
+                    now.3
                 );
                 last = now;
             }
