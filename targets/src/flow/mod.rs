@@ -278,7 +278,9 @@ impl FlowTable {
     }
 
     /// When the caller should next call [`poll_updates`](Self::poll_updates) /
-    /// [`drain_expired`](Self::drain_expired): the next update tick or the earliest expiry.
+    /// [`drain_expired`](Self::drain_expired): the next update tick or the earliest expiry
+    /// (`Timestamp::ZERO`, i.e. now, when evicted flows are waiting to be drained; `None` before the
+    /// first packet and after [`flush_all`](Self::flush_all)).
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let mut next = self.next_update;
         for (l, list) in self.lists.iter().enumerate() {
