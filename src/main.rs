@@ -1,5 +1,5 @@
 //! topotap: live network topology, Gremlin queries and packet capture.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod api;
 mod capture;

@@ -301,7 +301,7 @@ mod tests {
         drop(s);
         let s = Store::<Thing>::open(Some(dir.path()));
         assert_eq!(s.list().len(), 2);
-        let mut w = s.watch();
+        let w = s.watch();
         assert_eq!(s.expire(topotap_topology::now_ms() + 6000), 1);
         assert!(w.has_changed().unwrap());
         assert!(s.get(&b.uuid).is_none());
@@ -324,7 +324,10 @@ mod tests {
         assert_eq!(parse_go_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_go_duration("5000ms").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
         for bad in ["", "5", "s", "5x", "-1s", "1e3s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }

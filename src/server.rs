@@ -4,14 +4,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use topotap_probes::ProbesConfig;
 use tokio::net::TcpListener;
+use topotap_probes::ProbesConfig;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
 use crate::api::{self, AppState};
+use crate::capture::flows::{FlowRegistry, FlowsStep};
+use crate::capture::placer::{SinkFactory, Target};
+use crate::capture::{self, Capture};
 use crate::cli::ServerArgs;
 use crate::resources::Store;
+use topotap_topology::gremlin::Extensions;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging();
@@ -22,6 +26,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let graph = SharedGraph::new(Graph::new(), &host_id);
     let mut state = AppState::new(graph.clone(), &host_id);
     state.captures = Store::open(Some(&args.state_dir));
+    let flows = Arc::new(FlowRegistry::default());
+    let mut extensions = Extensions::new();
+    let flows_step = Arc::new(FlowsStep {
+        registry: flows.clone(),
+    });
+    extensions.register(flows_step);
+    state.extensions = Arc::new(extensions);
 
     let probes = if args.no_probes {
         None
@@ -55,6 +66,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         sections
     });
     tokio::spawn(expire_resources(state.clone()));
+    let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
+        capture::sink_for(capture, target, &flows)
+    });
+    let placement = tokio::spawn(capture::placer::run(state.clone(), sinks));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -70,6 +85,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .graceful(shutdown_signal())
         .run()
         .await;
+    placement.abort();
     info!("topotap stopped");
     Ok(())
 }

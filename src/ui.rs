@@ -141,10 +141,7 @@ mod tests {
             .unwrap()
             .contains("<title>topotap</title>"));
 
-        let resp = warp::test::request()
-            .path("/ui/js/main.js")
-            .reply(&r)
-            .await;
+        let resp = warp::test::request().path("/ui/js/main.js").reply(&r).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers()["content-type"],
@@ -170,9 +167,9 @@ mod tests {
         for a in ASSETS {
             if let Ok(text) = std::str::from_utf8(a.body) {
                 for scheme in ["http://", "https://", "//cdn", "//fonts."] {
-                    let hit = text
-                        .match_indices(scheme)
-                        .any(|(i, _)| !text[..i].ends_with("xmlns=\"") && !text[..i].ends_with("xmlns='"));
+                    let hit = text.match_indices(scheme).any(|(i, _)| {
+                        !text[..i].ends_with("xmlns=\"") && !text[..i].ends_with("xmlns='")
+                    });
                     assert!(!hit, "{} references {scheme}", a.path);
                 }
             }

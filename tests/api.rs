@@ -199,9 +199,18 @@ async fn bad_input_gets_one_line_4xx() {
     let (s, _) = t.request("POST", "/api/topology", Some("")).await;
     assert_eq!(s, 204);
     // A body over the limit is refused without reading it all.
+    // (The server answers 413 without reading the body and closes the connection, so
+    // the client may instead see its write fail.)
     let huge = format!("{{\"GremlinQuery\":\"{}\"}}", "a".repeat(5 * 1024 * 1024));
-    let (s, _) = t.request("POST", "/api/topology", Some(&huge)).await;
-    assert_eq!(s, 413);
+    let sent = reqwest::Client::new()
+        .post(t.url("/api/topology"))
+        .body(huge)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => assert_eq!(resp.status(), 413),
+        Err(e) => assert!(e.is_request(), "{e:?}"),
+    }
     // The server still answers afterwards.
     let (s, _) = t.request("GET", "/api", None).await;
     assert_eq!(s, 200);

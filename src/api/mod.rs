@@ -138,9 +138,19 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
     warp::any().map(move || state.clone())
 }
 
-/// Parses a JSON body into `T`, with the JSON error as the 400 reason.
+/// Parses a JSON body into `T`; the 400 reason names the offending field
+/// (`SamplingRate: invalid type: string "x", expected u32 at line 1 column 42`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e))
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(e.into_inner())
+        } else {
+            ApiError::bad_request(format!("{path}: {}", e.into_inner()))
+        }
+    })?;
+    Ok(value)
 }
 
 /// Every route of the API, with CORS and error recovery.

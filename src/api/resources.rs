@@ -30,9 +30,11 @@ pub fn routes<T: Resource>(
         .and(st())
         .and(warp::header::optional::<String>("X-Resource-TTL"))
         .and(body.clone())
-        .map(|_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| {
-            respond_now(create(&store, ttl, &b))
-        });
+        .map(
+            |_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| {
+                respond_now(create(&store, ttl, &b))
+            },
+        );
     let show = base
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -45,14 +47,16 @@ pub fn routes<T: Resource>(
         .and(warp::patch())
         .and(st())
         .and(body)
-        .map(|id: String, _s: AppState, store: Arc<Store<T>>, _b: Bytes| {
-            respond_now(match store.get(&id) {
-                None => Err(not_found::<T>(&id)),
-                Some(_) => Err(ApiError::bad_request(
-                    "updating resource with patched version: resource not updatable",
-                )),
-            })
-        });
+        .map(
+            |id: String, _s: AppState, store: Arc<Store<T>>, _b: Bytes| {
+                respond_now(match store.get(&id) {
+                    None => Err(not_found::<T>(&id)),
+                    Some(_) => Err(ApiError::bad_request(
+                        "updating resource with patched version: resource not updatable",
+                    )),
+                })
+            },
+        );
     let delete = base
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -120,7 +124,9 @@ fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> Ap
     match store.create(item, ttl) {
         Ok(created) => Ok(reply_json(StatusCode::CREATED, &created)),
         Err(StoreError::Invalid(reason)) => Err(ApiError::bad_request(reason)),
-        Err(StoreError::Duplicate) => Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource")),
+        Err(StoreError::Duplicate) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource"))
+        }
         Err(StoreError::NotFound) => Err(ApiError::bad_request("not found")),
     }
 }

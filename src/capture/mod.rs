@@ -1,8 +1,16 @@
 //! Captures: Gremlin-selected packet capture on every matching interface.
 
-mod resource;
+pub mod engine;
+pub mod flows;
+pub mod placer;
+pub mod resource;
+mod wait;
 
-pub use resource::Capture;
+use std::sync::Arc;
+
+use topotap_targets::flow::{FlowTable, FlowTableConfig, LayerKeyMode};
+
+pub use resource::{parse_target, Capture};
 
 use serde_json::Value;
 use topotap_topology::Graph;
@@ -47,5 +55,38 @@ impl Resource for Capture {
             }
         }
         self.count = count;
+    }
+}
+
+/// Builds the sink for a capture on one node, by its target type.
+pub fn sink_for(
+    capture: &Capture,
+    target: &placer::Target,
+    registry: &Arc<flows::FlowRegistry>,
+) -> Result<Box<dyn engine::PacketSink>, String> {
+    match capture.target_type.as_str() {
+        "" | "local" => {
+            let config = FlowTableConfig {
+                capture_id: capture.uuid.clone(),
+                node_tid: target.tid.clone(),
+                layer_key_mode: if capture.layer_key_mode == "L3" {
+                    LayerKeyMode::L3
+                } else {
+                    LayerKeyMode::L2
+                },
+                ..FlowTableConfig::default()
+            };
+            let source = Arc::new(flows::FlowSource {
+                node: target.node.clone(),
+                capture_id: capture.uuid.clone(),
+                table: parking_lot::Mutex::new(FlowTable::new(config)),
+            });
+            registry.add(source.clone());
+            Ok(Box::new(flows::LocalSink {
+                source,
+                registry: registry.clone(),
+            }))
+        }
+        other => Err(format!("target type {other} is not available")),
     }
 }

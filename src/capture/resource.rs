@@ -77,8 +77,7 @@ impl Capture {
             validate_bpf(&self.bpf_filter)
                 .map_err(|e| format!("BPFFilter: Not a valid BPF expression: {e}"))?;
         }
-        if !self.capture_type.is_empty() && !CAPTURE_TYPES.contains(&self.capture_type.as_str())
-        {
+        if !self.capture_type.is_empty() && !CAPTURE_TYPES.contains(&self.capture_type.as_str()) {
             return Err(format!(
                 "Type: Not a valid capture type: {}, available types: [{}]",
                 self.capture_type,
@@ -188,7 +187,9 @@ pub fn parse_target(target: &str) -> Result<(String, u16), String> {
         return Err(format!("{target}: missing host"));
     }
     if host.contains(':') && host.parse::<IpAddr>().is_err() {
-        return Err(format!("{target}: IPv6 addresses go in brackets ([::1]:2055)"));
+        return Err(format!(
+            "{target}: IPv6 addresses go in brackets ([::1]:2055)"
+        ));
     }
     let valid = host
         .split('.')

@@ -2,6 +2,8 @@
 //! HTTP client for its API.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +29,11 @@ impl Topotap {
         let host_id = format!("test-{}", std::process::id());
         let mut child = Command::new(env!("CARGO_BIN_EXE_topotap"))
             .args(["allinone", "--listen", "127.0.0.1:0", "--host-id", &host_id])
-            .args(["--state-dir", &state_dir()])
+            .args(if extra.contains(&"--state-dir") {
+                Vec::new()
+            } else {
+                vec!["--state-dir".to_owned(), state_dir()]
+            })
             .args(extra)
             .env("TOPOTAP_LOG", "warn")
             .stdout(Stdio::piped())

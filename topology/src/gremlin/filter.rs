@@ -63,6 +63,13 @@ pub(crate) enum Key {
 }
 
 impl Key {
+    /// The key as written, without a `Metadata.` prefix.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Key::Plain(s) | Key::Dotted(s) | Key::Special(_, s) => s,
+        }
+    }
+
     pub(crate) fn parse(key: &str) -> Key {
         let key = key.strip_prefix("Metadata.").unwrap_or(key);
         let special = match key {
@@ -566,6 +573,36 @@ impl Filter {
         match self.combine {
             Combine::All => clauses.all(|x| x),
             Combine::Any => self.clauses.is_empty() || clauses.any(|x| x),
+        }
+    }
+}
+
+/// A `Has`/`HasEither` filter for values that live outside the graph, such as the
+/// flows of the `Flows()` extension step: same predicates and list semantics as on
+/// nodes, with keys resolved by the caller.
+#[derive(Debug, Clone)]
+pub struct ValueFilter(Filter);
+
+impl ValueFilter {
+    /// Compiles `k1, v1, k2, v2, ...` (or a single `k`: key present); `either` ORs the
+    /// clauses like `HasEither`.
+    pub fn new(params: &[Param], either: bool) -> Result<ValueFilter, String> {
+        let combine = if either { Combine::Any } else { Combine::All };
+        Filter::from_params(params, combine).map(ValueFilter)
+    }
+
+    /// Whether the element whose fields `lookup` resolves (by key as written, without a
+    /// `Metadata.` prefix; `None` when absent) passes. A list value matches when any of
+    /// its elements does.
+    pub fn matches(&self, mut lookup: impl FnMut(&str) -> Option<Value>) -> bool {
+        let mut clauses = self.0.clauses.iter().map(|(k, m)| {
+            let value = lookup(k.as_str());
+            let field = value.as_ref().map(Field::Json);
+            m.matches(field.as_ref())
+        });
+        match self.0.combine {
+            Combine::All => clauses.all(|x| x),
+            Combine::Any => self.0.clauses.is_empty() || clauses.any(|x| x),
         }
     }
 }

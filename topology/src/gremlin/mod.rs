@@ -42,6 +42,7 @@ use topotap_grammar::ast::{Query, Step};
 
 use crate::{EdgeIx, Graph, NodeIx};
 
+pub use filter::ValueFilter;
 pub use output::OutputJson;
 
 /// Largest node, edge or path set (paths count their nodes) a step may produce.

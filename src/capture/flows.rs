@@ -1,0 +1,320 @@
+//! The `local` target: a flow table per capture point, and the `Flows()` Gremlin step
+//! over all of them (Skydive §6.6).
+//!
+//! `G.Flows(...)` gives every flow, `G.V()...Flows()` the flows captured on those nodes.
+//! On a flow set: `Has`/`HasEither` (with `Network`, `Link` and `Transport` matching
+//! either end), `Dedup([key])` (default `TrackingID`), `Sort([ASC|DESC,] [key])`
+//! (default `Last`), `Range`/`Limit`, `Count`, `Values(key)`, `Sum(key)` and
+//! `CaptureNode()`/`Hops()`/`Node()` (the node each flow was captured on).
+
+use std::any::Any;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use topotap_grammar::ast::{Keyword, Param, Step, StepKind};
+use topotap_targets::flow::{Flow, FlowTable};
+use topotap_targets::packet::{decode, LinkType, Timestamp};
+use topotap_topology::gremlin::{EvalError, ExtOutput, Output, StepExtension, ValueFilter};
+use topotap_topology::{Graph, Identifier};
+
+use super::engine::PacketSink;
+
+/// One capture point's flow table, shared between its capture thread and queries.
+pub struct FlowSource {
+    pub node: Identifier,
+    pub capture_id: String,
+    pub table: Mutex<FlowTable>,
+}
+
+/// Every live flow table, by (capture, node).
+#[derive(Default)]
+pub struct FlowRegistry {
+    sources: Mutex<BTreeMap<(String, Identifier), Arc<FlowSource>>>,
+}
+
+impl FlowRegistry {
+    pub fn add(&self, source: Arc<FlowSource>) {
+        self.sources
+            .lock()
+            .insert((source.capture_id.clone(), source.node.clone()), source);
+    }
+
+    pub fn remove(&self, capture_id: &str, node: &Identifier) {
+        self.sources
+            .lock()
+            .remove(&(capture_id.to_owned(), node.clone()));
+    }
+
+    /// Copies of the flows of the sources `keep` accepts.
+    fn collect(&self, keep: impl Fn(&FlowSource) -> bool) -> Vec<Flow> {
+        let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        for s in sources.iter().filter(|s| keep(s)) {
+            out.extend(s.table.lock().flows().cloned());
+        }
+        out
+    }
+}
+
+/// Feeds captured frames into a flow table.
+pub struct LocalSink {
+    pub source: Arc<FlowSource>,
+    pub registry: Arc<FlowRegistry>,
+}
+
+impl PacketSink for LocalSink {
+    fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]) {
+        let packet = decode(link, data);
+        self.source.table.lock().process(ts, &packet, orig_len);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        let mut t = self.source.table.lock();
+        // Updates and expiries are state transitions of the table; the local target
+        // keeps no history beyond what the table holds.
+        t.poll_updates(now).for_each(drop);
+        t.drain_expired(now).for_each(drop);
+    }
+
+    fn finish(&mut self, _now: Timestamp) {
+        self.registry
+            .remove(&self.source.capture_id, &self.source.node);
+    }
+}
+
+/// The `Flows()` step.
+pub struct FlowsStep {
+    pub registry: Arc<FlowRegistry>,
+}
+
+impl StepExtension for FlowsStep {
+    fn name(&self) -> &str {
+        "Flows"
+    }
+
+    fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+        let flows = match input {
+            Output::Graph { nodes, .. } if is_whole_graph(&nodes, graph) => {
+                self.registry.collect(|_| true)
+            }
+            Output::Graph { nodes, .. } | Output::Nodes(nodes) => {
+                let ids: HashSet<&Identifier> = nodes.iter().map(|n| graph.node(*n).id()).collect();
+                self.registry.collect(|s| ids.contains(&s.node))
+            }
+            Output::Paths(paths) => {
+                let ids: HashSet<&Identifier> = paths
+                    .iter()
+                    .flatten()
+                    .map(|n| graph.node(*n).id())
+                    .collect();
+                self.registry.collect(|s| ids.contains(&s.node))
+            }
+            other => return Err(EvalError::cannot_follow(step, other.kind())),
+        };
+        let set = FlowSet(flows);
+        if step.params.is_empty() {
+            Ok(Output::Ext(Box::new(set)))
+        } else {
+            set.filter(&step.params, false)
+        }
+    }
+}
+
+fn is_whole_graph(nodes: &[topotap_topology::NodeIx], graph: &Graph) -> bool {
+    nodes.len() == graph.node_count()
+}
+
+/// A set of flows, the value of `Flows()` and the steps that follow it.
+pub struct FlowSet(pub Vec<Flow>);
+
+/// `Network`, `Link` and `Transport` alone match either end (§2.6).
+fn flow_field(flow: &Flow, key: &str) -> Option<Value> {
+    match key {
+        "Network" | "Link" | "Transport" | "IPV4" | "IPV6" | "ETHERNET" | "TCP" | "UDP"
+        | "SCTP" => {
+            let a = flow.field(&format!("{key}.A"));
+            let b = flow.field(&format!("{key}.B"));
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(Value::Array(a.into_iter().chain(b).collect())),
+            }
+        }
+        _ => flow.field(key),
+    }
+}
+
+fn compare(a: &Option<Value>, b: &Option<Value>) -> Ordering {
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn string_param(step: &Step, i: usize) -> Option<&str> {
+    match step.params.get(i) {
+        Some(Param::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn int_param(step: &Step, i: usize) -> Result<usize, EvalError> {
+    match step.params.get(i) {
+        Some(Param::Int(n)) if *n >= 0 => Ok(*n as usize),
+        _ => Err(EvalError::new(format!(
+            "{} takes non-negative integers",
+            step.kind.name()
+        ))),
+    }
+}
+
+impl FlowSet {
+    fn filter(self, params: &[Param], either: bool) -> Result<Output, EvalError> {
+        let filter = ValueFilter::new(params, either).map_err(EvalError::new)?;
+        let flows = self
+            .0
+            .into_iter()
+            .filter(|f| filter.matches(|k| flow_field(f, k)))
+            .collect();
+        Ok(Output::Ext(Box::new(FlowSet(flows))))
+    }
+}
+
+impl ExtOutput for FlowSet {
+    fn name(&self) -> &str {
+        "Flows"
+    }
+
+    fn to_json(&self, _: &Graph) -> Value {
+        Value::Array(self.0.iter().map(Flow::to_json).collect())
+    }
+
+    fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+        let mut flows = self.0;
+        let ext = |flows| Ok(Output::Ext(Box::new(FlowSet(flows))));
+        match &step.kind {
+            StepKind::Has => FlowSet(flows).filter(&step.params, false),
+            StepKind::HasEither => FlowSet(flows).filter(&step.params, true),
+            StepKind::Count => Ok(Output::Value(json!(flows.len()))),
+            StepKind::Dedup => {
+                let keys: Vec<&str> = if step.params.is_empty() {
+                    vec!["TrackingID"]
+                } else {
+                    (0..step.params.len())
+                        .filter_map(|i| string_param(step, i))
+                        .collect()
+                };
+                let mut seen = HashSet::new();
+                flows.retain(|f| {
+                    let k: Vec<Option<Value>> = keys.iter().map(|k| f.field(k)).collect();
+                    k.iter().all(Option::is_none)
+                        || seen.insert(serde_json::to_string(&k).unwrap_or_default())
+                });
+                ext(flows)
+            }
+            StepKind::Sort => {
+                let (desc, key) = match step.params.as_slice() {
+                    [] => (false, "Last"),
+                    [Param::Str(k)] => (false, k.as_str()),
+                    [Param::Keyword(Keyword::Desc), Param::Str(k)] => (true, k.as_str()),
+                    [Param::Keyword(Keyword::Asc), Param::Str(k)] => (false, k.as_str()),
+                    _ => return Err(EvalError::new("Sort takes [ASC|DESC,] key")),
+                };
+                flows.sort_by_cached_key(|f| SortKey(f.field(key)));
+                if desc {
+                    flows.reverse();
+                }
+                ext(flows)
+            }
+            StepKind::Range => {
+                let (from, to) = (int_param(step, 0)?, int_param(step, 1)?);
+                let to = to.min(flows.len());
+                let from = from.min(to);
+                ext(flows.drain(from..to).collect())
+            }
+            StepKind::Limit => {
+                flows.truncate(int_param(step, 0)?);
+                ext(flows)
+            }
+            StepKind::Values => {
+                let key =
+                    string_param(step, 0).ok_or_else(|| EvalError::new("Values takes one key"))?;
+                let values: Vec<Value> = flows
+                    .iter()
+                    .map(|f| {
+                        f.field(key)
+                            .ok_or_else(|| EvalError::new(format!("no field '{key}' in a flow")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(Output::Value(Value::Array(values)))
+            }
+            StepKind::Sum => {
+                let key = string_param(step, 0).unwrap_or("Metric.ABBytes");
+                if !(key.starts_with("Metric.") || key.starts_with("LastUpdateMetric.")) {
+                    return Err(EvalError::new(format!(
+                        "Sum on flows takes a Metric.* or LastUpdateMetric.* key, not '{key}'"
+                    )));
+                }
+                let total: f64 = flows
+                    .iter()
+                    .filter_map(|f| f.field(key).and_then(|v| v.as_f64()))
+                    .sum();
+                Ok(Output::Value(json!(total)))
+            }
+            StepKind::Extension(name)
+                if ["capturenode", "hops", "node"]
+                    .contains(&name.to_ascii_lowercase().as_str()) =>
+            {
+                let tids: HashSet<String> = flows.iter().map(|f| f.node_tid().to_owned()).collect();
+                let mut seen = HashSet::new();
+                let nodes = graph
+                    .nodes()
+                    .filter(|n| {
+                        graph
+                            .node(*n)
+                            .metadata()
+                            .get("TID")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| tids.contains(t))
+                    })
+                    .filter(|n| seen.insert(*n))
+                    .collect();
+                Ok(Output::Nodes(nodes))
+            }
+            _ => Err(EvalError::cannot_follow(step, "Flows")),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Orders flow field values: numbers numerically, strings lexically, absent first.
+struct SortKey(Option<Value>);
+
+impl PartialEq for SortKey {
+    fn eq(&self, other: &Self) -> bool {
+        compare(&self.0, &other.0) == Ordering::Equal
+    }
+}
+impl Eq for SortKey {}
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}

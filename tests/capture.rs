@@ -1,0 +1,223 @@
+//! Captures on real interfaces in real namespaces, with real traffic, checked through
+//! the HTTP API and `Flows()`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::net::{bridged_pair, sh};
+use common::{rand_tag, Topotap};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn create_capture(t: &Topotap, body: Value) -> (u16, Value) {
+    t.request("POST", "/api/capture", Some(&body.to_string()))
+        .await
+}
+
+/// Waits until the capture is active on exactly `n` interfaces.
+async fn wait_active(t: &Topotap, uuid: &str, n: usize) -> Value {
+    let q = format!("G.V().Has('Captures.ID', '{uuid}', 'Captures.State', 'active')");
+    let (v, ok) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == n))
+        .await;
+    assert!(ok, "capture {uuid} not active on {n} interfaces: {v}");
+    v
+}
+
+#[tokio::test]
+async fn ping_through_a_bridge_gives_exact_flow_counts() {
+    let p = format!("c{}", rand_tag());
+    let _net = bridged_pair(&p, 11);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let query = format!("G.V().Has('Name', '{p}a').Out().Has('Name', 'eth0')");
+    let (s, cap) = create_capture(&t, json!({"GremlinQuery": query, "BPFFilter": "icmp"})).await;
+    assert_eq!(s, 201, "{cap}");
+    let uuid = cap["UUID"].as_str().unwrap().to_owned();
+    wait_active(&t, &uuid, 1).await;
+
+    // A UDP packet must not count: the filter is icmp.
+    sh(&format!(
+        "ip netns exec {p}a sh -c 'echo x > /dev/udp/10.77.11.2/9999' || true"
+    ));
+    sh(&format!(
+        "ip netns exec {p}a ping -c 5 -i 0.2 -s 56 -W 1 10.77.11.2"
+    ));
+
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}')");
+    let (flows, ok) = t
+        .wait_for(&q, WAIT, |v| {
+            v.as_array().is_some_and(|a| {
+                a.len() == 1 && a[0]["Metric"]["BAPackets"] == 5 && a[0]["Metric"]["ABPackets"] == 5
+            })
+        })
+        .await;
+    assert!(ok, "flows: {flows}");
+    let f = &flows[0];
+    assert_eq!(f["LayersPath"], "Ethernet/IPv4/ICMPv4");
+    assert_eq!(f["Network"]["A"], "10.77.11.1");
+    assert_eq!(f["Network"]["B"], "10.77.11.2");
+    // 56 bytes of payload + 8 ICMP + 20 IPv4 + 14 Ethernet = 98 bytes per frame.
+    assert_eq!(f["Metric"]["ABBytes"], 5 * 98);
+    assert_eq!(f["Metric"]["BABytes"], 5 * 98);
+
+    // The same flow reached from the node, and the Flows() steps.
+    let q = format!("G.V().Has('Name', '{p}a').Out().Has('Name','eth0').Flows().Has('Network', '10.77.11.2').Count()");
+    assert_eq!(t.query(&q).await, json!(1));
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}').Sum('Metric.ABPackets')");
+    assert_eq!(t.query(&q).await.as_f64(), Some(5.0));
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}').CaptureNode().Values('Name')");
+    assert_eq!(t.query(&q).await, json!(["eth0"]));
+    let q = "G.Flows().Has('Network.A', IPV4RANGE('10.77.0.0/16')).Values('Transport')";
+    let (s, _) = t.try_query(q).await;
+    assert_eq!(s, 400, "ICMP flows have no Transport: Values() reports it");
+
+    // The capture's Count and the node's state.
+    let (_, got) = t
+        .request("GET", &format!("/api/capture/{uuid}"), None)
+        .await;
+    assert_eq!(got["Count"], 1);
+    // Counters are refreshed every second.
+    let q = format!("G.V().Has('Captures.ID', '{uuid}', 'Captures.PacketsReceived', GTE(10))");
+    let (node, ok) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    assert!(ok, "{node}");
+    let entry = &node[0]["Metadata"]["Captures"][0];
+    assert_eq!(entry["BPFFilter"], "icmp");
+    assert_eq!(entry["Type"], "pcap");
+
+    // Deleting the capture clears the node's metadata.
+    let (s, _) = t
+        .request("DELETE", &format!("/api/capture/{uuid}"), None)
+        .await;
+    assert_eq!(s, 200);
+    let (v, ok) = t
+        .wait_for(&format!("G.V().Has('Captures.ID', '{uuid}')"), WAIT, |v| {
+            v == &json!([])
+        })
+        .await;
+    assert!(ok, "{v}");
+}
+
+#[tokio::test]
+async fn capture_follows_namespaces_created_later_and_stops_when_they_go() {
+    let p = format!("f{}", rand_tag());
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let query =
+        format!("G.V().Has('Type', 'netns', 'Name', REGEX('{p}.*')).Out().Has('Name', 'eth0')");
+    let (s, cap) = create_capture(&t, json!({"GremlinQuery": query})).await;
+    assert_eq!(s, 201, "{cap}");
+    let uuid = cap["UUID"].as_str().unwrap().to_owned();
+
+    let net = bridged_pair(&p, 12);
+    wait_active(&t, &uuid, 2).await;
+    sh(&format!(
+        "ip netns exec {p}b ping -c 2 -i 0.2 -W 1 10.77.12.1"
+    ));
+    let q =
+        format!("G.Flows().Has('CaptureID', '{uuid}', 'Network.A', '10.77.12.2').Dedup().Count()");
+    let (v, ok) = t.wait_for(&q, WAIT, |v| v == &json!(1)).await;
+    assert!(ok, "{v}");
+    // Two capture points saw the same ping: same TrackingID, different UUIDs.
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}', 'Network.A', '10.77.12.2', 'LayersPath', 'Ethernet/IPv4/ICMPv4')");
+    let (flows, ok) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 2))
+        .await;
+    assert!(ok, "{flows}");
+    assert_eq!(flows[0]["TrackingID"], flows[1]["TrackingID"]);
+    assert_ne!(flows[0]["UUID"], flows[1]["UUID"]);
+
+    drop(net);
+    let (v, ok) = t
+        .wait_for(&format!("G.V().Has('Captures.ID', '{uuid}')"), WAIT, |v| {
+            v == &json!([])
+        })
+        .await;
+    assert!(ok, "{v}");
+    let (_, got) = t
+        .request("GET", &format!("/api/capture/{uuid}"), None)
+        .await;
+    assert_eq!(got["Count"], 0);
+}
+
+#[tokio::test]
+async fn invalid_captures_are_refused_and_definitions_survive_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let t = Topotap::start(&["--no-probes", "--state-dir", dir]);
+    for (body, needle) in [
+        (
+            json!({"GremlinQuery": "G.V()", "BPFFilter": "tcp portt 80"}),
+            "BPFFilter: Not a valid BPF expression",
+        ),
+        (
+            json!({"GremlinQuery": "G.V()", "TargetType": "bogus", "Target": "127.0.0.1:2055"}),
+            "TargetType: Not a valid target type: bogus",
+        ),
+        (
+            json!({"GremlinQuery": "G.V()", "Type": "ebpf"}),
+            "Type: Not a valid capture type",
+        ),
+        (json!({"GremlinQuery": "G.V().Has("}), "GremlinQuery"),
+        (
+            json!({"GremlinQuery": "G.V()", "HeaderSize": 5}),
+            "HeaderSize",
+        ),
+        (
+            json!({"GremlinQuery": "G.V()", "SamplingRate": "x"}),
+            "SamplingRate",
+        ),
+    ] {
+        let (s, v) = create_capture(&t, body.clone()).await;
+        assert_eq!(s, 400, "{body} -> {v}");
+        assert!(v.as_str().unwrap().contains(needle), "{body} -> {v}");
+    }
+    let body = json!({"GremlinQuery": "G.V().Has('Name','nothing')", "Name": "keep me", "BPFFilter": "icmp"});
+    let (s, a) = create_capture(&t, body.clone()).await;
+    assert_eq!(s, 201);
+    let (s, _) = create_capture(&t, body).await;
+    assert_eq!(s, 409, "duplicate");
+    let (s, _) = t
+        .request(
+            "POST",
+            "/api/capture",
+            Some(&json!({"GremlinQuery": "G.V().Has('Name','ttl')"}).to_string()),
+        )
+        .await;
+    assert_eq!(s, 201);
+    drop(t);
+
+    let t = Topotap::start(&["--no-probes", "--state-dir", dir]);
+    let (_, list) = t.request("GET", "/api/capture", None).await;
+    let uuid = a["UUID"].as_str().unwrap();
+    assert_eq!(list.as_object().unwrap().len(), 2, "{list}");
+    assert_eq!(list[uuid]["Name"], "keep me");
+    assert_eq!(list[uuid]["BPFFilter"], "icmp");
+    assert_eq!(list[uuid]["Count"], 0);
+}
+
+#[tokio::test]
+async fn ttl_expires_a_capture() {
+    let t = Topotap::start_api_only();
+    let resp = reqwest::Client::new()
+        .post(t.url("/api/capture"))
+        .header("X-Resource-TTL", "300ms")
+        .body(json!({"GremlinQuery": "G.V()"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let resp = reqwest::Client::new()
+        .post(t.url("/api/capture"))
+        .header("X-Resource-TTL", "soon")
+        .body(json!({"GremlinQuery": "G.V().Has('a')"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, list) = t.request("GET", "/api/capture", None).await;
+    assert_eq!(list, json!({}));
+}
