@@ -59,6 +59,8 @@ pub(crate) struct NetnsWatcher {
     paths: HashMap<PathBuf, NsKey>,
     namespaces: HashMap<NsKey, Watched>,
     dir_watches: HashMap<WatchDescriptor, PathBuf>,
+    /// Listed paths with a check in flight.
+    pending: BTreeSet<PathBuf>,
 }
 
 /// Whether `file` is a namespace (a nsfs inode), and its `(inode, device)`.
@@ -71,9 +73,10 @@ fn nsfs_identity(file: &File) -> Option<(u64, u64)> {
     Some((m.ino(), m.dev()))
 }
 
-/// Opens `path` and checks it is a mounted namespace, retrying while it is being set up.
-async fn check_path(path: PathBuf) -> Option<Found> {
-    for delay in MOUNT_RETRIES_MS {
+/// Opens `path` and checks it is a mounted namespace, retrying after each of `delays`
+/// while it is being set up.
+async fn check_path(path: PathBuf, delays: &'static [u64]) -> Option<Found> {
+    for delay in delays {
         tokio::time::sleep(Duration::from_millis(*delay)).await;
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -84,6 +87,13 @@ async fn check_path(path: PathBuf) -> Option<Found> {
             }
         };
         if let Some((ino, dev)) = nsfs_identity(&file) {
+            let file = match crate::nsenter::unpinned(file).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "reopening namespace");
+                    return None;
+                }
+            };
             return Some((path, Arc::new(file), ino, dev));
         }
     }
@@ -107,6 +117,7 @@ impl NetnsWatcher {
             paths: HashMap::new(),
             namespaces: HashMap::new(),
             dir_watches: HashMap::new(),
+            pending: BTreeSet::new(),
         }
     }
 
@@ -131,7 +142,7 @@ impl NetnsWatcher {
                         }
                     };
                     if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                        self.reconcile_dirs(&mut events);
+                        self.reconcile_dirs(&mut events, &mut checks);
                         continue;
                     }
                     let Some(dir) = self.dir_watches.get(&ev.wd).cloned() else { continue };
@@ -142,18 +153,22 @@ impl NetnsWatcher {
                     let Some(name) = ev.name else { continue };
                     let path = dir.join(name);
                     if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                        checks.spawn(check_path(path));
+                        checks.spawn(check_path(path, MOUNT_RETRIES_MS));
                     } else if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
                         self.remove_path(&path);
                     }
                 }
                 Some(found) = checks.join_next() => {
                     if let Ok(Some(found)) = found {
+                        self.pending.remove(&found.0);
                         self.add_path(found);
+                    }
+                    if checks.is_empty() {
+                        self.pending.clear();
                     }
                 }
                 _ = tick.tick() => {
-                    self.reconcile_dirs(&mut events);
+                    self.reconcile_dirs(&mut events, &mut checks);
                     self.scan_proc();
                     self.ctx.status.set_counter(STATUS, "Namespaces", self.namespaces.len() as u64);
                 }
@@ -162,7 +177,11 @@ impl NetnsWatcher {
     }
 
     /// Watches directories that appeared, and makes the known paths match the listing.
-    fn reconcile_dirs(&mut self, events: &mut inotify::EventStream<Vec<u8>>) {
+    fn reconcile_dirs(
+        &mut self,
+        events: &mut inotify::EventStream<Vec<u8>>,
+        checks: &mut JoinSet<Option<Found>>,
+    ) {
         for dir in self.dirs.clone() {
             if !self.dir_watches.values().any(|d| *d == dir) && dir.is_dir() {
                 match events.watches().add(
@@ -203,13 +222,9 @@ impl NetnsWatcher {
                 }
             }
             for p in listed {
-                if !self.paths.contains_key(&p) {
-                    // Not a namespace yet (or not at all): checked without waiting.
-                    if let Ok(file) = File::open(&p) {
-                        if let Some((ino, dev)) = nsfs_identity(&file) {
-                            self.add_path((p, Arc::new(file), ino, dev));
-                        }
-                    }
+                if !self.paths.contains_key(&p) && self.pending.insert(p.clone()) {
+                    // Not a namespace yet (or not at all): checked once, without waiting.
+                    checks.spawn(check_path(p, &[0]));
                 }
             }
         }

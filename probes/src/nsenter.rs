@@ -81,3 +81,21 @@ pub async fn open_route_socket(ns: Option<Arc<File>>) -> io::Result<RouteSocket>
     rx.await
         .map_err(|_| io::Error::other("namespace thread ended without an answer"))?
 }
+
+/// A handle on the namespace that `file` (a bind mount of it) names, opened through
+/// `/proc/thread-self/ns/net` on a dedicated thread so that it does not keep the bind
+/// mount busy: `umount` of a netns file must not fail because topotap watches it.
+pub async fn unpinned(file: File) -> io::Result<File> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("topotap-setns".into())
+        .spawn(move || {
+            let result = nix::sched::setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)
+                .and_then(|()| File::open("/proc/thread-self/ns/net"));
+            drop(file);
+            let _ = tx.send(result);
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("namespace thread ended without an answer"))?
+}

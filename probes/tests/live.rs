@@ -510,3 +510,111 @@ async fn link_add_latency() {
     );
     assert!(samples[samples.len() / 2] < Duration::from_secs(1));
 }
+
+/// Kills a child process on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_held_only_by_a_process_comes_and_goes_with_it() {
+    let (graph, _p) = probes().await;
+    let child = Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .expect("unshare");
+    let mut child = Child(child);
+    // Named `<comm>-<pid>` when first seen: `unshare` or, once it exec'd, `sleep`.
+    let path = format!("/proc/{}/ns/net", child.0.id());
+    let q = format!("G.V().Has('Type','netns','Path','{path}').Count()");
+    expect(&graph, &q, json!(1)).await;
+    let name = gremlin(
+        &graph,
+        &format!("G.V().Has('Path','{path}').Values('Name')"),
+    );
+    let name = name[0].as_str().unwrap().to_owned();
+    assert!(name.ends_with(&format!("-{}", child.0.id())), "{name}");
+    expect(
+        &graph,
+        &format!("G.V().Has('Path','{path}').Out('Name','lo').Count()"),
+        json!(1),
+    )
+    .await;
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    expect(&graph, &q, json!(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_under_two_paths_is_one_node() {
+    let t = tag();
+    let mut c = Cleanup(vec![]);
+    let (graph, _p) = probes().await;
+    let ns = format!("{t}n");
+    c.netns(&ns);
+    let first = format!("/var/run/netns/{ns}");
+    let second = format!("/var/run/netns/{t}m");
+    std::fs::File::create(&second).unwrap();
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // `ip netns` makes the directory a shared mount: there can be stacked copies.
+            for _ in 0..4 {
+                let _ = Command::new("umount")
+                    .arg(&self.0)
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let alias = Unmount(second.clone());
+    let ok = Command::new("mount")
+        .args(["--bind", &first, &second])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&first).unwrap().ino();
+    // Whichever path is seen first names the node.
+    expect(
+        &graph,
+        &format!("G.V().Has('Type','netns','Inode',{inode}).Count()"),
+        json!(1),
+    )
+    .await;
+    // Give the second path time to be seen, then check there is still one node.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        count(
+            &graph,
+            &format!("G.V().Has('Type','netns','Inode',{inode}).Count()")
+        ),
+        1
+    );
+    // Removing one of the paths keeps the namespace; the probe's handle on it does not
+    // keep the mount busy.
+    let ok = Command::new("umount").arg(&second).status().unwrap();
+    assert!(ok.success(), "umount {second} failed: mount pinned?");
+    drop(alias);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        count(
+            &graph,
+            &format!("G.V().Has('Name','{ns}','Type','netns').Count()")
+        ),
+        1
+    );
+    ip(&format!("netns del {ns}"));
+    expect(
+        &graph,
+        &format!("G.V().Has('Type','netns','Inode',{inode}).Count()"),
+        json!(0),
+    )
+    .await;
+}
