@@ -12,7 +12,7 @@ use tracing::info;
 use crate::api::{self, AppState};
 use crate::capture::flows::{FlowRegistry, FlowsStep};
 use crate::capture::placer::{SinkFactory, Target};
-use crate::capture::{self, Capture};
+use crate::capture::{self, Capture, SinkContext};
 use crate::cli::ServerArgs;
 use crate::resources::Store;
 use topotap_topology::gremlin::Extensions;
@@ -66,10 +66,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         sections
     });
     tokio::spawn(expire_resources(state.clone()));
+    let sink_ctx = SinkContext {
+        flows,
+        graph: graph.clone(),
+    };
     let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
-        capture::sink_for(capture, target, &flows)
+        capture::sink_for(capture, target, &sink_ctx)
     });
-    let placement = tokio::spawn(capture::placer::run(state.clone(), sinks));
+    let (stop_placement, stopped) = tokio::sync::watch::channel(false);
+    let placement = tokio::spawn(capture::placer::run(state.clone(), sinks, stopped));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -85,7 +90,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .graceful(shutdown_signal())
         .run()
         .await;
-    placement.abort();
+    // Stop the captures cleanly: exporters send what they still hold.
+    let _ = stop_placement.send(true);
+    let _ = placement.await;
     info!("topotap stopped");
     Ok(())
 }

@@ -24,6 +24,42 @@ pub trait PacketSink: Send {
     fn tick(&mut self, now: Timestamp);
     /// The capture is ending: export or publish everything still pending.
     fn finish(&mut self, now: Timestamp);
+    /// Counters of what this sink sends out, shown in the node's `Captures` entry
+    /// under `Export`; `None` for sinks that send nothing (the local flow table).
+    fn export_stats(&self) -> Option<Arc<ExportStats>> {
+        None
+    }
+}
+
+/// What an exporting sink has sent, shared with the API.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    /// Datagrams (NetFlow, IPFIX, sFlow) or mirrored packets (ERSPAN) sent.
+    pub messages: AtomicU64,
+    /// Flow records or samples they carried.
+    pub records: AtomicU64,
+    /// Bytes sent (payload of the UDP or GRE packets).
+    pub bytes: AtomicU64,
+    /// Sends that failed (collector unreachable, refused, buffer full).
+    pub send_errors: AtomicU64,
+    /// The last send failure.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl ExportStats {
+    /// The JSON shown in `Metadata.Captures[].Export`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "Messages": self.messages.load(Ordering::Relaxed),
+            "Records": self.records.load(Ordering::Relaxed),
+            "Bytes": self.bytes.load(Ordering::Relaxed),
+            "SendErrors": self.send_errors.load(Ordering::Relaxed),
+        });
+        if let Some(e) = &*self.last_error.lock() {
+            v["LastError"] = e.clone().into();
+        }
+        v
+    }
 }
 
 /// Longest wait for packets before the sink is ticked and the stop flag checked.
@@ -78,6 +114,7 @@ impl Default for WorkerShared {
 /// A running capture thread.
 pub struct Worker {
     pub shared: Arc<WorkerShared>,
+    pub export: Option<Arc<ExportStats>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -85,6 +122,7 @@ impl Worker {
     /// Starts capturing; failures to start end up in `shared.state` as `Error`.
     pub fn spawn(spec: CaptureSpec, sink: Box<dyn PacketSink>) -> Worker {
         let shared = Arc::new(WorkerShared::default());
+        let export = sink.export_stats();
         let sh = shared.clone();
         let name = format!("cap-{}", spec.ifname);
         let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -99,12 +137,14 @@ impl Worker {
         match thread {
             Ok(t) => Worker {
                 shared,
+                export,
                 thread: Some(t),
             },
             Err(e) => {
                 *shared.state.lock() = WorkerState::Error(format!("cannot start thread: {e}"));
                 Worker {
                     shared,
+                    export,
                     thread: None,
                 }
             }

@@ -58,12 +58,23 @@ impl Resource for Capture {
     }
 }
 
-/// Builds the sink for a capture on one node, by its target type.
+/// What sinks may need besides the capture and its node.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub flows: Arc<flows::FlowRegistry>,
+    /// The live graph (interface counters for sFlow counter samples, ifindexes).
+    pub graph: topotap_topology::SharedGraph,
+}
+
+/// Builds the sink for a capture on one node, by its target type. Export sockets are
+/// opened here, in topotap's own namespace, before the capture thread enters the
+/// interface's.
 pub fn sink_for(
     capture: &Capture,
     target: &placer::Target,
-    registry: &Arc<flows::FlowRegistry>,
+    ctx: &SinkContext,
 ) -> Result<Box<dyn engine::PacketSink>, String> {
+    let registry = &ctx.flows;
     match capture.target_type.as_str() {
         "" | "local" => {
             let config = FlowTableConfig {

@@ -53,8 +53,13 @@ struct Running {
     capture: Capture,
 }
 
-/// Runs placement until the process ends.
-pub async fn run(state: AppState, sinks: SinkFactory) {
+/// Runs placement until `shutdown` turns true; then stops every capture, letting each
+/// sink export what it still holds.
+pub async fn run(
+    state: AppState,
+    sinks: SinkFactory,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut placer = Placer {
         state,
         sinks,
@@ -68,6 +73,7 @@ pub async fn run(state: AppState, sinks: SinkFactory) {
     let mut dirty = true;
     loop {
         tokio::select! {
+            _ = shutdown.changed() => break,
             changed = store.changed() => {
                 if changed.is_err() {
                     break;
@@ -213,6 +219,9 @@ impl Placer {
             }
             if let Some(e) = error {
                 entry["Error"] = e.into();
+            }
+            if let Some(x) = &r.worker.export {
+                entry["Export"] = x.to_json();
             }
             per_node.entry(node.clone()).or_default().push(entry);
         }
