@@ -10,9 +10,9 @@ use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
 use crate::api::{self, AppState};
-use crate::capture::flows::{FlowRegistry, FlowsStep};
+use crate::capture::flows::FlowsStep;
 use crate::capture::placer::{SinkFactory, Target};
-use crate::capture::{self, Capture, SinkContext};
+use crate::capture::{self, Capture};
 use crate::cli::ServerArgs;
 use crate::resources::Store;
 use topotap_topology::gremlin::Extensions;
@@ -26,10 +26,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let graph = SharedGraph::new(Graph::new(), &host_id);
     let mut state = AppState::new(graph.clone(), &host_id);
     state.captures = Store::open(Some(&args.state_dir));
-    let flows = Arc::new(FlowRegistry::default());
     let mut extensions = Extensions::new();
     let flows_step = Arc::new(FlowsStep {
-        registry: flows.clone(),
+        registry: state.sinks.flows.clone(),
     });
     extensions.register(flows_step);
     state.extensions = Arc::new(extensions);
@@ -66,10 +65,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         sections
     });
     tokio::spawn(expire_resources(state.clone()));
-    let sink_ctx = SinkContext {
-        flows,
-        graph: graph.clone(),
-    };
+    let sink_ctx = state.sinks.clone();
     let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
         capture::sink_for(capture, target, &sink_ctx)
     });

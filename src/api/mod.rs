@@ -5,6 +5,7 @@
 //! failures to HTTP statuses.
 
 mod elements;
+mod pcap;
 mod resources;
 mod topology;
 pub mod ws;
@@ -21,7 +22,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::capture::Capture;
+use crate::capture::{Capture, SinkContext};
 use crate::resources::Store;
 
 /// Largest request body accepted by JSON endpoints.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub started: Instant,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
     pub captures: Arc<Store<Capture>>,
+    /// Flow tables and what capture sinks need (shared with the capture placer).
+    pub sinks: SinkContext,
     /// Extra sections for `/api/status` (probe states and such), computed at read time.
     pub status_sections: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
@@ -43,12 +46,16 @@ pub struct AppState {
 impl AppState {
     pub fn new(graph: SharedGraph, host_id: &str) -> Self {
         AppState {
-            graph,
+            graph: graph.clone(),
             host_id: host_id.to_owned(),
             extensions: Arc::new(Extensions::default()),
             started: Instant::now(),
             subscribers: Arc::default(),
             captures: Store::open(None),
+            sinks: SinkContext {
+                flows: Arc::default(),
+                graph: graph.clone(),
+            },
             status_sections: Arc::new(serde_json::Map::new),
         }
     }
@@ -175,6 +182,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let topology = topology::routes(state.clone(), body.clone());
     let elements = elements::routes(state.clone(), body.clone());
     let captures = resources::routes(state.clone(), state.captures.clone(), body);
+    let pcap = pcap::routes(state.clone());
     let ws = ws::routes(state.clone());
 
     let cors = warp::cors()
@@ -196,6 +204,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .or(elements)
         .unify()
         .or(captures)
+        .unify()
+        .or(pcap)
         .unify()
         .or(ws)
         .unify()

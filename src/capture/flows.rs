@@ -33,13 +33,42 @@ pub struct FlowSource {
 #[derive(Default)]
 pub struct FlowRegistry {
     sources: Mutex<BTreeMap<(String, Identifier), Arc<FlowSource>>>,
+    /// Tables of finished pcap uploads, oldest first, kept for queries.
+    retained: Mutex<std::collections::VecDeque<(String, Identifier)>>,
 }
 
+/// How many finished pcap uploads stay queryable with `Flows()`.
+pub const RETAINED_UPLOADS: usize = 16;
+
 impl FlowRegistry {
+    /// Keeps a finished table (a pcap upload) queryable, forgetting the oldest beyond
+    /// [`RETAINED_UPLOADS`].
+    pub fn retain(&self, source: Arc<FlowSource>) {
+        let key = (source.capture_id.clone(), source.node.clone());
+        self.add(source);
+        let mut retained = self.retained.lock();
+        retained.push_back(key);
+        while retained.len() > RETAINED_UPLOADS {
+            if let Some(old) = retained.pop_front() {
+                self.sources.lock().remove(&old);
+            }
+        }
+    }
+
     pub fn add(&self, source: Arc<FlowSource>) {
         self.sources
             .lock()
             .insert((source.capture_id.clone(), source.node.clone()), source);
+    }
+
+    /// Flows currently held for a capture, over all its capture points.
+    pub fn flow_count(&self, capture_id: &str) -> usize {
+        let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();
+        sources
+            .iter()
+            .filter(|s| s.capture_id == capture_id)
+            .map(|s| s.table.lock().len())
+            .sum()
     }
 
     pub fn remove(&self, capture_id: &str, node: &Identifier) {
@@ -63,6 +92,8 @@ impl FlowRegistry {
 pub struct LocalSink {
     pub source: Arc<FlowSource>,
     pub registry: Arc<FlowRegistry>,
+    /// Keep the table queryable after the capture ends (pcap uploads).
+    pub retain: bool,
 }
 
 impl PacketSink for LocalSink {
@@ -79,9 +110,14 @@ impl PacketSink for LocalSink {
         t.drain_expired(now).for_each(drop);
     }
 
-    fn finish(&mut self, _now: Timestamp) {
-        self.registry
-            .remove(&self.source.capture_id, &self.source.node);
+    fn finish(&mut self, now: Timestamp) {
+        if self.retain {
+            self.tick(now);
+            self.registry.retain(self.source.clone());
+        } else {
+            self.registry
+                .remove(&self.source.capture_id, &self.source.node);
+        }
     }
 }
 

@@ -59,7 +59,7 @@ impl Resource for Capture {
 }
 
 /// What sinks may need besides the capture and its node.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SinkContext {
     pub flows: Arc<flows::FlowRegistry>,
     /// The live graph (interface counters for sFlow counter samples, ifindexes).
@@ -74,30 +74,39 @@ pub fn sink_for(
     target: &placer::Target,
     ctx: &SinkContext,
 ) -> Result<Box<dyn engine::PacketSink>, String> {
-    let registry = &ctx.flows;
     match capture.target_type.as_str() {
-        "" | "local" => {
-            let config = FlowTableConfig {
-                capture_id: capture.uuid.clone(),
-                node_tid: target.tid.clone(),
-                layer_key_mode: if capture.layer_key_mode == "L3" {
-                    LayerKeyMode::L3
-                } else {
-                    LayerKeyMode::L2
-                },
-                ..FlowTableConfig::default()
-            };
-            let source = Arc::new(flows::FlowSource {
-                node: target.node.clone(),
-                capture_id: capture.uuid.clone(),
-                table: parking_lot::Mutex::new(FlowTable::new(config)),
-            });
-            registry.add(source.clone());
-            Ok(Box::new(flows::LocalSink {
-                source,
-                registry: registry.clone(),
-            }))
-        }
+        "" | "local" => Ok(local_sink(capture, target, ctx, false)),
         other => Err(format!("target type {other} is not available")),
     }
+}
+
+/// A flow table for `capture` on `target`, registered for `Flows()`; `retain` keeps it
+/// queryable after the capture ends (pcap uploads).
+pub fn local_sink(
+    capture: &Capture,
+    target: &placer::Target,
+    ctx: &SinkContext,
+    retain: bool,
+) -> Box<dyn engine::PacketSink> {
+    let config = FlowTableConfig {
+        capture_id: capture.uuid.clone(),
+        node_tid: target.tid.clone(),
+        layer_key_mode: if capture.layer_key_mode == "L3" {
+            LayerKeyMode::L3
+        } else {
+            LayerKeyMode::L2
+        },
+        ..FlowTableConfig::default()
+    };
+    let source = Arc::new(flows::FlowSource {
+        node: target.node.clone(),
+        capture_id: capture.uuid.clone(),
+        table: parking_lot::Mutex::new(FlowTable::new(config)),
+    });
+    ctx.flows.add(source.clone());
+    Box::new(flows::LocalSink {
+        source,
+        registry: ctx.flows.clone(),
+        retain,
+    })
 }

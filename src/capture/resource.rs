@@ -73,6 +73,12 @@ impl Capture {
     pub fn validate(&self) -> Result<(), String> {
         topotap_grammar::parse(&self.gremlin_query)
             .map_err(|e| format!("GremlinQuery: Not a valid Gremlin expression: {e}"))?;
+        self.validate_parameters()
+    }
+
+    /// Checks every field but the Gremlin query (also used for pcap uploads, which have
+    /// none).
+    pub fn validate_parameters(&self) -> Result<(), String> {
         if !self.bpf_filter.is_empty() {
             validate_bpf(&self.bpf_filter)
                 .map_err(|e| format!("BPFFilter: Not a valid BPF expression: {e}"))?;
