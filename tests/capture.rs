@@ -221,3 +221,82 @@ async fn ttl_expires_a_capture() {
     let (_, list) = t.request("GET", "/api/capture", None).await;
     assert_eq!(list, json!({}));
 }
+
+#[tokio::test]
+async fn udp_and_tcp_flows_and_the_bpf_filter() {
+    let p = format!("u{}", rand_tag());
+    let _net = bridged_pair(&p, 13);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let query = format!("G.V().Has('Name', '{p}b').Out().Has('Name', 'eth0')");
+    let (s, udp) = create_capture(&t, json!({"GremlinQuery": query, "BPFFilter": "udp"})).await;
+    assert_eq!(s, 201, "{udp}");
+    let (s, tcp) = create_capture(
+        &t,
+        json!({"GremlinQuery": query, "BPFFilter": "tcp port 6000"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{tcp}");
+    let (udp, tcp) = (udp["UUID"].as_str().unwrap(), tcp["UUID"].as_str().unwrap());
+    wait_active(&t, udp, 1).await;
+    wait_active(&t, tcp, 1).await;
+
+    // 7 datagrams of 5 bytes from one socket: 14 + 20 + 8 + 5 = 47-byte frames (a veth
+    // does not pad).
+    // (A receiver in B, or its port-unreachable answers would make later sends fail.)
+    sh(&format!(
+        "ip netns exec {p}b timeout 5 socat -u UDP-RECV:5000 OPEN:/dev/null & sleep 0.3; \
+         ip netns exec {p}a bash -c 'exec 3>/dev/udp/10.77.13.2/5000; \
+           for i in 1 2 3 4 5 6 7; do printf hello >&3; done'; \
+         kill %1 2>/dev/null; true"
+    ));
+    // A TCP connection carrying 1000 bytes, then closed.
+    sh(&format!(
+        "ip netns exec {p}b socat -u TCP-LISTEN:6000,reuseaddr OPEN:/dev/null & sleep 0.3; \
+         head -c 1000 /dev/zero | ip netns exec {p}a socat -u - TCP:10.77.13.2:6000; wait"
+    ));
+    sh(&format!(
+        "ip netns exec {p}a ping -c 2 -i 0.2 -W 1 10.77.13.2"
+    ));
+
+    let q = format!("G.Flows().Has('CaptureID', '{udp}', 'Transport.Protocol', 'UDP')");
+    let (flows, ok) = t
+        .wait_for(&q, WAIT, |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["Metric"]["ABPackets"] == 7)
+        })
+        .await;
+    assert!(ok, "{flows}");
+    assert_eq!(flows[0]["Metric"]["ABBytes"], 7 * 47);
+    assert_eq!(flows[0]["Transport"]["B"], 5000);
+    // The udp filter let neither ICMP (ping, port unreachable) nor TCP in.
+    let q = format!("G.Flows().Has('CaptureID', '{udp}').Count()");
+    assert_eq!(t.query(&q).await, json!(1));
+
+    let q = format!("G.Flows().Has('CaptureID', '{tcp}')");
+    let (flows, ok) = t
+        .wait_for(&q, WAIT, |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["FinishType"].is_number())
+        })
+        .await;
+    assert!(ok, "{flows}");
+    let f = &flows[0];
+    assert_eq!(f["LayersPath"], "Ethernet/IPv4/TCP");
+    assert_eq!(f["Transport"]["B"], 6000);
+    assert_eq!(f["Network"]["A"], "10.77.13.1");
+    // Handshake, 1000 bytes of data and the close: at least SYN, ACK, data, FIN.
+    assert!(f["Metric"]["ABPackets"].as_u64().unwrap() >= 4, "{f}");
+    assert!(
+        f["Metric"]["ABBytes"].as_u64().unwrap() >= 1000 + 4 * 54,
+        "{f}"
+    );
+    assert!(f["Metric"]["BAPackets"].as_u64().unwrap() >= 2, "{f}");
+
+    // The node shows both captures with their flow table counters.
+    let q = format!("G.V().Has('Captures.ID', '{udp}').Values('Captures')");
+    let v = t.query(&q).await;
+    let entries = v[0].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v}");
+    let mine = entries.iter().find(|e| e["ID"] == udp).unwrap();
+    assert_eq!(mine["Flows"]["Active"], 1, "{mine}");
+}

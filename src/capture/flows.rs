@@ -61,6 +61,23 @@ impl FlowRegistry {
             .insert((source.capture_id.clone(), source.node.clone()), source);
     }
 
+    /// The flow table counters of one capture point, as shown in its `Captures` entry.
+    pub fn table_stats(&self, capture_id: &str, node: &Identifier) -> Option<Value> {
+        let source = self
+            .sources
+            .lock()
+            .get(&(capture_id.to_owned(), node.clone()))
+            .cloned()?;
+        let st = source.table.lock().stats();
+        Some(json!({
+            "Active": st.flows,
+            "Created": st.created,
+            "Expired": st.expired,
+            "Evicted": st.evicted,
+            "Undecoded": st.undecoded,
+        }))
+    }
+
     /// Flows currently held for a capture, over all its capture points.
     pub fn flow_count(&self, capture_id: &str) -> usize {
         let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();

@@ -223,6 +223,9 @@ impl Placer {
             if let Some(x) = &r.worker.export {
                 entry["Export"] = x.to_json();
             }
+            if let Some(f) = self.state.sinks.flows.table_stats(&r.capture.uuid, node) {
+                entry["Flows"] = f;
+            }
             per_node.entry(node.clone()).or_default().push(entry);
         }
         for ((_, node), (capture, reason)) in &self.failed {
