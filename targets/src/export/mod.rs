@@ -3,6 +3,11 @@
 //!
 //! - [`sflow`]: an sFlow v5 agent (random 1-in-N packet sampling, interface counter polling).
 //! - [`erspan`]: an ERSPAN Type II/III mirroring session.
+//! - [`netflow`]: NetFlow v5 exporting process, and the metering side it shares with IPFIX (1-in-N
+//!   sampler, flow table with active/inactive timeouts, unidirectional per-direction delta records).
+//! - [`ipfix`]: IPFIX (RFC 7011) over UDP, templates resent periodically.
 
 pub mod erspan;
+pub mod ipfix;
+pub mod netflow;
 pub mod sflow;
