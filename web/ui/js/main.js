@@ -1,0 +1,306 @@
+// topotap web UI: wires the subscriber, the topology view and the side panels.
+
+import { ApiError, gremlin, nodeIdsOf } from './api.js';
+import { $, clear, gq, h } from './dom.js';
+import { Graph } from './graph.js';
+import { CapturesPanel } from './panels/captures.js';
+import { caretPre, ConsolePanel } from './panels/console.js';
+import { InjectionsPanel } from './panels/injections.js';
+import { NodePanel } from './panels/node.js';
+import { legendEntries, shapePath } from './styles.js';
+import { Subscriber } from './subscriber.js';
+import { TopologyView } from './topology.js';
+
+const SUBGRAPH = /\.SubGraph\(\s*\)\s*$/;
+
+class App {
+  constructor() {
+    this.graph = new Graph();
+    this.synced = false;
+    this.view = new TopologyView($('#topology'), this.graph, {
+      onSelect: (id) => {
+        this.nodePanel.show(id);
+        if (id) this.showTab('node');
+      },
+      onHover: (id, x, y) => this.tooltip(id, x, y),
+    });
+    this.nodePanel = new NodePanel($('#tab-node'), this);
+    this.console = new ConsolePanel($('#tab-console'), this);
+    this.captures = new CapturesPanel($('#tab-captures'), this);
+    this.injections = new InjectionsPanel($('#tab-inject'), this);
+    this.nodePanel.show(null);
+
+    this.graph.onChange((kind, id) => {
+      if (kind === 'node-updated' || kind === 'reset') this.nodePanel.refresh(this.view.selected);
+      this.scheduleCounts();
+    });
+
+    this.subscriber = new Subscriber({
+      onSync: () => {},
+      onEvent: (type, obj) => this.graph.apply(type, obj),
+      onState: (state, info) => this.connectionState(state, info),
+      onFilterError: (msg) => this.filterError(msg),
+      onMessage: (msg) => this.otherMessage(msg),
+    });
+    // A SyncReply replaces the graph; keep the handler here so `synced` is set once.
+    this.subscriber.h.onSync = (g) => {
+      this.synced = true;
+      this.graph.reset(g);
+      this.updateEmptyHint();
+    };
+
+    this.bindTopbar();
+    this.bindToolbar();
+    this.bindTabs();
+    this.buildLegend();
+
+    const saved = localStorage.getItem('topotap.filter') || '';
+    $('#filter').value = saved;
+    this.subscriber.filter = this.normalizeFilter(saved);
+    this.subscriber.start();
+  }
+
+  // ---- connection -------------------------------------------------------------------
+
+  connectionState(state, info) {
+    const conn = $('#conn');
+    conn.dataset.state = state;
+    const stage = $('#stage');
+    const banner = $('#banner');
+    clearInterval(this.countdown);
+    if (state === 'live') {
+      $('#conn-text').textContent = 'live';
+      banner.classList.add('hidden');
+      stage.classList.remove('stale');
+      this.updateEmptyHint();
+      return;
+    }
+    if (state === 'connecting') {
+      $('#conn-text').textContent = 'connecting…';
+      return;
+    }
+    // Disconnected or reconnecting: what is shown may be out of date.
+    $('#conn-text').textContent = state === 'reconnecting' ? 'reconnecting…' : 'disconnected';
+    stage.classList.add('stale');
+    banner.classList.remove('hidden');
+    const text = $('#banner-text');
+    const tick = () => {
+      const left = Math.max(0, this.subscriber.nextRetryAt - Date.now());
+      text.textContent = state === 'reconnecting' || left === 0 ? 'disconnected — reconnecting…' : `disconnected — reconnecting… (next attempt in ${(left / 1000).toFixed(1)} s)`;
+    };
+    tick();
+    if (state === 'disconnected') this.countdown = setInterval(tick, 200);
+  }
+
+  otherMessage(msg) {
+    // Skydive announces capture and injection changes in their own namespaces.
+    if (msg.Namespace === 'OnDemandCaptureNotification' && this.activeTab === 'captures') this.captures.refresh();
+    if (msg.Namespace === 'OnDemandPacketInjectionNotification' && this.activeTab === 'inject') this.injections.refresh();
+  }
+
+  // ---- filter and highlight ---------------------------------------------------------
+
+  normalizeFilter(text) {
+    const t = text.trim();
+    if (!t) return '';
+    return SUBGRAPH.test(t) ? t : `${t}.SubGraph()`;
+  }
+
+  filterError(msg) {
+    this.showQueryError('Filter', msg, $('#filter').value.trim());
+    // Nothing shown yet (e.g. a saved filter no longer valid): fall back to everything.
+    if (!this.synced) {
+      this.subscriber.setFilter('');
+    }
+  }
+
+  showQueryError(label, message, query) {
+    const bar = clear($('#query-errors'));
+    bar.classList.remove('hidden');
+    const err = new ApiError(400, message);
+    const pos = err.position;
+    bar.append(
+      h('div', { class: 'qe-body' }, h('strong', null, `${label}: `), h('span', { class: 'qe-msg' }, message), pos && pos.line === 1 ? caretPre(query, Math.max(1, pos.column), `${label.toLowerCase()}-caret`) : null),
+      h('button', { class: 'btn ghost small', type: 'button', onclick: () => bar.classList.add('hidden') }, 'Dismiss'),
+    );
+  }
+
+  clearQueryError() {
+    $('#query-errors').classList.add('hidden');
+  }
+
+  async runHighlight() {
+    const q = $('#highlight').value.trim();
+    if (!q) {
+      this.view.setHighlight(null);
+      return;
+    }
+    try {
+      const result = await gremlin(q);
+      const ids = nodeIdsOf(result);
+      this.view.setHighlight(ids);
+      this.clearQueryError();
+      $('#counts').dataset.highlight = String(ids.size);
+      this.updateCounts();
+      if (ids.size === 0) this.showQueryError('Highlight', 'the query matched no node', q);
+    } catch (e) {
+      this.view.setHighlight(null);
+      this.showQueryError('Highlight', e.message, q);
+    }
+  }
+
+  bindTopbar() {
+    $('#filter-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const text = $('#filter').value;
+      localStorage.setItem('topotap.filter', text.trim());
+      this.clearQueryError();
+      this.view.autoFit = true;
+      this.subscriber.setFilter(this.normalizeFilter(text));
+    });
+    $('#highlight-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      this.runHighlight();
+    });
+    $('#highlight-clear').addEventListener('click', () => {
+      $('#highlight').value = '';
+      delete $('#counts').dataset.highlight;
+      this.view.setHighlight(null);
+      this.clearQueryError();
+      this.updateCounts();
+    });
+    $('#banner-retry').addEventListener('click', () => this.subscriber.retryNow());
+  }
+
+  bindToolbar() {
+    $('#zoom-in').addEventListener('click', () => this.view.zoomBy(1.3));
+    $('#zoom-out').addEventListener('click', () => this.view.zoomBy(1 / 1.3));
+    $('#zoom-fit').addEventListener('click', () => this.view.fit());
+    $('#expand-all').addEventListener('click', () => this.view.expandAll());
+    $('#collapse-all').addEventListener('click', () => this.view.collapseAll());
+    window.addEventListener('keydown', (ev) => {
+      if (ev.target instanceof HTMLInputElement || ev.target instanceof HTMLTextAreaElement) return;
+      if (ev.key === '+' || ev.key === '=') this.view.zoomBy(1.2);
+      else if (ev.key === '-') this.view.zoomBy(1 / 1.2);
+      else if (ev.key === '0' || ev.key === 'f') this.view.fit();
+      else if (ev.key === 'Escape') this.view.select(null);
+    });
+  }
+
+  bindTabs() {
+    for (const b of document.querySelectorAll('.tab')) b.addEventListener('click', () => this.showTab(b.dataset.tab));
+    this.activeTab = 'node';
+  }
+
+  showTab(name) {
+    if (this.activeTab === name) return;
+    for (const b of document.querySelectorAll('.tab')) b.classList.toggle('active', b.dataset.tab === name);
+    for (const p of document.querySelectorAll('.tab-panel')) p.classList.toggle('hidden', p.id !== `tab-${name}`);
+    const panels = { captures: this.captures, inject: this.injections };
+    panels[this.activeTab]?.deactivate();
+    this.activeTab = name;
+    panels[name]?.activate();
+  }
+
+  buildLegend() {
+    const legend = $('#legend');
+    for (const [label, style] of legendEntries()) {
+      const c = h('canvas', { width: 28, height: 28 });
+      const ctx = c.getContext('2d');
+      ctx.scale(2, 2);
+      ctx.beginPath();
+      shapePath(ctx, style.shape, 7, 7, 5);
+      ctx.fillStyle = style.color;
+      ctx.fill();
+      legend.append(h('div', { class: 'legend-row' }, c, h('span', null, label)));
+    }
+    legend.append(
+      h('div', { class: 'legend-sep' }),
+      h('div', { class: 'legend-row' }, h('span', { class: 'line l2' }), h('span', null, 'layer2')),
+      h('div', { class: 'legend-row' }, h('span', { class: 'line own' }), h('span', null, 'ownership')),
+      h('div', { class: 'legend-row' }, h('span', { class: 'ring' }), h('span', null, 'collapsed group')),
+    );
+  }
+
+  // ---- status line and hints --------------------------------------------------------
+
+  scheduleCounts() {
+    if (this.countsPending) return;
+    this.countsPending = true;
+    setTimeout(() => {
+      this.countsPending = false;
+      this.updateCounts();
+      this.updateEmptyHint();
+    }, 150);
+  }
+
+  updateCounts() {
+    const el = $('#counts');
+    const shown = this.view.view?.nodes.length;
+    const hl = el.dataset.highlight;
+    el.textContent = `${this.graph.nodes.size} nodes · ${this.graph.edges.size} edges${shown !== undefined && shown !== this.graph.nodes.size ? ` · ${shown} shown` : ''}${hl !== undefined ? ` · ${hl} highlighted` : ''}`;
+  }
+
+  updateEmptyHint() {
+    const hint = $('#empty-hint');
+    const empty = this.synced && this.graph.nodes.size === 0;
+    hint.classList.toggle('hidden', !empty);
+    if (empty) {
+      clear(hint).append(
+        h('strong', null, this.subscriber.filter ? 'Nothing matches the filter' : 'The graph is empty'),
+        h('div', { class: 'muted' }, this.subscriber.filter ? this.subscriber.filter : 'Run topotap with its probes, or create nodes with POST /api/node.'),
+      );
+    }
+  }
+
+  tooltip(id, x, y) {
+    const tip = $('#tooltip');
+    const node = id && this.graph.nodes.get(id);
+    if (!node) {
+      tip.classList.add('hidden');
+      return;
+    }
+    const md = node.Metadata || {};
+    const hidden = this.view.view?.hidden.get(id);
+    clear(tip).append(h('strong', null, md.Name ?? id), h('span', { class: 'muted' }, ` ${md.Type ?? ''}`), hidden ? h('div', { class: 'muted small' }, `${hidden} members hidden — click to expand`) : null);
+    tip.style.left = `${x + 14}px`;
+    tip.style.top = `${y + 14}px`;
+    tip.classList.remove('hidden');
+  }
+
+  // ---- cross-panel actions ----------------------------------------------------------
+
+  selectedNode() {
+    return this.view.selected ? this.graph.nodes.get(this.view.selected) : null;
+  }
+
+  /** Skydive's way to name one node in a capture query: by TID, else by ID. */
+  nodeQuery(node) {
+    const tid = node.Metadata?.TID;
+    return tid ? `G.V().Has('TID', ${gq(tid)})` : `G.V(${gq(node.ID)})`;
+  }
+
+  selectNode(id) {
+    this.view.select(id, { center: true });
+  }
+
+  captureFor(node) {
+    this.showTab('captures');
+    this.captures.prefill(node);
+  }
+
+  injectFrom(node, which) {
+    this.showTab('inject');
+    this.injections.setEnd(which, node);
+  }
+
+  consoleQuery(q) {
+    this.showTab('console');
+    this.console.setQuery(q);
+    this.console.run();
+  }
+}
+
+const app = new App();
+// For the browser tests and for poking around from the devtools console.
+window.topotap = { app, graph: app.graph, view: app.view, subscriber: app.subscriber };

@@ -1,0 +1,169 @@
+// Captures: create (POST /api/capture), list (GET, an object keyed by UUID, with the
+// number of nodes capturing in Count), delete, and the flow table of one capture.
+// A server without the endpoint (404) gets "not available on this server".
+
+import { request } from '../api.js';
+import { clear, fmtNumber, h, table } from '../dom.js';
+import { FlowsView } from './flows.js';
+
+const REFRESH_MS = 3000;
+export const TARGET_TYPES = ['local', 'netflowv5', 'sflow', 'erspanv1', 'erspanv2', 'ipfix'];
+
+export class CapturesPanel {
+  constructor(root, app) {
+    this.root = root;
+    this.app = app;
+    this.available = null;
+    this.timer = null;
+    this.build();
+  }
+
+  build() {
+    const f = (this.fields = {
+      query: h('input', { id: 'cap-query', class: 'mono', placeholder: "G.V().Has('TID', '…')", required: true }),
+      name: h('input', { id: 'cap-name', placeholder: 'optional' }),
+      bpf: h('input', { id: 'cap-bpf', class: 'mono', placeholder: 'e.g. icmp or tcp port 80' }),
+      type: select('cap-type', [['', 'default'], ['pcap', 'pcap'], ['afpacket', 'afpacket']]),
+      target: h('input', { id: 'cap-target', class: 'mono', placeholder: 'host:port' }),
+      targetType: select('cap-target-type', TARGET_TYPES.map((t) => [t, t])),
+      headerSize: h('input', { id: 'cap-header-size', type: 'number', min: 0, max: 4096, placeholder: '256' }),
+      samplingRate: h('input', { id: 'cap-sampling', type: 'number', min: 0, placeholder: '1' }),
+      pollingInterval: h('input', { id: 'cap-polling', type: 'number', min: 0, placeholder: '10' }),
+    });
+    this.notice = h('div', { id: 'cap-notice', class: 'notice hidden' });
+    this.formError = h('div', { id: 'cap-error', class: 'error-box hidden' });
+    this.form = h(
+      'form',
+      { id: 'capture-form', class: 'form', onsubmit: (ev) => { ev.preventDefault(); this.create(); } },
+      field('Gremlin query', f.query, h('button', { type: 'button', class: 'btn small', onclick: () => this.useSelected() }, 'Selected node')),
+      h('div', { class: 'grid2' }, field('Name', f.name), field('BPF filter', f.bpf)),
+      h('div', { class: 'grid2' }, field('Capture type', f.type), field('Header size', f.headerSize)),
+      h('div', { class: 'grid2' }, field('Target', f.target), field('Target type', f.targetType)),
+      h('div', { class: 'grid2' }, field('Sampling rate', f.samplingRate), field('Polling interval (s)', f.pollingInterval)),
+      h('div', { class: 'row' }, h('button', { class: 'btn primary', type: 'submit', id: 'cap-create' }, 'Create capture')),
+      this.formError,
+    );
+    this.list = h('div', { id: 'capture-list' });
+    this.flowsRoot = h('div', { id: 'flows', class: 'flows hidden' });
+    this.flows = new FlowsView(this.flowsRoot);
+    this.root.append(this.notice, this.form, h('div', { class: 'sub-head' }, h('h3', null, 'Captures'), h('span', { class: 'spacer' }), h('button', { class: 'btn small', onclick: () => this.refresh() }, 'Refresh')), this.list, this.flowsRoot);
+  }
+
+  activate() {
+    this.refresh();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.refresh(), REFRESH_MS);
+  }
+
+  deactivate() {
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  useSelected() {
+    const node = this.app.selectedNode();
+    if (node) this.fields.query.value = this.app.nodeQuery(node);
+  }
+
+  prefill(node) {
+    this.fields.query.value = this.app.nodeQuery(node);
+    if (!this.fields.name.value) this.fields.name.value = `${node.Metadata?.Name ?? 'node'} capture`;
+  }
+
+  setAvailable(yes, reason) {
+    this.available = yes;
+    this.notice.classList.toggle('hidden', yes);
+    this.form.classList.toggle('disabled', !yes);
+    // Fields stay editable; only sending is off.
+    this.form.querySelector('button[type="submit"]').disabled = !yes;
+    if (!yes) clear(this.notice).append(h('strong', null, 'Captures are not available on this server'), h('div', { class: 'muted small' }, reason));
+  }
+
+  async refresh() {
+    let caps;
+    try {
+      caps = await request('GET', '/api/capture');
+    } catch (e) {
+      if (e.notAvailable) {
+        // Not polled again until the tab is opened again: no stream of 404s.
+        this.deactivate();
+        this.setAvailable(false, 'GET /api/capture answered 404: this topotap has no capture API.');
+        clear(this.list).append(h('div', { class: 'empty' }, 'not available on this server'));
+      } else {
+        clear(this.list).append(h('div', { class: 'error-box' }, `cannot list captures: ${e.message}`));
+      }
+      return;
+    }
+    if (this.available !== true) this.setAvailable(true);
+    const rows = Object.entries(caps || {}).map(([uuid, c]) => ({ ...c, UUID: c.UUID || uuid }));
+    clear(this.list).append(
+      table(
+        [
+          { label: 'Name', value: (c) => h('span', { title: c.UUID }, c.Name || c.UUID.slice(0, 8)) },
+          { label: 'Query', value: (c) => h('span', { class: 'mono ellipsis', title: c.GremlinQuery }, c.GremlinQuery || '') },
+          { label: 'Type', value: (c) => c.Type || 'default' },
+          { label: 'Target', value: (c) => (c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : c.TargetType || 'local') },
+          { label: 'State', value: (c) => stateOf(c) },
+          { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
+          {
+            label: '',
+            value: (c) =>
+              h('span', { class: 'row-actions' }, h('button', { class: 'btn small', onclick: () => this.flows.show(c.UUID, c.Name || c.UUID.slice(0, 8)) }, 'Flows'), h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete')),
+          },
+        ],
+        rows,
+        { empty: 'no capture' },
+      ),
+    );
+  }
+
+  async create() {
+    const f = this.fields;
+    this.formError.classList.add('hidden');
+    const body = { GremlinQuery: f.query.value.trim() };
+    if (f.name.value.trim()) body.Name = f.name.value.trim();
+    if (f.bpf.value.trim()) body.BPFFilter = f.bpf.value.trim();
+    if (f.type.value) body.Type = f.type.value;
+    if (f.target.value.trim()) body.Target = f.target.value.trim();
+    body.TargetType = f.targetType.value;
+    for (const [k, el] of [['HeaderSize', f.headerSize], ['SamplingRate', f.samplingRate], ['PollingInterval', f.pollingInterval]]) {
+      if (el.value !== '') body[k] = Number(el.value);
+    }
+    try {
+      await request('POST', '/api/capture', body);
+      f.name.value = '';
+      await this.refresh();
+    } catch (e) {
+      showError(this.formError, e.notAvailable ? 'not available on this server (POST /api/capture answered 404)' : `${e.status || ''} ${e.message}`);
+    }
+  }
+
+  async remove(uuid) {
+    try {
+      await request('DELETE', `/api/capture/${encodeURIComponent(uuid)}`);
+      if (this.flows.captureId === uuid) this.flows.hide();
+    } catch (e) {
+      showError(this.formError, `cannot delete capture: ${e.message}`);
+    }
+    await this.refresh();
+  }
+}
+
+function stateOf(c) {
+  const state = c.State || (c.Count > 0 ? 'active' : 'waiting');
+  const title = c.State ? '' : c.Count > 0 ? `capturing on ${c.Count} node(s)` : 'no node matched by the query is capturing yet';
+  return h('span', { class: `state state-${state}`, title }, state);
+}
+
+export function select(id, options) {
+  return h('select', { id }, options.map(([v, label]) => h('option', { value: v }, label)));
+}
+
+export function field(label, input, extra) {
+  return h('label', { class: 'field' }, h('span', { class: 'field-label' }, label), extra ? h('span', { class: 'with-btn' }, input, extra) : input);
+}
+
+export function showError(el, msg) {
+  clear(el).append(msg);
+  el.classList.remove('hidden');
+}

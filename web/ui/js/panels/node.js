@@ -1,0 +1,162 @@
+// Node panel: identity, actions, metadata tree, interface counters, captures and
+// packet injections of the selected node.
+
+import { clear, fmtBytes, fmtNumber, fmtTime, gq, h, table } from '../dom.js';
+import { styleFor } from '../styles.js';
+
+const METRIC_ORDER = ['RxPackets', 'TxPackets', 'RxBytes', 'TxBytes', 'RxErrors', 'TxErrors', 'RxDropped', 'TxDropped', 'Multicast', 'Collisions'];
+
+export class NodePanel {
+  constructor(root, app) {
+    this.root = root;
+    this.app = app;
+    this.id = null;
+    this.open = new Set(['']); // metadata tree paths the user opened
+  }
+
+  show(id) {
+    if (id !== this.id) this.open = new Set(['']);
+    this.id = id;
+    this.render();
+  }
+
+  refresh(id) {
+    if (id === this.id) this.render();
+  }
+
+  render() {
+    const root = clear(this.root);
+    const node = this.id && this.app.graph.nodes.get(this.id);
+    if (!node) {
+      root.append(
+        h('div', { class: 'placeholder' }, h('p', null, 'Select a node in the graph to see its metadata, counters, captures and injections.'), h('p', { class: 'muted' }, 'Click a collapsed group (dashed ring) to expand it; double-click an open group to collapse it.')),
+      );
+      return;
+    }
+    const md = node.Metadata || {};
+    const style = styleFor(md.Type);
+    const view = this.app.view;
+    const isGroup = view.isGroup(node.ID);
+    root.append(
+      h(
+        'div',
+        { class: 'node-head' },
+        h('span', { class: 'swatch', style: `background:${style.color}` }),
+        h('div', { class: 'node-title' }, h('div', { class: 'node-name', id: 'node-name' }, md.Name ?? node.ID), h('div', { class: 'muted mono small' }, node.ID)),
+        h('span', { class: 'chip' }, md.Type || 'untyped'),
+      ),
+      h(
+        'dl',
+        { class: 'facts' },
+        fact('Host', node.Host),
+        fact('TID', md.TID),
+        fact('State', md.State),
+        fact('MAC', md.MAC),
+        fact('IPv4', Array.isArray(md.IPV4) ? md.IPV4.join(', ') : md.IPV4),
+        fact('IPv6', Array.isArray(md.IPV6) ? md.IPV6.join(', ') : md.IPV6),
+        fact('MTU', md.MTU),
+        fact('Updated', fmtTime(node.UpdatedAt)),
+      ),
+      h(
+        'div',
+        { class: 'actions' },
+        isGroup && h('button', { class: 'btn', onclick: () => { view.toggle(node.ID); setTimeout(() => this.render(), 0); } }, view.isCollapsed(node.ID) ? 'Expand group' : 'Collapse group'),
+        h('button', { class: 'btn', onclick: () => this.app.captureFor(node) }, 'Capture…'),
+        h('button', { class: 'btn', onclick: () => this.app.injectFrom(node, 'src') }, 'Inject from'),
+        h('button', { class: 'btn', onclick: () => this.app.injectFrom(node, 'dst') }, 'Inject to'),
+        h('button', { class: 'btn', onclick: () => this.app.consoleQuery(`G.V(${gq(node.ID)})`) }, 'Query'),
+      ),
+    );
+    root.append(section('Interface counters', metricsTable(md)));
+    root.append(section('Captures', capturesTable(md.Captures)));
+    root.append(section('Packet injections', injectionsTable(md.PacketInjections)));
+    root.append(section('Metadata', h('div', { class: 'tree mono' }, this.tree(md, ''))));
+  }
+
+  tree(value, path) {
+    if (value === null || typeof value !== 'object') return leaf(value);
+    const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value).sort(([a], [b]) => a.localeCompare(b));
+    return h(
+      'ul',
+      null,
+      entries.map(([k, v]) => {
+        const p = `${path}/${k}`;
+        if (v !== null && typeof v === 'object') {
+          const size = Array.isArray(v) ? `[${v.length}]` : `{${Object.keys(v).length}}`;
+          const details = h('details', { open: this.open.has(p) }, h('summary', null, h('span', { class: 'key' }, k), ' ', h('span', { class: 'muted' }, size)), this.tree(v, p));
+          details.addEventListener('toggle', () => (details.open ? this.open.add(p) : this.open.delete(p)));
+          return h('li', null, details);
+        }
+        return h('li', null, h('span', { class: 'key' }, k), ': ', leaf(v));
+      }),
+    );
+  }
+}
+
+function fact(label, value) {
+  if (value === undefined || value === null || value === '') return null;
+  return [h('dt', null, label), h('dd', { class: 'mono' }, String(value))];
+}
+
+function leaf(v) {
+  const cls = v === null ? 'null' : typeof v;
+  return h('span', { class: `v-${cls}` }, typeof v === 'string' ? `"${v}"` : String(v));
+}
+
+function section(title, body) {
+  return h('section', { class: 'sub' }, h('h3', null, title), body);
+}
+
+function metricsTable(md) {
+  const m = md.Metric;
+  const last = md.LastUpdateMetric;
+  if (!m && !last) return h('div', { class: 'empty' }, 'no counters on this node');
+  const keys = new Set([...Object.keys(m || {}), ...Object.keys(last || {})]);
+  ['Start', 'Last'].forEach((k) => keys.delete(k));
+  const ordered = [...METRIC_ORDER.filter((k) => keys.has(k)), ...[...keys].filter((k) => !METRIC_ORDER.includes(k)).sort()];
+  const fmt = (k, v) => (v === undefined ? '' : k.endsWith('Bytes') ? fmtBytes(v) : fmtNumber(v));
+  return h(
+    'div',
+    null,
+    table(
+      [
+        { label: 'Counter', value: (k) => k },
+        { label: 'Total', value: (k) => fmt(k, m?.[k]), class: 'num' },
+        { label: 'Last update', value: (k) => fmt(k, last?.[k]), class: 'num' },
+      ],
+      ordered,
+      { empty: 'no counters' },
+    ),
+    m?.Last ? h('div', { class: 'muted small' }, `as of ${fmtTime(m.Last)}`) : null,
+  );
+}
+
+function capturesTable(list) {
+  if (!Array.isArray(list) || !list.length) return h('div', { class: 'empty' }, 'no capture on this node');
+  return table(
+    [
+      { label: 'ID', value: (c) => h('span', { class: 'mono' }, String(c.ID || '').slice(0, 8)) },
+      { label: 'State', value: (c) => h('span', { class: `state state-${c.State}` }, c.State || '') },
+      { label: 'Type', value: (c) => c.Type || 'default' },
+      { label: 'BPF', value: (c) => c.BPFFilter || '' },
+      { label: 'Received', value: (c) => fmtNumber(c.PacketsReceived ?? 0), class: 'num' },
+      { label: 'Dropped', value: (c) => fmtNumber((c.PacketsDropped ?? 0) + (c.PacketsIfDropped ?? 0)), class: 'num' },
+    ],
+    list,
+  );
+}
+
+function injectionsTable(list) {
+  if (!Array.isArray(list) || !list.length) return h('div', { class: 'empty' }, 'no injection from this node');
+  return table(
+    [
+      { label: 'ID', value: (c) => h('span', { class: 'mono' }, String(c.ID || '').slice(0, 8)) },
+      { label: 'State', value: (c) => c.State || '' },
+      { label: 'Type', value: (c) => c.Type || '' },
+      { label: 'To', value: (c) => c.DstIP || '' },
+      { label: 'Sent', value: (c) => fmtNumber(c.PacketCount ?? 0), class: 'num' },
+      { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
+    ],
+    list,
+  );
+}
