@@ -5,7 +5,8 @@ set -euo pipefail
 mode=${1:-test}
 pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
 if [ "$mode" = test ]; then
-  pkgs+=(iputils-ping socat tshark nfdump pmacct softflowd tcpreplay tcpdump)
+  pkgs+=(iputils-ping socat tshark nfdump pmacct softflowd tcpreplay tcpdump chromium nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
