@@ -1,6 +1,7 @@
 //! Captures: Gremlin-selected packet capture on every matching interface.
 
 pub mod engine;
+pub mod export;
 pub mod flows;
 pub mod placer;
 pub mod resource;
@@ -76,6 +77,17 @@ pub fn sink_for(
 ) -> Result<Box<dyn engine::PacketSink>, String> {
     match capture.target_type.as_str() {
         "" | "local" => Ok(local_sink(capture, target, ctx, false)),
+        "sflow" => Ok(Box::new(export::sflow::SflowSink::open(capture, target, ctx)?)),
+        "erspanv1" => Ok(Box::new(export::erspan::ErspanSink::open(
+            capture,
+            target,
+            topotap_targets::export::erspan::ErspanVersion::TypeII,
+        )?)),
+        "erspanv2" => Ok(Box::new(export::erspan::ErspanSink::open(
+            capture,
+            target,
+            topotap_targets::export::erspan::ErspanVersion::TypeIII,
+        )?)),
         other => Err(format!("target type {other} is not available")),
     }
 }
