@@ -204,6 +204,15 @@ class App {
 
   buildLegend() {
     const legend = $('#legend');
+    const folded = localStorage.getItem('topotap.legend') === 'folded';
+    legend.classList.toggle('folded', folded);
+    const title = h('div', { class: 'legend-title', id: 'legend-toggle', title: 'Show or hide the legend' }, h('span', null, 'Legend'), h('span', { class: 'muted' }, folded ? '▸' : '▾'));
+    title.addEventListener('click', () => {
+      const now = legend.classList.toggle('folded');
+      title.lastChild.textContent = now ? '▸' : '▾';
+      localStorage.setItem('topotap.legend', now ? 'folded' : 'open');
+    });
+    legend.append(title);
     for (const [label, style] of legendEntries()) {
       const c = h('canvas', { width: 28, height: 28 });
       const ctx = c.getContext('2d');

@@ -8,7 +8,10 @@ import { styleFor } from './styles.js';
 
 const MIN_ZOOM = 0.05;
 const MAX_ZOOM = 6;
-const LAYOUT_BUDGET_MS = 9;
+const LAYOUT_BUDGET_MS = 8;
+// While the user pans or zooms, the layout yields most of the frame to drawing.
+const LAYOUT_BUDGET_INTERACTIVE_MS = 2;
+const INTERACTION_WINDOW_MS = 300;
 
 export class TopologyView {
   constructor(canvas, graph, { onSelect, onHover } = {}) {
@@ -29,6 +32,7 @@ export class TopologyView {
     this.lastFrameWork = 0;
     this.drawTimes = [];
     this.frameScheduled = false;
+    this.lastInteraction = -Infinity;
     graph.onChange((kind, id) => {
       if (kind === 'reset') this.autoFit = this.autoFit || this.layout.pos.size === 0;
       if (kind === 'node-deleted' && id === this.selected) {
@@ -99,7 +103,8 @@ export class TopologyView {
       this.needRebuild = false;
       this.rebuild();
     }
-    const moved = this.layout.step(LAYOUT_BUDGET_MS);
+    const interacting = t0 - this.lastInteraction < INTERACTION_WINDOW_MS;
+    const moved = this.layout.step(interacting ? LAYOUT_BUDGET_INTERACTIVE_MS : LAYOUT_BUDGET_MS);
     if (moved && this.autoFit) this.fit(false);
     if (this.dirty || moved) {
       this.dirty = false;
@@ -228,6 +233,7 @@ export class TopologyView {
 
   zoomBy(factor, sx = this.renderer.width / 2, sy = this.renderer.height / 2) {
     const t = this.renderer.t;
+    this.lastInteraction = performance.now();
     const k = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, t.k * factor));
     t.x = sx - ((sx - t.x) * k) / t.k;
     t.y = sy - ((sy - t.y) * k) / t.k;
@@ -236,6 +242,7 @@ export class TopologyView {
   }
 
   panBy(dx, dy) {
+    this.lastInteraction = performance.now();
     this.renderer.t.x += dx;
     this.renderer.t.y += dy;
     this.invalidate();

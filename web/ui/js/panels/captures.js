@@ -96,25 +96,49 @@ export class CapturesPanel {
     }
     if (this.available !== true) this.setAvailable(true);
     const rows = Object.entries(caps || {}).map(([uuid, c]) => ({ ...c, UUID: c.UUID || uuid }));
+    const states = this.nodeStates();
     clear(this.list).append(
-      table(
-        [
-          { label: 'Name', value: (c) => h('span', { title: c.UUID }, c.Name || c.UUID.slice(0, 8)) },
-          { label: 'Query', value: (c) => h('span', { class: 'mono ellipsis', title: c.GremlinQuery }, c.GremlinQuery || '') },
-          { label: 'Type', value: (c) => c.Type || 'default' },
-          { label: 'Target', value: (c) => (c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : c.TargetType || 'local') },
-          { label: 'State', value: (c) => stateOf(c) },
-          { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
-          {
-            label: '',
-            value: (c) =>
-              h('span', { class: 'row-actions' }, h('button', { class: 'btn small', onclick: () => this.flows.show(c.UUID, c.Name || c.UUID.slice(0, 8)) }, 'Flows'), h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete')),
-          },
-        ],
-        rows,
-        { empty: 'no capture' },
+      h(
+        'div',
+        { class: 'table-wrap' },
+        table(
+          [
+            {
+              label: 'Capture',
+              value: (c) =>
+                h('div', { class: 'cap-cell' }, h('div', { class: 'cap-name', title: c.UUID }, c.Name || c.UUID.slice(0, 8)), h('div', { class: 'mono small muted ellipsis', title: c.GremlinQuery }, c.GremlinQuery || ''), c.BPFFilter ? h('div', { class: 'mono small muted' }, `bpf: ${c.BPFFilter}`) : null),
+            },
+            { label: 'Type', value: (c) => h('div', null, h('div', null, c.Type || 'default'), h('div', { class: 'small muted', title: c.Target || '' }, c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : c.TargetType || 'local')) },
+            { label: 'State', value: (c) => stateOf(c, states.get(c.UUID)) },
+            { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
+            {
+              label: '',
+              value: (c) =>
+                h('span', { class: 'row-actions stacked' }, h('button', { class: 'btn small', onclick: () => this.flows.show(c.UUID, c.Name || c.UUID.slice(0, 8)) }, 'Flows'), h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete')),
+            },
+          ],
+          rows,
+          { empty: 'no capture' },
+        ),
       ),
     );
+  }
+
+  /** Per capture UUID, what the nodes' Captures metadata says: {active, errors[]}. */
+  nodeStates() {
+    const out = new Map();
+    for (const n of this.app.graph.nodes.values()) {
+      const caps = n.Metadata?.Captures;
+      if (!Array.isArray(caps)) continue;
+      for (const c of caps) {
+        if (!c?.ID) continue;
+        let st = out.get(c.ID);
+        if (!st) out.set(c.ID, (st = { active: 0, errors: [] }));
+        if (c.State === 'active') st.active++;
+        else if (c.State === 'error') st.errors.push(`${n.Metadata?.Name ?? n.ID}: ${c.Error || 'error'}`);
+      }
+    }
+    return out;
   }
 
   async create() {
@@ -149,9 +173,17 @@ export class CapturesPanel {
   }
 }
 
-function stateOf(c) {
-  const state = c.State || (c.Count > 0 ? 'active' : 'waiting');
-  const title = c.State ? '' : c.Count > 0 ? `capturing on ${c.Count} node(s)` : 'no node matched by the query is capturing yet';
+function stateOf(c, st) {
+  // The resource has no state of its own: it is active where nodes capture for it.
+  let state = 'waiting';
+  let title = 'no node matched by the query is capturing yet';
+  if (st?.errors.length) {
+    state = 'error';
+    title = st.errors.join('\n');
+  } else if ((st?.active || 0) > 0 || c.Count > 0) {
+    state = 'active';
+    title = `capturing on ${Math.max(st?.active || 0, c.Count || 0)} node(s)`;
+  }
   return h('span', { class: `state state-${state}`, title }, state);
 }
 

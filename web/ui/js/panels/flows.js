@@ -50,7 +50,7 @@ export class FlowsView {
     try {
       const flows = await gremlin(this.query());
       const list = Array.isArray(flows) ? flows : [];
-      clear(this.body).append(flowTable(list));
+      clear(this.body).append(h('div', { class: 'table-wrap' }, flowTable(list)));
       if (status) status.textContent = `${list.length} flow${list.length === 1 ? '' : 's'} · ${new Date().toLocaleTimeString()}`;
     } catch (e) {
       clear(this.body).append(h('div', { class: 'error-box' }, e.status === 400 && /Flows/.test(e.message) ? `flows are not available on this server: ${e.message}` : e.message));

@@ -95,7 +95,7 @@ export class InjectionsPanel {
     if (this.available !== true) this.setAvailable(true);
     const rows = Object.entries(list || {}).map(([uuid, c]) => ({ ...c, UUID: c.UUID || uuid }));
     clear(this.list).append(
-      table(
+      h('div', { class: 'table-wrap' }, table(
         [
           { label: 'Source', value: (c) => h('span', { class: 'mono ellipsis', title: c.Src }, c.Src || '') },
           { label: 'Destination', value: (c) => h('span', { class: 'mono ellipsis', title: c.Dst || c.DstIP }, c.Dst || c.DstIP || '') },
@@ -105,7 +105,7 @@ export class InjectionsPanel {
         ],
         rows,
         { empty: 'no injection' },
-      ),
+      )),
     );
   }
 
