@@ -90,8 +90,184 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: TopologyCommand,
     },
+    /// Captures: packet capture on every interface a Gremlin query selects.
+    Capture {
+        #[command(subcommand)]
+        command: CaptureCommand,
+    },
+    /// Packet injections: forged packets (or a pcap file) sent from an interface.
+    #[command(alias = "inject-packet")]
+    Injection {
+        #[command(subcommand)]
+        command: InjectionCommand,
+    },
     /// API status.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaptureCommand {
+    /// Create a capture.
+    Create(Box<CaptureCreateArgs>),
+    /// List the captures (table columns: UUID, Name, GremlinQuery, TargetType, Target,
+    /// Count).
+    List,
+    /// Show one capture.
+    Get {
+        /// The capture's UUID.
+        id: String,
+    },
+    /// Delete captures.
+    Delete {
+        /// UUIDs of the captures.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["gremlin", "node"])))]
+pub struct CaptureCreateArgs {
+    /// Gremlin query of the interfaces to capture on, e.g. "G.V().Has('Name', 'eth0')".
+    #[arg(long)]
+    pub gremlin: Option<String>,
+    /// Capture on the node with this TID (same as --gremlin "G.V().Has('TID', '<TID>')").
+    #[arg(long)]
+    pub node: Option<String>,
+    /// BPF filter, e.g. "icmp or udp port 53".
+    #[arg(long)]
+    pub bpf: Option<String>,
+    /// Capture engine: pcap or afpacket (default: pcap).
+    #[arg(long = "type")]
+    pub capture_type: Option<String>,
+    /// Where flows go: host:port of a NetFlow/sFlow/IPFIX collector or an ERSPAN
+    /// receiver (port 0); empty = the local flow table, queried with Flows().
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target type: local, or the exporter the server offers (netflowv5, erspanv1, ...);
+    /// required with --target.
+    #[arg(long)]
+    pub target_type: Option<String>,
+    /// Bytes captured of each packet (14..4096; default: whole packets).
+    #[arg(long)]
+    pub header_size: Option<i64>,
+    /// Sampling rate: 1 packet out of N (sFlow targets).
+    #[arg(long, alias = "samplingrate")]
+    pub sampling_rate: Option<u32>,
+    /// Interface counter polling interval in seconds (sFlow targets; 0 = none).
+    #[arg(long, alias = "pollinginterval")]
+    pub polling_interval: Option<u32>,
+    /// Capture name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Capture description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Flow key: L2 (Ethernet addresses count) or L3 (IP addresses only).
+    #[arg(long, value_parser = ["L2", "L3"])]
+    pub layer_key_mode: Option<String>,
+    /// Raw packets kept per flow (0..10).
+    #[arg(long, alias = "rawpacket-limit")]
+    pub raw_packet_limit: Option<i64>,
+    /// Add TCP metrics to flows.
+    #[arg(long)]
+    pub extra_tcp_metric: bool,
+    /// Defragment IPv4 packets.
+    #[arg(long)]
+    pub ip_defrag: bool,
+    /// Reassemble TCP streams.
+    #[arg(long, alias = "reassamble-tcp")]
+    pub reassemble_tcp: bool,
+    /// Delete the capture after this long: a duration such as 30s, 5m, 1h30m, or
+    /// milliseconds (sent as X-Resource-TTL).
+    #[arg(long)]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InjectionCommand {
+    /// Inject packets.
+    Create(Box<InjectionCreateArgs>),
+    /// List the injections (table columns: UUID, Type, Src, Dst, SrcIP, DstIP, Count,
+    /// Interval, State, PacketCount).
+    List,
+    /// Show one injection.
+    Get {
+        /// The injection's UUID.
+        id: String,
+    },
+    /// Delete injections (stops those still sending).
+    Delete {
+        /// UUIDs of the injections.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InjectionCreateArgs {
+    /// Gremlin query of the source interface; packets leave from the first interface
+    /// it returns, inside that interface's namespace.
+    #[arg(long)]
+    pub src: String,
+    /// Gremlin query of the destination node, whose address and MAC are used when
+    /// --dst-ip / --dst-mac are not given.
+    #[arg(long)]
+    pub dst: Option<String>,
+    /// Packet type.
+    #[arg(long = "type", default_value = "icmp4",
+          value_parser = ["icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6"])]
+    pub packet_type: String,
+    /// Number of packets.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Milliseconds between two packets.
+    #[arg(long, default_value_t = 0)]
+    pub interval: u64,
+    /// Source IP (default: the source interface's first address of the type's family).
+    #[arg(long)]
+    pub src_ip: Option<String>,
+    /// Destination IP (default: the destination node's address).
+    #[arg(long)]
+    pub dst_ip: Option<String>,
+    /// Source MAC (default: the source interface's).
+    #[arg(long)]
+    pub src_mac: Option<String>,
+    /// Destination MAC (default: the next hop's from the source interface's routes and
+    /// neighbors, else the destination node's).
+    #[arg(long)]
+    pub dst_mac: Option<String>,
+    /// TCP/UDP source port (default: random).
+    #[arg(long)]
+    pub src_port: Option<u16>,
+    /// TCP/UDP destination port (default: random).
+    #[arg(long)]
+    pub dst_port: Option<u16>,
+    /// ICMP identifier (default: random).
+    #[arg(long)]
+    pub id: Option<u16>,
+    /// unique: one ICMP id / source port for all packets (one flow); random: a new one
+    /// for every packet.
+    #[arg(long, default_value = "unique", value_parser = ["unique", "random"])]
+    pub mode: String,
+    /// Payload of each packet (default: 56 random letters for ICMP and UDP, none for a
+    /// TCP SYN).
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// Bytes appended to the payload after each packet (1 when given without a value).
+    #[arg(long, alias = "inc-payload", num_args = 0..=1, default_missing_value = "1")]
+    pub increment: Option<u64>,
+    /// IPv4 TTL / IPv6 hop limit.
+    #[arg(long, default_value_t = 64)]
+    pub ttl: u8,
+    /// Replay the packets of this pcap file instead of forging them (--count packets,
+    /// looping over the file).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Delete the injection after this long (30s, 5m, or milliseconds); default: the
+    /// time it takes plus 5 s, as Skydive's client; 0 keeps it until deleted.
+    #[arg(long)]
+    pub resource_ttl: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,28 +5,203 @@
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::cli::{ClientArgs, ClientCommand, Format, TopologyCommand};
+use crate::cli::{
+    CaptureCommand, CaptureCreateArgs, ClientArgs, ClientCommand, Format, InjectionCommand,
+    InjectionCreateArgs, TopologyCommand,
+};
+use crate::injection::forge::base64_encode;
+use crate::resources::parse_go_duration;
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.analyzer)?;
-    let value = match &args.command {
-        ClientCommand::Status => api.call(Method::GET, "/api/status", None).await?,
+    let (value, columns): (Value, Option<&[&str]>) = match &args.command {
+        ClientCommand::Status => (api.call(Method::GET, "/api/status", None).await?, None),
         ClientCommand::Topology { command } => match command {
-            TopologyCommand::Query { gremlin } => {
+            TopologyCommand::Query { gremlin } => (
                 api.call(
                     Method::POST,
                     "/api/topology",
                     Some(json!({ "GremlinQuery": gremlin })),
                 )
-                .await?
-            }
-            TopologyCommand::Export => api.call(Method::GET, "/api/topology", None).await?,
+                .await?,
+                None,
+            ),
+            TopologyCommand::Export => (api.call(Method::GET, "/api/topology", None).await?, None),
         },
+        ClientCommand::Capture { command } => {
+            let v = match command {
+                CaptureCommand::Create(a) => {
+                    let ttl = a.ttl.as_deref().map(ttl_header).transpose()?.flatten();
+                    api.create("/api/capture", capture_body(a), ttl).await?
+                }
+                CaptureCommand::List => api.call(Method::GET, "/api/capture", None).await?,
+                CaptureCommand::Get { id } => {
+                    api.call(Method::GET, &format!("/api/capture/{id}"), None)
+                        .await?
+                }
+                CaptureCommand::Delete { ids } => api.delete_all("/api/capture", ids).await?,
+            };
+            (v, Some(CAPTURE_COLUMNS))
+        }
+        ClientCommand::Injection { command } => {
+            let v = match command {
+                InjectionCommand::Create(a) => {
+                    let (body, ttl) = injection_body(a)?;
+                    api.create("/api/injectpacket", body, ttl).await?
+                }
+                InjectionCommand::List => api.call(Method::GET, "/api/injectpacket", None).await?,
+                InjectionCommand::Get { id } => {
+                    api.call(Method::GET, &format!("/api/injectpacket/{id}"), None)
+                        .await?
+                }
+                InjectionCommand::Delete { ids } => {
+                    api.delete_all("/api/injectpacket", ids).await?
+                }
+            };
+            (v, Some(INJECTION_COLUMNS))
+        }
     };
-    print(&value, args.format);
+    match (args.format, columns) {
+        (_, _) if value.is_null() => {}
+        (Format::Table, Some(cols)) => print!("{}", table_columns(&value, cols)),
+        (format, _) => print(&value, format),
+    }
     Ok(())
+}
+
+/// Columns of `capture list --format table`.
+const CAPTURE_COLUMNS: &[&str] = &[
+    "UUID",
+    "Name",
+    "GremlinQuery",
+    "TargetType",
+    "Target",
+    "Count",
+];
+
+/// Columns of `injection list --format table`.
+const INJECTION_COLUMNS: &[&str] = &[
+    "UUID",
+    "Type",
+    "Src",
+    "Dst",
+    "SrcIP",
+    "DstIP",
+    "Count",
+    "Interval",
+    "State",
+    "PacketCount",
+];
+
+/// The capture to create: only the options given, the server fills the rest.
+fn capture_body(a: &CaptureCreateArgs) -> Value {
+    let mut m = Map::new();
+    let gremlin = match (&a.gremlin, &a.node) {
+        (Some(g), _) => g.clone(),
+        (None, Some(tid)) => format!("G.V().Has('TID', '{tid}')"),
+        (None, None) => String::new(),
+    };
+    m.insert("GremlinQuery".into(), gremlin.into());
+    let strings = [
+        ("BPFFilter", &a.bpf),
+        ("Type", &a.capture_type),
+        ("Target", &a.target),
+        ("TargetType", &a.target_type),
+        ("Name", &a.name),
+        ("Description", &a.description),
+        ("LayerKeyMode", &a.layer_key_mode),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            m.insert(key.into(), v.clone().into());
+        }
+    }
+    if let Some(v) = a.header_size {
+        m.insert("HeaderSize".into(), v.into());
+    }
+    if let Some(v) = a.sampling_rate {
+        m.insert("SamplingRate".into(), v.into());
+    }
+    if let Some(v) = a.polling_interval {
+        m.insert("PollingInterval".into(), v.into());
+    }
+    if let Some(v) = a.raw_packet_limit {
+        m.insert("RawPacketLimit".into(), v.into());
+    }
+    for (key, set) in [
+        ("ExtraTCPMetric", a.extra_tcp_metric),
+        ("IPDefrag", a.ip_defrag),
+        ("ReassembleTCP", a.reassemble_tcp),
+    ] {
+        if set {
+            m.insert(key.into(), true.into());
+        }
+    }
+    Value::Object(m)
+}
+
+/// The injection to create and its `X-Resource-TTL`.
+fn injection_body(a: &InjectionCreateArgs) -> anyhow::Result<(Value, Option<String>)> {
+    let mut m = Map::new();
+    m.insert("Src".into(), a.src.clone().into());
+    let strings = [
+        ("Dst", &a.dst),
+        ("SrcIP", &a.src_ip),
+        ("DstIP", &a.dst_ip),
+        ("SrcMAC", &a.src_mac),
+        ("DstMAC", &a.dst_mac),
+        ("Payload", &a.payload),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            m.insert(key.into(), v.clone().into());
+        }
+    }
+    m.insert("Type".into(), a.packet_type.clone().into());
+    m.insert("Count".into(), a.count.into());
+    m.insert("Interval".into(), a.interval.into());
+    m.insert("Mode".into(), a.mode.clone().into());
+    m.insert("TTL".into(), a.ttl.into());
+    for (key, v) in [
+        ("SrcPort", a.src_port),
+        ("DstPort", a.dst_port),
+        ("ICMPID", a.id),
+    ] {
+        if let Some(v) = v {
+            m.insert(key.into(), v.into());
+        }
+    }
+    if let Some(n) = a.increment {
+        m.insert("IncrementPayload".into(), n.into());
+    }
+    if let Some(path) = &a.pcap {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the pcap file {}", path.display()))?;
+        m.insert("Pcap".into(), base64_encode(&bytes).into());
+    }
+    let ttl = match &a.resource_ttl {
+        Some(t) => ttl_header(t)?,
+        // As Skydive's client: as long as the injection takes, plus 5 s.
+        None => Some(format!(
+            "{}ms",
+            a.interval.saturating_mul(a.count).saturating_add(5000)
+        )),
+    };
+    Ok((Value::Object(m), ttl))
+}
+
+/// `X-Resource-TTL` from a `--ttl` option: a Go duration (`30s`, `1h30m`) or plain
+/// milliseconds; `0` = no TTL.
+fn ttl_header(s: &str) -> anyhow::Result<Option<String>> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let ms: u64 = s.parse().context("invalid --ttl")?;
+        return Ok((ms > 0).then(|| format!("{ms}ms")));
+    }
+    parse_go_duration(s).map_err(|e| anyhow!("invalid --ttl {s:?}: {e}"))?;
+    Ok(Some(s.to_owned()))
 }
 
 /// A client of one topotap API.
@@ -56,8 +231,49 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_with_ttl(method, path, body, None).await
+    }
+
+    /// Creates a resource, with an `X-Resource-TTL` header when `ttl` is given.
+    pub async fn create(
+        &self,
+        path: &str,
+        body: Value,
+        ttl: Option<String>,
+    ) -> anyhow::Result<Value> {
+        self.call_with_ttl(Method::POST, path, Some(body), ttl)
+            .await
+    }
+
+    /// Deletes every resource in `ids` under `base`; the error lists each failure.
+    pub async fn delete_all(&self, base: &str, ids: &[String]) -> anyhow::Result<Value> {
+        let mut failures = Vec::new();
+        for id in ids {
+            if let Err(e) = self
+                .call(Method::DELETE, &format!("{base}/{id}"), None)
+                .await
+            {
+                failures.push(format!("{e:#}"));
+            }
+        }
+        if !failures.is_empty() {
+            bail!("{}", failures.join("; "));
+        }
+        Ok(Value::Null)
+    }
+
+    async fn call_with_ttl(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        ttl: Option<String>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
+        if let Some(t) = ttl {
+            req = req.header("X-Resource-TTL", t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -97,6 +313,57 @@ fn print(value: &Value, format: Format) {
         },
         Format::Table => print!("{}", table(value)),
     }
+}
+
+/// Renders resources (a list, an object keyed by UUID, or one resource) with the given
+/// columns, in that order.
+pub fn table_columns(value: &Value, columns: &[&str]) -> String {
+    let rows: Vec<&Map<String, Value>> = match value {
+        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+        Value::Object(map) if map.contains_key("UUID") => vec![map],
+        Value::Object(map) => map.values().filter_map(Value::as_object).collect(),
+        _ => return format!("{value}\n"),
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| match r.get(*c) {
+                    None | Some(Value::Null) => String::new(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    aligned(&header, &cells)
+}
+
+/// Columns padded to their widest cell, two spaces apart, without trailing blanks.
+fn aligned(header: &[String], cells: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(cells.iter().map(Vec::as_slice)) {
+        let parts: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Renders a list of objects (or an object of objects keyed by ID) as aligned columns;
@@ -153,33 +420,7 @@ pub fn table(value: &Value) -> String {
         .iter()
         .map(|r| columns.iter().map(|c| cell(r, c)).collect())
         .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].len())
-                .chain([c.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    let line = |vals: Vec<&str>, out: &mut String| {
-        let parts: Vec<String> = vals
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        out.push_str(parts.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(columns.iter().map(String::as_str).collect(), &mut out);
-    for r in &cells {
-        line(r.iter().map(String::as_str).collect(), &mut out);
-    }
-    out
+    aligned(&columns, &cells)
 }
 
 #[cfg(test)]
@@ -197,6 +438,27 @@ mod tests {
     fn table_of_resources_keyed_by_id() {
         let v = json!({"u1": {"UUID": "u1", "Count": 2}});
         assert_eq!(table(&v), "UUID  Count\nu1    2\n");
+    }
+
+    #[test]
+    fn resource_tables_have_fixed_columns() {
+        let v = json!({"u1": {"UUID": "u1", "Name": "n", "GremlinQuery": "G.V()", "Count": 2, "BPFFilter": "icmp"}});
+        assert_eq!(
+            table_columns(&v, CAPTURE_COLUMNS),
+            "UUID  Name  GremlinQuery  TargetType  Target  Count\nu1    n     G.V()                             2\n"
+        );
+        let one = json!({"UUID": "u2", "Type": "icmp4", "State": "done"});
+        let t = table_columns(&one, &["UUID", "Type", "State"]);
+        assert_eq!(t, "UUID  Type   State\nu2    icmp4  done\n");
+        assert_eq!(table_columns(&json!({}), &["UUID"]), "UUID\n");
+    }
+
+    #[test]
+    fn ttl_options() {
+        assert_eq!(ttl_header("5000").unwrap(), Some("5000ms".into()));
+        assert_eq!(ttl_header("0").unwrap(), None);
+        assert_eq!(ttl_header("1m30s").unwrap(), Some("1m30s".into()));
+        assert!(ttl_header("soon").is_err());
     }
 
     #[test]

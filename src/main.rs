@@ -5,6 +5,7 @@ mod api;
 mod capture;
 mod cli;
 mod client;
+mod injection;
 mod resources;
 mod server;
 mod ui;

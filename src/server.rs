@@ -71,6 +71,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let (stop_placement, stopped) = tokio::sync::watch::channel(false);
     let placement = tokio::spawn(capture::placer::run(state.clone(), sinks, stopped));
+    // Packet injections: senders, their node metadata and their TTLs.
+    let injections = tokio::spawn(crate::injection::run(
+        state.clone(),
+        stop_placement.subscribe(),
+    ));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -89,6 +94,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_placement.send(true);
     let _ = placement.await;
+    let _ = injections.await;
     info!("topotap stopped");
     Ok(())
 }

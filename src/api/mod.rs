@@ -5,6 +5,7 @@
 //! failures to HTTP statuses.
 
 mod elements;
+mod injection;
 mod pcap;
 mod resources;
 mod topology;
@@ -23,6 +24,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::capture::{Capture, SinkContext};
+use crate::injection::Injection;
 use crate::resources::Store;
 
 /// Largest request body accepted by JSON endpoints.
@@ -37,6 +39,7 @@ pub struct AppState {
     pub started: Instant,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
     pub captures: Arc<Store<Capture>>,
+    pub injections: Arc<Store<Injection>>,
     /// Flow tables and what capture sinks need (shared with the capture placer).
     pub sinks: SinkContext,
     /// Extra sections for `/api/status` (probe states and such), computed at read time.
@@ -52,6 +55,7 @@ impl AppState {
             started: Instant::now(),
             subscribers: Arc::default(),
             captures: Store::open(None),
+            injections: Store::open(None),
             sinks: SinkContext {
                 flows: Arc::default(),
                 graph: graph.clone(),
@@ -181,6 +185,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
 
     let topology = topology::routes(state.clone(), body.clone());
     let elements = elements::routes(state.clone(), body.clone());
+    let injections = injection::routes(state.clone(), body.clone());
     let captures = resources::routes(state.clone(), state.captures.clone(), body);
     let pcap = pcap::routes(state.clone());
     let ws = ws::routes(state.clone());
@@ -204,6 +209,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .or(elements)
         .unify()
         .or(captures)
+        .unify()
+        .or(injections)
         .unify()
         .or(pcap)
         .unify()

@@ -1,0 +1,133 @@
+//! `/api/injectpacket`: Skydive's generic resource routes, with a create that resolves
+//! the source interface and the addresses against the graph before storing (§7.1).
+
+use bytes::Bytes;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use crate::injection::forge::Rng;
+use crate::injection::Injection;
+use crate::resources::{parse_go_duration, StoreError};
+
+pub fn routes(
+    state: AppState,
+    body: impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let create = warp::path!("api" / "injectpacket")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(warp::header::optional::<String>("X-Resource-TTL"))
+        .and(body.clone())
+        .map(|s: AppState, ttl: Option<String>, b: Bytes| respond_now(create(&s, ttl, &b)));
+    let others = super::resources::routes(state.clone(), state.injections.clone(), body);
+    create.or(others).unify()
+}
+
+fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
+    let mut item: Injection = parse_json(body)?;
+    let ttl = match ttl {
+        Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    item.validate().map_err(ApiError::bad_request)?;
+    {
+        let g = s.graph.read();
+        item.resolve(&g, &s.extensions, &mut Rng::from_entropy())
+            .map_err(ApiError::bad_request)?;
+    }
+    match s.injections.create(item, ttl) {
+        Ok(created) => Ok(reply_json(StatusCode::CREATED, &created)),
+        Err(StoreError::Invalid(reason)) => Err(ApiError::bad_request(reason)),
+        Err(StoreError::Duplicate) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource"))
+        }
+        Err(StoreError::NotFound) => Err(ApiError::bad_request("not found")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::routes;
+    use super::super::test_support::state;
+    use serde_json::{json, Value};
+    use warp::http::StatusCode;
+
+    #[tokio::test]
+    async fn create_resolves_lists_refuses_patch_and_deletes() {
+        let s = state();
+        let api = routes(s.clone());
+        let call = |method: &'static str, path: String, body: String| {
+            let api = api.clone();
+            async move {
+                let resp = warp::test::request()
+                    .method(method)
+                    .path(&path)
+                    .body(body)
+                    .reply(&api)
+                    .await;
+                let text = String::from_utf8_lossy(resp.body()).into_owned();
+                (resp.status(), text)
+            }
+        };
+        let (st, _) = call(
+            "POST",
+            "/api/node".into(),
+            json!({"ID": "n1", "Metadata": {"Name": "eth0", "Type": "veth", "IfIndex": 2,
+                   "MAC": "02:00:00:00:00:01", "IPV4": ["10.9.0.1/24"]}})
+            .to_string(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED);
+
+        let (st, body) = call(
+            "POST",
+            "/api/injectpacket".into(),
+            json!({"Src": "G.V().Has('Name', 'nothing')", "Type": "icmp4", "DstIP": "10.9.0.2"})
+                .to_string(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(body.starts_with("Src: no interface matches"), "{body}");
+        let (st, body) = call(
+            "POST",
+            "/api/injectpacket".into(),
+            json!({"Src": "G.V().Has('Name', 'eth0')", "Type": "icmp4", "Count": 0}).to_string(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(body.starts_with("Count: "), "{body}");
+
+        // No runner here: the injection stays pending.
+        let (st, body) = call(
+            "POST",
+            "/api/injectpacket".into(),
+            json!({"Src": "G.V().Has('Name', 'eth0')", "Type": "icmp4",
+                   "DstIP": "10.9.0.2", "DstMAC": "02:00:00:00:00:02"})
+            .to_string(),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let created: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(created["SrcIP"], "10.9.0.1");
+        assert_eq!(created["SrcMAC"], "02:00:00:00:00:01");
+        assert_eq!(created["TTL"], 64);
+        assert_eq!(created["Mode"], "unique");
+        let uuid = created["UUID"].as_str().unwrap().to_owned();
+
+        let (st, body) = call("GET", "/api/injectpacket".into(), String::new()).await;
+        assert_eq!(st, StatusCode::OK);
+        let list: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list[&uuid]["State"], "pending");
+        assert_eq!(list[&uuid]["PacketCount"], 0);
+        let (st, body) = call("PATCH", format!("/api/injectpacket/{uuid}"), "[]".into()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(body.contains("not updatable"), "{body}");
+        let (st, _) = call("DELETE", format!("/api/injectpacket/{uuid}"), String::new()).await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, body) = call("GET", format!("/api/injectpacket/{uuid}"), String::new()).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(body, format!("Injectpacket '{uuid}' not found\n"));
+    }
+}
