@@ -77,7 +77,9 @@ pub fn sink_for(
 ) -> Result<Box<dyn engine::PacketSink>, String> {
     match capture.target_type.as_str() {
         "" | "local" => Ok(local_sink(capture, target, ctx, false)),
-        "sflow" => Ok(Box::new(export::sflow::SflowSink::open(capture, target, ctx)?)),
+        "sflow" => Ok(Box::new(export::sflow::SflowSink::open(
+            capture, target, ctx,
+        )?)),
         "erspanv1" => Ok(Box::new(export::erspan::ErspanSink::open(
             capture,
             target,
@@ -88,6 +90,10 @@ pub fn sink_for(
             target,
             topotap_targets::export::erspan::ErspanVersion::TypeIII,
         )?)),
+        "netflowv5" => Ok(Box::new(export::netflow::NetflowSink::open(
+            capture, target,
+        )?)),
+        "ipfix" => Ok(Box::new(export::ipfix::IpfixSink::open(capture, target)?)),
         other => Err(format!("target type {other} is not available")),
     }
 }

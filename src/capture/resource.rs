@@ -11,7 +11,14 @@ pub const CAPTURE_TYPES: &[&str] = &["pcap", "afpacket"];
 
 /// Where captured traffic goes. `local` (or empty) is the flow table queried with
 /// `Flows()`.
-pub const TARGET_TYPES: &[&str] = &["local", "sflow", "erspanv1", "erspanv2"];
+pub const TARGET_TYPES: &[&str] = &[
+    "local",
+    "sflow",
+    "erspanv1",
+    "erspanv2",
+    "netflowv5",
+    "ipfix",
+];
 
 pub const LAYER_KEY_MODES: &[&str] = &["L2", "L3"];
 

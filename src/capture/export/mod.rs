@@ -2,4 +2,6 @@
 //! namespace by `sink_for`) and drive the pure exporters of `topotap_targets::export`.
 
 pub mod erspan;
+pub mod ipfix;
+pub mod netflow;
 pub mod sflow;

@@ -52,6 +52,11 @@ pub const DEFAULT_ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default inactive timeout: a flow idle this long is exported and forgotten.
 pub const DEFAULT_INACTIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Most flows an exporter's table holds (per capture point); when full, the least recently seen flow
+/// is exported (as evicted) to make room. A table this size keeps its index in the CPU caches, which
+/// Skydive's 500,000-flow default does not.
+pub const EXPORT_MAX_FLOWS: usize = 65_536;
+
 /// Active and inactive timeouts of a flow exporter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowTimeouts {
@@ -70,10 +75,12 @@ impl Default for FlowTimeouts {
 
 impl FlowTimeouts {
     /// `base` adapted for export: the update window is the active timeout, idle expiry the inactive
-    /// one (finished TCP and ARP/DNS flows never wait longer than that), and flows are keyed on L3+
-    /// only, since flow records carry no MAC addresses.
+    /// one (finished TCP and ARP/DNS flows never wait longer than that), flows are keyed on L3+
+    /// only, since flow records carry no MAC addresses, and the table holds at most
+    /// [`EXPORT_MAX_FLOWS`].
     pub fn table_config(&self, base: FlowTableConfig) -> FlowTableConfig {
         FlowTableConfig {
+            max_flows: base.max_flows.min(EXPORT_MAX_FLOWS),
             active_timeout: self.active,
             idle_timeout: self.inactive,
             finished_timeout: base.finished_timeout.min(self.inactive),
