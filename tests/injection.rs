@@ -384,3 +384,75 @@ async fn deleting_the_source_namespace_ends_the_injection_with_an_error() {
     let later = wait_injection(&t, &uuid, |_| true).await;
     assert_eq!(later["PacketCount"], count);
 }
+
+#[tokio::test]
+async fn icmp6_echo_between_link_local_addresses() {
+    let p = format!("s{}", rand_tag());
+    let _net = bridged_pair(&p, 27);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    // Wait for duplicate address detection: a tentative address does not answer.
+    let deadline = Instant::now() + WAIT;
+    for side in ["a", "b"] {
+        while !sh(&format!("ip -n {p}{side} -6 addr show dev eth0 tentative")).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{p}{side}: address still tentative"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let q = format!("{}.Has('IPV6').Has('MAC')", eth0_of(&format!("{p}{side}")));
+        let (v, ok) = t
+            .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+            .await;
+        assert!(ok, "{v}");
+    }
+    let capture = capture_on_b(&t, &p, "icmp6").await;
+    let (s, inj) = post(
+        &t,
+        "/api/injectpacket",
+        json!({"Src": eth0_of(&format!("{p}a")), "Dst": eth0_of(&format!("{p}b")),
+               "Type": "icmp6", "Count": 3, "Interval": 20}),
+    )
+    .await;
+    assert_eq!(s, 201, "{inj}");
+    assert!(
+        inj["SrcIP"].as_str().unwrap().starts_with("fe80::"),
+        "{inj}"
+    );
+    let id = inj["ICMPID"].as_u64().unwrap();
+    let uuid = inj["UUID"].as_str().unwrap().to_owned();
+    wait_injection(&t, &uuid, |v| v["State"] == "done").await;
+    let flows = wait_flows(&t, &capture, |f| {
+        f.iter().any(|f| {
+            f["ICMP"]["ID"] == id && f["Metric"]["ABPackets"] == 3 && f["Metric"]["BAPackets"] == 3
+        })
+    })
+    .await;
+    let f = flows.iter().find(|f| f["ICMP"]["ID"] == id).unwrap();
+    assert_eq!(f["LayersPath"], "Ethernet/IPv6/ICMPv6/ICMPv6Echo");
+    assert_eq!(f["Network"]["A"], inj["SrcIP"]);
+}
+
+#[tokio::test]
+async fn tcp_syns_are_answered_with_resets() {
+    let p = format!("t{}", rand_tag());
+    let _net = bridged_pair(&p, 28);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let capture = capture_on_b(&t, &p, "tcp").await;
+    let (s, inj) = post(
+        &t,
+        "/api/injectpacket",
+        json!({"Src": eth0_of(&format!("{p}a")), "Dst": eth0_of(&format!("{p}b")),
+               "Type": "tcp4", "SrcPort": 43000, "DstPort": 9, "Count": 2, "Interval": 20}),
+    )
+    .await;
+    assert_eq!(s, 201, "{inj}");
+    // B's kernel checks the checksum before answering a SYN to a closed port with a RST.
+    let flows = wait_flows(&t, &capture, |f| {
+        packets(f, "ABPackets") == 2 && packets(f, "BAPackets") == 2
+    })
+    .await;
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0]["Transport"]["A"], 43000);
+    assert_eq!(flows[0]["Transport"]["B"], 9);
+}
