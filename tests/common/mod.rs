@@ -2,6 +2,7 @@
 //! HTTP client for its API.
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod net;
 pub mod ovs;
 
