@@ -4,6 +4,7 @@
 
 pub mod collector;
 pub mod net;
+pub mod nfdump;
 pub mod ovs;
 
 use std::io::{BufRead, BufReader};
