@@ -186,3 +186,51 @@ fn udp_src_port(
         .map(|k| k.3)
         .expect("the UDP flow")
 }
+
+/// Stopping topotap (SIGTERM) exports what its capture points still hold.
+#[tokio::test]
+async fn a_clean_shutdown_flushes_pending_flows() {
+    let p = format!("s{}", rand_tag());
+    let mut net = bridged_pair(&p, 54);
+    let collector = CollectorNet::new(&p, 54, &mut net);
+    let dir = tempfile::tempdir().unwrap();
+    let mut nfcapd = Nfcapd::start(&collector.ns, &collector.v4, 4739, dir.path());
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let uuid = create_capture(
+        &t,
+        json!({
+            "GremlinQuery": format!("G.V().Has('Name', '{p}a').Out().Has('Name', 'eth0')"),
+            "BPFFilter": "icmp",
+            "TargetType": "ipfix",
+            "Target": format!("{}:4739", collector.v4),
+        }),
+    )
+    .await;
+    wait_state(&t, &uuid, "active").await;
+    sh(&format!(
+        "ip netns exec {p}a ping -c 3 -i 0.2 -s 56 -W 1 10.77.54.2"
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sh(&format!("kill -TERM {}", t.pid()));
+    // Exited (a zombie until the harness reaps it on drop).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{}/stat", t.pid()))
+        .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "topotap did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = aggregate(&nfcapd.flows());
+    let (a, b) = ("10.77.54.1".to_owned(), "10.77.54.2".to_owned());
+    let out = got.get(&(1, a.clone(), b.clone(), 0, 8 << 8));
+    let back = got.get(&(1, b, a, 0, 0));
+    assert_eq!(
+        (
+            out.map(|c| (c.packets, c.bytes)),
+            back.map(|c| (c.packets, c.bytes))
+        ),
+        (Some((3, 3 * 84)), Some((3, 3 * 84))),
+        "{got:?}"
+    );
+}

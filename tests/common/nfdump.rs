@@ -300,17 +300,12 @@ pub struct Dump {
 impl Dump {
     pub fn start(ns: &str, iface: &str, filter: &str, path: &Path) -> Dump {
         require("tcpdump", "tcpdump");
+        // A 2048-byte snaplen (whole frames on these 1500-byte links, headers of GSO super-packets)
+        // keeps TPACKET_V2's per-frame slots small: with -s 0 a 2 MiB ring has 8 slots and drops
+        // bursts.
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "--immediate-mode",
-                "-U",
-                "-s",
-                "0",
-            ])
+            .args(["netns", "exec", ns, "tcpdump", "--immediate-mode", "-U"])
+            .args(["-s", "2048", "-B", "16384"])
             .args(["-i", iface, "-n", "-w"])
             .arg(path)
             .arg(filter)
