@@ -258,6 +258,10 @@ async fn refused_collector_counts_errors_ipv6_is_skipped_and_sampling_is_announc
             .contains("refused"),
         "{e}"
     );
+    assert!(
+        export["Skipped"].as_u64().unwrap_or(0) >= 1,
+        "IPv6 ping skipped: {e}"
+    );
     let l = wait_state(&t, &local, "active").await;
     assert!(l["PacketsReceived"].as_u64().unwrap_or(0) >= 4, "{l}");
 

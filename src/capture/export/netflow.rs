@@ -9,7 +9,7 @@
 //! point started. Flows are exported every [`ACTIVE_TIMEOUT`] while active and once more when idle for
 //! [`INACTIVE_TIMEOUT`]; stopping or deleting the capture (or stopping topotap) exports everything
 //! still held. `SamplingRate` N > 1 accounts 1 packet in N and announces it in `sampling_interval`.
-//! IPv6 flows do not fit v5 and are not exported (use the `ipfix` target for them).
+//! IPv6 flows do not fit v5: they are counted in `Export.Skipped` (use the `ipfix` target for them).
 //!
 //! `engine_type`/`engine_id` are a 16-bit hash of the capture and the node, so that a collector keeps
 //! one `flow_sequence` per capture point even when several send from the same address.
@@ -76,6 +76,12 @@ impl<E: FlowExporter> FlowExportSink<E> {
             sender,
             stats: Arc::default(),
         }
+    }
+
+    /// Flows the format could not carry, shown as `Export.Skipped`.
+    fn publish_skipped(&self) {
+        let s = self.pipeline.exporter.stats();
+        self.stats.skipped.store(s.skipped_ipv6, Ordering::Relaxed);
     }
 }
 
@@ -146,12 +152,14 @@ impl<E: FlowExporter + Send> PacketSink for FlowExportSink<E> {
         let (sender, stats) = (&self.sender, &*self.stats);
         self.pipeline
             .tick(now, |d, records| send(sender, stats, d, records));
+        self.publish_skipped();
     }
 
     fn finish(&mut self, now: Timestamp) {
         let (sender, stats) = (&self.sender, &*self.stats);
         self.pipeline
             .finish(now, |d, records| send(sender, stats, d, records));
+        self.publish_skipped();
     }
 
     fn export_stats(&self) -> Option<Arc<ExportStats>> {
