@@ -181,6 +181,10 @@ impl PacketSink for SflowSink {
         agent.flush(now, &mut |d| send(exporter, stats, d));
     }
 
+    fn capture_drops(&mut self, dropped: u64) {
+        self.agent.set_drops(dropped);
+    }
+
     fn export_stats(&self) -> Option<Arc<ExportStats>> {
         Some(self.stats.clone())
     }
