@@ -101,8 +101,35 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: InjectionCommand,
     },
+    /// Feed a pcap or pcapng file through the flow table, or to a target, as a capture
+    /// would (POST /api/pcap).
+    Pcap(PcapArgs),
     /// API status.
     Status,
+}
+
+#[derive(Debug, Args)]
+pub struct PcapArgs {
+    /// The capture file.
+    pub file: std::path::PathBuf,
+    /// Where to send the packets or flows: host:port (port 0 for ERSPAN).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// local (flow table, the default), netflowv5, ipfix, sflow, erspanv1, erspanv2.
+    #[arg(long)]
+    pub target_type: Option<String>,
+    /// Flow key: L2 (MAC addresses included, the default) or L3.
+    #[arg(long)]
+    pub layer_key_mode: Option<String>,
+    /// sFlow: sample 1 packet in N.
+    #[arg(long)]
+    pub sampling_rate: Option<u32>,
+    /// Bytes of each packet kept (sFlow header, ERSPAN truncation).
+    #[arg(long)]
+    pub header_size: Option<u32>,
+    /// A name for this upload.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::{
     CaptureCommand, CaptureCreateArgs, ClientArgs, ClientCommand, Format, InjectionCommand,
-    InjectionCreateArgs, TopologyCommand,
+    InjectionCreateArgs, PcapArgs, TopologyCommand,
 };
 use crate::injection::forge::base64_encode;
 use crate::resources::parse_go_duration;
@@ -44,6 +44,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 CaptureCommand::Delete { ids } => api.delete_all("/api/capture", ids).await?,
             };
             (v, Some(CAPTURE_COLUMNS))
+        }
+        ClientCommand::Pcap(a) => {
+            let body = std::fs::read(&a.file)
+                .with_context(|| format!("cannot read {}", a.file.display()))?;
+            (api.post_bytes(&pcap_path(a), body).await?, None)
         }
         ClientCommand::Injection { command } => {
             let v = match command {
@@ -277,6 +282,21 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.send(req, &url).await
+    }
+
+    /// Posts raw bytes (a capture file) and returns the JSON answer.
+    pub async fn post_bytes(&self, path_and_query: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let req = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/vnd.tcpdump.pcap")
+            .body(body);
+        self.send(req, &url).await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
         let resp = req
             .send()
             .await
@@ -295,6 +315,50 @@ impl Api {
         }
         serde_json::from_str(&text).with_context(|| format!("answer from {url} is not JSON"))
     }
+}
+
+/// `/api/pcap` with the capture parameters given on the command line.
+fn pcap_path(a: &PcapArgs) -> String {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(t) = &a.target {
+        params.push(("Target", t.clone()));
+    }
+    if let Some(t) = &a.target_type {
+        params.push(("TargetType", t.clone()));
+    }
+    if let Some(m) = &a.layer_key_mode {
+        params.push(("LayerKeyMode", m.clone()));
+    }
+    if let Some(n) = a.sampling_rate {
+        params.push(("SamplingRate", n.to_string()));
+    }
+    if let Some(n) = a.header_size {
+        params.push(("HeaderSize", n.to_string()));
+    }
+    if let Some(n) = &a.name {
+        params.push(("Name", n.clone()));
+    }
+    if params.is_empty() {
+        return "/api/pcap".to_owned();
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect();
+    format!("/api/pcap?{}", query.join("&"))
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -89,3 +89,43 @@ async fn bad_pcap_bodies_get_clear_answers() {
     // The server is still fine.
     assert_eq!(t.query("G.V().Count()").await, json!(0));
 }
+
+#[tokio::test]
+async fn cli_uploads_a_capture_file() {
+    let t = Topotap::start_api_only();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace.pcap");
+    std::fs::write(&file, udp_pcap(40, 4)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_topotap");
+    let out = std::process::Command::new(bin)
+        .args(["client", "--analyzer", &t.addr, "pcap"])
+        .arg(&file)
+        .args(["--layer-key-mode", "L3", "--name", "a trace"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["Packets"].as_u64(), v["Flows"].as_u64()),
+        (Some(40), Some(4))
+    );
+
+    let bad = dir.path().join("notes.txt");
+    std::fs::write(&bad, "not a capture").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["client", "--analyzer", &t.addr, "pcap"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("400 Bad Request: not a pcap file"), "{err}");
+    let out = std::process::Command::new(bin)
+        .args(["client", "--analyzer", &t.addr, "pcap", "/nonexistent.pcap"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("cannot read /nonexistent.pcap"));
+}
