@@ -872,3 +872,210 @@ async fn with_the_netlink_probe_each_interface_is_one_node() {
     .await;
     probes.shutdown().await;
 }
+
+// ----- internal ports moved between namespaces ----------------------------------------
+
+/// A network namespace of the test's own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        run(Command::new("ip").args(["netns", "add", &name]));
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// `ip -n NS link set DEV netns TO` then `ip -n TO link set DEV up`.
+fn move_link(from: &str, dev: &str, to: &str) {
+    run(Command::new("ip").args(["-n", from, "link", "set", dev, "netns", to]));
+    run(Command::new("ip").args(["-n", to, "link", "set", dev, "up"]));
+}
+
+/// The ifindex of `dev` in namespace `ns`.
+fn ifindex_in(ns: &str, dev: &str) -> i64 {
+    let shown: Value = serde_json::from_str(&run(
+        Command::new("ip").args(["-n", ns, "-j", "link", "show", "dev", dev])
+    ))
+    .unwrap();
+    shown[0]["ifindex"].as_i64().unwrap()
+}
+
+/// Names of the `ownership` parents of a node.
+fn owner_names(g: &Graph, ix: NodeIx) -> Vec<String> {
+    g.in_edges(ix)
+        .filter(|e| s(g.edge(*e).metadata(), "RelationType") == Some("ownership"))
+        .map(|e| {
+            s(g.edge(e).parent().metadata(), "Name")
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The internal port `port` of `bridge` is one node, owned by namespace `ns` only, with
+/// the OVS keys and the netlink keys of its current link there; returns its ID.
+fn internal_port_in(g: &Graph, bridge: &str, port: &str, ns: &str) -> Result<Identifier, String> {
+    let intf = chain(g, bridge, port)?;
+    let m = g.node(intf).metadata();
+    if owner_names(g, intf) != [ns] {
+        return Err(format!("owned by {:?}, want [{ns}]", owner_names(g, intf)));
+    }
+    if s(m, "Type") != Some("internal") || !m.contains_key("UUID") || !m.contains_key("OfPort") {
+        return Err(format!("OVS keys: {m:?}"));
+    }
+    if m.get("IfIndex") != Some(&json!(ifindex_in(ns, port))) || !m.contains_key("State") {
+        return Err(format!("netlink keys of the link in {ns}: {m:?}"));
+    }
+    Ok(g.node(intf).id().clone())
+}
+
+fn probes_config(ovs: Option<&Ovs>) -> topotap_probes::ProbesConfig {
+    topotap_probes::ProbesConfig {
+        host_id: HOST.to_owned(),
+        netns_paths: vec![PathBuf::from("/var/run/netns")],
+        proc_scan_interval: Duration::from_millis(500),
+        ovsdb: ovs.map(Ovs::address),
+        ..topotap_probes::ProbesConfig::default()
+    }
+}
+
+/// Skydive's `TestNameSpaceOVSInterface`, repeated: an internal port (a tap of the
+/// userspace datapath) moved into a namespace and back stays one node with one ID,
+/// owned by the namespace it is in. The first rounds wait for the graph between moves;
+/// the next ones move while the graph is held locked (so that both namespaces' probes
+/// and the OVS probe race for it) or back and forth without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn internal_port_moved_between_namespaces_keeps_one_node() {
+    init_logs();
+    let t = tag();
+    let (br, port) = (format!("tb{t}"), format!("ti{t}"));
+    let ovs = Ovs::start();
+    let ns = Netns::new(format!("topotap-mv-{t}"));
+    let graph = SharedGraph::new(Graph::new(), HOST);
+    let probes = topotap_probes::start(graph.clone(), probes_config(Some(&ovs)))
+        .await
+        .unwrap();
+    ovs.add_bridge(&br);
+    ovs.vsctl(&format!(
+        "add-port {br} {port} -- set interface {port} type=internal"
+    ));
+    let home = ovs.netns.clone();
+    let id = eventually(&graph, "internal port in vswitchd's namespace", |g| {
+        internal_port_in(g, &br, &port, &home)
+    })
+    .await;
+
+    for round in 0..3 {
+        move_link(&home, &port, &ns.0);
+        let got = eventually(&graph, &format!("round {round}: moved in"), |g| {
+            internal_port_in(g, &br, &port, &ns.0)
+        })
+        .await;
+        assert_eq!(got, id, "round {round}: node re-created on the move in");
+        move_link(&ns.0, &port, &home);
+        let got = eventually(&graph, &format!("round {round}: moved back"), |g| {
+            internal_port_in(g, &br, &port, &home)
+        })
+        .await;
+        assert_eq!(got, id, "round {round}: node re-created on the move back");
+    }
+
+    for round in 0..3 {
+        {
+            let _held = graph.write();
+            move_link(&home, &port, &ns.0);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let got = eventually(&graph, &format!("locked round {round}: moved in"), |g| {
+            internal_port_in(g, &br, &port, &ns.0)
+        })
+        .await;
+        assert_eq!(got, id, "locked round {round}: moved in");
+        {
+            let _held = graph.write();
+            move_link(&ns.0, &port, &home);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let got = eventually(&graph, &format!("locked round {round}: moved back"), |g| {
+            internal_port_in(g, &br, &port, &home)
+        })
+        .await;
+        assert_eq!(got, id, "locked round {round}: moved back");
+    }
+
+    for _ in 0..5 {
+        move_link(&home, &port, &ns.0);
+        move_link(&ns.0, &port, &home);
+    }
+    move_link(&home, &port, &ns.0);
+    let got = eventually(&graph, "after quick moves", |g| {
+        internal_port_in(g, &br, &port, &ns.0)
+    })
+    .await;
+    assert_eq!(got, id, "after quick moves");
+    probes.shutdown().await;
+}
+
+/// The OVS probe starts only once the internal port is in another namespace, where the
+/// netlink probe already made its node and vswitchd reports no ifindex or MAC for it:
+/// the OVS probe merges into that node, which then keeps its ID across moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovs_probe_started_after_the_move_merges_into_the_netlink_node() {
+    init_logs();
+    let t = tag();
+    let (br, port) = (format!("tb{t}"), format!("ti{t}"));
+    let ovs = Ovs::start();
+    let ns = Netns::new(format!("topotap-mv-{t}"));
+    ovs.add_bridge(&br);
+    ovs.vsctl(&format!(
+        "add-port {br} {port} -- set interface {port} type=internal"
+    ));
+    let graph = SharedGraph::new(Graph::new(), HOST);
+    let probes = topotap_probes::start(graph.clone(), probes_config(None))
+        .await
+        .unwrap();
+    let home = ovs.netns.clone();
+    move_link(&home, &port, &ns.0);
+    let netlink_id = eventually(&graph, "netlink node in the namespace", |g| {
+        let found = interfaces_named(g, &port);
+        let [ix] = found.as_slice() else {
+            return Err(format!("{} nodes", found.len()));
+        };
+        if owner_names(g, *ix) != [ns.0.clone()]
+            || s(g.node(*ix).metadata(), "Type") != Some("tuntap")
+        {
+            return Err(format!("{:?}", g.node(*ix).metadata()));
+        }
+        Ok(g.node(*ix).id().clone())
+    })
+    .await;
+
+    let task = ovsdb::spawn(graph.clone(), probes.host_node_id().clone(), ovs.address());
+    let id = eventually(&graph, "OVS facts merged into the netlink node", |g| {
+        internal_port_in(g, &br, &port, &ns.0)
+    })
+    .await;
+    assert_eq!(id, netlink_id);
+    for round in 0..2 {
+        move_link(&ns.0, &port, &home);
+        let got = eventually(&graph, &format!("round {round}: moved back"), |g| {
+            internal_port_in(g, &br, &port, &home)
+        })
+        .await;
+        assert_eq!(got, id, "round {round}: moved back");
+        move_link(&home, &port, &ns.0);
+        let got = eventually(&graph, &format!("round {round}: moved in"), |g| {
+            internal_port_in(g, &br, &port, &ns.0)
+        })
+        .await;
+        assert_eq!(got, id, "round {round}: moved in");
+    }
+    task.abort();
+    probes.shutdown().await;
+}

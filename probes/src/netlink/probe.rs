@@ -502,3 +502,18 @@ async fn get_nsid(handle: &mut rtnetlink::Handle, file: &File) -> Option<i32> {
     }
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_fields_are_the_derived_keys() {
+        let keys: Vec<&str> = Derived::default()
+            .fields(1)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, translate::DERIVED_KEYS);
+    }
+}

@@ -10,6 +10,19 @@
 //! - bridge (any master but `openvswitch`) -> member `layer2` without `Type`;
 //! - vlan parent -> vlan `layer2 {Type: vlan}`.
 //!
+//! Interface nodes are shared with the OVS probe under the contract of
+//! [`crate::ovsdb::merge`]:
+//! - a new link first adopts the node the OVS probe made for it
+//!   ([`merge::find_adoptable_interface_node`]) instead of creating a second one;
+//! - a link that goes away deletes its node, except a node that carries an OVS `UUID`
+//!   and stands for a device OVS drives ([`merge::is_ovs_driven`], e.g. an internal
+//!   port): that one is only unlinked (netlink keys, ownership and netlink `layer2`
+//!   edges removed) and left to the OVS probe;
+//! - a device moved to another namespace (an internal port `ip link set P netns NS`)
+//!   keeps its node whichever namespace reports first: if the new namespace made a node
+//!   for it before the old one reported the deletion, the unlinked OVS node takes that
+//!   node's place (same name and MAC, no `UUID`) and the fresh one is deleted.
+//!
 //! No I/O here: the probes do the kernel requests and call these methods under one lock,
 //! together with the graph's write lock (always registry first, then graph).
 
@@ -21,7 +34,8 @@ use serde_json::{json, Value};
 use topotap_topology::element::{remove_field, set_field};
 use topotap_topology::{tid, Edge, Graph, Identifier, Metadata, Node};
 
-use super::translate::{Fields, LinkView};
+use super::translate::{Fields, LinkView, DERIVED_KEYS, LINK_KEYS};
+use crate::ovsdb::merge;
 
 /// A network namespace, identified by its nsfs inode.
 pub type NsKey = u64;
@@ -54,6 +68,7 @@ type IfKey = (NsKey, u32);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upserted {
     pub id: Identifier,
+    /// The link was new to the registry: its node was made, or adopted from the OVS probe.
     pub created: bool,
     /// The link names a peer namespace id not mapped yet while a matching peer is known:
     /// the probe should verify candidates with `RTM_GETNSID` and call again.
@@ -77,6 +92,32 @@ fn relation(rel: &str, kind: Option<&str>) -> Metadata {
         m.insert("Type".into(), Value::from(k));
     }
     m
+}
+
+/// Netlink keys the OVS probe also provides: they stay on a node netlink unlinks.
+/// `IfIndex` is not one of them: an index only means something in its namespace.
+const SHARED_WITH_OVS: &[&str] = &["Name", "Type", "MAC", "Driver"];
+
+/// Keys only the netlink probe sets besides [`LINK_KEYS`] and [`DERIVED_KEYS`].
+const OTHER_NETLINK_KEYS: &[&str] = &["LinkNetNsName", "Metric", "LastUpdateMetric", "TID"];
+
+/// Removes what only the netlink probe of the link's namespace knows from a node it
+/// gives up (the OVS probe puts its own `TID` back when its bridge owns the node).
+fn strip_netlink_keys(m: &mut Metadata) {
+    let keys = LINK_KEYS
+        .iter()
+        .filter(|k| !SHARED_WITH_OVS.contains(k))
+        .chain(DERIVED_KEYS)
+        .chain(OTHER_NETLINK_KEYS);
+    for k in keys {
+        m.remove(*k);
+    }
+}
+
+/// Whether the node must outlive its link: it carries an OVS `UUID` and stands for a
+/// device OVS drives (Skydive: "OVS-driven with `UUID` → only unlinked").
+fn kept_for_ovs(m: &Metadata) -> bool {
+    m.contains_key("UUID") && merge::is_ovs_driven(m)
 }
 
 /// Applies `fields` to metadata (`None` removes); `Type` is left alone on nodes the OVS
@@ -143,7 +184,7 @@ impl Registry {
             .copied()
             .collect();
         for k in gone {
-            self.remove_interface(g, k);
+            self.remove_interface(g, k, &ns.owner);
         }
         self.nsids
             .retain(|(from, _), to| *from != key && *to != key);
@@ -316,32 +357,43 @@ impl Registry {
                 if let Some(old) = self.interfaces.remove(&key) {
                     self.by_id.remove(&old.id);
                 }
-                let id = Identifier::random();
-                let mut m = Metadata::new();
-                apply_fields(&mut m, &view.fields);
-                apply_fields(&mut m, extra);
-                m.insert("TID".into(), Value::from(tid.to_string()));
-                if let Some((metric, last)) = metric {
-                    m.insert("Metric".into(), metric);
-                    if let Some(last) = last {
-                        m.insert("LastUpdateMetric".into(), last);
+                let fill = |m: &mut Metadata| {
+                    apply_fields(m, &view.fields);
+                    apply_fields(m, extra);
+                    m.insert("TID".into(), Value::from(tid.to_string()));
+                    if let Some((metric, last)) = metric {
+                        m.insert("Metric".into(), metric);
+                        match last {
+                            Some(last) => {
+                                m.insert("LastUpdateMetric".into(), last);
+                            }
+                            None => {
+                                m.remove("LastUpdateMetric");
+                            }
+                        }
+                    }
+                };
+                match self.adoptable(g, view) {
+                    Some(id) => {
+                        tracing::debug!(interface = %view.name, node = %id, "adopting the OVS interface node");
+                        let _ = g.update_node(&id, fill);
+                        self.take_ownership(g, &owner.owner, &id);
+                        id
+                    }
+                    None => {
+                        let id = Identifier::random();
+                        let mut m = Metadata::new();
+                        fill(&mut m);
+                        if let Err(e) =
+                            g.add_node(Node::new(id.clone(), m, &self.host, &self.origin))
+                        {
+                            tracing::warn!(error = %e, "adding interface node");
+                            return None;
+                        }
+                        self.take_ownership(g, &owner.owner, &id);
+                        id
                     }
                 }
-                if let Err(e) = g.add_node(Node::new(id.clone(), m, &self.host, &self.origin)) {
-                    tracing::warn!(error = %e, "adding interface node");
-                    return None;
-                }
-                let edge = Edge::new(
-                    owner.owner.clone(),
-                    id.clone(),
-                    relation("ownership", None),
-                    &self.host,
-                    &self.origin,
-                );
-                if let Err(e) = g.add_edge(edge) {
-                    tracing::warn!(error = %e, "adding ownership edge");
-                }
-                id
             }
         };
         self.interfaces.insert(
@@ -409,18 +461,171 @@ impl Registry {
         });
     }
 
-    /// `RTM_DELLINK`: the node goes, with every edge touching it.
+    /// `RTM_DELLINK`: the node goes, with every edge touching it, unless the OVS probe
+    /// keeps it (see [`Self::remove_interface`]).
     pub fn remove_link(&mut self, g: &mut Graph, ns: NsKey, index: u32) {
-        self.remove_interface(g, (ns, index));
+        let Some(owner) = self.namespaces.get(&ns).map(|n| n.owner.clone()) else {
+            return;
+        };
+        self.remove_interface(g, (ns, index), &owner);
     }
 
-    fn remove_interface(&mut self, g: &mut Graph, key: IfKey) {
-        if let Some(e) = self.interfaces.remove(&key) {
-            self.by_id.remove(&e.id);
-            if g.find_node(&e.id).is_some() {
-                let _ = g.delete_node(&e.id);
+    /// Forgets an interface of the namespace owned by `owner`. Its node is deleted,
+    /// unless it carries an OVS `UUID` and stands for a device OVS drives: then it is
+    /// unlinked ([`Self::unlink`]) and stays for the OVS probe, which gives it back to
+    /// its bridge (or deletes it when its row goes). If another namespace already made
+    /// its own node for the same device (it was moved there), that node is merged into
+    /// this one, which keeps its ID.
+    fn remove_interface(&mut self, g: &mut Graph, key: IfKey, owner: &Identifier) {
+        let Some(e) = self.interfaces.remove(&key) else {
+            return;
+        };
+        self.by_id.remove(&e.id);
+        let Some(node) = g.node_by_id(&e.id) else {
+            return;
+        };
+        if !kept_for_ovs(node.metadata()) {
+            let _ = g.delete_node(&e.id);
+            return;
+        }
+        tracing::debug!(node = %e.id, "link gone: OVS interface node unlinked, not deleted");
+        self.unlink(g, &e.id, owner);
+        self.take_over_moved(g, &e.id);
+    }
+
+    /// Takes a node the registry no longer tracks off the namespace owned by `owner`:
+    /// its netlink-only keys, the ownership edge and the `layer2` edges derived from
+    /// links (veth, bridge member, vlan) with the interfaces still known go; keys the
+    /// OVS probe also provides, and its edges, stay.
+    fn unlink(&mut self, g: &mut Graph, id: &Identifier, owner: &Identifier) {
+        let Some(ix) = g.find_node(id) else {
+            return;
+        };
+        let doomed: Vec<Identifier> = g
+            .in_edges(ix)
+            .chain(g.out_edges(ix))
+            .filter(|eix| {
+                let edge = g.edge(*eix);
+                let md = edge.metadata();
+                let (parent, child) = (edge.parent().id(), edge.child().id());
+                match md.get("RelationType").and_then(Value::as_str) {
+                    Some("ownership") => child == id && parent == owner,
+                    Some("layer2") => {
+                        let other = if parent == id { child } else { parent };
+                        self.by_id.contains_key(other)
+                            && matches!(
+                                md.get("Type").and_then(Value::as_str),
+                                None | Some("veth" | "vlan")
+                            )
+                    }
+                    _ => false,
+                }
+            })
+            .map(|eix| g.edge(eix).id().clone())
+            .collect();
+        for e in doomed {
+            let _ = g.delete_edge(&e);
+        }
+        let _ = g.update_node(id, strip_netlink_keys);
+    }
+
+    /// A node for this link to adopt instead of creating one: the node the OVS probe
+    /// made for the same device, if no namespace has it.
+    fn adoptable(&self, g: &Graph, view: &LinkView) -> Option<Identifier> {
+        let ix = merge::find_adoptable_interface_node(
+            g,
+            &view.name,
+            Some(i64::from(view.index)),
+            view.mac(),
+        )?;
+        let id = g.node(ix).id().clone();
+        (!self.by_id.contains_key(&id)).then_some(id)
+    }
+
+    /// `owner` becomes the only `ownership` parent of `id` (an adopted node loses its
+    /// bridge as owner at once; the OVS probe would otherwise remove that edge itself).
+    fn take_ownership(&self, g: &mut Graph, owner: &Identifier, id: &Identifier) {
+        let Some(ix) = g.find_node(id) else {
+            return;
+        };
+        let others: Vec<Identifier> = g
+            .in_edges(ix)
+            .map(|e| g.edge(e))
+            .filter(|e| {
+                e.metadata().get("RelationType").and_then(Value::as_str) == Some("ownership")
+                    && e.parent().id() != owner
+            })
+            .map(|e| e.id().clone())
+            .collect();
+        for e in others {
+            let _ = g.delete_edge(&e);
+        }
+        let edge = Edge::new(
+            owner.clone(),
+            id.clone(),
+            relation("ownership", None),
+            &self.host,
+            &self.origin,
+        );
+        if g.find_edge(&edge.id).is_none() {
+            if let Err(e) = g.add_edge(edge) {
+                tracing::warn!(error = %e, "adding ownership edge");
             }
         }
+    }
+
+    /// `id` was just unlinked: if a namespace made a node of its own for the same
+    /// device meanwhile (same `Name` and `MAC`, no `UUID`: its `RTM_NEWLINK` was handled
+    /// before the old namespace's `RTM_DELLINK`), `id` takes that node's place — its
+    /// metadata (but `Type`, which OVS owns), its registry entry, its ownership and
+    /// link relations — and the fresh node is deleted.
+    fn take_over_moved(&mut self, g: &mut Graph, id: &Identifier) {
+        let Some(node) = g.node_by_id(id) else {
+            return;
+        };
+        let md = node.metadata();
+        let (Some(name), Some(mac)) = (
+            md.get("Name").and_then(Value::as_str),
+            md.get("MAC").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let found = self.interfaces.iter().find(|(_, e)| {
+            e.id != *id
+                && g.node_by_id(&e.id).is_some_and(|n| {
+                    let m = n.metadata();
+                    !m.contains_key("UUID")
+                        && m.get("Name").and_then(Value::as_str) == Some(name)
+                        && m.get("MAC")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(mac))
+                })
+        });
+        let Some((key, fresh)) = found.map(|(k, e)| (*k, e.id.clone())) else {
+            return;
+        };
+        let Some(owner) = self.namespaces.get(&key.0).map(|n| n.owner.clone()) else {
+            return;
+        };
+        let Ok(fresh_node) = g.delete_node(&fresh) else {
+            return;
+        };
+        tracing::debug!(node = %id, duplicate = %fresh, "moved OVS interface: keeping its node");
+        let _ = g.update_node(id, |m| {
+            for (k, v) in fresh_node.metadata {
+                if k != "Type" {
+                    m.insert(k, v);
+                }
+            }
+        });
+        self.take_ownership(g, &owner, id);
+        self.by_id.remove(&fresh);
+        self.by_id.insert(id.clone(), key);
+        if let Some(e) = self.interfaces.get_mut(&key) {
+            e.id = id.clone();
+        }
+        self.sync_relations(g, key);
+        self.sync_dependents(g, key);
     }
 
     /// The other end of a veth, when its namespace is mapped and it is known.
@@ -662,9 +867,17 @@ mod tests {
     fn setup() -> (Registry, Graph) {
         let mut g = Graph::new();
         let mut r = Registry::new("h", "agent.h");
-        for (key, name) in [(ROOT, "host"), (NS1, "ns1"), (NS2, "ns2")] {
+        for (key, name, ty) in [
+            (ROOT, "host", "host"),
+            (NS1, "ns1", "netns"),
+            (NS2, "ns2", "netns"),
+        ] {
             let id = Identifier::from(name);
-            g.add_node(Node::new(id.clone(), Metadata::new(), "h", "agent.h"))
+            let md = json!({"Name": name, "Type": ty})
+                .as_object()
+                .cloned()
+                .unwrap();
+            g.add_node(Node::new(id.clone(), md, "h", "agent.h"))
                 .unwrap();
             r.add_namespace(
                 key,
@@ -837,5 +1050,241 @@ mod tests {
         );
         assert_eq!(m["Type"], json!("internal"));
         assert!(!m.contains_key("IPV4"));
+    }
+
+    fn with_mac(mut v: LinkView, mac: &str) -> LinkView {
+        for (k, val) in &mut v.fields {
+            match *k {
+                "MAC" => *val = Some(json!(mac)),
+                "State" => *val = Some(json!("UP")),
+                "Driver" => {
+                    *val = crate::netlink::translate::driver_for_kind(&v.kind).map(Value::from)
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    fn metadata(g: &Graph, id: &Identifier) -> Metadata {
+        g.node_by_id(id).unwrap().metadata().clone()
+    }
+
+    fn owners(g: &Graph, id: &Identifier) -> Vec<String> {
+        let ix = g.find_node(id).unwrap();
+        g.in_edges(ix)
+            .map(|e| g.edge(e))
+            .filter(|e| e.metadata().get("RelationType") == Some(&json!("ownership")))
+            .map(|e| e.parent().id().to_string())
+            .collect()
+    }
+
+    /// What the OVS probe does when it merges an Interface row into a node.
+    fn ovs_merges(g: &mut Graph, id: &Identifier, ty: &str) {
+        g.update_node(id, |m| {
+            m.insert("UUID".into(), json!("row-uuid"));
+            m.insert("OfPort".into(), json!(1));
+            m.insert("Type".into(), json!(ty));
+        })
+        .unwrap();
+    }
+
+    fn add_bridge(g: &mut Graph) -> Identifier {
+        let br = Identifier::from("br");
+        let md = json!({"Name": "br0", "Type": "ovsbridge", "UUID": "br-uuid"});
+        g.add_node(Node::new(
+            br.clone(),
+            md.as_object().cloned().unwrap(),
+            "h",
+            "agent.h",
+        ))
+        .unwrap();
+        br
+    }
+
+    #[test]
+    fn ovs_interface_is_only_unlinked_when_its_link_goes() {
+        let (mut r, mut g) = setup();
+        let p = with_mac(view(7, "p", "tuntap"), "aa:00:00:00:00:07");
+        let extra = vec![("IPV4", Some(json!(["10.0.0.1/24"])))];
+        let id = r.upsert_link(&mut g, NS1, &p, &extra, None).unwrap().id;
+        let mut vlan = view(8, "p.5", "vlan");
+        vlan.parent = Some(7);
+        r.upsert_link(&mut g, NS1, &vlan, &vec![], None).unwrap();
+        assert_eq!(layer2(&g, Some("vlan")), vec![("p".into(), "p.5".into())]);
+        ovs_merges(&mut g, &id, "internal");
+        let nodes = g.node_count();
+
+        r.remove_link(&mut g, NS1, 7);
+        assert_eq!(g.node_count(), nodes, "node kept for the OVS probe");
+        let m = metadata(&g, &id);
+        for gone in ["IfIndex", "State", "LinkFlags", "EncapType", "IPV4", "TID"] {
+            assert!(!m.contains_key(gone), "{gone} left: {m:?}");
+        }
+        assert_eq!(m["Name"], json!("p"));
+        assert_eq!(m["Type"], json!("internal"));
+        assert_eq!(m["MAC"], json!("aa:00:00:00:00:07"));
+        assert_eq!(m["Driver"], json!("tun"));
+        assert_eq!(m["UUID"], json!("row-uuid"));
+        assert_eq!(m["OfPort"], json!(1));
+        assert!(owners(&g, &id).is_empty());
+        assert!(layer2(&g, Some("vlan")).is_empty());
+        assert!(r.node_id(NS1, 7).is_none());
+    }
+
+    #[test]
+    fn veths_and_plain_interfaces_are_deleted_with_their_link() {
+        let (mut r, mut g) = setup();
+        let v = with_mac(veth(5, "v", 6, None), "aa:00:00:00:00:05");
+        let vid = r.upsert_link(&mut g, NS1, &v, &vec![], None).unwrap().id;
+        ovs_merges(&mut g, &vid, "");
+        g.update_node(&vid, |m| {
+            m.insert("Type".into(), json!("veth"));
+        })
+        .unwrap();
+        let d = r
+            .upsert_link(&mut g, NS1, &view(9, "d", "dummy"), &vec![], None)
+            .unwrap()
+            .id;
+        r.remove_link(&mut g, NS1, 5);
+        r.remove_link(&mut g, NS1, 9);
+        assert!(g.find_node(&vid).is_none(), "veth port node deleted");
+        assert!(g.find_node(&d).is_none());
+        assert_eq!(g.node_count(), 3);
+    }
+
+    #[test]
+    fn new_link_adopts_the_node_ovs_made() {
+        let (mut r, mut g) = setup();
+        let br = add_bridge(&mut g);
+        let ovs = Identifier::from("ovs-made");
+        let md = json!({"Name": "p", "UUID": "row-uuid", "Type": "internal",
+                        "Driver": "openvswitch", "OfPort": 1});
+        g.add_node(Node::new(
+            ovs.clone(),
+            md.as_object().cloned().unwrap(),
+            "h",
+            "agent.h",
+        ))
+        .unwrap();
+        g.add_edge(Edge::new(
+            br.clone(),
+            ovs.clone(),
+            relation("ownership", None),
+            "h",
+            "agent.h",
+        ))
+        .unwrap();
+        // Another name is not adopted.
+        let other = r
+            .upsert_link(&mut g, NS1, &view(3, "q", "tuntap"), &vec![], None)
+            .unwrap();
+        assert_ne!(other.id, ovs);
+
+        let p = with_mac(view(4, "p", "tuntap"), "aa:00:00:00:00:04");
+        let up = r.upsert_link(&mut g, NS1, &p, &vec![], None).unwrap();
+        assert_eq!(up.id, ovs);
+        assert!(up.created);
+        assert_eq!(
+            owners(&g, &ovs),
+            vec!["ns1".to_owned()],
+            "bridge no longer owns it"
+        );
+        let m = metadata(&g, &ovs);
+        assert_eq!(m["Type"], json!("internal"), "OVS type wins");
+        assert_eq!(m["IfIndex"], json!(4));
+        assert_eq!(m["MAC"], json!("aa:00:00:00:00:04"));
+        assert_eq!(
+            m["TID"],
+            json!(tid::owned(&Identifier::from("ns1"), "p", "tuntap").to_string())
+        );
+        assert_eq!(r.node_id(NS1, 4), Some(&ovs));
+    }
+
+    #[test]
+    fn moved_ovs_interface_keeps_its_node_whichever_namespace_reports_first() {
+        for new_first in [false, true] {
+            let (mut r, mut g) = setup();
+            let mac = "aa:00:00:00:00:07";
+            let id = r
+                .upsert_link(
+                    &mut g,
+                    NS1,
+                    &with_mac(view(7, "p", "tuntap"), mac),
+                    &vec![],
+                    None,
+                )
+                .unwrap()
+                .id;
+            ovs_merges(&mut g, &id, "internal");
+            // A dummy in NS2 enslaved to p's future index: relations follow the move.
+            let mut member = view(3, "m", "dummy");
+            member.master = Some(2);
+            r.upsert_link(&mut g, NS2, &member, &vec![], None).unwrap();
+            let nodes = g.node_count();
+            let moved = with_mac(view(2, "p", "tuntap"), mac);
+            if new_first {
+                // NS2 reports the device before NS1 reports it gone: a fresh node first...
+                let fresh = r.upsert_link(&mut g, NS2, &moved, &vec![], None).unwrap();
+                assert_ne!(fresh.id, id);
+                r.remove_link(&mut g, NS1, 7);
+                // ...which the OVS node replaces.
+                assert!(g.find_node(&fresh.id).is_none());
+            } else {
+                r.remove_link(&mut g, NS1, 7);
+                let up = r.upsert_link(&mut g, NS2, &moved, &vec![], None).unwrap();
+                assert_eq!(up.id, id);
+            }
+            assert_eq!(g.node_count(), nodes, "new_first={new_first}");
+            assert_eq!(r.node_id(NS2, 2), Some(&id));
+            assert_eq!(owners(&g, &id), vec!["ns2".to_owned()]);
+            let m = metadata(&g, &id);
+            assert_eq!(m["Type"], json!("internal"));
+            assert_eq!(m["UUID"], json!("row-uuid"));
+            assert_eq!(m["IfIndex"], json!(2));
+            assert_eq!(m["State"], json!("UP"));
+            assert_eq!(layer2(&g, None), vec![("p".into(), "m".into())]);
+
+            // And back.
+            r.remove_link(&mut g, NS2, 2);
+            assert!(layer2(&g, None).is_empty());
+            let up = r
+                .upsert_link(
+                    &mut g,
+                    NS1,
+                    &with_mac(view(9, "p", "tuntap"), mac),
+                    &vec![],
+                    None,
+                )
+                .unwrap();
+            assert_eq!(up.id, id);
+            assert_eq!(owners(&g, &id), vec!["ns1".to_owned()]);
+            assert_eq!(g.node_count(), nodes);
+        }
+    }
+
+    #[test]
+    fn namespace_removal_leaves_ovs_interfaces_to_ovs() {
+        let (mut r, mut g) = setup();
+        let id = r
+            .upsert_link(
+                &mut g,
+                NS1,
+                &with_mac(view(7, "p", "tuntap"), "aa:00:00:00:00:07"),
+                &vec![],
+                None,
+            )
+            .unwrap()
+            .id;
+        ovs_merges(&mut g, &id, "internal");
+        let plain = r
+            .upsert_link(&mut g, NS1, &view(1, "lo", "device"), &vec![], None)
+            .unwrap()
+            .id;
+        r.remove_namespace(&mut g, NS1, true);
+        assert!(g.find_node(&Identifier::from("ns1")).is_none());
+        assert!(g.find_node(&plain).is_none());
+        assert!(g.find_node(&id).is_some());
+        assert!(owners(&g, &id).is_empty());
     }
 }

@@ -43,6 +43,25 @@ pub struct LinkView {
     pub stats: Option<Stats64>,
 }
 
+impl LinkView {
+    /// The value the message gave one of [`LINK_KEYS`], if any.
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.as_ref())
+    }
+
+    /// The link's hardware address, `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self) -> Option<&str> {
+        self.field("MAC").and_then(Value::as_str)
+    }
+}
+
+/// Keys the address, neighbour and route messages own on an interface node (removed
+/// when empty).
+pub const DERIVED_KEYS: &[&str] = &["IPV4", "IPV6", "Neighbors", "RoutingTables"];
+
 /// Keys a link message owns on an interface node (set or removed on every update).
 pub const LINK_KEYS: &[&str] = &[
     "Name",

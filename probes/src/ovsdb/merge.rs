@@ -17,8 +17,14 @@
 //!   remove the bridge's ownership edge itself; if it does not, the OVS probe removes
 //!   it as soon as it sees the new owner (a bridge owns an interface only while nobody
 //!   else does — Skydive's `TestOVSOwnershipLink`).
-//! - On link deletion netlink only unlinks (removes its ownership edge from) a node
-//!   that has a `UUID` and is [`is_ovs_driven`]; the OVS probe then owns it again.
+//! - On link deletion netlink only unlinks a node that has a `UUID` and is
+//!   [`is_ovs_driven`]: it removes its ownership edge, its `layer2` edges to other links
+//!   and the keys only it knows (`IfIndex`, `State`, addresses, ...; `Name`, `Type`,
+//!   `MAC` and `Driver`, which OVS also provides, stay); the OVS probe then owns it
+//!   again. Any other node goes with its link. A device moved to another namespace so
+//!   keeps its node: the new namespace adopts it, or, when it reported first and made
+//!   a node of its own (same `Name` and `MAC`, no `UUID`), the unlinked node takes that
+//!   node's place.
 //!   On Interface row deletion the OVS probe removes its keys from a node someone else
 //!   owns and deletes a node nobody else owns.
 //!
@@ -58,6 +64,10 @@ pub fn is_ovs_driven(metadata: &topotap_topology::Metadata) -> bool {
     s("Driver") == Some("openvswitch") || s("Type").is_some_and(|t| OVS_DRIVEN_TYPES.contains(&t))
 }
 
+/// Netlink kinds of the devices OVS makes for internal ports: a tap (userspace
+/// datapath) or an `openvswitch` device (kernel datapath).
+pub const OVS_DEVICE_KINDS: &[&str] = &["tuntap", "openvswitch"];
+
 /// Who owns a node through `ownership` edges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -94,7 +104,10 @@ pub fn owner(graph: &Graph, ix: NodeIx) -> Owner {
 ///    (ovs-vswitchd runs in the root namespace, so the name designates the device;
 ///    the MAC is not compared because internal ports change theirs);
 /// 2. owned by a `netns`, same `Name` and the same `MAC` (an internal port moved into a
-///    namespace);
+///    namespace); when OVS knows neither index nor MAC (vswitchd reports `ifindex 0`
+///    and no `mac_in_use` for a device moved out of its namespace), the only
+///    netns-owned node of that name that is a device OVS makes ([`OVS_DEVICE_KINDS`])
+///    and has no `UUID` yet;
 /// 3. a node made by OVS (see [`find_adoptable_interface_node`]).
 pub fn find_interface_node(
     graph: &Graph,
@@ -133,6 +146,20 @@ pub fn find_interface_node(
     });
     if let Some((ix, _)) = netns {
         return Some(*ix);
+    }
+    if ifindex.is_none() && mac.is_none() {
+        let mut made = candidates.iter().filter(|(ix, o)| {
+            let md = graph.node(*ix).metadata();
+            *o == Owner::Netns
+                && !md.contains_key("UUID")
+                && md
+                    .get("Type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| OVS_DEVICE_KINDS.contains(&t))
+        });
+        if let (Some((ix, _)), None) = (made.next(), made.next()) {
+            return Some(*ix);
+        }
     }
     candidates
         .iter()
@@ -307,6 +334,33 @@ mod tests {
         // A node without UUID that nobody owns is not an OVS node.
         add(&mut g, "stray", json!({"Name": "p2"}));
         assert_eq!(find_adoptable_interface_node(&g, "p2", None, None), None);
+    }
+
+    #[test]
+    fn device_moved_out_of_vswitchd_sight_is_found_by_name_when_unique() {
+        let (mut g, _, ns) = fixture();
+        let tap = add(
+            &mut g,
+            "tap",
+            json!({"Name": "p1", "Type": "tuntap", "IfIndex": 4, "MAC": "aa:00:00:00:00:01"}),
+        );
+        own(&mut g, &ns, &tap);
+        // vswitchd reports ifindex 0 and no mac_in_use: the tap is the only candidate.
+        assert_eq!(find_interface_node(&g, "p1", None, None), g.find_node(&tap));
+        // A MAC or an index that OVS knows must match, as before.
+        assert_eq!(
+            find_interface_node(&g, "p1", None, Some("aa:00:00:00:00:02")),
+            None
+        );
+        // Not a device OVS makes: not taken by name alone.
+        let veth = add(&mut g, "veth", json!({"Name": "v1", "Type": "veth"}));
+        own(&mut g, &ns, &veth);
+        assert_eq!(find_interface_node(&g, "v1", None, None), None);
+        // Ambiguous: two namespaces hold a tap of that name.
+        let ns2 = add(&mut g, "ns2", json!({"Name": "ns2", "Type": "netns"}));
+        let tap2 = add(&mut g, "tap2", json!({"Name": "p1", "Type": "tuntap"}));
+        own(&mut g, &ns2, &tap2);
+        assert_eq!(find_interface_node(&g, "p1", None, None), None);
     }
 
     #[test]
