@@ -276,7 +276,12 @@ fn mirrored_packets(path: &Path) -> Vec<(u32, Repr, Vec<u8>)> {
 }
 
 fn check_sequences_and_frames(o: &Outcome, header_size: usize) {
-    assert_eq!(o.reference.len(), 35, "reference capture");
+    assert_eq!(
+        o.reference.len(),
+        35,
+        "reference capture; export counters {}",
+        o.stats
+    );
     assert_eq!(
         o.mirrored.len(),
         o.reference.len(),

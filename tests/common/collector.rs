@@ -138,7 +138,19 @@ impl Tcpdump {
         };
         // `ip netns exec` execs tcpdump: the child's pid is tcpdump's.
         let mut child = cmd
-            .args(["-i", iface, "-U", "-s", "0", "-B", "16384", "-n", "-w"])
+            // Immediate mode: frames are not held in a kernel block that a stop would lose.
+            .args([
+                "-i",
+                iface,
+                "--immediate-mode",
+                "-U",
+                "-s",
+                "0",
+                "-B",
+                "16384",
+                "-n",
+                "-w",
+            ])
             .arg(path)
             .arg(filter)
             .stdout(Stdio::null())
