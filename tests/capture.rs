@@ -300,3 +300,58 @@ async fn udp_and_tcp_flows_and_the_bpf_filter() {
     let mine = entries.iter().find(|e| e["ID"] == udp).unwrap();
     assert_eq!(mine["Flows"]["Active"], 1, "{mine}");
 }
+
+#[tokio::test]
+async fn ping_through_open_vswitch_gives_exact_flow_counts() {
+    use common::net::Cleanup;
+    use common::ovs::Ovs;
+    let p = format!("o{}", rand_tag());
+    let ovs = Ovs::start(&p);
+    let mut net = Cleanup::new();
+    ovs.add_bridge(&format!("{p}br"));
+    // vm namespaces joined to the bridge by veths whose bridge ends live in the
+    // namespace ovs-vswitchd runs in.
+    for (side, host) in [("a", 1), ("b", 2)] {
+        let ns = format!("{p}{side}");
+        net.netns(&ns);
+        let port = format!("{p}{side}0");
+        sh(&format!(
+            "ip -n {vs} link add {port} type veth peer name eth0 netns {ns} && \
+             ip -n {vs} link set {port} up && \
+             ip -n {ns} addr add 10.77.14.{host}/24 dev eth0 && ip -n {ns} link set eth0 up && \
+             ip netns exec {ns} ethtool -K eth0 tx off >/dev/null",
+            vs = ovs.netns
+        ));
+        ovs.vsctl(&format!("add-port {p}br {port}"));
+    }
+    let t = Topotap::start(&["--ovsdb", &ovs.address()]);
+    // The capture's interface is found through OVS: bridge -> port -> interface (Dedup:
+    // a bridge owns its ports and is layer2-linked to them, so Out() lists them twice).
+    let query = format!("G.V().Has('Type','ovsbridge','Name','{p}br').Out().Has('Type','ovsport','Name','{p}a0').Out().Has('Name','{p}a0').Dedup()");
+    let (v, ok) = t
+        .wait_for(&query, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    assert!(ok, "OVS port interface not found: {v}");
+    let (s, cap) = create_capture(&t, json!({"GremlinQuery": query, "BPFFilter": "icmp"})).await;
+    assert_eq!(s, 201, "{cap}");
+    let uuid = cap["UUID"].as_str().unwrap().to_owned();
+    wait_active(&t, &uuid, 1).await;
+
+    sh(&format!(
+        "ip netns exec {p}a ping -c 5 -i 0.2 -W 2 10.77.14.2"
+    ));
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}')");
+    let (flows, ok) = t
+        .wait_for(&q, WAIT, |v| {
+            v.as_array().is_some_and(|a| {
+                a.len() == 1 && a[0]["Metric"]["ABPackets"] == 5 && a[0]["Metric"]["BAPackets"] == 5
+            })
+        })
+        .await;
+    assert!(ok, "flows: {flows}");
+    assert_eq!(flows[0]["Metric"]["ABBytes"], 5 * 98);
+    assert_eq!(flows[0]["Network"]["A"], "10.77.14.1");
+    drop(t);
+    drop(net);
+    drop(ovs);
+}
