@@ -51,6 +51,41 @@ pub struct ServerArgs {
           default_values_t = [String::from("/var/run/netns"), String::from("/run/docker/netns")])]
     pub netns_paths: Vec<String>,
 
+    /// Most flows one capture point's flow table holds (local target); the least
+    /// recently seen flow is evicted beyond it, and counted.
+    #[arg(long, env = "TOPOTAP_FLOW_MAX_ENTRIES", default_value_t = 500_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub flow_max_entries: u64,
+
+    /// Flow table update interval in seconds: how often a flow's LastUpdateMetric window
+    /// closes (Skydive's flow.update).
+    #[arg(long, env = "TOPOTAP_FLOW_UPDATE", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub flow_update: u64,
+
+    /// Seconds without packets after which a flow leaves the flow table (Skydive's
+    /// flow.expire).
+    #[arg(long, env = "TOPOTAP_FLOW_EXPIRE", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub flow_expire: u64,
+
+    /// NetFlow v5 / IPFIX: seconds between exports of a flow that keeps seeing packets
+    /// (each export carries the packets and bytes since the previous one).
+    #[arg(long, env = "TOPOTAP_FLOW_EXPORT_ACTIVE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub flow_export_active_timeout: u64,
+
+    /// NetFlow v5 / IPFIX: seconds without packets after which a flow is exported a last
+    /// time and forgotten.
+    #[arg(long, env = "TOPOTAP_FLOW_EXPORT_INACTIVE_TIMEOUT", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub flow_export_inactive_timeout: u64,
+
+    /// sFlow agent address carried in every datagram (default: the source address of
+    /// the host's default route, else the address used to reach the collector).
+    #[arg(long, env = "TOPOTAP_SFLOW_AGENT_ADDRESS")]
+    pub sflow_agent_address: Option<std::net::IpAddr>,
+
     /// Directory where state (capture definitions) is kept.
     #[arg(long, env = "TOPOTAP_STATE_DIR", default_value = "/var/lib/topotap")]
     pub state_dir: PathBuf,

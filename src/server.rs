@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use tokio::net::TcpListener;
 use topotap_probes::ProbesConfig;
+use topotap_targets::export::netflow::FlowTimeouts;
+use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
@@ -26,6 +30,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let graph = SharedGraph::new(Graph::new(), &host_id);
     let mut state = AppState::new(graph.clone(), &host_id);
     state.captures = Store::open(Some(&args.state_dir));
+    state.sinks.flow_defaults = FlowTableConfig {
+        max_flows: args.flow_max_entries as usize,
+        active_timeout: Duration::from_secs(args.flow_update),
+        idle_timeout: Duration::from_secs(args.flow_expire),
+        ..FlowTableConfig::default()
+    };
+    state.sinks.sflow_agent = args.sflow_agent_address;
+    state.sinks.export_timeouts = FlowTimeouts {
+        active: Duration::from_secs(args.flow_export_active_timeout),
+        inactive: Duration::from_secs(args.flow_export_inactive_timeout),
+    };
     let mut extensions = Extensions::new();
     let flows_step = Arc::new(FlowsStep {
         registry: state.sinks.flows.clone(),

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::collector::{
-    csv_sum, ifindex, primary_ipv4, require, send_udp, tshark_fields, tshark_malformed,
-    CollectorNet, Sfacctd, Tcpdump,
+    csv_sum, ifindex, require, send_udp, tshark_fields, tshark_malformed, CollectorNet, Sfacctd,
+    Tcpdump,
 };
 use common::net::{bridged_pair, sh};
 use common::{rand_tag, Topotap};
@@ -72,7 +72,8 @@ async fn sampled_udp_is_accounted_by_sfacctd_and_decoded_by_tshark() {
         "src_host, dst_host, proto, dst_port",
         dir.path(),
     );
-    let t = Topotap::start(&["--ovsdb", "none"]);
+    // An agent address of our choosing (TEST-NET-2), carried in every datagram.
+    let t = Topotap::start(&["--ovsdb", "none", "--sflow-agent-address", "198.51.100.7"]);
     let uuid = create_capture(
         &t,
         json!({
@@ -129,7 +130,7 @@ async fn sampled_udp_is_accounted_by_sfacctd_and_decoded_by_tshark() {
     // Every datagram decodes cleanly and says what we expect.
     let pcap = dir.path().join("sflow.pcap");
     assert_eq!(tshark_malformed(&pcap, &[]), 0, "malformed sFlow datagrams");
-    let agent = primary_ipv4().unwrap_or_else(|| "10.213.31.1".to_owned());
+    let agent = "198.51.100.7".to_owned();
     let if_index = ifindex(&format!("{p}a"), "eth0").to_string();
     let rows = tshark_fields(
         &pcap,

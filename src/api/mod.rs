@@ -59,6 +59,9 @@ impl AppState {
             sinks: SinkContext {
                 flows: Arc::default(),
                 graph: graph.clone(),
+                flow_defaults: Default::default(),
+                export_timeouts: Default::default(),
+                sflow_agent: None,
             },
             status_sections: Arc::new(serde_json::Map::new),
         }

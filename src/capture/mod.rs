@@ -65,6 +65,12 @@ pub struct SinkContext {
     pub flows: Arc<flows::FlowRegistry>,
     /// The live graph (interface counters for sFlow counter samples, ifindexes).
     pub graph: topotap_topology::SharedGraph,
+    /// Size and timers of the local target's flow tables (server flags).
+    pub flow_defaults: FlowTableConfig,
+    /// Active and inactive timeouts of the NetFlow v5 and IPFIX exporters.
+    pub export_timeouts: topotap_targets::export::netflow::FlowTimeouts,
+    /// sFlow agent address; `None`: the source address of the default route.
+    pub sflow_agent: Option<std::net::IpAddr>,
 }
 
 /// Builds the sink for a capture on one node, by its target type. Export sockets are
@@ -91,9 +97,15 @@ pub fn sink_for(
             topotap_targets::export::erspan::ErspanVersion::TypeIII,
         )?)),
         "netflowv5" => Ok(Box::new(export::netflow::NetflowSink::open(
-            capture, target,
+            capture,
+            target,
+            ctx.export_timeouts,
         )?)),
-        "ipfix" => Ok(Box::new(export::ipfix::IpfixSink::open(capture, target)?)),
+        "ipfix" => Ok(Box::new(export::ipfix::IpfixSink::open(
+            capture,
+            target,
+            ctx.export_timeouts,
+        )?)),
         other => Err(format!("target type {other} is not available")),
     }
 }
@@ -114,7 +126,7 @@ pub fn local_sink(
         } else {
             LayerKeyMode::L2
         },
-        ..FlowTableConfig::default()
+        ..ctx.flow_defaults.clone()
     };
     let source = Arc::new(flows::FlowSource {
         node: target.node.clone(),

@@ -188,7 +188,10 @@ impl Placer {
                     );
                 }
                 Err(reason) => {
-                    warn!(capture = %capture.uuid, node = %target.node, "cannot start: {reason}");
+                    // Retried at every placement (a name may come to resolve); said once.
+                    if self.failed.get(&key).map(|(_, r)| r) != Some(&reason) {
+                        warn!(capture = %capture.uuid, node = %target.node, "cannot start: {reason}");
+                    }
                     self.failed.insert(key, (capture, reason));
                 }
             }

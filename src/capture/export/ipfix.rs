@@ -12,6 +12,7 @@
 //! than send counts a collector could not scale.
 
 use topotap_targets::export::ipfix::{IpfixConfig, IpfixExporter};
+use topotap_targets::export::netflow::FlowTimeouts;
 
 use super::netflow::{capture_point_hash, connect, meter, FlowExportSink};
 use crate::capture::placer::Target;
@@ -22,7 +23,11 @@ pub type IpfixSink = FlowExportSink<IpfixExporter>;
 
 impl IpfixSink {
     /// Resolves the collector, opens the UDP socket and builds the exporter; the error says why not.
-    pub fn open(capture: &Capture, target: &Target) -> Result<Self, String> {
+    pub fn open(
+        capture: &Capture,
+        target: &Target,
+        timeouts: FlowTimeouts,
+    ) -> Result<Self, String> {
         if capture.sampling_rate > 1 {
             return Err(format!(
                 "the ipfix target does not sample (SamplingRate {}: use 1, or the sflow or netflowv5 target)",
@@ -37,7 +42,7 @@ impl IpfixSink {
         };
         let exporter = IpfixExporter::new(config).map_err(|e| e.to_string())?;
         Ok(FlowExportSink::new(
-            meter(capture, target, 1),
+            meter(capture, target, 1, timeouts),
             exporter,
             sender,
         ))

@@ -6,8 +6,9 @@
 //! that saw packets since the previous export, Layer-3 byte deltas, the real protocol number,
 //! cumulative TCP flags per direction, the first packet's ToS, `input` = the captured interface's
 //! ifindex (in its namespace) and `output` = 0, `First`/`Last`/`SysUptime` in ms since this capture
-//! point started. Flows are exported every [`ACTIVE_TIMEOUT`] while active and once more when idle for
-//! [`INACTIVE_TIMEOUT`]; stopping or deleting the capture (or stopping topotap) exports everything
+//! point started. Flows are exported every active timeout (default 60 s, `--flow-export-active-timeout`)
+//! while active and once more when idle for the inactive timeout (default 15 s,
+//! `--flow-export-inactive-timeout`); stopping or deleting the capture (or stopping topotap) exports everything
 //! still held. `SamplingRate` N > 1 accounts 1 packet in N and announces it in `sampling_interval`.
 //! IPv6 flows do not fit v5: they are counted in `Export.Skipped` (use the `ipfix` target for them).
 //!
@@ -19,11 +20,9 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use topotap_targets::export::netflow::{
     ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts, NetflowV5Config, NetflowV5Exporter,
-    DEFAULT_ACTIVE_TIMEOUT, DEFAULT_INACTIVE_TIMEOUT,
 };
 use topotap_targets::flow::{xxh64, FlowTableConfig};
 use topotap_targets::packet::{LinkType, Timestamp};
@@ -32,11 +31,6 @@ use topotap_targets::send::UdpExporter;
 use crate::capture::engine::{self, ExportStats, PacketSink};
 use crate::capture::placer::Target;
 use crate::capture::{parse_target, Capture};
-
-/// A flow is exported at least this often while it sees packets.
-pub const ACTIVE_TIMEOUT: Duration = DEFAULT_ACTIVE_TIMEOUT;
-/// A flow idle this long is exported one last time and forgotten.
-pub const INACTIVE_TIMEOUT: Duration = DEFAULT_INACTIVE_TIMEOUT;
 
 /// NetFlow v5 export of one capture point.
 pub type NetflowSink = FlowExportSink<NetflowV5Exporter>;
@@ -50,7 +44,11 @@ pub struct FlowExportSink<E> {
 
 impl NetflowSink {
     /// Resolves the collector, opens the UDP socket and builds the exporter; the error says why not.
-    pub fn open(capture: &Capture, target: &Target) -> Result<Self, String> {
+    pub fn open(
+        capture: &Capture,
+        target: &Target,
+        timeouts: FlowTimeouts,
+    ) -> Result<Self, String> {
         let sender = connect(capture, "NetFlow", 2055)?;
         let point = capture_point_hash(capture, target);
         let config = NetflowV5Config {
@@ -62,7 +60,7 @@ impl NetflowSink {
         };
         let exporter = NetflowV5Exporter::new(config).map_err(|e| e.to_string())?;
         Ok(FlowExportSink::new(
-            meter(capture, target, config.sampling_interval),
+            meter(capture, target, config.sampling_interval, timeouts),
             exporter,
             sender,
         ))
@@ -86,11 +84,12 @@ impl<E: FlowExporter> FlowExportSink<E> {
 }
 
 /// The flow table of a capture point, with the export timeouts and 1-in-`sampling` packet sampling.
-pub fn meter(capture: &Capture, target: &Target, sampling: u32) -> FlowMeter {
-    let timeouts = FlowTimeouts {
-        active: ACTIVE_TIMEOUT,
-        inactive: INACTIVE_TIMEOUT,
-    };
+pub fn meter(
+    capture: &Capture,
+    target: &Target,
+    sampling: u32,
+    timeouts: FlowTimeouts,
+) -> FlowMeter {
     let config = timeouts.table_config(FlowTableConfig {
         capture_id: capture.uuid.clone(),
         node_tid: target.tid.clone(),

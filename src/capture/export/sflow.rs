@@ -77,7 +77,9 @@ impl SflowSink {
             DEFAULT_HEADER_SIZE
         };
         let config = SflowConfig {
-            agent: default_agent_address(from),
+            agent: ctx
+                .sflow_agent
+                .unwrap_or_else(|| default_agent_address(from)),
             sub_agent_id: fnv1a(point.as_bytes()) as u32,
             sampling_rate: capture.sampling_rate.max(1),
             header_size,
