@@ -5,7 +5,9 @@ set -euo pipefail
 mode=${1:-test}
 pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
 if [ "$mode" = test ]; then
-  pkgs+=(iputils-ping socat tshark nfdump pmacct softflowd tcpreplay tcpdump chromium nodejs)
+  pkgs+=(iputils-ping socat bc tshark nfdump pmacct softflowd tcpreplay tcpdump chromium)
+  # The browser tests need Node.js and npm; the machine image may bring its own.
+  command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
 fi
 missing=()
