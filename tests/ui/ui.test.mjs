@@ -1,34 +1,15 @@
 // Browser tests of the bundled web UI: a real topotap (TOPOTAP_BIN, --no-probes) on a
 // free port, Debian's Chromium driven by playwright-core. Nothing is built or
-// downloaded here. Screenshots go to target/ui-artifacts/.
+// downloaded here. Screenshots go to target/ui-artifacts/. live.test.mjs runs the UI
+// against topotap's probes on this machine instead; harness.mjs has what both share.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS, BIN, CHROMIUM, freePort, launchPage, startTopotap, stopTopotap } from './harness.mjs';
 import { bigHost, publish, smallHost } from './seed.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const BIN = path.resolve(root, process.env.TOPOTAP_BIN || 'target/debug/topotap');
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const ARTIFACTS = path.join(root, 'target', 'ui-artifacts');
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 let port;
 let base;
@@ -40,48 +21,11 @@ let seeded;
 const consoleErrors = [];
 let wsDownWindow = false;
 
-async function freePort() {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const p = srv.address().port;
-  srv.close();
-  await once(srv, 'close');
-  return p;
+function startServer() {
+  return startTopotap(['allinone', '--listen', `127.0.0.1:${port}`, '--no-probes', '--host-id', 'ui-test', '--state-dir', stateDir]);
 }
 
-async function startServer() {
-  const child = spawn(BIN, ['allinone', '--listen', `127.0.0.1:${port}`, '--no-probes', '--host-id', 'ui-test', '--state-dir', stateDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, TOPOTAP_LOG: 'warn' },
-  });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  await new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`topotap did not start in 20 s: ${stderr}`)), 20000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`topotap exited with ${code}: ${stderr}`));
-    });
-  });
-  child.removeAllListeners('exit');
-  return child;
-}
-
-async function stopServer(child, signal = 'SIGTERM') {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill(signal);
-  await exited;
-}
+const stopServer = stopTopotap;
 
 async function shot(name) {
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
@@ -136,16 +80,7 @@ before(async () => {
   server = await startServer();
   seeded = smallHost('ui-test');
   await publish(base, seeded.topo);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, colorScheme: 'dark' });
-  page = await context.newPage();
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const msg = { text: m.text(), url: m.location()?.url };
-    msg.expected = expectedError(msg);
-    consoleErrors.push(msg);
-  });
-  page.on('pageerror', (e) => consoleErrors.push({ text: `pageerror: ${e.message}`, url: '', expected: false }));
+  ({ browser, page } = await launchPage(consoleErrors, expectedError));
 });
 
 after(async () => {
