@@ -9,12 +9,17 @@
 # mirrored packets sent (topotap's export counters) and received by the collector, the
 # forwarding rate and the loss (offered - received).
 #
-# Usage (root, from the repository): bench/erspan-live.sh [PACKETS] [FLOWS] [erspanv1|erspanv2]
+# Usage (root, from the repository):
+#   bench/erspan-live.sh [PACKETS] [FLOWS] [erspanv1|erspanv2] [PPS]
+# PPS replays at that rate (tcpreplay --pps) instead of --topspeed, to find the highest
+# rate mirrored with zero loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packets=${1:-1000000}
 flows=${2:-10000}
 kind=${3:-erspanv1}
+pps=${4:-}
+if [ -n "$pps" ]; then speed=(--pps="$pps"); else speed=(--topspeed); fi
 tag=el$$
 work=$(mktemp -d)
 port=$((20000 + $$ % 20000))
@@ -72,7 +77,7 @@ sleep 1
 rx0=$(ip netns exec "${tag}c" cat /sys/class/net/eth0/statistics/rx_packets)
 
 start=$(date +%s.%N)
-ip netns exec "${tag}s" tcpreplay -q -i s0 --topspeed "$work/in.pcap" >"$work/tcpreplay.out" 2>&1
+ip netns exec "${tag}s" tcpreplay -q -i s0 "${speed[@]}" "$work/in.pcap" >"$work/tcpreplay.out" 2>&1
 end=$(date +%s.%N)
 sleep 2
 kill -INT "$td"; wait "$td" || true; td=
