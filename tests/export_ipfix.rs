@@ -8,11 +8,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::collector::{
-    ifindex, in_netns, require, send_udp, tshark_fields, tshark_malformed, CollectorNet,
+    ifindex, in_netns, require, send_udp, tshark_fields, tshark_malformed, CollectorNet, Tcpdump,
 };
 use common::net::{bridged_pair, sh};
 use common::nfdump::{
-    aggregate, create_capture, delete_capture, ground_truth, tcp_exchange, wait_state, Dump, Nfcapd,
+    aggregate, create_capture, delete_capture, ground_truth, tcp_exchange, wait_state, Nfcapd,
 };
 use common::{rand_tag, Topotap};
 use serde_json::json;
@@ -41,7 +41,7 @@ async fn ipv4_and_ipv6_flows_reach_nfcapd_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut nfcapd = Nfcapd::start(&collector.ns, &collector.v4, 4739, dir.path());
     let wire = dir.path().join("export.pcap");
-    let mut export_dump = Dump::start(&collector.ns, "eth0", "udp port 4739", &wire);
+    let mut export_dump = Tcpdump::start(Some(&collector.ns), "eth0", "udp port 4739", &wire);
     // Warm neighbour discovery up so the exchanges below are the only traffic of interest.
     sh(&format!("ip netns exec {p}a ping -c 1 -W 2 10.77.53.2"));
     sh(&format!(
@@ -62,7 +62,7 @@ async fn ipv4_and_ipv6_flows_reach_nfcapd_exactly() {
     .await;
     wait_state(&t, &uuid, "active").await;
     let truth_pcap = dir.path().join("truth.pcap");
-    let mut truth_dump = Dump::start(&format!("{p}a"), "eth0", TEST_TRAFFIC, &truth_pcap);
+    let mut truth_dump = Tcpdump::start(Some(&format!("{p}a")), "eth0", TEST_TRAFFIC, &truth_pcap);
 
     sh(&format!(
         "ip netns exec {p}a ping -c 4 -i 0.2 -s 100 -W 1 10.77.53.2"

@@ -8,11 +8,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::collector::{
-    ifindex, in_netns, require, send_udp, tshark_fields, tshark_malformed, CollectorNet,
+    ifindex, in_netns, require, send_udp, tshark_fields, tshark_malformed, CollectorNet, Tcpdump,
 };
 use common::net::{bridged_pair, sh};
 use common::nfdump::{
-    aggregate, create_capture, delete_capture, ground_truth, tcp_exchange, wait_state, Dump, Nfcapd,
+    aggregate, create_capture, delete_capture, ground_truth, tcp_exchange, wait_state, Nfcapd,
 };
 use common::{rand_tag, Topotap};
 use serde_json::json;
@@ -32,7 +32,7 @@ async fn flows_reach_nfcapd_exactly_and_deleting_the_capture_flushes_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut nfcapd = Nfcapd::start(&collector.ns, &collector.v4, 2055, dir.path());
     let wire = dir.path().join("export.pcap");
-    let mut export_dump = Dump::start(&collector.ns, "eth0", "udp port 2055", &wire);
+    let mut export_dump = Tcpdump::start(Some(&collector.ns), "eth0", "udp port 2055", &wire);
     // Warm ARP up so the exchanges below are the only IP traffic of interest.
     sh(&format!("ip netns exec {p}a ping -c 1 -W 2 10.77.51.2"));
 
@@ -49,7 +49,7 @@ async fn flows_reach_nfcapd_exactly_and_deleting_the_capture_flushes_them() {
     .await;
     wait_state(&t, &uuid, "active").await;
     let truth_pcap = dir.path().join("truth.pcap");
-    let mut truth_dump = Dump::start(&format!("{p}a"), "eth0", "ip", &truth_pcap);
+    let mut truth_dump = Tcpdump::start(Some(&format!("{p}a")), "eth0", "ip", &truth_pcap);
 
     sh(&format!(
         "ip netns exec {p}a ping -c 5 -i 0.2 -s 56 -W 1 10.77.51.2"
@@ -192,7 +192,7 @@ async fn refused_collector_counts_errors_ipv6_is_skipped_and_sampling_is_announc
     let dir = tempfile::tempdir().unwrap();
     let mut nfcapd = Nfcapd::start(&collector.ns, &collector.v4, 2056, dir.path());
     let wire = dir.path().join("export.pcap");
-    let mut export_dump = Dump::start(&collector.ns, "eth0", "udp port 2056", &wire);
+    let mut export_dump = Tcpdump::start(Some(&collector.ns), "eth0", "udp port 2056", &wire);
 
     let t = Topotap::start(&["--ovsdb", "none"]);
     let query = format!("G.V().Has('Name', '{p}a').Out().Has('Name', 'eth0')");

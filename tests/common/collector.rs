@@ -138,14 +138,17 @@ impl Tcpdump {
         };
         // `ip netns exec` execs tcpdump: the child's pid is tcpdump's.
         let mut child = cmd
-            // Immediate mode: frames are not held in a kernel block that a stop would lose.
+            // Immediate mode: frames are not held in a kernel block that a stop would
+            // lose. It uses TPACKET_V2, one snaplen-sized slot per frame: a 2048-byte
+            // snaplen (whole frames on these 1500-byte links) keeps the ring from
+            // running out of slots in a burst, as -s 0 would.
             .args([
                 "-i",
                 iface,
                 "--immediate-mode",
                 "-U",
                 "-s",
-                "0",
+                "2048",
                 "-B",
                 "16384",
                 "-n",
@@ -184,20 +187,7 @@ impl Tcpdump {
 
     /// Stops tcpdump (SIGINT: it flushes the file) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::stop_child(&mut self.child, "-INT", Duration::from_secs(5));
     }
 }
 

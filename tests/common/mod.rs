@@ -131,6 +131,25 @@ impl Drop for Topotap {
     }
 }
 
+/// Sends `signal` (`-INT`, `-TERM`) to a child, waits up to `timeout` for it to exit,
+/// then kills it. Used to stop capture tools and collectors so they flush their files.
+pub fn stop_child(child: &mut Option<Child>, signal: &str, timeout: Duration) {
+    if let Some(mut c) = child.take() {
+        let _ = Command::new("kill")
+            .args([signal, &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 fn state_dir() -> String {
     let dir = std::env::temp_dir().join(format!(
         "topotap-test-{}-{}",

@@ -57,20 +57,7 @@ impl Nfcapd {
 
     /// Stops nfcapd and waits until it has written its file.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        super::stop_child(&mut self.child, "-TERM", Duration::from_secs(10));
     }
 
     /// Every flow record received, in the order stored. Stops nfcapd first.
@@ -288,70 +275,6 @@ pub fn ground_truth(pcap: &Path) -> std::collections::BTreeMap<FlowKey, Counts> 
 }
 
 // ---- packet captures ----
-
-/// `tcpdump --immediate-mode -w` in a namespace: every frame is written as it arrives, so stopping
-/// it (SIGINT) loses nothing; with the default block buffering the last partly filled block of the
-/// ring is lost on exit.
-pub struct Dump {
-    child: Option<Child>,
-    pub path: PathBuf,
-}
-
-impl Dump {
-    pub fn start(ns: &str, iface: &str, filter: &str, path: &Path) -> Dump {
-        require("tcpdump", "tcpdump");
-        // A 2048-byte snaplen (whole frames on these 1500-byte links, headers of GSO super-packets)
-        // keeps TPACKET_V2's per-frame slots small: with -s 0 a 2 MiB ring has 8 slots and drops
-        // bursts.
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "--immediate-mode", "-U"])
-            .args(["-s", "2048", "-B", "16384"])
-            .args(["-i", iface, "-n", "-w"])
-            .arg(path)
-            .arg(filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tcpdump");
-        // tcpdump writes the file header once it has opened the interface and set the filter.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::metadata(path).map_or(true, |m| m.len() < 24) {
-            assert!(
-                Instant::now() < deadline,
-                "tcpdump did not start on {ns}/{iface}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dump {
-            child: Some(child),
-            path: path.to_owned(),
-        }
-    }
-
-    /// Stops tcpdump (SIGINT) and waits for it.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 // ---- captures and traffic ----
 
