@@ -91,6 +91,21 @@ struct Stamp {
     order: u32,
 }
 
+impl Stamp {
+    /// Changes the metadata through `f`; when it really changed, bumps the revision and
+    /// `UpdatedAt`. Returns whether it changed.
+    fn change(&mut self, f: impl FnOnce(&mut Metadata)) -> bool {
+        let before = self.metadata.clone();
+        f(&mut self.metadata);
+        if self.metadata == before {
+            return false;
+        }
+        self.revision += 1;
+        self.updated_at = now_ms().max(self.updated_at);
+        true
+    }
+}
+
 /// (`Host`, `Origin`) pairs shared by many elements, stored once.
 #[derive(Debug, Default)]
 struct Interner {
@@ -438,14 +453,9 @@ impl Graph {
         let ix = self
             .find_node(id)
             .ok_or_else(|| GraphError::NoSuchNode(id.clone()))?;
-        let stamp = &mut self.inner[ix.0];
-        let before = stamp.metadata.clone();
-        f(&mut stamp.metadata);
-        if stamp.metadata == before {
+        if !self.inner[ix.0].change(f) {
             return Ok(false);
         }
-        stamp.revision += 1;
-        stamp.updated_at = now_ms().max(stamp.updated_at);
         self.publish(|| GraphEvent::NodeUpdated(self.node(ix).to_owned()));
         Ok(true)
     }
@@ -471,14 +481,9 @@ impl Graph {
         let ix = self
             .find_edge(id)
             .ok_or_else(|| GraphError::NoSuchEdge(id.clone()))?;
-        let stamp = &mut self.inner[ix.0];
-        let before = stamp.metadata.clone();
-        f(&mut stamp.metadata);
-        if stamp.metadata == before {
+        if !self.inner[ix.0].change(f) {
             return Ok(false);
         }
-        stamp.revision += 1;
-        stamp.updated_at = now_ms().max(stamp.updated_at);
         self.publish(|| GraphEvent::EdgeUpdated(self.edge(ix).to_owned()));
         Ok(true)
     }
