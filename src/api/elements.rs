@@ -9,9 +9,11 @@ use serde_json::{Map, Value};
 use topotap_topology::{now_ms, Edge, GraphError, Identifier, Metadata, Node};
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
-use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use super::{
+    parse_json, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -351,10 +353,5 @@ fn delete(s: &AppState, kind: Kind, id: &str) -> ApiResult {
         Kind::Edge => g.delete_edge(&ident).map(|_| ()),
     }
     .map_err(|e| graph_error(kind, id, e))?;
-    let mut resp = "".into_response();
-    resp.headers_mut().insert(
-        warp::http::header::CONTENT_TYPE,
-        warp::http::HeaderValue::from_static("text/plain"),
-    );
-    Ok(resp)
+    Ok(reply_deleted())
 }

@@ -117,6 +117,14 @@ pub fn reply_error(err: ApiError) -> Response {
     resp
 }
 
+/// Skydive's answer to a successful DELETE: 200, `text/plain`, no body.
+pub fn reply_deleted() -> Response {
+    let mut resp = "".into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
 /// A JSON reply with Skydive's content type.
 pub fn reply_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {

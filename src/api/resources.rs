@@ -6,9 +6,11 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
-use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use super::{
+    parse_json, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
+};
 use crate::resources::{parse_go_duration, Resource, Store, StoreError};
 
 pub fn routes<T: Resource>(
@@ -64,14 +66,7 @@ pub fn routes<T: Resource>(
         .and(st())
         .map(|id: String, _s: AppState, store: Arc<Store<T>>| {
             respond_now(match store.delete(&id) {
-                Ok(_) => {
-                    let mut resp = "".into_response();
-                    resp.headers_mut().insert(
-                        warp::http::header::CONTENT_TYPE,
-                        warp::http::HeaderValue::from_static("text/plain"),
-                    );
-                    Ok(resp)
-                }
+                Ok(_) => Ok(reply_deleted()),
                 Err(_) => Err(not_found::<T>(&id)),
             })
         });
