@@ -20,6 +20,11 @@ use topotap_targets::packet::{LinkType, Timestamp};
 pub trait PacketSink: Send {
     /// One frame: its link type, capture time, length on the wire, the captured bytes.
     fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]);
+    /// The capture has no more frames ready: send whatever [`packet`](Self::packet)
+    /// buffered (a batch of mirrored frames). Also called before every `tick` and
+    /// before `finish`, so nothing waits longer than the ring's [`BLOCK_TIMEOUT`] or a
+    /// [`TICK`].
+    fn flush(&mut self) {}
     /// Called at least every [`TICK`] with the current time, for periodic exports.
     fn tick(&mut self, now: Timestamp);
     /// The capture is ending: export or publish everything still pending.
@@ -140,6 +145,7 @@ impl Worker {
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut sink = sink;
             let result = run(&spec, sink.as_mut(), &sh);
+            sink.flush();
             sink.finish(now());
             *sh.state.lock() = match result {
                 Ok(()) => WorkerState::Stopped,
@@ -233,12 +239,15 @@ fn run(spec: &CaptureSpec, sink: &mut dyn PacketSink, shared: &WorkerShared) -> 
                 sink.packet(link, ts, p.header.len, p.data);
             }
             Err(pcap::Error::TimeoutExpired) => {
-                // Nothing buffered: sleep until the kernel has frames or a tick is due.
+                // Nothing buffered: send what the sink batched, then sleep until the
+                // kernel has frames or a tick is due.
+                sink.flush();
                 super::wait::readable(&cap, TICK);
             }
             Err(e) => return Err(format!("capture on {} failed: {e}", spec.ifname)),
         }
         if last_tick.elapsed() >= TICK {
+            sink.flush();
             sink.tick(now());
             last_tick = Instant::now();
         }

@@ -6,11 +6,14 @@
 //! the namespace the collector is reachable from (the root namespace), not on a capture thread that
 //! entered the captured interface's namespace.
 
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::wire::gre;
@@ -21,6 +24,8 @@ pub struct SendCounters {
     sent: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
+    /// The OS error code of the last failed send, 0 if none failed yet.
+    last_errno: AtomicI32,
 }
 
 /// A snapshot of [`SendCounters`].
@@ -50,12 +55,95 @@ impl SendCounters {
                 self.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 true
             }
-            Err(_) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                self.record_error(e.raw_os_error().unwrap_or(0));
                 false
             }
         }
     }
+
+    fn record_sent(&self, datagrams: u64, bytes: u64) {
+        self.sent.fetch_add(datagrams, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn record_error(&self, errno: i32) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if errno != 0 {
+            self.last_errno.store(errno, Ordering::Relaxed);
+        }
+    }
+
+    /// The error of the last failed send, if any failed.
+    pub fn last_error(&self) -> Option<io::Error> {
+        match self.last_errno.load(Ordering::Relaxed) {
+            0 => None,
+            errno => Some(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Most datagrams handed to the kernel in one `sendmmsg`; longer batches take several calls.
+pub const MAX_BATCH: usize = 64;
+
+thread_local! {
+    /// The `mmsghdr` array `sendmmsg` fills, allocated once per sending thread (nix's headers hold raw
+    /// pointers, so they cannot live in a sender shared across threads).
+    static SEND_HEADERS: RefCell<Option<MultiHeaders<SockaddrStorage>>> = const { RefCell::new(None) };
+}
+
+/// Sends `packets` in order on `fd` with as few `sendmmsg` calls as possible, each datagram to the
+/// matching entry of `dests` (at least [`MAX_BATCH`] long; `None` = the connected peer). A datagram the
+/// kernel refuses is counted as an error and skipped; the rest are still sent. Returns how many were
+/// handed to the kernel.
+fn send_all(
+    fd: RawFd,
+    dests: &[Option<SockaddrStorage>],
+    packets: &[&[u8]],
+    counters: &SendCounters,
+) -> usize {
+    SEND_HEADERS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let headers = cell.get_or_insert_with(|| MultiHeaders::preallocate(MAX_BATCH, None));
+        let mut sent = 0;
+        let mut rest = packets;
+        while !rest.is_empty() {
+            let n = rest.len().min(MAX_BATCH);
+            let iovs: [[IoSlice<'_>; 1]; MAX_BATCH] =
+                std::array::from_fn(|i| [IoSlice::new(rest.get(i).copied().unwrap_or_default())]);
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                fd,
+                headers,
+                &iovs[..n],
+                &dests[..n],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(results) => {
+                    let (mut count, mut bytes) = (0usize, 0u64);
+                    for r in results {
+                        count += 1;
+                        bytes += r.bytes as u64;
+                    }
+                    counters.record_sent(count as u64, bytes);
+                    sent += count;
+                    // The kernel sends at least one or fails; never loop on a call that did neither.
+                    if count == 0 {
+                        counters.record_error(0);
+                    }
+                    rest = &rest[count.max(1)..];
+                }
+                // The first datagram of the call failed (a later one would only end the call early):
+                // drop it and carry on with the next.
+                Err(errno) => {
+                    counters.record_error(errno as i32);
+                    rest = &rest[1..];
+                }
+            }
+        }
+        sent
+    })
 }
 
 /// Resolves `host:port` (hostname, IPv4, or `[IPv6]`) to its first address.
@@ -98,6 +186,9 @@ pub struct UdpExporter {
     counters: Arc<SendCounters>,
 }
 
+/// `sendmmsg` destinations for a connected socket: none.
+const CONNECTED: [Option<SockaddrStorage>; MAX_BATCH] = [None; MAX_BATCH];
+
 impl UdpExporter {
     /// Resolves `target` (`host:port`, IPv4 or IPv6) once and connects to it.
     pub fn connect(target: &str) -> io::Result<Self> {
@@ -137,6 +228,17 @@ impl UdpExporter {
         self.counters.record(self.socket.send(datagram))
     }
 
+    /// Sends `datagrams` in order with as few `sendmmsg` calls as possible (up to [`MAX_BATCH`] each);
+    /// returns how many were handed to the kernel. Failures are counted, not raised.
+    pub fn send_batch(&self, datagrams: &[&[u8]]) -> usize {
+        send_all(
+            self.socket.as_raw_fd(),
+            &CONNECTED,
+            datagrams,
+            &self.counters,
+        )
+    }
+
     pub fn counters(&self) -> Arc<SendCounters> {
         Arc::clone(&self.counters)
     }
@@ -153,6 +255,8 @@ pub struct GreSender {
     socket: Socket,
     dest: SockAddr,
     peer: IpAddr,
+    /// `dest` once per datagram of a `sendmmsg` batch.
+    dests: Box<[Option<SockaddrStorage>]>,
     counters: Arc<SendCounters>,
 }
 
@@ -172,6 +276,8 @@ impl GreSender {
             socket,
             dest: SockAddr::from(SocketAddr::new(peer, 0)),
             peer,
+            dests: vec![Some(SockaddrStorage::from(SocketAddr::new(peer, 0))); MAX_BATCH]
+                .into_boxed_slice(),
             counters: Arc::default(),
         })
     }
@@ -194,6 +300,23 @@ impl GreSender {
     pub fn send(&self, gre_packet: &[u8]) -> bool {
         self.counters
             .record(self.socket.send_to(gre_packet, &self.dest))
+    }
+
+    /// Sends `gre_packets` in order with as few `sendmmsg` calls as possible (up to [`MAX_BATCH`] each);
+    /// returns how many were handed to the kernel. Failures are counted (one per packet dropped), not
+    /// raised.
+    pub fn send_batch(&self, gre_packets: &[&[u8]]) -> usize {
+        send_all(
+            self.socket.as_raw_fd(),
+            &self.dests,
+            gre_packets,
+            &self.counters,
+        )
+    }
+
+    /// The error of the last failed send, if any failed.
+    pub fn last_error(&self) -> Option<io::Error> {
+        self.counters.last_error()
     }
 
     pub fn counters(&self) -> Arc<SendCounters> {

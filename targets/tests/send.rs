@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use topotap_targets::send::{GreSender, UdpExporter};
+use topotap_targets::send::{GreSender, UdpExporter, MAX_BATCH};
 use topotap_targets::wire::erspan::{Mirrored, Repr, Session, TypeII, TypeIII};
 use topotap_targets::wire::netflow5::{self, DatagramBuilder, HeaderRepr, RecordRepr};
 
@@ -167,4 +167,153 @@ fn gre_sender_ipv6_loopback() {
             ..Default::default()
         }),
     );
+}
+
+#[test]
+fn udp_exporter_send_batch_ipv4_loopback() {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let exporter = UdpExporter::connect(&rx.local_addr().unwrap().to_string()).unwrap();
+    // More than one `sendmmsg` worth.
+    let n = MAX_BATCH as u32 + 7;
+    let datagrams: Vec<Vec<u8>> = (0..n).map(netflow_datagram).collect();
+    let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    assert_eq!(exporter.send_batch(&slices), n as usize);
+    let mut buf = [0u8; 2048];
+    for seq in 0..n {
+        let n = rx.recv(&mut buf).unwrap();
+        let parsed = netflow5::Repr::parse(&buf[..n]).unwrap();
+        assert_eq!(parsed.header.flow_sequence, seq);
+    }
+    let stats = exporter.stats();
+    assert_eq!((stats.sent, stats.errors), (u64::from(n), 0));
+    assert_eq!(stats.bytes, u64::from(n) * 72);
+    assert!(exporter.counters().last_error().is_none());
+}
+
+/// A raw GRE receive socket with room for a few hundred small packets.
+fn gre_receiver(domain: Domain) -> Socket {
+    let rx = Socket::new(domain, Type::RAW, Some(Protocol::from(47))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    rx.set_recv_buffer_size(4 << 20).unwrap();
+    rx
+}
+
+/// Encodes `count` marker frames (the marker plus their index) in one session, as a batch.
+fn encoded_batch(session: &mut Session, marker: &[u8], count: u16) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut buf = [0u8; 2048];
+    (0..count)
+        .map(|i| {
+            let mut frame = marker.to_vec();
+            frame.extend_from_slice(&i.to_be_bytes());
+            let n = session.encode(&frame, &mut buf).unwrap();
+            (frame, buf[..n].to_vec())
+        })
+        .unzip()
+}
+
+/// Receives on `rx` the GRE packets carrying frames that start with `marker`, until `count` of them
+/// arrived (5 s at most).
+fn receive_marked(rx: &Socket, ipv4: bool, marker: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while got.len() < count && Instant::now() < deadline {
+        let n = match (&*rx).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => panic!("raw receive: {e}"),
+        };
+        let packet = if ipv4 {
+            &buf[usize::from(buf[0] & 0x0f) * 4..n]
+        } else {
+            &buf[..n]
+        };
+        if matches!(Mirrored::parse(packet), Ok(m) if m.frame.starts_with(marker)) {
+            got.push(packet.to_vec());
+        }
+    }
+    got
+}
+
+fn gre_batch_round_trip(peer: IpAddr, header: Repr) {
+    let (domain, ipv4) = match peer {
+        IpAddr::V4(_) => (Domain::IPV4, true),
+        IpAddr::V6(_) => (Domain::IPV6, false),
+    };
+    let rx = gre_receiver(domain);
+    let sender = GreSender::open(peer).unwrap();
+    let mut session = Session::new(header).unwrap();
+    let marker = marker_frame();
+    // Two full `sendmmsg` calls and a partial one.
+    let count = 2 * MAX_BATCH as u16 + 9;
+    let (frames, packets) = encoded_batch(&mut session, &marker, count);
+    let slices: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    assert_eq!(sender.send_batch(&slices), usize::from(count));
+    let got = receive_marked(&rx, ipv4, &marker, usize::from(count));
+    assert_eq!(got.len(), usize::from(count), "packets received");
+    for (i, packet) in got.iter().enumerate() {
+        assert_eq!(packet, &packets[i], "packet {i} byte for byte, in order");
+        let m = Mirrored::parse(packet).unwrap();
+        assert_eq!(m.sequence, i as u32);
+        assert_eq!(m.header, header);
+        assert_eq!(m.frame, frames[i].as_slice());
+    }
+    let stats = sender.stats();
+    assert_eq!((stats.sent, stats.errors), (u64::from(count), 0));
+    assert_eq!(
+        stats.bytes,
+        packets.iter().map(|p| p.len() as u64).sum::<u64>()
+    );
+}
+
+#[test]
+fn gre_sender_batch_ipv4_loopback_in_order() {
+    gre_batch_round_trip(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Repr::TypeII(TypeII {
+            session_id: (std::process::id() & 0x3ff) as u16,
+            index: 7,
+            ..Default::default()
+        }),
+    );
+}
+
+#[test]
+fn gre_sender_batch_ipv6_loopback_in_order() {
+    gre_batch_round_trip(
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        Repr::TypeIII(TypeIII {
+            session_id: 9,
+            hw_id: 1,
+            ..Default::default()
+        }),
+    );
+}
+
+/// A packet the kernel refuses in the middle of a batch is counted as one error; the packets after it
+/// are still sent, in order.
+#[test]
+fn gre_sender_batch_counts_a_refused_packet_and_sends_the_rest() {
+    let rx = gre_receiver(Domain::IPV4);
+    let sender = GreSender::open(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+    let mut session = Session::new(Repr::TypeII(TypeII {
+        session_id: 11,
+        ..Default::default()
+    }))
+    .unwrap();
+    let marker = marker_frame();
+    let (_, packets) = encoded_batch(&mut session, &marker, 6);
+    // Larger than any IPv4 packet: EMSGSIZE.
+    let oversized = vec![0u8; 70_000];
+    let mut slices: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+    slices.insert(3, &oversized);
+    assert_eq!(sender.send_batch(&slices), 6);
+    let stats = sender.stats();
+    assert_eq!((stats.sent, stats.errors), (6, 1));
+    let err = sender.last_error().expect("the refused send's error");
+    assert_eq!(err.raw_os_error(), Some(90), "EMSGSIZE: {err}");
+    let got = receive_marked(&rx, true, &marker, 6);
+    assert_eq!(got, packets);
 }

@@ -6,19 +6,26 @@
 //! Each interface a capture runs on is its own session state (GRE sequence from 0); Type II tells them
 //! apart by `Index`, the interface's ifIndex. The target's port is ignored (`host:0`). Frames of
 //! non-Ethernet links (tun devices) are not mirrored: ERSPAN carries Ethernet frames.
+//!
+//! Encoded packets wait in a preallocated arena and leave in one `sendmmsg` when it holds
+//! [`MAX_BATCH`] packets or [`ARENA_BYTES`], or when the capture thread has no more frames ready
+//! ([`PacketSink::flush`], at the latest after the ring's block timeout), before every tick and at the
+//! end: one syscall per batch instead of one per frame, in capture (= sequence) order.
 
-use std::io;
 use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use topotap_targets::export::erspan::{ErspanConfig, ErspanSession, ErspanVersion};
 use topotap_targets::packet::{LinkType, Timestamp};
-use topotap_targets::send::GreSender;
+use topotap_targets::send::{GreSender, MAX_BATCH};
 
 use crate::capture::engine::{ExportStats, PacketSink};
 use crate::capture::placer::Target;
 use crate::capture::{parse_target, Capture};
+
+/// Bytes of encoded packets buffered before a send (a larger packet is sent alone).
+pub const ARENA_BYTES: usize = 64 * 1024;
 
 /// Mirrors one capture point's frames to an ERSPAN collector.
 pub struct ErspanSink {
@@ -26,6 +33,7 @@ pub struct ErspanSink {
     sender: GreSender,
     stats: Arc<ExportStats>,
     skipped_link: bool,
+    pending: Pending,
 }
 
 impl ErspanSink {
@@ -60,7 +68,75 @@ impl ErspanSink {
             sender,
             stats: Arc::default(),
             skipped_link: false,
+            pending: Pending::new(),
         })
+    }
+
+    fn send_pending(&mut self) {
+        self.pending.send(&self.sender, &self.stats);
+    }
+}
+
+/// Encoded GRE packets not sent yet, back to back in a buffer allocated once.
+struct Pending {
+    arena: Vec<u8>,
+    /// Where each packet in `arena` ends.
+    ends: Vec<usize>,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Self {
+            // Never grows: a batch holds at most ARENA_BYTES, or one larger packet alone, and
+            // no GRE packet reaches 64 KiB.
+            arena: Vec::with_capacity(ARENA_BYTES),
+            ends: Vec::with_capacity(MAX_BATCH),
+        }
+    }
+
+    /// Whether `len` more bytes go in the same batch.
+    fn has_room(&self, len: usize) -> bool {
+        self.ends.is_empty()
+            || (self.ends.len() < MAX_BATCH && self.arena.len() + len <= ARENA_BYTES)
+    }
+
+    fn push(&mut self, packet: &[u8]) {
+        self.arena.extend_from_slice(packet);
+        self.ends.push(self.arena.len());
+    }
+
+    /// Sends the buffered packets, in order, with one `sendmmsg`, and counts the outcome.
+    fn send(&mut self, sender: &GreSender, stats: &ExportStats) {
+        if self.ends.is_empty() {
+            return;
+        }
+        let mut start = 0;
+        let packets: [&[u8]; MAX_BATCH] = std::array::from_fn(|i| match self.ends.get(i) {
+            Some(&end) => {
+                let p = &self.arena[start..end];
+                start = end;
+                p
+            }
+            None => &[],
+        });
+        let before = sender.stats();
+        sender.send_batch(&packets[..self.ends.len()]);
+        let after = sender.stats();
+        self.arena.clear();
+        self.ends.clear();
+        let sent = after.sent - before.sent;
+        stats.messages.fetch_add(sent, Ordering::Relaxed);
+        stats.records.fetch_add(sent, Ordering::Relaxed);
+        stats
+            .bytes
+            .fetch_add(after.bytes - before.bytes, Ordering::Relaxed);
+        let errors = after.errors - before.errors;
+        if errors > 0 {
+            stats.send_errors.fetch_add(errors, Ordering::Relaxed);
+            if let Some(e) = sender.last_error() {
+                *stats.last_error.lock() = Some(format!("send to {}: {e}", sender.peer()));
+            }
+        }
     }
 }
 
@@ -84,23 +160,26 @@ impl PacketSink for ErspanSink {
                 return;
             }
         };
-        if self.sender.send(packet) {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
-            self.stats.records.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes
-                .fetch_add(packet.len() as u64, Ordering::Relaxed);
-        } else {
-            // `send` just failed in a syscall on this thread: errno is still its error.
-            let e = io::Error::last_os_error();
-            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            *self.stats.last_error.lock() = Some(format!("send to {}: {e}", self.sender.peer()));
+        if !self.pending.has_room(packet.len()) {
+            self.pending.send(&self.sender, &self.stats);
+        }
+        self.pending.push(packet);
+        if self.pending.ends.len() == MAX_BATCH {
+            self.pending.send(&self.sender, &self.stats);
         }
     }
 
-    fn tick(&mut self, _now: Timestamp) {}
+    fn flush(&mut self) {
+        self.send_pending();
+    }
 
-    fn finish(&mut self, _now: Timestamp) {}
+    fn tick(&mut self, _now: Timestamp) {
+        self.send_pending();
+    }
+
+    fn finish(&mut self, _now: Timestamp) {
+        self.send_pending();
+    }
 
     fn export_stats(&self) -> Option<Arc<ExportStats>> {
         Some(self.stats.clone())
