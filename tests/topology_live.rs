@@ -19,31 +19,11 @@ fn topotap() -> Topotap {
     Topotap::start(&["--ovsdb", "none"])
 }
 
-/// The nodes whose name contains `tag` and the edges around them, for failure messages.
-async fn dump(t: &Topotap, tag: &str) -> String {
-    let nodes = t
-        .query(&format!("G.V().Has('Name',Regex('.*{tag}.*'))"))
-        .await;
-    let edges = t
-        .query(&format!(
-            "G.V().Has('Name',Regex('.*{tag}.*')).BothE().Dedup()"
-        ))
-        .await;
-    let mut out = String::new();
-    for n in nodes.as_array().into_iter().flatten() {
-        out += &format!("node {} {}\n", n["ID"], n["Metadata"]);
-    }
-    for e in edges.as_array().into_iter().flatten() {
-        out += &format!("edge {} -> {} {}\n", e["Parent"], e["Child"], e["Metadata"]);
-    }
-    out
-}
-
 /// Polls `q` until it returns `want`; fails with the last answer and a dump.
 async fn expect(t: &Topotap, tag: &str, q: &str, want: Value) {
     let (got, ok) = t.wait_for(q, DEADLINE, |v| v == &want).await;
     if !ok {
-        panic!("{q}: got {got}, want {want}\n{}", dump(t, tag).await);
+        panic!("{q}: got {got}, want {want}\n{}", t.dump_named(tag).await);
     }
 }
 
@@ -53,7 +33,10 @@ async fn one_id(t: &Topotap, tag: &str, q: &str) -> String {
         .wait_for(q, DEADLINE, |v| v.as_array().is_some_and(|a| a.len() == 1))
         .await;
     if !ok {
-        panic!("{q}: want one element, got {got}\n{}", dump(t, tag).await);
+        panic!(
+            "{q}: want one element, got {got}\n{}",
+            t.dump_named(tag).await
+        );
     }
     got[0]["ID"].as_str().expect("ID").to_owned()
 }
@@ -554,7 +537,7 @@ async fn observed(t: &Topotap, tag: &str, q: &str, want: &Value, since: Instant)
             return since.elapsed();
         }
         if since.elapsed() > DEADLINE {
-            panic!("{q}: got {got}, want {want}\n{}", dump(t, tag).await);
+            panic!("{q}: got {got}, want {want}\n{}", t.dump_named(tag).await);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -23,33 +23,13 @@ fn topotap(ovs: &Ovs) -> Topotap {
     Topotap::start(&["--ovsdb", &ovs.address()])
 }
 
-/// The nodes whose name contains `tag` and the edges around them, for failure messages.
-async fn dump(t: &Topotap, tag: &str) -> String {
-    let nodes = t
-        .query(&format!("G.V().Has('Name',Regex('.*{tag}.*'))"))
-        .await;
-    let edges = t
-        .query(&format!(
-            "G.V().Has('Name',Regex('.*{tag}.*')).BothE().Dedup()"
-        ))
-        .await;
-    let mut out = String::new();
-    for n in nodes.as_array().into_iter().flatten() {
-        out += &format!("node {} {}\n", n["ID"], n["Metadata"]);
-    }
-    for e in edges.as_array().into_iter().flatten() {
-        out += &format!("edge {} -> {} {}\n", e["Parent"], e["Child"], e["Metadata"]);
-    }
-    out
-}
-
 /// Polls `q` until it returns `want`; fails with the last answer and a dump.
 async fn expect(t: &Topotap, tag: &str, q: &str, want: Value) {
     let (got, ok) = t.wait_for(q, DEADLINE, |v| v == &want).await;
     if !ok {
         panic!(
             "{q}: got {got}, want {want}\n{}\n{}",
-            dump(t, tag).await,
+            t.dump_named(tag).await,
             status(t).await
         );
     }
@@ -61,7 +41,7 @@ async fn one_id(t: &Topotap, tag: &str, q: &str) -> String {
         .wait_for(q, DEADLINE, |v| v.as_array().is_some_and(|a| a.len() == 1))
         .await;
     if !ok {
-        panic!("{q}: want one node, got {got}\n{}", dump(t, tag).await);
+        panic!("{q}: want one node, got {got}\n{}", t.dump_named(tag).await);
     }
     got[0]["ID"].as_str().expect("node ID").to_owned()
 }
@@ -192,7 +172,7 @@ async fn veth_port_is_one_node_with_netlink_and_ovs_keys() {
             })
         })
         .await;
-    assert!(ok, "{q}: {got}\n{}", dump(&t, &tag).await);
+    assert!(ok, "{q}: {got}\n{}", t.dump_named(&tag).await);
     let m = &got[0]["Metadata"];
     assert_eq!(got[0]["ID"], before, "the netlink node is reused");
     assert_eq!(m["IfIndex"], ifindex, "{m}");

@@ -119,6 +119,27 @@ impl Topotap {
         }
     }
 
+    /// The nodes whose name contains `tag` and the edges around them, one per line,
+    /// for failure messages.
+    pub async fn dump_named(&self, tag: &str) -> String {
+        let nodes = self
+            .query(&format!("G.V().Has('Name',Regex('.*{tag}.*'))"))
+            .await;
+        let edges = self
+            .query(&format!(
+                "G.V().Has('Name',Regex('.*{tag}.*')).BothE().Dedup()"
+            ))
+            .await;
+        let mut out = String::new();
+        for n in nodes.as_array().into_iter().flatten() {
+            out += &format!("node {} {}\n", n["ID"], n["Metadata"]);
+        }
+        for e in edges.as_array().into_iter().flatten() {
+            out += &format!("edge {} -> {} {}\n", e["Parent"], e["Child"], e["Metadata"]);
+        }
+        out
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
