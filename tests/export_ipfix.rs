@@ -135,13 +135,7 @@ async fn ipv4_and_ipv6_flows_reach_nfcapd_exactly() {
     );
 
     let summary = nfcapd.summary();
-    let value = |k: &str| {
-        summary
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let value = |k: &str| summary.get(k).cloned().unwrap_or_default();
     assert_eq!(value("Sequence failures"), "0", "{summary:?}");
 
     // tshark: clean IPFIX; the templates first; sequence = data records before each message.

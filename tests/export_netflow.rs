@@ -143,13 +143,7 @@ async fn flows_reach_nfcapd_exactly_and_deleting_the_capture_flushes_them() {
     );
 
     let summary = nfcapd.summary();
-    let value = |k: &str| {
-        summary
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let value = |k: &str| summary.get(k).cloned().unwrap_or_default();
     assert_eq!(value("Sequence failures"), "0", "{summary:?}");
 
     // tshark: clean v5 datagrams, at most 30 records each, sequence = records before.

@@ -79,7 +79,7 @@ impl Nfcapd {
     }
 
     /// `nfdump -I`: totals and sequence failures of what was received, as key -> value.
-    pub fn summary(&mut self) -> Vec<(String, String)> {
+    pub fn summary(&mut self) -> std::collections::BTreeMap<String, String> {
         self.stop();
         nfdump(&self.dir, &["-I"])
             .lines()
