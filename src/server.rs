@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use topotap_probes::ProbesConfig;
-use topotap_targets::export::netflow::FlowTimeouts;
+use topotap_targets::export::pipeline::FlowTimeouts;
 use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;

@@ -68,7 +68,7 @@ pub struct SinkContext {
     /// Size and timers of the local target's flow tables (server flags).
     pub flow_defaults: FlowTableConfig,
     /// Active and inactive timeouts of the NetFlow v5 and IPFIX exporters.
-    pub export_timeouts: topotap_targets::export::netflow::FlowTimeouts,
+    pub export_timeouts: topotap_targets::export::pipeline::FlowTimeouts,
     /// sFlow agent address; `None`: the source address of the default route.
     pub sflow_agent: Option<std::net::IpAddr>,
 }

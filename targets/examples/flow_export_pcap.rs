@@ -13,9 +13,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use topotap_targets::export::ipfix::{IpfixConfig, IpfixExporter};
-use topotap_targets::export::netflow::{
-    ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts, NetflowV5Config, NetflowV5Exporter,
-};
+use topotap_targets::export::netflow::{NetflowV5Config, NetflowV5Exporter};
+use topotap_targets::export::pipeline::{ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts};
 use topotap_targets::flow::FlowTableConfig;
 use topotap_targets::packet::Timestamp;
 use topotap_targets::pcapfile::{PcapError, PcapReader, PcapRecord};

@@ -12,7 +12,7 @@
 //! than send counts a collector could not scale.
 
 use topotap_targets::export::ipfix::{IpfixConfig, IpfixExporter};
-use topotap_targets::export::netflow::FlowTimeouts;
+use topotap_targets::export::pipeline::FlowTimeouts;
 
 use super::netflow::{capture_point_hash, connect, meter, FlowExportSink};
 use crate::capture::placer::Target;

@@ -2,7 +2,7 @@
 //! records to the capture's `Target` (`host:port`, often port 2055) over UDP, from topotap's own
 //! namespace.
 //!
-//! The record semantics are those of [`topotap_targets::export::netflow`]: one record per direction
+//! The record semantics are those of [`topotap_targets::export::pipeline`]: one record per direction
 //! that saw packets since the previous export, Layer-3 byte deltas, the real protocol number,
 //! cumulative TCP flags per direction, the first packet's ToS, `input` = the captured interface's
 //! ifindex (in its namespace) and `output` = 0, `First`/`Last`/`SysUptime` in ms since this capture
@@ -21,9 +21,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use topotap_targets::export::netflow::{
-    ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts, NetflowV5Config, NetflowV5Exporter,
-};
+use topotap_targets::export::netflow::{NetflowV5Config, NetflowV5Exporter};
+use topotap_targets::export::pipeline::{ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts};
 use topotap_targets::flow::{xxh64, FlowTableConfig};
 use topotap_targets::packet::{LinkType, Timestamp};
 use topotap_targets::send::UdpExporter;

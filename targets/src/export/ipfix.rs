@@ -1,7 +1,7 @@
 //! IPFIX (RFC 7011) exporting process over UDP.
 //!
 //! Records use the two standard templates of [`crate::wire::ipfix`] (256 IPv4, 257 IPv6) and the same
-//! flow semantics as the NetFlow v5 exporter (see [`super::netflow`]): one record per direction that saw
+//! flow semantics as the NetFlow v5 exporter (see [`super::pipeline`]): one record per direction that saw
 //! packets since the previous export, packet and Layer-3 octet *deltas*, cumulative TCP flags per
 //! direction, the real protocol number, ingressInterface = the captured interface's ifindex and
 //! egressInterface = 0. Unlike v5, IPv6 flows are exported, timestamps are absolute
@@ -30,7 +30,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::netflow::{ConfigError, Datagram, ExporterStats, FlowExporter, UniFlow};
+use super::pipeline::{ConfigError, Datagram, ExporterStats, FlowExporter, UniFlow};
 use crate::flow::{FinishType, FlowEvent, FlowEventKind};
 use crate::packet::Timestamp;
 use crate::wire::ipfix::{
@@ -226,8 +226,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use super::*;
-    use crate::export::netflow::tests::{icmp, ipv4, ipv6, meter, padded, t, tcp, udp, A, B};
-    use crate::export::netflow::{ExportPipeline, FlowTimeouts};
+    use crate::export::pipeline::tests::{icmp, ipv4, ipv6, meter, padded, t, tcp, udp, A, B};
+    use crate::export::pipeline::{ExportPipeline, FlowTimeouts};
     use crate::packet::{tcp_flags, LinkType};
     use crate::wire::ipfix::{Message, Set, TemplateCache, TEMPLATE_ID_IPV4, TEMPLATE_ID_IPV6};
 

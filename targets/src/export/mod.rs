@@ -3,11 +3,14 @@
 //!
 //! - [`sflow`]: an sFlow v5 agent (random 1-in-N packet sampling, interface counter polling).
 //! - [`erspan`]: an ERSPAN Type II/III mirroring session.
-//! - [`netflow`]: NetFlow v5 exporting process, and the metering side it shares with IPFIX (1-in-N
-//!   sampler, flow table with active/inactive timeouts, unidirectional per-direction delta records).
+//! - [`pipeline`]: the metering side NetFlow v5 and IPFIX share (1-in-N sampler, flow table with
+//!   active/inactive timeouts, unidirectional per-direction delta records), the exporter trait and
+//!   [`pipeline::ExportPipeline`], which strings them together.
+//! - [`netflow`]: NetFlow v5 exporting process.
 //! - [`ipfix`]: IPFIX (RFC 7011) over UDP, templates resent periodically.
 
 pub mod erspan;
 pub mod ipfix;
 pub mod netflow;
+pub mod pipeline;
 pub mod sflow;
