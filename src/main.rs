@@ -5,9 +5,11 @@ mod api;
 mod capture;
 mod cli;
 mod client;
+mod error;
 mod injection;
 mod resources;
 mod server;
+mod services;
 mod ui;
 
 use std::process::ExitCode;

@@ -14,12 +14,8 @@ use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
 use crate::api::{self, AppState};
-use crate::capture::flows::FlowsStep;
-use crate::capture::placer::{SinkFactory, Target};
-use crate::capture::{self, Capture};
 use crate::cli::ServerArgs;
-use crate::resources::Store;
-use topotap_topology::gremlin::Extensions;
+use crate::services::{self, Services};
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging();
@@ -28,25 +24,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ => hostname(),
     };
     let graph = SharedGraph::new(Graph::new(), &host_id);
-    let mut state = AppState::new(graph.clone(), &host_id);
-    state.captures = Store::open(Some(&args.state_dir));
-    state.sinks.flow_defaults = FlowTableConfig {
-        max_flows: args.flow_max_entries as usize,
-        active_timeout: Duration::from_secs(args.flow_update),
-        idle_timeout: Duration::from_secs(args.flow_expire),
-        ..FlowTableConfig::default()
+    let config = services::Config {
+        state_dir: Some(args.state_dir.clone()),
+        flow_defaults: FlowTableConfig {
+            max_flows: args.flow_max_entries as usize,
+            active_timeout: Duration::from_secs(args.flow_update),
+            idle_timeout: Duration::from_secs(args.flow_expire),
+            ..FlowTableConfig::default()
+        },
+        export_timeouts: FlowTimeouts {
+            active: Duration::from_secs(args.flow_export_active_timeout),
+            inactive: Duration::from_secs(args.flow_export_inactive_timeout),
+        },
+        sflow_agent: args.sflow_agent_address,
     };
-    state.sinks.sflow_agent = args.sflow_agent_address;
-    state.sinks.export_timeouts = FlowTimeouts {
-        active: Duration::from_secs(args.flow_export_active_timeout),
-        inactive: Duration::from_secs(args.flow_export_inactive_timeout),
-    };
-    let mut extensions = Extensions::new();
-    let flows_step = Arc::new(FlowsStep {
-        registry: state.sinks.flows.clone(),
-    });
-    extensions.register(flows_step);
-    state.extensions = Arc::new(extensions);
+    let mut services = Services::new(graph.clone(), &host_id, config);
 
     let probes = if args.no_probes {
         None
@@ -65,32 +57,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .context("cannot start the topology probes")?;
         Some(Arc::new(probes))
     };
-    let captures = state.captures.clone();
-    state.status_sections = Arc::new(move || {
+    services.status_sections = Arc::new(move || {
         let mut sections = serde_json::Map::new();
         if let Some(p) = &probes {
             sections.insert("Probes".into(), p.status());
         }
-        let mut store = serde_json::Map::new();
-        if let Some(e) = captures.persist_error() {
-            store.insert("Error".into(), e.into());
-        }
-        store.insert("IsMaster".into(), true.into());
-        sections.insert("Captures".into(), serde_json::Value::Object(store));
         sections
     });
-    tokio::spawn(expire_resources(state.clone()));
-    let sink_ctx = state.sinks.clone();
-    let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
-        capture::sink_for(capture, target, &sink_ctx)
-    });
-    let (stop_placement, stopped) = tokio::sync::watch::channel(false);
-    let placement = tokio::spawn(capture::placer::run(state.clone(), sinks, stopped));
-    // Packet injections: senders, their node metadata and their TTLs.
-    let injections = tokio::spawn(crate::injection::run(
-        state.clone(),
-        stop_placement.subscribe(),
-    ));
+    // Captures, packet injections and resource expiry.
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let background = services.start(stopped);
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -100,27 +76,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Scripts wait for this line to know the API is up.
     println!("listening on http://{local}");
 
-    let routes = api::routes(state);
+    let routes = api::routes(AppState::new(services));
     warp::serve(routes)
         .incoming(listener)
         .graceful(shutdown_signal())
         .run()
         .await;
     // Stop the captures cleanly: exporters send what they still hold.
-    let _ = stop_placement.send(true);
-    let _ = placement.await;
-    let _ = injections.await;
+    let _ = stop_background.send(true);
+    background.join().await;
     info!("topotap stopped");
     Ok(())
-}
-
-/// Deletes resources whose `X-Resource-TTL` has passed.
-async fn expire_resources(state: AppState) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        state.captures.expire(topotap_topology::now_ms());
-    }
 }
 
 fn init_logging() {

@@ -7,9 +7,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use crate::error::Error;
 use crate::injection::forge::Rng;
 use crate::injection::Injection;
-use crate::resources::{parse_go_duration, StoreError};
+use crate::resources::parse_go_duration;
 
 pub fn routes(
     state: AppState,
@@ -37,14 +38,8 @@ fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
         item.resolve(&g, &s.extensions, &mut Rng::from_entropy())
             .map_err(ApiError::bad_request)?;
     }
-    match s.injections.create(item, ttl) {
-        Ok(created) => Ok(reply_json(StatusCode::CREATED, &created)),
-        Err(StoreError::Invalid(reason)) => Err(ApiError::bad_request(reason)),
-        Err(StoreError::Duplicate) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource"))
-        }
-        Err(StoreError::NotFound) => Err(ApiError::bad_request("not found")),
-    }
+    let created = s.injections.create(item, ttl).map_err(Error::from)?;
+    Ok(reply_json(StatusCode::CREATED, &created))
 }
 
 #[cfg(test)]

@@ -13,63 +13,42 @@ pub mod ws;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use topotap_topology::gremlin::Extensions;
-use topotap_topology::SharedGraph;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::capture::{Capture, SinkContext};
-use crate::injection::Injection;
-use crate::resources::Store;
+use crate::error::Error;
+use crate::services::Services;
 
 /// Largest request body accepted by JSON endpoints.
 pub const MAX_JSON_BODY: u64 = 4 * 1024 * 1024;
 
-/// Everything the handlers share.
+/// What the handlers share: the services, of which the HTTP layer is a client, and
+/// the WebSocket subscribers (an HTTP-side concern, listed in `/api/status`).
 #[derive(Clone)]
 pub struct AppState {
-    pub graph: SharedGraph,
-    pub host_id: String,
-    pub extensions: Arc<Extensions>,
-    pub started: Instant,
+    pub services: Services,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
-    pub captures: Arc<Store<Capture>>,
-    pub injections: Arc<Store<Injection>>,
-    /// Flow tables and what capture sinks need (shared with the capture placer).
-    pub sinks: SinkContext,
-    /// Extra sections for `/api/status` (probe states and such), computed at read time.
-    pub status_sections: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
 
 impl AppState {
-    pub fn new(graph: SharedGraph, host_id: &str) -> Self {
+    pub fn new(services: Services) -> Self {
         AppState {
-            graph: graph.clone(),
-            host_id: host_id.to_owned(),
-            extensions: Arc::new(Extensions::default()),
-            started: Instant::now(),
+            services,
             subscribers: Arc::default(),
-            captures: Store::open(None),
-            injections: Store::open(None),
-            sinks: SinkContext {
-                flows: Arc::default(),
-                graph: graph.clone(),
-                flow_defaults: Default::default(),
-                export_timeouts: Default::default(),
-                sflow_agent: None,
-            },
-            status_sections: Arc::new(serde_json::Map::new),
         }
     }
+}
 
-    /// `Origin` of elements created through the API.
-    pub fn api_origin(&self) -> String {
-        format!("api.{}", self.host_id)
+/// Handlers reach the graph, stores and flow tables through the services.
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 
@@ -94,6 +73,22 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+/// The one mapping from application errors to HTTP statuses.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.reason())
     }
 }
 
@@ -253,7 +248,7 @@ fn status(s: &AppState) -> Value {
         "UptimeSeconds": s.started.elapsed().as_secs(),
     });
     if let Value::Object(map) = &mut status {
-        map.extend((s.status_sections)());
+        map.extend(s.services.status_sections());
     }
     status
 }
@@ -313,31 +308,28 @@ impl warp::reject::Reject for BodyUnreadable {}
 
 /// Turns warp's rejections into plain-text errors with a one-line reason.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let err = if rejection.is_not_found() {
-        ApiError::not_found("404 page not found")
+    let err: ApiError = if rejection.is_not_found() {
+        Error::not_found("404 page not found").into()
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
         || rejection.find::<BodyTooLarge>().is_some()
     {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {MAX_JSON_BODY} bytes"),
-        )
+        Error::too_large(format!("request body larger than {MAX_JSON_BODY} bytes")).into()
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length required")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else if rejection.find::<BodyUnreadable>().is_some() {
-        ApiError::bad_request("request body could not be read")
+        Error::invalid("request body could not be read").into()
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        ApiError::bad_request(e)
+        Error::invalid(e).into()
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
-        ApiError::bad_request(e)
+        Error::invalid(e).into()
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        ApiError::bad_request(e)
+        Error::invalid(e).into()
     } else if let Some(e) = rejection.find::<warp::filters::cors::CorsForbidden>() {
-        ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+        Error::forbidden(e).into()
     } else {
-        ApiError::bad_request(format!("{rejection:?}"))
+        Error::invalid(format!("{rejection:?}")).into()
     };
     Ok(reply_error(err))
 }
@@ -345,10 +337,11 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
-    use topotap_topology::Graph;
+    use topotap_topology::{Graph, SharedGraph};
 
     pub fn state() -> AppState {
-        AppState::new(SharedGraph::new(Graph::new(), "test-host"), "test-host")
+        let graph = SharedGraph::new(Graph::new(), "test-host");
+        AppState::new(Services::new(graph, "test-host", Default::default()))
     }
 }
 

@@ -90,7 +90,8 @@ fn feed(capture: &Capture, ctx: &capture::SinkContext, body: &[u8]) -> Result<Va
     };
     let mut sink = match capture.target_type.as_str() {
         "" | "local" => capture::local_sink(capture, &target, ctx, true),
-        _ => capture::sink_for(capture, &target, ctx).map_err(ApiError::bad_request)?,
+        // A socket that cannot be opened is not the client's mistake: 503, not 400.
+        _ => capture::sink_for(capture, &target, ctx)?,
     };
     let reader = PcapReader::new(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (mut packets, mut bytes) = (0u64, 0u64);

@@ -11,7 +11,8 @@ use warp::{Filter, Rejection};
 use super::{
     parse_json, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
 };
-use crate::resources::{parse_go_duration, Resource, Store, StoreError};
+use crate::error::Error;
+use crate::resources::{parse_go_duration, Resource, Store};
 
 pub fn routes<T: Resource>(
     state: AppState,
@@ -89,7 +90,7 @@ fn with_store<T: Resource>(
 }
 
 fn not_found<T: Resource>(id: &str) -> ApiError {
-    ApiError::not_found(format!("{} '{id}' not found", T::TITLE))
+    Error::not_found(format!("{} '{id}' not found", T::TITLE)).into()
 }
 
 fn index<T: Resource>(s: &AppState, store: &Store<T>) -> ApiResult {
@@ -116,12 +117,6 @@ fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> Ap
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,
     };
-    match store.create(item, ttl) {
-        Ok(created) => Ok(reply_json(StatusCode::CREATED, &created)),
-        Err(StoreError::Invalid(reason)) => Err(ApiError::bad_request(reason)),
-        Err(StoreError::Duplicate) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "duplicated resource"))
-        }
-        Err(StoreError::NotFound) => Err(ApiError::bad_request("not found")),
-    }
+    let created = store.create(item, ttl).map_err(Error::from)?;
+    Ok(reply_json(StatusCode::CREATED, &created))
 }

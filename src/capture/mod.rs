@@ -16,6 +16,7 @@ pub use resource::{parse_target, Capture};
 use serde_json::Value;
 use topotap_topology::Graph;
 
+use crate::error::Error;
 use crate::resources::Resource;
 
 impl Resource for Capture {
@@ -80,33 +81,41 @@ pub fn sink_for(
     capture: &Capture,
     target: &placer::Target,
     ctx: &SinkContext,
-) -> Result<Box<dyn engine::PacketSink>, String> {
+) -> Result<Box<dyn engine::PacketSink>, Error> {
+    // What is left to fail once a capture is valid is the environment: a name that does
+    // not resolve, a socket that cannot be opened.
+    let open = Error::unavailable;
     match capture.target_type.as_str() {
         "" | "local" => Ok(local_sink(capture, target, ctx, false)),
-        "sflow" => Ok(Box::new(export::sflow::SflowSink::open(
-            capture, target, ctx,
-        )?)),
-        "erspanv1" => Ok(Box::new(export::erspan::ErspanSink::open(
-            capture,
-            target,
-            topotap_targets::export::erspan::ErspanVersion::TypeII,
-        )?)),
-        "erspanv2" => Ok(Box::new(export::erspan::ErspanSink::open(
-            capture,
-            target,
-            topotap_targets::export::erspan::ErspanVersion::TypeIII,
-        )?)),
-        "netflowv5" => Ok(Box::new(export::netflow::NetflowSink::open(
-            capture,
-            target,
-            ctx.export_timeouts,
-        )?)),
-        "ipfix" => Ok(Box::new(export::ipfix::IpfixSink::open(
-            capture,
-            target,
-            ctx.export_timeouts,
-        )?)),
-        other => Err(format!("target type {other} is not available")),
+        "sflow" => Ok(Box::new(
+            export::sflow::SflowSink::open(capture, target, ctx).map_err(open)?,
+        )),
+        "erspanv1" => Ok(Box::new(
+            export::erspan::ErspanSink::open(
+                capture,
+                target,
+                topotap_targets::export::erspan::ErspanVersion::TypeII,
+            )
+            .map_err(open)?,
+        )),
+        "erspanv2" => Ok(Box::new(
+            export::erspan::ErspanSink::open(
+                capture,
+                target,
+                topotap_targets::export::erspan::ErspanVersion::TypeIII,
+            )
+            .map_err(open)?,
+        )),
+        "netflowv5" => Ok(Box::new(
+            export::netflow::NetflowSink::open(capture, target, ctx.export_timeouts)
+                .map_err(open)?,
+        )),
+        "ipfix" => Ok(Box::new(
+            export::ipfix::IpfixSink::open(capture, target, ctx.export_timeouts).map_err(open)?,
+        )),
+        other => Err(Error::invalid(format!(
+            "TargetType: target type {other} is not available"
+        ))),
     }
 }
 

@@ -21,7 +21,8 @@ use tracing::{debug, warn};
 
 use super::engine::{effective_filter, CaptureSpec, ExportFlow, PacketSink, Worker, WorkerState};
 use super::Capture;
-use crate::api::AppState;
+use crate::error::Error;
+use crate::services::Services;
 
 /// How long graph changes are collected before placement runs again.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -33,7 +34,7 @@ const NOT_CAPTURABLE: &[&str] = &["host", "netns", "ovsbridge", "ovsport"];
 
 /// Builds what a capture's packets are fed to, given the capture and the node it runs on.
 pub type SinkFactory =
-    Arc<dyn Fn(&Capture, &Target) -> Result<Box<dyn PacketSink>, String> + Send + Sync>;
+    Arc<dyn Fn(&Capture, &Target) -> Result<Box<dyn PacketSink>, Error> + Send + Sync>;
 
 /// Where a capture runs: the interface node and what is needed to open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +57,7 @@ struct Running {
 /// Runs placement until `shutdown` turns true; then stops every capture, letting each
 /// sink export what it still holds.
 pub async fn run(
-    state: AppState,
+    state: Services,
     sinks: SinkFactory,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -100,7 +101,7 @@ pub async fn run(
 }
 
 struct Placer {
-    state: AppState,
+    state: Services,
     sinks: SinkFactory,
     running: HashMap<Key, Running>,
     /// Captures that could not start on a node, with the reason (shown as `error`).
@@ -187,7 +188,8 @@ impl Placer {
                         },
                     );
                 }
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.reason().to_owned();
                     // Retried at every placement (a name may come to resolve); said once.
                     if self.failed.get(&key).map(|(_, r)| r) != Some(&reason) {
                         warn!(capture = %capture.uuid, node = %target.node, "cannot start: {reason}");

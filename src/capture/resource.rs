@@ -131,6 +131,26 @@ impl Capture {
         if !exported && !self.target.is_empty() {
             return Err("TargetType: a Target needs a TargetType".into());
         }
+        if exported && !self.target_type.starts_with("erspan") {
+            if let Ok((_, 0)) = parse_target(&self.target) {
+                return Err(format!(
+                    "Target: a {} target needs a port ({} is usual)",
+                    self.target_type,
+                    match self.target_type.as_str() {
+                        "sflow" => 6343,
+                        "ipfix" => 4739,
+                        _ => 2055,
+                    }
+                ));
+            }
+        }
+        if self.target_type == "ipfix" && self.sampling_rate > 1 {
+            return Err(format!(
+                "SamplingRate: the ipfix target does not sample (SamplingRate {}: use 1, or the \
+                 sflow or netflowv5 target)",
+                self.sampling_rate
+            ));
+        }
         Ok(())
     }
 

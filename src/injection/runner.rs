@@ -16,13 +16,13 @@ use tracing::{debug, warn};
 use super::forge::{Forger, Headers, PacketPlan, Rng, Transport, DEFAULT_PAYLOAD_LEN};
 use super::resource::{parse_mac, replay_frames, Injection, JobState};
 use super::sender::{self, Frames, Job};
-use crate::api::AppState;
+use crate::services::Services;
 
 /// How often node metadata is refreshed, sources checked and TTLs applied.
 pub const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` turns true, then stops every injection in progress.
-pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(state: Services, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let store = state.injections.clone();
     let mut changes = store.watch();
     let mut runner = Runner {
@@ -55,7 +55,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
 }
 
 struct Runner {
-    state: AppState,
+    state: Services,
     /// Every stored injection this runner has seen, by UUID.
     jobs: HashMap<String, Injection>,
     /// Nodes whose `PacketInjections` we set, to clear it when nothing is left.

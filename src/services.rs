@@ -1,0 +1,145 @@
+//! The core of a running topotap: the graph and everything that works on it (stores of
+//! captures and injections, flow tables, the capture placer, the injection runner),
+//! owned by the server and used by the HTTP layer as a client.
+//!
+//! Dependencies point one way: `server` builds [`Services`] and starts its background
+//! tasks; `api` holds a `Services` and calls into it; the capture placer and the
+//! injection runner are given what they need from it and never see the HTTP layer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use topotap_targets::export::netflow::FlowTimeouts;
+use topotap_targets::flow::FlowTableConfig;
+use topotap_topology::gremlin::Extensions;
+use topotap_topology::SharedGraph;
+
+use crate::capture::flows::FlowsStep;
+use crate::capture::placer::{SinkFactory, Target};
+use crate::capture::{self, Capture, SinkContext};
+use crate::injection::Injection;
+use crate::resources::Store;
+
+/// Extra sections of `/api/status` (probe states and such), computed at read time.
+pub type StatusSections = Arc<dyn Fn() -> Map<String, Value> + Send + Sync>;
+
+/// How the services are set up (server flags).
+#[derive(Clone, Default)]
+pub struct Config {
+    /// Where captures are kept across restarts; `None`: in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Size and timers of the local target's flow tables.
+    pub flow_defaults: FlowTableConfig,
+    /// Active and inactive timeouts of the NetFlow v5 and IPFIX exporters.
+    pub export_timeouts: FlowTimeouts,
+    /// sFlow agent address; `None`: the source address of the default route.
+    pub sflow_agent: Option<std::net::IpAddr>,
+}
+
+/// Everything the server runs, cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub graph: SharedGraph,
+    pub host_id: String,
+    /// Gremlin steps beyond the core ones (`Flows()`).
+    pub extensions: Arc<Extensions>,
+    pub started: Instant,
+    pub captures: Arc<Store<Capture>>,
+    pub injections: Arc<Store<Injection>>,
+    /// Flow tables and what capture sinks need (shared with the capture placer and
+    /// pcap uploads).
+    pub sinks: SinkContext,
+    /// Sections of `/api/status` added by the server (probes).
+    pub status_sections: StatusSections,
+}
+
+impl Services {
+    pub fn new(graph: SharedGraph, host_id: &str, config: Config) -> Self {
+        let sinks = SinkContext {
+            flows: Arc::default(),
+            graph: graph.clone(),
+            flow_defaults: config.flow_defaults,
+            export_timeouts: config.export_timeouts,
+            sflow_agent: config.sflow_agent,
+        };
+        let mut extensions = Extensions::new();
+        extensions.register(Arc::new(FlowsStep {
+            registry: sinks.flows.clone(),
+        }));
+        Services {
+            graph,
+            host_id: host_id.to_owned(),
+            extensions: Arc::new(extensions),
+            started: Instant::now(),
+            captures: Store::open(config.state_dir.as_deref()),
+            injections: Store::open(None),
+            sinks,
+            status_sections: Arc::new(Map::new),
+        }
+    }
+
+    /// `Origin` of elements created through the API.
+    pub fn api_origin(&self) -> String {
+        format!("api.{}", self.host_id)
+    }
+
+    /// The sections of `/api/status` the services know about: `Captures` (with the
+    /// store's last persistence failure) and whatever the server added.
+    pub fn status_sections(&self) -> Map<String, Value> {
+        let mut sections = Map::new();
+        let mut store = Map::new();
+        if let Some(e) = self.captures.persist_error() {
+            store.insert("Error".into(), e.into());
+        }
+        store.insert("IsMaster".into(), true.into());
+        sections.insert("Captures".into(), Value::Object(store));
+        sections.extend((self.status_sections)());
+        sections
+    }
+
+    /// Starts the background work: resource expiry, the capture placer and the
+    /// injection runner. They run until `shutdown` turns true; then captures stop
+    /// cleanly (exporters send what they still hold).
+    pub fn start(&self, shutdown: watch::Receiver<bool>) -> Background {
+        let expiry = tokio::spawn(expire_resources(self.captures.clone()));
+        let ctx = self.sinks.clone();
+        let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
+            capture::sink_for(capture, target, &ctx)
+        });
+        let placer = tokio::spawn(capture::placer::run(self.clone(), sinks, shutdown.clone()));
+        let injections = tokio::spawn(crate::injection::run(self.clone(), shutdown));
+        Background {
+            expiry,
+            tasks: vec![placer, injections],
+        }
+    }
+}
+
+/// The background tasks of [`Services::start`].
+pub struct Background {
+    expiry: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Waits for the tasks to end (after the shutdown signal).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.expiry.abort();
+    }
+}
+
+/// Deletes captures whose `X-Resource-TTL` has passed.
+async fn expire_resources(captures: Arc<Store<Capture>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        captures.expire(topotap_topology::now_ms());
+    }
+}
