@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use topotap_targets::export::netflow::FlowTimeouts;
+use topotap_targets::export::pipeline::FlowTimeouts;
 use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::gremlin::Extensions;
 use topotap_topology::SharedGraph;
