@@ -5,10 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The version with the source revision it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TOPOTAP_REVISION"),
+    ")"
+);
+
 /// topotap: live network topology of this host (namespaces, veth pairs, bridges, Open
 /// vSwitch), queried with Gremlin over a Skydive-compatible HTTP/WebSocket API.
 #[derive(Debug, Parser)]
-#[command(name = "topotap", version, about, propagate_version = true)]
+#[command(name = "topotap", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -20,10 +28,60 @@ pub enum Command {
     Allinone(ServerArgs),
     /// Talk to a running topotap.
     Client(ClientArgs),
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print a shell completion script (e.g. `topotap completions bash >
+    /// /usr/share/bash-completion/completions/topotap`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the manual pages (topotap.1, topotap-allinone.1, ...) into a directory.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of `topotap allinone` (the file given with
+    /// --config, environment variables and flags applied) as a configuration file.
+    Print(ServerArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// Configuration file (TOML): its keys are these flags' long names
+    /// (`listen = "127.0.0.1:8082"`, `no-probes = true`); flags and TOPOTAP_*
+    /// environment variables override it.
+    #[arg(long, env = "TOPOTAP_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (the level is set with TOPOTAP_LOG, e.g. "debug").
+    #[arg(long, env = "TOPOTAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Address the HTTP/WebSocket API listens on.
     #[arg(long, env = "TOPOTAP_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,

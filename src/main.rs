@@ -5,6 +5,7 @@ mod api;
 mod capture;
 mod cli;
 mod client;
+mod config;
 mod error;
 mod injection;
 mod resources;
@@ -14,10 +15,55 @@ mod ui;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::CommandFactory;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let invocation = match config::parse(std::env::args_os()) {
+        Ok(inv) => inv,
+        Err(config::ParseError::Clap(e)) => e.exit(),
+        Err(config::ParseError::Config(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match invocation.cli.command {
+        cli::Command::Config {
+            command: cli::ConfigCommand::Print(_),
+        } => {
+            print!("{}", config::print(&invocation));
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Completions { shell } => {
+            let shell = match shell {
+                cli::Shell::Bash => clap_complete::Shell::Bash,
+                cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                cli::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli::Cli::command(), "topotap", &mut script);
+            return match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        cli::Command::Man { dir } => {
+            return match clap_mangen::generate_to(cli::Cli::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the manual pages to {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => invocation.cli,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +78,11 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Allinone(args) => server::run(args).await,
             cli::Command::Client(args) => client::run(args).await,
+            cli::Command::Config { .. }
+            | cli::Command::Completions { .. }
+            | cli::Command::Man { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match result {

@@ -14,11 +14,11 @@ use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
 use crate::api::{self, AppState};
-use crate::cli::ServerArgs;
+use crate::cli::{LogFormat, ServerArgs};
 use crate::services::{self, Services};
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let host_id = match args.host_id.clone() {
         Some(h) if !h.is_empty() => h,
         _ => hostname(),
@@ -89,13 +89,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+/// Logs on stderr, as text (coloured only when stderr is a terminal and `NO_COLOR` is
+/// unset) or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOPOTAP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn hostname() -> String {
