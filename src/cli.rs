@@ -147,6 +147,24 @@ pub struct ServerArgs {
     /// Directory where state (capture definitions) is kept.
     #[arg(long, env = "TOPOTAP_STATE_DIR", default_value = "/var/lib/topotap")]
     pub state_dir: PathBuf,
+
+    /// Most HTTP connections served at once (WebSocket sessions included); beyond it new
+    /// connections wait until one closes.
+    #[arg(long, env = "TOPOTAP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Seconds a client has to send a request's headers (and to start its next request
+    /// on a kept-alive connection) before the connection is closed.
+    #[arg(long, env = "TOPOTAP_HEADER_READ_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_read_timeout: u64,
+
+    /// Seconds a request body may take to arrive: a JSON body must be complete within
+    /// it, and a pcap upload may not pause longer than it between two pieces.
+    #[arg(long, env = "TOPOTAP_BODY_READ_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub body_read_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod config;
 mod error;
+mod http;
 mod injection;
 mod resources;
 mod server;

@@ -13,8 +13,9 @@ use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, RequestLimits};
 use crate::cli::{LogFormat, ServerArgs};
+use crate::http::ServeLimits;
 use crate::services::{self, Services};
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -76,12 +77,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Scripts wait for this line to know the API is up.
     println!("listening on http://{local}");
 
-    let routes = api::routes(AppState::new(services));
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(shutdown_signal())
-        .run()
-        .await;
+    let mut state = AppState::new(services);
+    state.limits = RequestLimits {
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+    };
+    let routes = api::routes(state);
+    let limits = ServeLimits {
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        ..ServeLimits::default()
+    };
+    crate::http::serve(listener, routes, limits, shutdown_signal()).await;
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);
     background.join().await;

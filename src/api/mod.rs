@@ -13,6 +13,7 @@ pub mod ws;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -26,11 +27,27 @@ use crate::services::Services;
 /// Largest request body accepted by JSON endpoints.
 pub const MAX_JSON_BODY: u64 = 4 * 1024 * 1024;
 
+/// Limits on what one request may ask of the server.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// A JSON body must arrive within this; a pcap upload may not pause longer than it.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// What the handlers share: the services, of which the HTTP layer is a client, and
 /// the WebSocket subscribers (an HTTP-side concern, listed in `/api/status`).
 #[derive(Clone)]
 pub struct AppState {
     pub services: Services,
+    pub limits: RequestLimits,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
 }
 
@@ -38,6 +55,7 @@ impl AppState {
     pub fn new(services: Services) -> Self {
         AppState {
             services,
+            limits: RequestLimits::default(),
             subscribers: Arc::default(),
         }
     }
@@ -187,7 +205,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .and(with_state(state.clone()))
         .map(|s: AppState| reply_json(StatusCode::OK, &status(&s)));
 
-    let body = limited_body(MAX_JSON_BODY);
+    let body = limited_body(
+        MAX_JSON_BODY,
+        BodyDeadline::Whole(state.limits.body_read_timeout),
+    );
 
     let topology = topology::routes(state.clone(), body.clone());
     let elements = elements::routes(state.clone(), body.clone());
@@ -253,25 +274,49 @@ fn status(s: &AppState) -> Value {
     status
 }
 
+/// How long a request body may take to arrive.
+#[derive(Clone, Copy, Debug)]
+pub enum BodyDeadline {
+    /// The whole body within this (small bodies: JSON).
+    Whole(Duration),
+    /// No pause longer than this between two pieces (large uploads).
+    Idle(Duration),
+}
+
 /// The request body, read up to `limit` bytes: a larger `Content-Length`, or a chunked
 /// body that grows past the limit, is refused with 413 without reading the rest. A
-/// missing `Content-Length` is fine (an empty or chunked body).
+/// missing `Content-Length` is fine (an empty or chunked body). A body that does not
+/// arrive in time ([`BodyDeadline`]) is a 408, and the connection is closed.
 pub fn limited_body(
     limit: u64,
+    deadline: BodyDeadline,
 ) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone + Send + Sync + 'static {
     warp::header::optional::<u64>("content-length")
         .and_then(move |len: Option<u64>| async move {
             match len {
-                Some(n) if n > limit => Err(warp::reject::custom(BodyTooLarge)),
+                Some(n) if n > limit => Err(warp::reject::custom(BodyTooLarge(limit))),
                 _ => Ok(()),
             }
         })
         .untuple_one()
         .and(warp::body::stream())
-        .and_then(move |stream| collect_limited(stream, limit))
+        .and_then(move |stream| async move {
+            match deadline {
+                BodyDeadline::Whole(t) => {
+                    tokio::time::timeout(t, collect_limited(stream, limit, None))
+                        .await
+                        .unwrap_or(Err(warp::reject::custom(BodyTimeout(t))))
+                }
+                BodyDeadline::Idle(t) => collect_limited(stream, limit, Some(t)).await,
+            }
+        })
 }
 
-async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<bytes::Bytes, Rejection>
+async fn collect_limited<S, B>(
+    stream: S,
+    limit: u64,
+    idle: Option<Duration>,
+) -> Result<bytes::Bytes, Rejection>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: warp::Buf,
@@ -280,13 +325,18 @@ where
 
     let mut body = bytes::BytesMut::new();
     let mut stream = std::pin::pin!(stream);
-    while let Some(mut chunk) = stream
-        .try_next()
-        .await
-        .map_err(|_| warp::reject::custom(BodyUnreadable))?
-    {
+    loop {
+        let next = match idle {
+            Some(t) => tokio::time::timeout(t, stream.try_next())
+                .await
+                .map_err(|_| warp::reject::custom(BodyTimeout(t)))?,
+            None => stream.try_next().await,
+        };
+        let Some(mut chunk) = next.map_err(|_| warp::reject::custom(BodyUnreadable))? else {
+            break;
+        };
         if body.len() as u64 + chunk.remaining() as u64 > limit {
-            return Err(warp::reject::custom(BodyTooLarge));
+            return Err(warp::reject::custom(BodyTooLarge(limit)));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -299,7 +349,11 @@ where
 }
 
 #[derive(Debug)]
-struct BodyTooLarge;
+struct BodyTimeout(Duration);
+impl warp::reject::Reject for BodyTimeout {}
+
+#[derive(Debug)]
+struct BodyTooLarge(u64);
 impl warp::reject::Reject for BodyTooLarge {}
 
 #[derive(Debug)]
@@ -310,10 +364,15 @@ impl warp::reject::Reject for BodyUnreadable {}
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let err: ApiError = if rejection.is_not_found() {
         Error::not_found("404 page not found").into()
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
-        || rejection.find::<BodyTooLarge>().is_some()
-    {
-        Error::too_large(format!("request body larger than {MAX_JSON_BODY} bytes")).into()
+    } else if let Some(BodyTooLarge(limit)) = rejection.find() {
+        Error::too_large(format!("request body larger than {limit} bytes")).into()
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        Error::too_large("request body too large").into()
+    } else if let Some(BodyTimeout(t)) = rejection.find() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {} s", t.as_secs()),
+        )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length required")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {

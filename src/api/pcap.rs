@@ -20,7 +20,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{limited_body, reply_json, respond, with_state, ApiError, ApiResult, AppState};
+use super::{
+    limited_body, reply_json, respond, with_state, ApiError, ApiResult, AppState, BodyDeadline,
+};
 use crate::capture::placer::Target;
 use crate::capture::{self, Capture};
 
@@ -33,11 +35,15 @@ const TICK: Duration = Duration::from_millis(100);
 const NUMERIC: &[&str] = &["SamplingRate", "PollingInterval", "HeaderSize"];
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let body = limited_body(
+        MAX_PCAP_BODY,
+        BodyDeadline::Idle(state.limits.body_read_timeout),
+    );
     warp::path!("api" / "pcap")
         .and(warp::post())
         .and(with_state(state))
         .and(warp::query::<HashMap<String, String>>())
-        .and(limited_body(MAX_PCAP_BODY))
+        .and(body)
         .and_then(
             |s: AppState, q: HashMap<String, String>, body: Bytes| async move {
                 respond(upload(s, q, body).await)

@@ -111,7 +111,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         .and(warp::ws())
         .and(warp::header::headers_cloned())
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::addr::remote())
+        .and(crate::http::remote())
         .and(with_state(state))
         .map(
             |ws: warp::ws::Ws,

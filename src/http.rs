@@ -1,0 +1,345 @@
+//! The HTTP server loop: accepts TCP connections and serves the API's warp filter on
+//! each through hyper-util, with the limits warp's own server does not offer.
+//!
+//! - At most [`ServeLimits::max_connections`] connections are served at once (WebSocket
+//!   sessions included); beyond that the listener stops accepting and new clients wait
+//!   in the kernel's backlog until a connection ends.
+//! - A client has [`ServeLimits::header_read_timeout`] to send a request's headers, and
+//!   the same to start the next request on a kept-alive connection; then the connection
+//!   is closed. Request bodies have their own deadline (see `api::limited_body`).
+//! - Shutdown stops accepting, lets requests in flight finish for up to
+//!   [`ServeLimits::shutdown_grace`], then drops what is left.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_service::Service;
+use tracing::{debug, warn};
+use warp::reply::Response;
+use warp::Filter;
+
+/// What one server accepts from its clients.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, the first or the next on a kept-alive
+    /// connection.
+    pub header_read_timeout: Duration,
+    /// How long requests in flight may run on after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The peer of the connection a request came on, as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The remote address of the connection (this server's counterpart of
+/// `warp::addr::remote`, which only warp's own server fills in).
+pub fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<PeerAddr>().map(|p: Option<PeerAddr>| p.map(|PeerAddr(a)| a))
+}
+
+/// Serves `filter` on `listener` until `shutdown` completes.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&limits));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // Take a connection slot first: at the cap, connections wait in the backlog.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        if slots.available_permits() == 0 {
+            debug!(
+                max = limits.max_connections,
+                "connection limit reached; new connections wait"
+            );
+        }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let filter = filter.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, filter, &builder, watcher).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace = ?limits.shutdown_grace,
+            "requests still running at shutdown were dropped"
+        );
+    }
+}
+
+/// The hyper-util connection builder for these limits: HTTP/1.1 (with upgrades, for
+/// WebSocket) and HTTP/2 with prior knowledge, as warp's server.
+fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
+    builder
+}
+
+/// Serves one connection (any byte stream: plain TCP, or TLS on top of it).
+pub async fn serve_connection<I, F>(
+    io: I,
+    peer: SocketAddr,
+    filter: F,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let service = warp::service(filter);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut service = service.clone();
+        service.call(req)
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Accept errors are the listener's, not a client's: a full file table (EMFILE) clears
+/// when connections close, so wait a little rather than spin.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    ) {
+        return;
+    }
+    warn!(error = %e, "accept failed; retrying shortly");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::api;
+
+    /// A server on a loopback port with these limits; dropping the sender stops it.
+    async fn start(
+        limits: ServeLimits,
+        body_timeout: Duration,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let mut state = api::test_support::state();
+        state.limits.body_read_timeout = body_timeout;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, api::routes(state), limits, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    /// Reads until the peer closes (or `within` passes): what was read, and whether the
+    /// connection was closed.
+    async fn read_to_close(s: &mut TcpStream, within: Duration) -> (String, bool) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into(), true),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&out).into(), false),
+            }
+        }
+    }
+
+    fn limits(max_connections: usize, header: Duration) -> ServeLimits {
+        ServeLimits {
+            max_connections,
+            header_read_timeout: header,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        let (addr, _stop, _task) = start(
+            limits(16, Duration::from_millis(500)),
+            Duration::from_secs(30),
+        )
+        .await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let (_, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(closed, "connection still open after 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_that_never_arrives_is_a_408_and_the_connection_closes() {
+        let (addr, _stop, _task) = start(
+            limits(16, Duration::from_secs(30)),
+            Duration::from_millis(500),
+        )
+        .await;
+        for path in ["/api/topology", "/api/node", "/api/pcap"] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            // One chunk that announces 2^64-1 bytes, then silence.
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{{"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+            assert!(
+                closed,
+                "{path}: connection still open after 5 s: {answer:?}"
+            );
+            assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_part_way_is_a_408() {
+        let (addr, _stop, _task) = start(
+            limits(16, Duration::from_secs(30)),
+            Duration::from_millis(500),
+        )
+        .await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /api/topology HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Gremlin",
+        )
+        .await
+        .unwrap();
+        let (answer, closed) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(closed, "{answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(
+            answer.contains("request body not received within"),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+        let (addr, _stop, _task) =
+            start(limits(2, Duration::from_secs(30)), Duration::from_secs(30)).await;
+        let get = b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n";
+        // Two kept-alive connections take both slots.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(get).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            held.push(s);
+        }
+        // A third is not served while they stay open...
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third.write_all(get).await.unwrap();
+        let mut buf = [0u8; 1024];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf))
+                .await
+                .is_err(),
+            "third connection served beyond the cap"
+        );
+        // ...and is as soon as one closes.
+        drop(held.pop());
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("third connection never served")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_returns() {
+        let (addr, stop, task) =
+            start(limits(16, Duration::from_secs(30)), Duration::from_secs(30)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, _) = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("server did not stop")
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+}
