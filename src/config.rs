@@ -445,6 +445,9 @@ mod tests {
                 vec!["--state-dir", "/tmp/topotap-state"],
             ),
             "log-format" => ("\"json\"", vec!["--log-format", "json"]),
+            "max-connections" => ("17", vec!["--max-connections", "17"]),
+            "header-read-timeout" => ("19", vec!["--header-read-timeout", "19"]),
+            "body-read-timeout" => ("23", vec!["--body-read-timeout", "23"]),
             _ => return None,
         })
     }
