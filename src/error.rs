@@ -22,9 +22,13 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     /// The request is fine but cannot be served now: a socket that cannot be opened, a
-    /// name that does not resolve, a disk that is full (503).
+    /// name that does not resolve, a disk that fails (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The change could not be made durable because the disk is full; it was not
+    /// made (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// The request or its answer is larger than allowed (413).
     #[error("{0}")]
     TooLarge(String),
@@ -72,6 +76,7 @@ impl Error {
             | Error::NotFound(r)
             | Error::Conflict(r)
             | Error::Unavailable(r)
+            | Error::InsufficientStorage(r)
             | Error::TooLarge(r)
             | Error::Forbidden(r)
             | Error::Internal(r) => r,
@@ -101,6 +106,8 @@ impl From<crate::resources::StoreError> for Error {
             StoreError::Invalid(reason) => Error::Invalid(reason),
             StoreError::Duplicate => Error::conflict("duplicated resource"),
             StoreError::NotFound => Error::NotFound("not found".into()),
+            StoreError::Storage(e) if e.no_space => Error::InsufficientStorage(e.message),
+            StoreError::Storage(e) => Error::Unavailable(e.message),
         }
     }
 }

@@ -4,19 +4,28 @@
 //! Lists are JSON objects keyed by UUID; create validates, refuses duplicates with 409,
 //! assigns the UUID and answers 201 with the stored object; `X-Resource-TTL` (a Go
 //! duration such as `5s` or `1m30s`) makes a resource expire; DELETE answers 200 with an
-//! empty body. The store is written atomically (temporary file, fsync, rename) after
-//! every change, so a crash leaves either the old or the new list.
+//! empty body.
+//!
+//! A change is acknowledged only once it is durable: it is appended to `<name>s.log` (see
+//! [`log`]) and synced, and only then applied to what readers see. If it cannot be made
+//! durable the caller gets [`StoreError::Storage`] and nothing changed. A store written
+//! by an older topotap as one JSON list (`<name>s.json`) is read once and moved to the
+//! log.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod log;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{error, warn};
+
+pub use log::PersistError;
 
 /// A kind of stored resource.
 pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
@@ -43,162 +52,327 @@ struct Entry<T> {
     expires_at: Option<i64>,
 }
 
+/// A log record as written.
+#[derive(Serialize)]
+enum RecordRef<'a, T> {
+    Put(&'a Entry<T>),
+    Delete(&'a str),
+}
+
+/// A log record as read back.
+#[derive(Deserialize)]
+enum Record<T> {
+    Put(Entry<T>),
+    Delete(String),
+}
+
 /// Why a store operation failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StoreError {
     Invalid(String),
     Duplicate,
     NotFound,
+    /// The change could not be made durable and was not made.
+    Storage(PersistError),
 }
 
 /// Resources of one kind, in memory and on disk.
 pub struct Store<T: Resource> {
-    entries: Mutex<BTreeMap<String, Entry<T>>>,
-    path: Option<PathBuf>,
+    mem: Arc<Mem<T>>,
+    log: Option<log::Log>,
+    /// Why the stored resources could not be (fully) loaded.
+    load_error: Option<String>,
+}
+
+struct Mem<T> {
+    state: Mutex<State<T>>,
     /// Bumped on every change; watchers (the capture placer) react to it.
     version: watch::Sender<u64>,
-    /// The last persistence failure, shown in `/api/status`.
-    persist_error: Mutex<Option<String>>,
+}
+
+struct State<T> {
+    /// What readers see: durable resources only.
+    entries: BTreeMap<String, Entry<T>>,
+    /// Created, not yet durable: invisible, but a duplicate of one of them is refused.
+    creating: BTreeMap<String, T>,
+    /// Deletions not yet durable, by UUID, so that expiry does not ask twice.
+    deleting: HashMap<String, usize>,
+}
+
+impl<T> Mem<T> {
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
 }
 
 impl<T: Resource> Store<T> {
     /// Opens the store kept in `dir` (created if needed), loading what a previous run
-    /// left; `None` keeps it in memory only.
+    /// left; `None` keeps it in memory only. Reads files: call it where blocking is
+    /// allowed.
     pub fn open(dir: Option<&Path>) -> Arc<Self> {
-        let path = dir.map(|d| d.join(format!("{}s.json", T::NAME)));
         let mut entries = BTreeMap::new();
-        let mut persist_error = None;
-        if let Some(p) = &path {
-            match std::fs::read(p) {
-                Ok(bytes) => match serde_json::from_slice::<Vec<Entry<T>>>(&bytes) {
-                    Ok(list) => {
-                        for e in list {
-                            entries.insert(e.resource.uuid().to_owned(), e);
-                        }
-                    }
-                    Err(e) => {
-                        let msg = format!("{} is unreadable ({e}); starting empty", p.display());
-                        error!("{msg}");
-                        persist_error = Some(msg);
-                    }
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let mut load_error = None;
+        let log = dir.and_then(|dir| {
+            let (startup, error) = load(dir, &mut entries);
+            load_error = error;
+            let path = dir.join(format!("{}s.log", T::NAME));
+            match log::Log::start(path, startup) {
+                Ok(log) => Some(log),
                 Err(e) => {
-                    let msg = format!("cannot read {}: {e}", p.display());
+                    let msg = format!("cannot start the {} store writer: {e}", T::NAME);
                     error!("{msg}");
-                    persist_error = Some(msg);
+                    load_error = Some(msg);
+                    None
                 }
             }
-        }
+        });
         let (version, _) = watch::channel(0);
         Arc::new(Store {
-            entries: Mutex::new(entries),
-            path,
-            version,
-            persist_error: Mutex::new(persist_error),
+            mem: Arc::new(Mem {
+                state: Mutex::new(State {
+                    entries,
+                    creating: BTreeMap::new(),
+                    deleting: HashMap::new(),
+                }),
+                version,
+            }),
+            log,
+            load_error,
         })
     }
 
     pub fn watch(&self) -> watch::Receiver<u64> {
-        self.version.subscribe()
+        self.mem.version.subscribe()
     }
 
     pub fn list(&self) -> Vec<T> {
-        self.entries
+        self.mem
+            .state
             .lock()
+            .entries
             .values()
             .map(|e| e.resource.clone())
             .collect()
     }
 
     pub fn get(&self, uuid: &str) -> Option<T> {
-        self.entries.lock().get(uuid).map(|e| e.resource.clone())
+        self.mem
+            .state
+            .lock()
+            .entries
+            .get(uuid)
+            .map(|e| e.resource.clone())
     }
 
+    /// The last persistence failure (cleared by the next successful write), or why
+    /// loading failed; shown in `/api/status`.
     pub fn persist_error(&self) -> Option<String> {
-        self.persist_error.lock().clone()
+        self.log
+            .as_ref()
+            .and_then(log::Log::status)
+            .or_else(|| self.load_error.clone())
     }
 
-    /// Validates and stores a new resource under a fresh UUID.
-    pub fn create(&self, mut resource: T, ttl: Option<Duration>) -> Result<T, StoreError> {
+    /// Validates and stores a new resource under a fresh UUID; returns once it is
+    /// durable.
+    pub async fn create(&self, mut resource: T, ttl: Option<Duration>) -> Result<T, StoreError> {
         resource.prepare().map_err(StoreError::Invalid)?;
-        let mut entries = self.entries.lock();
-        if entries.values().any(|e| resource.duplicates(&e.resource)) {
-            return Err(StoreError::Duplicate);
-        }
-        resource.set_uuid(topotap_topology::Identifier::random().to_string());
-        let expires_at =
-            ttl.map(|d| topotap_topology::now_ms().saturating_add(d.as_millis() as i64));
-        entries.insert(
-            resource.uuid().to_owned(),
-            Entry {
-                resource: resource.clone(),
-                expires_at,
-            },
-        );
-        self.persist(&entries);
-        drop(entries);
-        self.version.send_modify(|v| *v += 1);
-        Ok(resource)
-    }
-
-    pub fn delete(&self, uuid: &str) -> Result<T, StoreError> {
-        let mut entries = self.entries.lock();
-        let removed = entries.remove(uuid).ok_or(StoreError::NotFound)?;
-        self.persist(&entries);
-        drop(entries);
-        self.version.send_modify(|v| *v += 1);
-        Ok(removed.resource)
-    }
-
-    /// Deletes the resources whose TTL has passed; returns how many.
-    pub fn expire(&self, now_ms: i64) -> usize {
-        let mut entries = self.entries.lock();
-        let before = entries.len();
-        entries.retain(|_, e| e.expires_at.is_none_or(|t| t > now_ms));
-        let removed = before - entries.len();
-        if removed > 0 {
-            self.persist(&entries);
-            drop(entries);
-            self.version.send_modify(|v| *v += 1);
-        }
-        removed
-    }
-
-    fn persist(&self, entries: &BTreeMap<String, Entry<T>>) {
-        let Some(path) = &self.path else { return };
-        let list: Vec<&Entry<T>> = entries.values().collect();
-        let result = serde_json::to_vec_pretty(&list)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| write_atomically(path, &bytes));
-        let mut err = self.persist_error.lock();
-        match result {
-            Ok(()) => *err = None,
-            Err(e) => {
-                let msg = format!("cannot save {}: {e}", path.display());
-                warn!("{msg}");
-                *err = Some(msg);
+        let done = {
+            let mut st = self.mem.state.lock();
+            if st
+                .entries
+                .values()
+                .any(|e| resource.duplicates(&e.resource))
+                || st.creating.values().any(|c| resource.duplicates(c))
+            {
+                return Err(StoreError::Duplicate);
             }
-        }
+            resource.set_uuid(topotap_topology::Identifier::random().to_string());
+            let uuid = resource.uuid().to_owned();
+            let entry = Entry {
+                resource: resource.clone(),
+                expires_at: ttl
+                    .map(|d| topotap_topology::now_ms().saturating_add(d.as_millis() as i64)),
+            };
+            let Some(log) = &self.log else {
+                st.entries.insert(uuid, entry);
+                drop(st);
+                self.mem.changed();
+                return Ok(resource);
+            };
+            let line = encode(&RecordRef::Put(&entry))?;
+            st.creating.insert(uuid.clone(), resource.clone());
+            let mem = self.mem.clone();
+            let (tx, rx) = oneshot::channel();
+            let key = uuid.clone();
+            // Runs on the writer thread even if the caller has gone away.
+            let apply = move |result: Result<(), PersistError>| {
+                let mut st = mem.state.lock();
+                st.creating.remove(&uuid);
+                if result.is_ok() {
+                    st.entries.insert(uuid, entry);
+                    drop(st);
+                    mem.changed();
+                }
+                let _ = tx.send(result);
+            };
+            log.submit(key, log::Op::Put, line, Box::new(apply));
+            rx
+        };
+        wait(done).await.map(|()| resource)
+    }
+
+    /// Deletes a resource; returns once the deletion is durable.
+    pub async fn delete(&self, uuid: &str) -> Result<T, StoreError> {
+        let (removed, done) = {
+            let mut st = self.mem.state.lock();
+            let Some(entry) = st.entries.get(uuid) else {
+                return Err(StoreError::NotFound);
+            };
+            let removed = entry.resource.clone();
+            let Some(log) = &self.log else {
+                st.entries.remove(uuid);
+                drop(st);
+                self.mem.changed();
+                return Ok(removed);
+            };
+            let line = encode::<T>(&RecordRef::Delete(uuid))?;
+            *st.deleting.entry(uuid.to_owned()).or_default() += 1;
+            let mem = self.mem.clone();
+            let (tx, rx) = oneshot::channel();
+            let key = uuid.to_owned();
+            let apply = move |result: Result<(), PersistError>| {
+                let mut st = mem.state.lock();
+                if let Some(n) = st.deleting.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        st.deleting.remove(&key);
+                    }
+                }
+                if result.is_ok() && st.entries.remove(&key).is_some() {
+                    drop(st);
+                    mem.changed();
+                }
+                let _ = tx.send(result);
+            };
+            log.submit(uuid.to_owned(), log::Op::Delete, line, Box::new(apply));
+            (removed, rx)
+        };
+        wait(done).await.map(|()| removed)
+    }
+
+    /// Deletes, durably, the resources whose TTL has passed; returns how many.
+    pub async fn expire(&self, now_ms: i64) -> usize {
+        let due: Vec<String> = {
+            let st = self.mem.state.lock();
+            st.entries
+                .iter()
+                .filter(|(uuid, e)| {
+                    e.expires_at.is_some_and(|t| t <= now_ms) && !st.deleting.contains_key(*uuid)
+                })
+                .map(|(uuid, _)| uuid.clone())
+                .collect()
+        };
+        let results =
+            futures_util::future::join_all(due.iter().map(|uuid| self.delete(uuid))).await;
+        results.iter().filter(|r| r.is_ok()).count()
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new content, never a mix.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+fn encode<T: Serialize>(record: &RecordRef<'_, T>) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record)
+        .map(|payload| log::encode(&payload))
+        .map_err(|e| StoreError::Storage(PersistError::unavailable(format!("cannot encode: {e}"))))
+}
+
+async fn wait(done: oneshot::Receiver<Result<(), PersistError>>) -> Result<(), StoreError> {
+    match done.await {
+        Ok(result) => result.map_err(StoreError::Storage),
+        Err(_) => Err(StoreError::Storage(PersistError::unavailable(
+            "the store writer has stopped",
+        ))),
     }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+}
+
+/// Loads the log of `dir` (or the legacy JSON list) into `entries`; returns how the
+/// writer starts and, if something could not be read, why.
+fn load<T: Resource>(
+    dir: &Path,
+    entries: &mut BTreeMap<String, Entry<T>>,
+) -> (log::Startup, Option<String>) {
+    let path = dir.join(format!("{}s.log", T::NAME));
+    let legacy = dir.join(format!("{}s.json", T::NAME));
+    let mut startup = log::Startup::default();
+    let mut load_error = None;
+    match log::read(&path) {
+        Ok(Some(replay)) => {
+            for w in &replay.warnings {
+                warn!("{w}");
+            }
+            for payload in &replay.payloads {
+                match serde_json::from_slice::<Record<T>>(payload) {
+                    Ok(Record::Put(e)) => {
+                        entries.insert(e.resource.uuid().to_owned(), e);
+                    }
+                    Ok(Record::Delete(uuid)) => {
+                        entries.remove(&uuid);
+                    }
+                    Err(e) => {
+                        let msg = format!("{}: a record is unreadable ({e})", path.display());
+                        warn!("{msg}");
+                        load_error = Some(msg);
+                    }
+                }
+            }
+            startup.truncate_to = replay.truncate_to;
+            startup.compact |= replay.corrupt_inside;
+            // Left over from a move to the log that was cut short.
+            if legacy.exists() {
+                startup.compact = true;
+                startup.legacy = Some(legacy);
+            }
+        }
+        Ok(None) => {
+            startup.compact = true;
+            match std::fs::read(&legacy) {
+                Ok(bytes) => match serde_json::from_slice::<Vec<Entry<T>>>(&bytes) {
+                    Ok(list) => {
+                        for e in list {
+                            entries.insert(e.resource.uuid().to_owned(), e);
+                        }
+                        startup.legacy = Some(legacy);
+                    }
+                    Err(e) => {
+                        // Kept as it is: the log takes over, the file stays for a person.
+                        let msg =
+                            format!("{} is unreadable ({e}); starting empty", legacy.display());
+                        error!("{msg}");
+                        load_error = Some(msg);
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let msg = format!("cannot read {}: {e}", legacy.display());
+                    error!("{msg}");
+                    startup.refuse = Some(msg.clone());
+                    load_error = Some(msg);
+                }
+            }
+        }
+        Err(e) => {
+            // Never overwrite a log that could not be read.
+            let msg = format!("cannot read {}: {e}", path.display());
+            error!("{msg}");
+            startup.refuse = Some(msg.clone());
+            load_error = Some(msg);
+        }
     }
-    Ok(())
+    for (uuid, e) in entries.iter() {
+        if let Ok(line) = encode(&RecordRef::Put(e)) {
+            startup.live.insert(uuid.clone(), line);
+        }
+    }
+    (startup, load_error)
 }
 
 /// Parses a Go duration (`300ms`, `5s`, `1m30s`, `1.5h`) as `X-Resource-TTL` carries it.
@@ -242,6 +416,7 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[derive(Clone, Serialize, Deserialize, PartialEq, Debug)]
     struct Thing {
@@ -278,45 +453,223 @@ mod tests {
         }
     }
 
-    #[test]
-    fn create_validates_assigns_uuid_and_refuses_duplicates() {
-        let s = Store::<Thing>::open(None);
-        assert_eq!(
-            s.create(thing(""), None),
-            Err(StoreError::Invalid("Name: required".into()))
-        );
-        let a = s.create(thing("a"), None).unwrap();
-        assert_ne!(a.uuid, "client-chosen");
-        assert_eq!(s.create(thing("a"), None), Err(StoreError::Duplicate));
-        assert_eq!(s.delete(&a.uuid).unwrap(), a);
-        assert_eq!(s.delete(&a.uuid), Err(StoreError::NotFound));
+    fn names(s: &Store<Thing>) -> Vec<String> {
+        let mut v: Vec<String> = s.list().into_iter().map(|t| t.name).collect();
+        v.sort();
+        v
     }
 
-    #[test]
-    fn survives_reopen_and_expires() {
+    fn log_path(dir: &Path) -> PathBuf {
+        dir.join("things.log")
+    }
+
+    #[tokio::test]
+    async fn create_validates_assigns_uuid_and_refuses_duplicates() {
+        let s = Store::<Thing>::open(None);
+        assert_eq!(
+            s.create(thing(""), None).await,
+            Err(StoreError::Invalid("Name: required".into()))
+        );
+        let a = s.create(thing("a"), None).await.unwrap();
+        assert_ne!(a.uuid, "client-chosen");
+        assert_eq!(s.create(thing("a"), None).await, Err(StoreError::Duplicate));
+        assert_eq!(s.delete(&a.uuid).await.unwrap(), a);
+        assert_eq!(s.delete(&a.uuid).await, Err(StoreError::NotFound));
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_expires() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::<Thing>::open(Some(dir.path()));
-        let a = s.create(thing("a"), None).unwrap();
-        let b = s.create(thing("b"), Some(Duration::from_secs(5))).unwrap();
+        let a = s.create(thing("a"), None).await.unwrap();
+        let b = s
+            .create(thing("b"), Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(s.create(thing("b"), None).await, Err(StoreError::Duplicate));
         drop(s);
         let s = Store::<Thing>::open(Some(dir.path()));
         assert_eq!(s.list().len(), 2);
         let w = s.watch();
-        assert_eq!(s.expire(topotap_topology::now_ms() + 6000), 1);
+        assert_eq!(s.expire(topotap_topology::now_ms() + 6000).await, 1);
         assert!(w.has_changed().unwrap());
         assert!(s.get(&b.uuid).is_none());
         assert_eq!(s.get(&a.uuid), Some(a));
+        drop(s);
         let s = Store::<Thing>::open(Some(dir.path()));
-        assert_eq!(s.list().len(), 1);
+        assert_eq!(names(&s), ["a"]);
     }
 
-    #[test]
-    fn unreadable_file_is_reported_not_fatal() {
+    #[tokio::test]
+    async fn unreadable_file_is_reported_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("things.json"), b"{garbage").unwrap();
         let s = Store::<Thing>::open(Some(dir.path()));
         assert!(s.list().is_empty());
         assert!(s.persist_error().unwrap().contains("unreadable"));
+        s.create(thing("a"), None).await.unwrap();
+        drop(s);
+        // The unreadable file is left for a person to look at; the log wins.
+        assert!(dir.path().join("things.json").exists());
+        assert_eq!(names(&Store::<Thing>::open(Some(dir.path()))), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn the_old_whole_file_format_is_read_once_and_moved_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("things.json");
+        let old = serde_json::json!([
+            {"resource": {"UUID": "u1", "Name": "one"}},
+            {"resource": {"UUID": "u2", "Name": "two"}, "expires_at": 4102444800000i64},
+        ]);
+        std::fs::write(&legacy, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        assert_eq!(names(&s), ["one", "two"]);
+        s.create(thing("three"), None).await.unwrap();
+        drop(s);
+        assert!(!legacy.exists(), "moved to the log");
+        assert!(log_path(dir.path()).exists());
+        let s = Store::<Thing>::open(Some(dir.path()));
+        assert_eq!(names(&s), ["one", "three", "two"]);
+        assert_eq!(s.get("u1").unwrap().name, "one");
+        // The TTL came along.
+        assert_eq!(s.expire(4102444800001).await, 1);
+        assert_eq!(names(&s), ["one", "three"]);
+    }
+
+    #[tokio::test]
+    async fn replay_applies_puts_and_deletes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        let mut made = Vec::new();
+        for n in ["a", "b", "c", "d"] {
+            made.push(s.create(thing(n), None).await.unwrap());
+        }
+        s.delete(&made[1].uuid).await.unwrap();
+        s.delete(&made[3].uuid).await.unwrap();
+        s.create(thing("b"), None).await.unwrap();
+        drop(s);
+        let text = std::fs::read_to_string(log_path(dir.path())).unwrap();
+        assert_eq!(text.lines().count(), 7, "appended, not rewritten:\n{text}");
+        let s = Store::<Thing>::open(Some(dir.path()));
+        assert_eq!(names(&s), ["a", "b", "c"]);
+        assert!(s.get(&made[1].uuid).is_none(), "a new UUID for the new b");
+        assert!(s.persist_error().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_record_is_ignored_and_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path());
+        let s = Store::<Thing>::open(Some(dir.path()));
+        for n in ["a", "b", "c"] {
+            s.create(thing(n), None).await.unwrap();
+        }
+        drop(s);
+        let whole = std::fs::read(&path).unwrap();
+        let last_start = whole[..whole.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .unwrap()
+            + 1;
+        // The last record cut anywhere: the earlier two survive.
+        for cut in [
+            last_start + 1,
+            last_start + 9,
+            whole.len() - 2,
+            whole.len() - 1,
+        ] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            let s = Store::<Thing>::open(Some(dir.path()));
+            assert_eq!(names(&s), ["a", "b"], "cut at {cut}");
+        }
+        // Appending after a torn tail does not bury the new record behind it.
+        std::fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        s.create(thing("d"), None).await.unwrap();
+        drop(s);
+        assert_eq!(
+            names(&Store::<Thing>::open(Some(dir.path()))),
+            ["a", "b", "d"]
+        );
+        // Garbage in the middle (a damaged sector) loses only what it covers.
+        let mut text = std::fs::read(&path).unwrap();
+        let first_end = text.iter().position(|&b| b == b'\n').unwrap();
+        text[first_end - 3] ^= 0x20;
+        std::fs::write(&path, &text).unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        assert_eq!(s.list().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_log_proportional_to_what_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path());
+        let s = Store::<Thing>::open(Some(dir.path()));
+        let n = 1500;
+        let made: Vec<Thing> =
+            futures_util::future::join_all((0..n).map(|i| s.create(thing(&format!("t{i}")), None)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        let syncs = s.log.as_ref().unwrap().hooks.lock().syncs;
+        assert!(
+            syncs < n / 4,
+            "concurrent writers share syncs: {syncs} for {n}"
+        );
+        futures_util::future::join_all(made[10..].iter().map(|t| s.delete(&t.uuid)))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        // Closing waits for the writer, which compacts after answering.
+        drop(s);
+        // 2,990 records appended for 10 live ones: compacted along the way.
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines < 1100, "{lines} lines for 10 live records");
+        assert!(!path.with_extension("log.tmp").exists());
+        let s = Store::<Thing>::open(Some(dir.path()));
+        let mut want: Vec<String> = made[..10].iter().map(|t| t.name.clone()).collect();
+        want.sort();
+        assert_eq!(names(&s), want);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        let a = s.create(thing("a"), None).await.unwrap();
+        let w = s.watch();
+        let hooks = s.log.as_ref().unwrap().hooks.clone();
+        hooks.lock().fail_with = Some(nix::errno::Errno::ENOSPC as i32);
+        let Err(StoreError::Storage(e)) = s.create(thing("b"), None).await else {
+            panic!("create succeeded on a full disk");
+        };
+        assert!(e.no_space && e.message.contains("No space left"), "{e:?}");
+        assert_eq!(names(&s), ["a"]);
+        assert!(matches!(
+            s.delete(&a.uuid).await,
+            Err(StoreError::Storage(PersistError { no_space: true, .. }))
+        ));
+        assert_eq!(s.get(&a.uuid), Some(a.clone()));
+        assert!(s.persist_error().unwrap().contains("No space left"));
+        hooks.lock().fail_with = Some(nix::errno::Errno::EIO as i32);
+        let Err(StoreError::Storage(e)) = s.create(thing("b"), None).await else {
+            panic!("create succeeded on a failing disk");
+        };
+        assert!(!e.no_space, "{e:?}");
+        assert!(!w.has_changed().unwrap(), "watchers saw no change");
+
+        // Once the disk is back, the same resource is not a duplicate of a failed one.
+        hooks.lock().fail_with = None;
+        let b = s.create(thing("b"), None).await.unwrap();
+        assert!(s.persist_error().is_none());
+        drop(s);
+        let s = Store::<Thing>::open(Some(dir.path()));
+        assert_eq!(names(&s), ["a", "b"]);
+        assert_eq!(s.get(&b.uuid), Some(b));
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         sflow_agent: args.sflow_agent_address,
     };
-    let mut services = Services::new(graph.clone(), &host_id, config);
+    // Opening the stores reads files: not on an async worker.
+    let (g, h) = (graph.clone(), host_id.clone());
+    let mut services = tokio::task::spawn_blocking(move || Services::new(g, &h, config))
+        .await
+        .context("cannot open the stores")?;
 
     let probes = if args.no_probes {
         None

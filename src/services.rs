@@ -140,6 +140,6 @@ async fn expire_resources(captures: Arc<Store<Capture>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        captures.expire(topotap_topology::now_ms());
+        captures.expire(topotap_topology::now_ms()).await;
     }
 }

@@ -21,12 +21,14 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and(warp::header::optional::<String>("X-Resource-TTL"))
         .and(body.clone())
-        .map(|s: AppState, ttl: Option<String>, b: Bytes| respond_now(create(&s, ttl, &b)));
+        .then(|s: AppState, ttl: Option<String>, b: Bytes| async move {
+            respond_now(create(&s, ttl, &b).await)
+        });
     let others = super::resources::routes(state.clone(), state.injections.clone(), body);
     create.or(others).unify()
 }
 
-fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
+async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
     let mut item: Injection = parse_json(body)?;
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
@@ -38,7 +40,7 @@ fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
         item.resolve(&g, &s.extensions, &mut Rng::from_entropy())
             .map_err(ApiError::bad_request)?;
     }
-    let created = s.injections.create(item, ttl).map_err(Error::from)?;
+    let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))
 }
 

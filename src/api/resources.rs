@@ -12,7 +12,7 @@ use super::{
     parse_json, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
 };
 use crate::error::Error;
-use crate::resources::{parse_go_duration, Resource, Store};
+use crate::resources::{parse_go_duration, Resource, Store, StoreError};
 
 pub fn routes<T: Resource>(
     state: AppState,
@@ -33,9 +33,9 @@ pub fn routes<T: Resource>(
         .and(st())
         .and(warp::header::optional::<String>("X-Resource-TTL"))
         .and(body.clone())
-        .map(
-            |_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| {
-                respond_now(create(&store, ttl, &b))
+        .then(
+            |_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| async move {
+                respond_now(create(&store, ttl, &b).await)
             },
         );
     let show = base
@@ -65,12 +65,16 @@ pub fn routes<T: Resource>(
         .and(warp::path::end())
         .and(warp::delete())
         .and(st())
-        .map(|id: String, _s: AppState, store: Arc<Store<T>>| {
-            respond_now(match store.delete(&id) {
-                Ok(_) => Ok(reply_deleted()),
-                Err(_) => Err(not_found::<T>(&id)),
-            })
-        });
+        .then(
+            |id: String, _s: AppState, store: Arc<Store<T>>| async move {
+                // A deletion that could not be made durable is 507 or 503 and did not happen.
+                respond_now(match store.delete(&id).await {
+                    Ok(_) => Ok(reply_deleted()),
+                    Err(StoreError::NotFound) => Err(not_found::<T>(&id)),
+                    Err(e) => Err(Error::from(e).into()),
+                })
+            },
+        );
 
     index
         .or(create)
@@ -111,12 +115,12 @@ fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
     Ok(reply_json(StatusCode::OK, &item))
 }
 
-fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> ApiResult {
+async fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> ApiResult {
     let item: T = parse_json(body)?;
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,
     };
-    let created = store.create(item, ttl).map_err(Error::from)?;
+    let created = store.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))
 }

@@ -43,7 +43,7 @@ pub async fn run(state: Services, mut shutdown: tokio::sync::watch::Receiver<boo
                 runner.publish();
             }
             _ = tick.tick() => {
-                store.expire(topotap_topology::now_ms());
+                store.expire(topotap_topology::now_ms()).await;
                 runner.check_sources();
                 runner.publish();
             }
