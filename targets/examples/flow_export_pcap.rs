@@ -8,7 +8,6 @@
 //! Prints one line: packets, flows, records, datagrams, send errors, elapsed time and packets/s.
 
 use std::fs::File;
-use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -17,55 +16,20 @@ use topotap_targets::export::netflow::{NetflowV5Config, NetflowV5Exporter};
 use topotap_targets::export::pipeline::{ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts};
 use topotap_targets::flow::FlowTableConfig;
 use topotap_targets::packet::Timestamp;
-use topotap_targets::pcapfile::{PcapError, PcapReader, PcapRecord};
+use topotap_targets::pcapfile::{PcapRecord, PcapStream};
 use topotap_targets::send::UdpExporter;
 
 const TICK: Duration = Duration::from_millis(100);
 
-/// Streams the records of a classic pcap file through `each`, reading it in 1 MiB chunks (as
-/// libpcap does) rather than holding the whole file; pcapng files are read whole.
+/// Streams the records of a pcap or pcapng file through `each`, in 1 MiB reads (as libpcap does)
+/// rather than holding the whole file.
 fn for_each_record(path: &str, mut each: impl FnMut(&PcapRecord<'_>)) -> Result<(), String> {
-    let mut file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut head = [0u8; 24];
-    file.read_exact(&mut head)
-        .map_err(|e| format!("{path}: {e}"))?;
-    if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
-        let mut all = head.to_vec();
-        file.read_to_end(&mut all)
-            .map_err(|e| format!("{path}: {e}"))?;
-        for rec in PcapReader::new(&all).map_err(|e| e.to_string())? {
-            each(&rec.map_err(|e| e.to_string())?);
-        }
-        return Ok(());
+    let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut stream = PcapStream::new(file).map_err(|e| format!("{path}: {e}"))?;
+    while let Some(rec) = stream.next_record() {
+        each(&rec.map_err(|e| format!("{path}: {e}"))?);
     }
-    const CHUNK: usize = 1 << 20;
-    let mut buf = vec![0u8; head.len() + CHUNK];
-    buf[..head.len()].copy_from_slice(&head);
-    let mut len = head.len();
-    loop {
-        if len == buf.len() {
-            // A record larger than the chunk.
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = file
-            .read(&mut buf[len..])
-            .map_err(|e| format!("{path}: {e}"))?;
-        len += n;
-        let mut reader = PcapReader::new(&buf[..len]).map_err(|e| e.to_string())?;
-        let consumed = loop {
-            match reader.next() {
-                Some(Ok(rec)) => each(&rec),
-                Some(Err(PcapError::TruncatedRecord(at))) if n > 0 => break at,
-                Some(Err(e)) => return Err(e.to_string()),
-                None => break len,
-            }
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        buf.copy_within(consumed..len, head.len());
-        len = head.len() + (len - consumed);
-    }
+    Ok(())
 }
 
 fn run<E: FlowExporter>(path: &str, exporter: E, sender: &UdpExporter) -> Result<(), String> {
@@ -83,6 +47,10 @@ fn run<E: FlowExporter>(path: &str, exporter: E, sender: &UdpExporter) -> Result
     let mut next_tick: Option<Timestamp> = None;
     let mut last = Timestamp::ZERO;
     for_each_record(path, |rec| {
+        if next_tick.is_none() {
+            // SysUptime 0 = the first packet, as for a capture started just before it.
+            pipeline.exporter.start_clock(rec.timestamp);
+        }
         pipeline.packet(rec.link_type, rec.timestamp, rec.orig_len, rec.data);
         last = rec.timestamp;
         match next_tick {
@@ -123,17 +91,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // SysUptime 0 = the first packet, as for a capture started just before it.
-    let mut boot = None;
-    let _ = for_each_first(file, &mut boot);
-    let boot = boot.unwrap_or(Timestamp::ZERO);
     let result = match format {
-        "netflow" => NetflowV5Exporter::new(NetflowV5Config {
-            boot,
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|e| run(file, e, &sender)),
+        "netflow" => NetflowV5Exporter::new(NetflowV5Config::default())
+            .map_err(|e| e.to_string())
+            .and_then(|e| run(file, e, &sender)),
         "ipfix" => IpfixExporter::new(IpfixConfig::default())
             .map_err(|e| e.to_string())
             .and_then(|e| run(file, e, &sender)),
@@ -146,18 +107,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The timestamp of the first packet of `path`.
-fn for_each_first(path: &str, first: &mut Option<Timestamp>) -> Result<(), String> {
-    let mut file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut head = vec![0u8; 64 * 1024];
-    let n = file.read(&mut head).map_err(|e| format!("{path}: {e}"))?;
-    if let Some(Ok(rec)) = PcapReader::new(&head[..n])
-        .map_err(|e| e.to_string())?
-        .next()
-    {
-        *first = Some(rec.timestamp);
-    }
-    Ok(())
 }

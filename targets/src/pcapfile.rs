@@ -1,14 +1,15 @@
-//! Capture files: a zero-copy reader for classic pcap and pcapng held in memory, and a classic pcap
-//! writer.
+//! Capture files: a zero-copy reader for classic pcap and pcapng held in memory, a streaming reader
+//! over any [`Read`] in bounded memory, and a classic pcap writer.
 //!
 //! [`PcapReader`] walks a byte slice (a file read or mapped whole) and yields [`PcapRecord`]s that
-//! borrow it: no allocation per packet. Classic pcap in either byte order with microsecond or nanosecond
+//! borrow it: no allocation per packet. [`PcapStream`] reads the same formats from a file or a
+//! request body as it arrives, holding at most one read buffer and one record. Classic pcap in either byte order with microsecond or nanosecond
 //! timestamps; pcapng sections in either byte order with Interface Description, Enhanced Packet, Simple
 //! Packet and (obsolete) Packet blocks, per-interface link types and `if_tsresol`/`if_tsoffset`; other
 //! block types are skipped. Malformed input yields one [`PcapError`] naming the offset, then the
 //! iteration ends; nothing panics.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use crate::packet::{LinkType, Timestamp};
 
@@ -39,7 +40,39 @@ pub enum PcapError {
         "pcapng packet at offset {offset} names interface {interface}, which was not described"
     )]
     UnknownInterface { offset: usize, interface: u32 },
+    #[error(
+        "record at offset {offset} is {len} bytes long, more than the {MAX_RECORD_LEN} accepted"
+    )]
+    RecordTooLarge { offset: usize, len: usize },
+    #[error("cannot read the capture: {0}")]
+    Read(String),
 }
+
+impl PcapError {
+    /// The same error with its offset moved by `base` bytes.
+    fn shifted(self, base: usize) -> Self {
+        match self {
+            PcapError::TruncatedRecord(o) => PcapError::TruncatedRecord(o + base),
+            PcapError::InvalidBlock { offset, reason } => PcapError::InvalidBlock {
+                offset: offset + base,
+                reason,
+            },
+            PcapError::UnknownInterface { offset, interface } => PcapError::UnknownInterface {
+                offset: offset + base,
+                interface,
+            },
+            PcapError::RecordTooLarge { offset, len } => PcapError::RecordTooLarge {
+                offset: offset + base,
+                len,
+            },
+            e => e,
+        }
+    }
+}
+
+/// Longest record (classic record header and data, or pcapng block) [`PcapStream`] accepts: libpcap's
+/// largest snaplen is 256 KiB, Wireshark's largest pcapng block 16 MiB.
+pub const MAX_RECORD_LEN: usize = 16 << 20;
 
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 const PCAPNG_BOM: u32 = 0x1A2B_3C4D;
@@ -414,6 +447,228 @@ impl<'a> Iterator for PcapReader<'a> {
             self.done = true;
         }
         item
+    }
+}
+
+/// Bytes [`PcapStream`] asks its source for at a time.
+const STREAM_CHUNK: usize = 1 << 20;
+
+/// Reads pcap or pcapng records from a [`Read`] (a file, a request body) as they arrive: the memory
+/// held is one read buffer (1 MiB, or one record when a record is larger, up to [`MAX_RECORD_LEN`]),
+/// whatever the length of the capture. Same formats and errors as [`PcapReader`]; a read error ends
+/// the stream with [`PcapError::Read`]. Records borrow the stream, so it is not an `Iterator`: call
+/// [`next_record`](Self::next_record) until it gives `None`.
+pub struct PcapStream<R> {
+    source: R,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Offset in the capture of `buf[0]`.
+    base: usize,
+    eof: bool,
+    format: Format,
+    done: bool,
+}
+
+impl<R: Read> PcapStream<R> {
+    /// Reads and checks the file header. Fails on anything that is not classic pcap or pcapng.
+    pub fn new(source: R) -> Result<Self, PcapError> {
+        let mut s = PcapStream {
+            source,
+            buf: vec![0; STREAM_CHUNK],
+            start: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            format: Format::Classic {
+                big_endian: false,
+                nanos: false,
+                link_type: LinkType::Ethernet,
+            },
+            done: false,
+        };
+        s.fill(24)?;
+        let header = PcapReader::new(&s.buf[..s.end])?;
+        s.start = header.pos;
+        s.format = header.format;
+        Ok(s)
+    }
+
+    /// Link type of a classic file, or of the first pcapng interface described so far.
+    pub fn link_type(&self) -> Option<LinkType> {
+        match &self.format {
+            Format::Classic { link_type, .. } => Some(*link_type),
+            Format::Ng { interfaces, .. } => interfaces.first().map(|i| i.link_type),
+        }
+    }
+
+    /// Byte offset of the next record in the capture.
+    pub fn offset(&self) -> usize {
+        self.base + self.start
+    }
+
+    /// Reads until `need` unread bytes are buffered or the source ends.
+    fn fill(&mut self, need: usize) -> Result<(), PcapError> {
+        if self.end - self.start >= need || self.eof {
+            return Ok(());
+        }
+        if self.start + need > self.buf.len() {
+            // Move the unread bytes to the front, and grow only for a record larger than the buffer.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start;
+            self.end -= self.start;
+            self.start = 0;
+            if need > self.buf.len() {
+                self.buf.resize(need, 0);
+            }
+        }
+        while self.end - self.start < need {
+            match self.source.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(PcapError::Read(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Length of the next record, from its header, once `fill` has buffered the header (0 at the end).
+    fn next_len(&self) -> usize {
+        let b = &self.buf[self.start..self.end];
+        match &self.format {
+            Format::Classic { big_endian, .. } => {
+                u32_at(b, 8, *big_endian).map_or(b.len(), |incl| 16 + incl as usize)
+            }
+            Format::Ng { big_endian, .. } => {
+                // A section header says its own byte order.
+                let be = match (u32_at(b, 0, false), u32_at(b, 8, false)) {
+                    (Some(PCAPNG_SHB), Some(PCAPNG_BOM)) => false,
+                    (Some(PCAPNG_SHB), Some(bom)) if bom.swap_bytes() == PCAPNG_BOM => true,
+                    _ => *big_endian,
+                };
+                u32_at(b, 4, be).map_or(b.len(), |total| total as usize)
+            }
+        }
+    }
+
+    /// Buffers the next record whole (or up to the end of the source) and returns where it ends in
+    /// `buf`.
+    fn buffer_record(&mut self) -> Result<usize, PcapError> {
+        let header = match self.format {
+            Format::Classic { .. } => 16,
+            Format::Ng { .. } => 12,
+        };
+        self.fill(header)?;
+        let len = self.next_len();
+        if len > MAX_RECORD_LEN {
+            return Err(PcapError::RecordTooLarge {
+                offset: self.offset(),
+                len,
+            });
+        }
+        self.fill(len)?;
+        Ok(self.end.min(self.start + len.max(1)))
+    }
+
+    /// Whether the buffered record carries a packet (else it only describes: pcapng section headers,
+    /// interfaces, statistics...).
+    fn is_packet(&self) -> bool {
+        match &self.format {
+            Format::Classic { .. } => true,
+            Format::Ng { big_endian, .. } => {
+                let t = u32_at(&self.buf[self.start..self.end], 0, *big_endian);
+                matches!(t, Some(2 | 3 | 6))
+            }
+        }
+    }
+
+    /// A reader of `buf[start..limit]` that takes over the format's state (give it back after).
+    fn reader(&mut self, limit: usize) -> PcapReader<'_> {
+        let format = std::mem::replace(
+            &mut self.format,
+            Format::Classic {
+                big_endian: false,
+                nanos: false,
+                link_type: LinkType::Ethernet,
+            },
+        );
+        PcapReader {
+            data: &self.buf[..limit],
+            pos: self.start,
+            format,
+            done: false,
+        }
+    }
+
+    /// The next record, an error (after which the stream ends), or `None` at the end of the capture.
+    pub fn next_record(&mut self) -> Option<Result<PcapRecord<'_>, PcapError>> {
+        if self.done {
+            return None;
+        }
+        // Blocks that carry no packet are read one at a time, each buffered whole first.
+        let limit = loop {
+            let limit = match self.buffer_record() {
+                Ok(l) => l,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if self.start == self.end {
+                self.done = true;
+                return None;
+            }
+            if self.is_packet() {
+                break limit;
+            }
+            let mut reader = self.reader(limit);
+            let err = match reader.next() {
+                Some(Err(e)) => Some(e),
+                _ => None,
+            };
+            let (pos, format) = (reader.pos, reader.format);
+            self.start = pos;
+            self.format = format;
+            if let Some(e) = err {
+                self.done = true;
+                return Some(Err(e.shifted(self.base)));
+            }
+        };
+        let base = self.base;
+        let format = std::mem::replace(
+            &mut self.format,
+            Format::Classic {
+                big_endian: false,
+                nanos: false,
+                link_type: LinkType::Ethernet,
+            },
+        );
+        // Not `self.reader()`: the record returned borrows `buf` alone, not the whole stream.
+        let mut reader = PcapReader {
+            data: &self.buf[..limit],
+            pos: self.start,
+            format,
+            done: false,
+        };
+        let item = reader.next();
+        self.start = reader.pos;
+        self.format = reader.format;
+        match item {
+            Some(Ok(r)) => Some(Ok(r)),
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(e.shifted(base)))
+            }
+            None => {
+                self.done = true;
+                None
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use topotap_targets::flow::synth::{udp_frame, udp_pcap, FRAME_LEN};
 use topotap_targets::flow::{FlowTable, FlowTableConfig};
 use topotap_targets::packet::{decode, LinkType, Timestamp};
-use topotap_targets::pcapfile::{PcapError, PcapReader, PcapWriter};
+use topotap_targets::pcapfile::{PcapError, PcapReader, PcapStream, PcapWriter};
 
 #[test]
 fn writer_round_trip_micro_and_nano() {
@@ -166,4 +166,115 @@ fn pcapng_sample_reads() {
     assert_eq!(recs.len(), 4);
     assert_eq!(recs[3].timestamp, Timestamp::from_nanos(3000));
     assert_eq!(recs[0].data, &udp_frame(0, false)[..]);
+}
+
+/// A source that hands out at most `step` bytes per read, as a request body arriving in pieces does.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// What a stream yields: (timestamp, orig_len, data, link type) per record, then its error if any.
+type Yielded = (Vec<(Timestamp, u32, Vec<u8>, LinkType)>, Option<String>);
+
+fn streamed(data: &[u8], step: usize) -> Result<Yielded, PcapError> {
+    let mut s = PcapStream::new(Trickle { data, step })?;
+    let mut out = Vec::new();
+    while let Some(r) = s.next_record() {
+        match r {
+            Ok(r) => out.push((r.timestamp, r.orig_len, r.data.to_vec(), r.link_type)),
+            Err(e) => return Ok((out, Some(e.to_string()))),
+        }
+    }
+    Ok((out, None))
+}
+
+fn in_memory(data: &[u8]) -> Result<Yielded, PcapError> {
+    let mut out = Vec::new();
+    for r in PcapReader::new(data)? {
+        match r {
+            Ok(r) => out.push((r.timestamp, r.orig_len, r.data.to_vec(), r.link_type)),
+            Err(e) => return Ok((out, Some(e.to_string()))),
+        }
+    }
+    Ok((out, None))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Read as it arrives, in pieces of any size, a capture (intact, truncated or corrupted) yields
+    /// exactly what it yields read whole, errors and their offsets included.
+    #[test]
+    fn streaming_reads_what_the_whole_file_reads(
+        flips in proptest::collection::vec((0usize..900, any::<u8>()), 0..4),
+        cut in 0usize..900,
+        ng in any::<bool>(),
+        step in 1usize..100,
+    ) {
+        let mut data = if ng { pcapng_sample() } else { udp_pcap(12, 3) };
+        for (at, v) in flips {
+            if let Some(b) = data.get_mut(at) {
+                *b = v;
+            }
+        }
+        data.truncate(cut.max(4));
+        let whole = in_memory(&data).map_err(|e| e.to_string());
+        let stream = streamed(&data, step).map_err(|e| e.to_string());
+        match (&whole, &stream) {
+            // A corrupted length beyond the streaming limit: refused there, truncated when read whole.
+            (Ok((w, Some(_))), Ok((s, Some(e)))) if e.contains("bytes long, more than") => {
+                prop_assert_eq!(w, s);
+            }
+            _ => prop_assert_eq!(whole, stream),
+        }
+    }
+}
+
+#[test]
+fn streaming_holds_one_buffer_whatever_the_length() {
+    // 200,000 frames (about 18 MB) read through a 1 MiB buffer.
+    let data = udp_pcap(200_000, 100);
+    let mut s = PcapStream::new(Trickle {
+        data: &data,
+        step: 65_536,
+    })
+    .unwrap();
+    let mut n = 0;
+    while let Some(r) = s.next_record() {
+        assert_eq!(r.unwrap().data.len(), FRAME_LEN);
+        n += 1;
+    }
+    assert_eq!(n, 200_000);
+    assert_eq!(s.offset(), data.len());
+}
+
+#[test]
+fn streaming_refuses_a_record_longer_than_the_limit() {
+    let mut data = udp_pcap(1, 1);
+    // The first record claims 64 MiB.
+    data[24 + 8..24 + 12].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    let mut s = PcapStream::new(&data[..]).unwrap();
+    let err = s.next_record().unwrap().unwrap_err();
+    assert_eq!(
+        err,
+        PcapError::RecordTooLarge {
+            offset: 24,
+            len: 16 + (64 << 20)
+        }
+    );
+    assert!(s.next_record().is_none());
+    assert!(matches!(
+        PcapStream::new(&b"not a pcap file at all, no"[..]),
+        Err(PcapError::BadMagic(_))
+    ));
 }

@@ -317,3 +317,69 @@ fn gre_sender_batch_counts_a_refused_packet_and_sends_the_rest() {
     let got = receive_marked(&rx, true, &marker, 6);
     assert_eq!(got, packets);
 }
+
+/// The UDP datagrams (IPv4 or IPv6) to `port` that a raw socket (a sniffer: the port itself is not
+/// bound) sees until `count` arrived or 5 s passed, as their flow sequence numbers.
+fn sniff_netflow(rx: &Socket, ipv4: bool, port: u16, count: usize) -> Vec<u32> {
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    while seen.len() < count && Instant::now() < deadline {
+        let Ok(n) = (&*rx).read(&mut buf) else {
+            continue;
+        };
+        // An IPv4 raw socket gets the IP header, an IPv6 one does not.
+        let udp = if ipv4 {
+            &buf[usize::from(buf[0] & 0x0f) * 4..n]
+        } else {
+            &buf[..n]
+        };
+        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
+            continue;
+        }
+        if let Ok(r) = netflow5::Repr::parse(&udp[8..]) {
+            seen.push(r.header.flow_sequence);
+        }
+    }
+    seen
+}
+
+/// A collector that only sniffs: nothing is bound on the port, so each datagram draws an ICMP port
+/// unreachable, which the connected socket reports on the next send. Every datagram still arrives,
+/// singly or in batches, and the refusals are counted apart from errors.
+fn unbound_collector_gets_every_datagram(loopback: IpAddr) {
+    let ipv4 = loopback.is_ipv4();
+    let (domain, any) = if ipv4 {
+        (Domain::IPV4, "127.0.0.1:0")
+    } else {
+        (Domain::IPV6, "[::1]:0")
+    };
+    let rx = Socket::new(domain, Type::RAW, Some(Protocol::UDP)).unwrap();
+    let closed = UdpSocket::bind(any).unwrap();
+    let peer = closed.local_addr().unwrap();
+    drop(closed);
+    let exporter = UdpExporter::connect_addr(peer).unwrap();
+    for seq in 0..20u32 {
+        assert!(exporter.send(&netflow_datagram(seq)));
+    }
+    let batch: Vec<Vec<u8>> = (20..40u32).map(netflow_datagram).collect();
+    let slices: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    assert_eq!(exporter.send_batch(&slices), 20);
+    let seen = sniff_netflow(&rx, ipv4, peer.port(), 40);
+    assert_eq!(seen, (0..40).collect::<Vec<u32>>());
+    let stats = exporter.stats();
+    assert_eq!((stats.sent, stats.errors), (40, 0), "{stats:?}");
+    assert!(stats.refused >= 1, "no ICMP error was reported: {stats:?}");
+}
+
+#[test]
+fn udp_exporter_to_an_unbound_ipv4_port_loses_nothing() {
+    unbound_collector_gets_every_datagram(IpAddr::V4(Ipv4Addr::LOCALHOST));
+}
+
+#[test]
+fn udp_exporter_to_an_unbound_ipv6_port_loses_nothing() {
+    unbound_collector_gets_every_datagram(IpAddr::V6(Ipv6Addr::LOCALHOST));
+}

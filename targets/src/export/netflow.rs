@@ -182,6 +182,13 @@ impl FlowExporter for NetflowV5Exporter {
         self.queue.len()
     }
 
+    /// SysUptime 0 is `at` (kept as is once a datagram went out: the uptime never goes back).
+    fn start_clock(&mut self, at: Timestamp) {
+        if self.stats.datagrams == 0 {
+            self.config.boot = at;
+        }
+    }
+
     fn stats(&self) -> ExporterStats {
         self.stats
     }
@@ -481,6 +488,30 @@ mod tests {
         assert_eq!(
             r.iter().map(|r| u64::from(r.octets)).sum::<u64>(),
             9_000_000_001
+        );
+    }
+
+    #[test]
+    fn a_capture_file_exports_the_durations_it_recorded() {
+        // Exporter built now, packets from a file recorded long before.
+        let mut e = NetflowV5Exporter::new(NetflowV5Config {
+            boot: t(3_600_000),
+            ..Default::default()
+        })
+        .unwrap();
+        e.start_clock(t(0));
+        let mut p = ExportPipeline::new(meter(FlowTimeouts::default(), 1), e);
+        feed(&mut p.meter, 100, &ipv4(A, B, 17, 0, &udp(1, 2, 3)));
+        feed(&mut p.meter, 900, &ipv4(A, B, 17, 0, &udp(1, 2, 3)));
+        let out = finish(&mut p, 900);
+        let r = &out[0].records[0];
+        assert_eq!((r.first_ms, r.last_ms), (100, 900));
+        assert_eq!(out[0].header.sys_uptime_ms, 900);
+        p.exporter.start_clock(t(500));
+        assert_eq!(
+            p.exporter.uptime_ms(t(900)),
+            900,
+            "a late start moves nothing"
         );
     }
 

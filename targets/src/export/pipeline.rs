@@ -206,6 +206,10 @@ pub trait FlowExporter {
     /// Records queued and not yet written.
     fn queued(&self) -> usize;
 
+    /// Starts the exporter's clock at `at`, before any datagram: the first packet of a capture file
+    /// read offline, whose timestamps are in the past. Exporters with absolute timestamps ignore it.
+    fn start_clock(&mut self, _at: Timestamp) {}
+
     fn stats(&self) -> ExporterStats;
 }
 

@@ -189,6 +189,16 @@ impl SflowAgent {
         &self.config
     }
 
+    /// Restarts the agent's clock (uptime and counter polling) at `at` before anything was sent: the
+    /// first packet of a capture file read offline. Ignored once a datagram is pending or sent.
+    pub fn start_clock(&mut self, at: Timestamp) {
+        if self.datagram_sequence == 0 && self.pending.is_empty() {
+            self.start = at;
+            self.next_poll = (!self.config.polling_interval.is_zero())
+                .then(|| at + self.config.polling_interval);
+        }
+    }
+
     pub fn stats(&self) -> AgentStats {
         self.stats
     }
