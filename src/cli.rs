@@ -46,6 +46,43 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Export the flows (or samples, or mirrored frames) of a capture file to a collector,
+    /// with the pipeline of a capture's target, without a server (like `softflowd -r`).
+    Pcap(OfflineArgs),
+}
+
+/// `topotap pcap` (`topotap client pcap` uploads to a server instead).
+#[derive(Debug, Args)]
+pub struct OfflineArgs {
+    /// The capture file (pcap or pcapng); `-` reads standard input.
+    pub file: PathBuf,
+    /// Target type: netflowv5, ipfix, sflow, erspanv1 or erspanv2.
+    #[arg(long)]
+    pub target_type: String,
+    /// Where to send: host:port of the NetFlow/IPFIX/sFlow collector, or the ERSPAN
+    /// receiver's address.
+    #[arg(long)]
+    pub target: String,
+    /// Sampling rate: 1 packet out of N (netflowv5 and sflow; 0 or 1 = every packet).
+    #[arg(long, default_value_t = 1)]
+    pub sampling_rate: u32,
+    /// Bytes of each sampled frame sent in sFlow samples (default 128).
+    #[arg(long, default_value_t = 0)]
+    pub header_size: i64,
+    /// sFlow interface counter polling interval in seconds (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub polling_interval: u32,
+    /// NetFlow v5 / IPFIX active timeout in seconds (capture time).
+    #[arg(long, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub active_timeout: u64,
+    /// NetFlow v5 / IPFIX inactive timeout in seconds (capture time).
+    #[arg(long, default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub inactive_timeout: u64,
+    /// sFlow agent address (default: the source address of the default route).
+    #[arg(long)]
+    pub sflow_agent_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]

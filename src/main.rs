@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod http;
 mod injection;
+mod pcap;
 mod resources;
 mod server;
 mod services;
@@ -63,6 +64,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // No server, no async runtime: one thread reads the file and sends.
+        cli::Command::Pcap(args) => return pcap::run(&args),
         _ => invocation.cli,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -81,7 +84,8 @@ fn main() -> ExitCode {
             cli::Command::Client(args) => client::run(args).await,
             cli::Command::Config { .. }
             | cli::Command::Completions { .. }
-            | cli::Command::Man { .. } => {
+            | cli::Command::Man { .. }
+            | cli::Command::Pcap(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }

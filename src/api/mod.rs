@@ -278,10 +278,9 @@ fn status(s: &AppState) -> Value {
 /// How long a request body may take to arrive.
 #[derive(Clone, Copy, Debug)]
 pub enum BodyDeadline {
-    /// The whole body within this (small bodies: JSON).
+    /// The whole body within this (small bodies: JSON). Streamed uploads (`/api/pcap`)
+    /// read their body themselves, with no pause longer than the same timeout.
     Whole(Duration),
-    /// No pause longer than this between two pieces (large uploads).
-    Idle(Duration),
 }
 
 /// The request body, read up to `limit` bytes: a larger `Content-Length`, or a chunked
@@ -308,7 +307,6 @@ pub fn limited_body(
                         .await
                         .unwrap_or(Err(warp::reject::custom(BodyTimeout(t))))
                 }
-                BodyDeadline::Idle(t) => collect_limited(stream, limit, Some(t)).await,
             }
         })
 }

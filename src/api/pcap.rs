@@ -6,49 +6,44 @@
 //! `HeaderSize`, `Name`). With the local target (the default) the flows stay queryable
 //! with `G.Flows().Has('CaptureID', <CaptureID>)` for the last few uploads. The answer
 //! (202, as Skydive) says what was read; a body that is not a capture file is a 400, a
-//! file truncated part-way is read up to the damage and the reason given in `Error`.
+//! file truncated part-way is read up to the damage and the reason given in `Error`, and
+//! a collector that cannot be resolved or reached is a 503.
+//!
+//! The body is read as it arrives, packet by packet ([`crate::pcap::replay`]), in bounded
+//! memory whatever its size.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::io::{self, Read};
+use std::pin::pin;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
-use topotap_targets::packet::Timestamp;
-use topotap_targets::pcapfile::PcapReader;
+use tokio::sync::mpsc;
 use topotap_topology::Identifier;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{
-    limited_body, reply_json, respond, with_state, ApiError, ApiResult, AppState, BodyDeadline,
-};
-use crate::capture::placer::Target;
-use crate::capture::{self, Capture};
+use super::{reply_json, respond, with_state, ApiError, ApiResult, AppState};
+use crate::capture::Capture;
+use crate::error::Error;
 
-/// Largest capture file accepted in one upload.
-pub const MAX_PCAP_BODY: u64 = 1024 * 1024 * 1024;
-
-/// Exporters' timers advance with the packets' own timestamps, at this granularity.
-const TICK: Duration = Duration::from_millis(100);
+/// Body chunks waiting for the reader: with hyper's chunks of at most a few tens of KiB,
+/// an upload holds well under a MiB in flight, however large the file.
+const PENDING_CHUNKS: usize = 8;
 
 const NUMERIC: &[&str] = &["SamplingRate", "PollingInterval", "HeaderSize"];
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let body = limited_body(
-        MAX_PCAP_BODY,
-        BodyDeadline::Idle(state.limits.body_read_timeout),
-    );
     warp::path!("api" / "pcap")
         .and(warp::post())
         .and(with_state(state))
         .and(warp::query::<HashMap<String, String>>())
-        .and(body)
-        .and_then(
-            |s: AppState, q: HashMap<String, String>, body: Bytes| async move {
-                respond(upload(s, q, body).await)
-            },
-        )
+        .and(warp::body::stream())
+        .and_then(|s: AppState, q: HashMap<String, String>, body| async move {
+            respond(upload(s, q, body).await)
+        })
 }
 
 /// The capture parameters of an upload, validated like a capture's.
@@ -75,70 +70,77 @@ fn parameters(query: &HashMap<String, String>) -> Result<Capture, ApiError> {
     Ok(capture)
 }
 
-async fn upload(s: AppState, query: HashMap<String, String>, body: Bytes) -> ApiResult {
+/// Streams the body to [`crate::pcap::replay`] on a blocking thread as it arrives.
+async fn upload<B: Buf>(
+    s: AppState,
+    query: HashMap<String, String>,
+    body: impl Stream<Item = Result<B, warp::Error>>,
+) -> ApiResult {
     let capture = parameters(&query)?;
-    // Reject what is not a capture file before building any sink.
-    PcapReader::new(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // No pause longer than this between two pieces of the body.
+    let idle = s.limits.body_read_timeout;
+    let (tx, rx) = mpsc::channel(PENDING_CHUNKS);
     let ctx = s.sinks.clone();
-    let result = tokio::task::spawn_blocking(move || feed(&capture, &ctx, &body))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(reply_json(StatusCode::ACCEPTED, &result))
-}
-
-fn feed(capture: &Capture, ctx: &capture::SinkContext, body: &[u8]) -> Result<Value, ApiError> {
-    let target = Target {
-        node: Identifier::from(format!("pcap:{}", capture.uuid).as_str()),
-        tid: String::new(),
-        ifname: String::new(),
-        if_index: 0,
-        netns: None,
-    };
-    let mut sink = match capture.target_type.as_str() {
-        "" | "local" => capture::local_sink(capture, &target, ctx, true),
-        // A socket that cannot be opened is not the client's mistake: 503, not 400.
-        _ => capture::sink_for(capture, &target, ctx)?,
-    };
-    let reader = PcapReader::new(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (mut packets, mut bytes) = (0u64, 0u64);
-    let mut error = None;
-    let mut last_tick: Option<Timestamp> = None;
-    let mut last = Timestamp::ZERO;
-    for record in reader {
-        match record {
-            Ok(r) => {
-                packets += 1;
-                bytes += u64::from(r.orig_len);
-                last = last.max(r.timestamp);
-                sink.packet(r.link_type, r.timestamp, r.orig_len, r.data);
-                match last_tick {
-                    Some(t) if r.timestamp.saturating_since(t) < TICK => {}
-                    _ => {
-                        sink.tick(r.timestamp);
-                        last_tick = Some(r.timestamp);
-                    }
-                }
+    let replay = tokio::task::spawn_blocking(move || {
+        crate::pcap::replay(&capture, &ctx, BodyReader::new(rx))
+    });
+    let mut body = pin!(body);
+    let mut timed_out = false;
+    loop {
+        let chunk = match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(chunk)) => chunk
+                .map(|mut b| b.copy_to_bytes(b.remaining()))
+                .map_err(|e| e.to_string()),
+            Ok(None) => break,
+            Err(_) => {
+                timed_out = true;
+                Err("the request body stopped arriving".to_owned())
             }
-            Err(e) => {
-                error = Some(format!("{e} ({packets} packets read before it)"));
-                break;
-            }
+        };
+        let failed = chunk.is_err();
+        // The reader stopped (not a capture file): the rest of the body is not needed.
+        if tx.send(chunk).await.is_err() || failed {
+            break;
         }
     }
-    sink.finish(last);
-    let mut out = json!({
-        "CaptureID": capture.uuid,
-        "Packets": packets,
-        "Bytes": bytes,
-    });
-    if matches!(capture.target_type.as_str(), "" | "local") {
-        out["Flows"] = ctx.flows.flow_count(&capture.uuid).into();
+    drop(tx);
+    // What was read before a failure has been exported either way.
+    let summary = replay.await.map_err(Error::from)?;
+    if timed_out {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {} s", idle.as_secs()),
+        ));
     }
-    if let Some(stats) = sink.export_stats() {
-        out["Export"] = stats.to_json();
+    Ok(reply_json(StatusCode::ACCEPTED, &summary?))
+}
+
+/// The request body as a blocking [`Read`], fed chunk by chunk by the async side.
+struct BodyReader {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    chunk: Bytes,
+}
+
+impl BodyReader {
+    fn new(rx: mpsc::Receiver<Result<Bytes, String>>) -> Self {
+        BodyReader {
+            rx,
+            chunk: Bytes::new(),
+        }
     }
-    if let Some(e) = error {
-        out["Error"] = e.into();
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        self.chunk.copy_to_slice(&mut buf[..n]);
+        Ok(n)
     }
-    Ok(out)
 }

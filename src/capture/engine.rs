@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use topotap_targets::packet::{LinkType, Timestamp};
+use topotap_targets::pcapfile::PcapStream;
+use topotap_targets::send::SendCounters;
 
 /// Receives captured frames, on the capture's thread.
 pub trait PacketSink: Send {
@@ -27,6 +29,9 @@ pub trait PacketSink: Send {
     fn flush(&mut self) {}
     /// Called at least every [`TICK`] with the current time, for periodic exports.
     fn tick(&mut self, now: Timestamp);
+    /// The frames come from a capture file: the sink's clock (uptimes, polling schedules)
+    /// starts at `first`, the first frame's timestamp, rather than when the sink was built.
+    fn start_clock(&mut self, _first: Timestamp) {}
     /// The capture is ending: export or publish everything still pending.
     fn finish(&mut self, now: Timestamp);
     /// Counters of what this sink sends out, shown in the node's `Captures` entry
@@ -39,38 +44,49 @@ pub trait PacketSink: Send {
     fn capture_drops(&mut self, _dropped: u64) {}
 }
 
-/// What an exporting sink has sent, shared with the API.
-#[derive(Debug, Default)]
+/// What an exporting sink has sent, shared with the API: its sender's [`SendCounters`] (the one
+/// record of it) and where it sends.
+#[derive(Debug)]
 pub struct ExportStats {
-    /// Datagrams (NetFlow, IPFIX, sFlow) or mirrored packets (ERSPAN) sent.
-    pub messages: AtomicU64,
-    /// Flow records or samples they carried.
-    pub records: AtomicU64,
-    /// Bytes sent (payload of the UDP or GRE packets).
-    pub bytes: AtomicU64,
-    /// Sends that failed (collector unreachable, refused, buffer full).
-    pub send_errors: AtomicU64,
-    /// The last send failure.
-    pub last_error: Mutex<Option<String>>,
-    /// Flows the format cannot carry and that were not sent (IPv6 flows in NetFlow v5).
-    pub skipped: AtomicU64,
+    counters: Arc<SendCounters>,
+    peer: String,
 }
 
 impl ExportStats {
-    /// The JSON shown in `Metadata.Captures[].Export`.
+    pub fn new(counters: Arc<SendCounters>, peer: impl std::fmt::Display) -> Arc<Self> {
+        Arc::new(ExportStats {
+            counters,
+            peer: peer.to_string(),
+        })
+    }
+
+    pub fn counters(&self) -> &SendCounters {
+        &self.counters
+    }
+
+    /// The JSON shown in `Metadata.Captures[].Export`: `Messages` (datagrams or mirrored packets
+    /// sent), `Records` (flow records, samples or frames they carried), `Bytes`, `SendErrors` (sends
+    /// that failed: lost), `Refused` (ICMP port unreachable from the collector's host: nothing
+    /// listens on its port, though everything was sent), `LastError` and `Skipped` (flows the format
+    /// cannot carry) when there are any.
     pub fn to_json(&self) -> serde_json::Value {
+        let s = self.counters.snapshot();
         let mut v = serde_json::json!({
-            "Messages": self.messages.load(Ordering::Relaxed),
-            "Records": self.records.load(Ordering::Relaxed),
-            "Bytes": self.bytes.load(Ordering::Relaxed),
-            "SendErrors": self.send_errors.load(Ordering::Relaxed),
+            "Messages": s.sent,
+            "Records": s.records,
+            "Bytes": s.bytes,
+            "SendErrors": s.errors,
+            "Refused": s.refused,
         });
-        if let Some(e) = &*self.last_error.lock() {
-            v["LastError"] = e.clone().into();
+        let last = match (self.counters.last_error(), self.counters.note()) {
+            (Some(e), _) => Some(format!("send to {}: {e}", self.peer)),
+            (None, note) => note,
+        };
+        if let Some(e) = last {
+            v["LastError"] = e.into();
         }
-        let skipped = self.skipped.load(Ordering::Relaxed);
-        if skipped > 0 {
-            v["Skipped"] = skipped.into();
+        if s.skipped > 0 {
+            v["Skipped"] = s.skipped.into();
         }
         v
     }
@@ -227,46 +243,161 @@ fn run(spec: &CaptureSpec, sink: &mut dyn PacketSink, shared: &WorkerShared) -> 
     *shared.state.lock() = WorkerState::Active;
     let link = LinkType::from_u32(cap.get_datalink().0 as u32);
 
-    let mut last_tick = Instant::now();
+    let mut feeder = Feeder::new(sink, Clock::Wall);
     let mut last_stats = Instant::now();
-    // Packets handed to the sink. libpcap's own `ps_recv` lags behind on TPACKET_V3
-    // (frames in a block not yet retired are not counted), so it is not used.
-    let mut received: u64 = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         match cap.next_packet() {
             Ok(p) => {
-                received += 1;
                 let ts = Timestamp::from_micros(
                     (p.header.ts.tv_sec as u64).saturating_mul(1_000_000)
                         + p.header.ts.tv_usec as u64,
                 );
-                sink.packet(link, ts, p.header.len, p.data);
-                // Under load, look at the clock only every so many packets.
-                if received % CLOCK_EVERY != 0 {
+                // Under load, the feeder looks at the clock only every so many packets.
+                if !feeder.packet(link, ts, p.header.len, p.data) {
                     continue;
                 }
             }
             Err(pcap::Error::TimeoutExpired) => {
                 // Nothing buffered: send what the sink batched, then sleep until the
                 // kernel has frames or a tick is due.
-                sink.flush();
+                feeder.sink.flush();
                 super::wait::readable(&cap, TICK);
+                feeder.poll_clock();
             }
             Err(e) => return Err(format!("capture on {} failed: {e}", spec.ifname)),
         }
-        if last_tick.elapsed() >= TICK {
-            sink.flush();
-            sink.tick(now());
-            last_tick = Instant::now();
-        }
         if last_stats.elapsed() >= Duration::from_millis(500) {
-            publish_stats(&mut cap, received, shared);
-            sink.capture_drops(shared.dropped.load(Ordering::Relaxed));
+            // libpcap's own `ps_recv` lags behind on TPACKET_V3 (frames in a block not yet
+            // retired are not counted): the frames handed to the sink are counted instead.
+            publish_stats(&mut cap, feeder.fed, shared);
+            feeder
+                .sink
+                .capture_drops(shared.dropped.load(Ordering::Relaxed));
             last_stats = Instant::now();
         }
     }
-    publish_stats(&mut cap, received, shared);
+    publish_stats(&mut cap, feeder.fed, shared);
     Ok(())
+}
+
+/// Whose time drives a sink's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Live capture: the wall clock, looked at once per [`CLOCK_EVERY`] frames under load
+    /// and whenever the capture is idle.
+    Wall,
+    /// Capture file: the frames' own timestamps, as fast as they can be read.
+    Packets,
+}
+
+/// Feeds a [`PacketSink`] from a source of frames and ticks it on time: the one loop
+/// behind live captures and capture files (`/api/pcap`, `topotap pcap`).
+pub struct Feeder<'a> {
+    pub sink: &'a mut dyn PacketSink,
+    clock: Clock,
+    /// Frames fed.
+    pub fed: u64,
+    /// Wall clock: when the sink was last ticked.
+    last_tick: Instant,
+    /// Packet clock: the next tick is due at the first frame at or after this time.
+    next_tick: Option<Timestamp>,
+    /// Packet clock: the latest frame timestamp.
+    last: Timestamp,
+}
+
+impl<'a> Feeder<'a> {
+    pub fn new(sink: &'a mut dyn PacketSink, clock: Clock) -> Self {
+        Feeder {
+            sink,
+            clock,
+            fed: 0,
+            last_tick: Instant::now(),
+            next_tick: None,
+            last: Timestamp::ZERO,
+        }
+    }
+
+    /// Feeds one frame, then ticks the sink if due. Returns whether the clock was looked
+    /// at (always with the packet clock; every [`CLOCK_EVERY`] frames with the wall clock).
+    #[inline]
+    pub fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]) -> bool {
+        self.fed += 1;
+        match self.clock {
+            Clock::Wall => {
+                self.sink.packet(link, ts, orig_len, data);
+                if self.fed % CLOCK_EVERY != 0 {
+                    return false;
+                }
+                self.poll_clock();
+            }
+            Clock::Packets => {
+                if self.next_tick.is_none() {
+                    self.sink.start_clock(ts);
+                }
+                self.last = self.last.max(ts);
+                self.sink.packet(link, ts, orig_len, data);
+                if self.next_tick.is_none_or(|t| ts >= t) {
+                    self.sink.flush();
+                    self.sink.tick(ts);
+                    self.next_tick = Some(ts + TICK);
+                }
+            }
+        }
+        true
+    }
+
+    /// With the wall clock: ticks the sink if a [`TICK`] has passed since the last tick.
+    pub fn poll_clock(&mut self) {
+        if self.clock == Clock::Wall && self.last_tick.elapsed() >= TICK {
+            self.sink.flush();
+            self.sink.tick(now());
+            self.last_tick = Instant::now();
+        }
+    }
+
+    /// The source is exhausted: the sink sends everything it still holds, at the latest
+    /// frame's time (packet clock) or now (wall clock).
+    pub fn finish(self) {
+        let at = match self.clock {
+            Clock::Wall => now(),
+            Clock::Packets => self.last,
+        };
+        self.sink.flush();
+        self.sink.finish(at);
+    }
+}
+
+/// What feeding a capture file to a sink read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub packets: u64,
+    /// Bytes on the wire of those packets.
+    pub bytes: u64,
+    /// Why the file could not be read to its end (it was read up to the damage).
+    pub error: Option<String>,
+}
+
+/// Feeds every packet of a capture file to `sink` on the packets' own clock, as fast as
+/// the file can be read, and ends with the sink's final export. Memory stays bounded by
+/// the stream's buffer, however long the file.
+pub fn replay<R: std::io::Read>(stream: &mut PcapStream<R>, sink: &mut dyn PacketSink) -> Replayed {
+    let mut feeder = Feeder::new(sink, Clock::Packets);
+    let mut out = Replayed::default();
+    while let Some(record) = stream.next_record() {
+        match record {
+            Ok(r) => {
+                out.packets += 1;
+                out.bytes += u64::from(r.orig_len);
+                feeder.packet(r.link_type, r.timestamp, r.orig_len, r.data);
+            }
+            Err(e) => {
+                out.error = Some(format!("{e} ({} packets read before it)", out.packets));
+                break;
+            }
+        }
+    }
+    feeder.finish();
+    out
 }
 
 fn publish_stats(cap: &mut pcap::Capture<pcap::Active>, received: u64, shared: &WorkerShared) {

@@ -19,7 +19,7 @@ use topotap_topology::gremlin::Output;
 use topotap_topology::{Graph, Identifier, NodeIx};
 use tracing::{debug, warn};
 
-use super::engine::{effective_filter, CaptureSpec, ExportFlow, PacketSink, Worker, WorkerState};
+use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerState};
 use super::Capture;
 use crate::error::Error;
 use crate::services::Services;
@@ -136,8 +136,6 @@ impl Placer {
                 }
             }
         }
-        let exports = export_flows(&captures);
-
         // Stop what no longer matches, or whose interface was renamed or moved.
         let stale: Vec<Key> = self
             .running
@@ -165,17 +163,38 @@ impl Placer {
         }
         self.failed.retain(|k, _| desired.contains_key(k));
 
-        for (key, (capture, target)) in desired {
-            if self.running.contains_key(&key) {
-                continue;
-            }
-            let spec = CaptureSpec {
-                ifname: target.ifname.clone(),
-                netns: target.netns.clone(),
-                bpf: effective_filter(&capture.bpf_filter, &exports),
-                snaplen: capture.snaplen(),
-            };
-            match (self.sinks)(&capture, &target) {
+        let new: Vec<(Key, (Capture, Target))> = desired
+            .into_iter()
+            .filter(|(k, _)| !self.running.contains_key(k))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        // Resolving collectors and opening export sockets block (name lookups): off the
+        // async workers, all the new captures of this round in one blocking task.
+        let sinks = self.sinks.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let exports = super::export::export_flows(&captures);
+            new.into_iter()
+                .map(|(key, (capture, target))| {
+                    let spec = CaptureSpec {
+                        ifname: target.ifname.clone(),
+                        netns: target.netns.clone(),
+                        bpf: effective_filter(&capture.bpf_filter, &exports),
+                        snaplen: capture.snaplen(),
+                    };
+                    let sink = sinks(&capture, &target);
+                    (key, capture, target, spec, sink)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(opened) = opened else {
+            warn!("opening capture sinks failed");
+            return;
+        };
+        for (key, capture, target, spec, sink) in opened {
+            match sink {
                 Ok(sink) => {
                     self.failed.remove(&key);
                     let worker = Worker::spawn(spec, sink);
@@ -319,29 +338,4 @@ fn capture_target(g: &Graph, ix: NodeIx) -> Option<Target> {
         if_index,
         netns,
     })
-}
-
-/// Every destination topotap exports to, to exclude from all captures.
-pub fn export_flows(captures: &[Capture]) -> Vec<ExportFlow> {
-    use std::net::ToSocketAddrs;
-    let mut out = Vec::new();
-    for c in captures {
-        if c.target.is_empty() {
-            continue;
-        }
-        let Ok((host, port)) = super::parse_target(&c.target) else {
-            continue;
-        };
-        let Ok(addrs) = (host.as_str(), port).to_socket_addrs() else {
-            continue;
-        };
-        for a in addrs {
-            out.push(if c.target_type.starts_with("erspan") {
-                ExportFlow::Gre(a.ip())
-            } else {
-                ExportFlow::Udp(a.ip(), port)
-            });
-        }
-    }
-    out
 }

@@ -12,17 +12,16 @@
 //! ([`PacketSink::flush`], at the latest after the ring's block timeout), before every tick and at the
 //! end: one syscall per batch instead of one per frame, in capture (= sequence) order.
 
-use std::net::ToSocketAddrs;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use topotap_targets::export::erspan::{ErspanConfig, ErspanSession, ErspanVersion};
 use topotap_targets::packet::{LinkType, Timestamp};
 use topotap_targets::send::{GreSender, MAX_BATCH};
 
+use super::{resolve_collector, Collector};
 use crate::capture::engine::{ExportStats, PacketSink};
 use crate::capture::placer::Target;
-use crate::capture::{parse_target, Capture};
+use crate::capture::Capture;
 
 /// Bytes of encoded packets buffered before a send (a larger packet is sent alone).
 pub const ARENA_BYTES: usize = 64 * 1024;
@@ -44,13 +43,9 @@ impl ErspanSink {
         target: &Target,
         version: ErspanVersion,
     ) -> Result<Self, String> {
-        let (host, _port) = parse_target(&capture.target)?;
-        let peer = (host.as_str(), 0)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve ERSPAN target {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("ERSPAN target {host} has no address"))?
-            .ip();
+        let Collector::Gre(peer) = resolve_collector(&capture.target_type, &capture.target)? else {
+            return Err(format!("{} is not an ERSPAN target", capture.target_type));
+        };
         let sender = GreSender::open(peer)
             .map_err(|e| format!("cannot open a raw GRE socket to {peer}: {e}"))?;
         // Never stall the capture thread on a full socket buffer: such sends fail and are counted.
@@ -65,15 +60,15 @@ impl ErspanSink {
         .map_err(|e| e.to_string())?;
         Ok(Self {
             session,
+            stats: ExportStats::new(sender.counters(), peer),
             sender,
-            stats: Arc::default(),
             skipped_link: false,
             pending: Pending::new(),
         })
     }
 
     fn send_pending(&mut self) {
-        self.pending.send(&self.sender, &self.stats);
+        self.pending.send(&self.sender);
     }
 }
 
@@ -105,8 +100,8 @@ impl Pending {
         self.ends.push(self.arena.len());
     }
 
-    /// Sends the buffered packets, in order, with one `sendmmsg`, and counts the outcome.
-    fn send(&mut self, sender: &GreSender, stats: &ExportStats) {
+    /// Sends the buffered packets, in order, with one `sendmmsg` (the sender counts the outcome).
+    fn send(&mut self, sender: &GreSender) {
         if self.ends.is_empty() {
             return;
         }
@@ -119,24 +114,9 @@ impl Pending {
             }
             None => &[],
         });
-        let before = sender.stats();
         sender.send_batch(&packets[..self.ends.len()]);
-        let after = sender.stats();
         self.arena.clear();
         self.ends.clear();
-        let sent = after.sent - before.sent;
-        stats.messages.fetch_add(sent, Ordering::Relaxed);
-        stats.records.fetch_add(sent, Ordering::Relaxed);
-        stats
-            .bytes
-            .fetch_add(after.bytes - before.bytes, Ordering::Relaxed);
-        let errors = after.errors - before.errors;
-        if errors > 0 {
-            stats.send_errors.fetch_add(errors, Ordering::Relaxed);
-            if let Some(e) = sender.last_error() {
-                *stats.last_error.lock() = Some(format!("send to {}: {e}", sender.peer()));
-            }
-        }
     }
 }
 
@@ -145,7 +125,7 @@ impl PacketSink for ErspanSink {
         if link != LinkType::Ethernet {
             if !self.skipped_link {
                 self.skipped_link = true;
-                *self.stats.last_error.lock() = Some(format!(
+                self.stats.counters().set_note(format!(
                     "link type {} is not Ethernet: frames are not mirrored",
                     link.to_u32()
                 ));
@@ -155,17 +135,16 @@ impl PacketSink for ErspanSink {
         let packet = match self.session.encode(ts, orig_len, data) {
             Ok(p) => p,
             Err(e) => {
-                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                *self.stats.last_error.lock() = Some(e.to_string());
+                self.stats.counters().record_unsent(e.to_string());
                 return;
             }
         };
         if !self.pending.has_room(packet.len()) {
-            self.pending.send(&self.sender, &self.stats);
+            self.pending.send(&self.sender);
         }
         self.pending.push(packet);
         if self.pending.ends.len() == MAX_BATCH {
-            self.pending.send(&self.sender, &self.stats);
+            self.pending.send(&self.sender);
         }
     }
 

@@ -14,7 +14,7 @@
 use topotap_targets::export::ipfix::{IpfixConfig, IpfixExporter};
 use topotap_targets::export::pipeline::FlowTimeouts;
 
-use super::netflow::{capture_point_hash, connect, meter, FlowExportSink};
+use super::{capture_point_hash, connect_udp, meter, FlowExportSink};
 use crate::capture::placer::Target;
 use crate::capture::Capture;
 
@@ -34,7 +34,7 @@ impl IpfixSink {
                 capture.sampling_rate
             ));
         }
-        let sender = connect(capture, "IPFIX", 4739)?;
+        let sender = connect_udp(capture)?;
         let config = IpfixConfig {
             observation_domain_id: capture_point_hash(capture, target) as u32,
             ingress_if_index: u32::try_from(target.if_index).unwrap_or(0),

@@ -1,7 +1,231 @@
-//! Sinks that export what a capture sees: they own the sockets (opened in topotap's
-//! namespace by `sink_for`) and drive the pure exporters of `topotap_targets::export`.
+//! Sinks that export what a capture sees. They own the sockets (opened in topotap's
+//! namespace by `sink_for`, off the async workers: opening resolves names) and drive the
+//! pure exporters of `topotap_targets::export`; what they send is counted in their
+//! sender's [`SendCounters`](topotap_targets::send::SendCounters), shown as `Export`.
+//!
+//! - [`resolve_collector`]: the one place a capture's `Target` becomes an address, for
+//!   the sinks and for the filter that keeps topotap's own exports out of every capture
+//!   ([`export_flows`]).
+//! - [`FlowExportSink`]: the NetFlow v5 and IPFIX sinks (a flow meter, an exporter, a
+//!   UDP socket); [`netflow`] and [`ipfix`] only configure it.
+//! - [`sflow`] and [`erspan`]: an sFlow agent and an ERSPAN mirroring session.
 
 pub mod erspan;
 pub mod ipfix;
 pub mod netflow;
 pub mod sflow;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use topotap_targets::export::pipeline::{ExportPipeline, FlowExporter, FlowMeter, FlowTimeouts};
+use topotap_targets::flow::{xxh64, FlowTableConfig};
+use topotap_targets::packet::{LinkType, Timestamp};
+use topotap_targets::send::{resolve_host, resolve_socket_addr, UdpExporter};
+
+use super::engine::{ExportFlow, ExportStats, PacketSink};
+use super::placer::Target;
+use super::{parse_target, Capture};
+
+/// Where a capture's exports go, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collector {
+    /// A NetFlow, IPFIX or sFlow collector.
+    Udp(SocketAddr),
+    /// An ERSPAN destination (GRE has no port).
+    Gre(IpAddr),
+}
+
+impl Collector {
+    /// The traffic topotap sends there, to keep out of every capture.
+    pub fn export_flow(&self) -> ExportFlow {
+        match *self {
+            Collector::Udp(a) => ExportFlow::Udp(a.ip(), a.port()),
+            Collector::Gre(ip) => ExportFlow::Gre(ip),
+        }
+    }
+}
+
+/// The usual port of a UDP target type, for messages.
+fn usual_port(target_type: &str) -> u16 {
+    match target_type {
+        "sflow" => 6343,
+        "ipfix" => 4739,
+        _ => 2055,
+    }
+}
+
+/// Resolves a capture's `Target` for its `TargetType`: `host:port` for the UDP formats,
+/// a host (any port ignored) for ERSPAN. Blocks on a name lookup: call it on a blocking
+/// thread, never on an async worker. The error says why, for the capture's `Error`.
+pub fn resolve_collector(target_type: &str, target: &str) -> Result<Collector, String> {
+    let (host, port) = parse_target(target)?;
+    if target_type.starts_with("erspan") {
+        return resolve_host(&host)
+            .map(Collector::Gre)
+            .map_err(|e| format!("cannot resolve ERSPAN target {host}: {e}"));
+    }
+    if port == 0 {
+        return Err(format!(
+            "{target_type} target {target} needs a port (usually {})",
+            usual_port(target_type)
+        ));
+    }
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => resolve_socket_addr(&format!("{host}:{port}")),
+    };
+    addr.map(Collector::Udp)
+        .map_err(|e| format!("cannot resolve {target_type} target {target}: {e}"))
+}
+
+/// Every destination topotap exports to, to exclude from all captures (a target that
+/// does not resolve sends nothing and is left out). Blocks on name lookups, like
+/// [`resolve_collector`].
+pub fn export_flows(captures: &[Capture]) -> Vec<ExportFlow> {
+    let mut out: Vec<ExportFlow> = captures
+        .iter()
+        .filter(|c| !c.target.is_empty() && !matches!(c.target_type.as_str(), "" | "local"))
+        .filter_map(|c| resolve_collector(&c.target_type, &c.target).ok())
+        .map(|c| c.export_flow())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Resolves the capture's `Target` and connects a UDP socket to it, in the calling
+/// thread's namespace (topotap's: `sink_for` runs outside the capture thread).
+pub fn connect_udp(capture: &Capture) -> Result<UdpExporter, String> {
+    let Collector::Udp(peer) = resolve_collector(&capture.target_type, &capture.target)? else {
+        return Err(format!("{} is not a UDP target", capture.target_type));
+    };
+    UdpExporter::connect_addr(peer).map_err(|e| format!("cannot open a UDP socket to {peer}: {e}"))
+}
+
+/// The flow table of a capture point, with the export timeouts and 1-in-`sampling`
+/// packet sampling.
+pub fn meter(
+    capture: &Capture,
+    target: &Target,
+    sampling: u32,
+    timeouts: FlowTimeouts,
+) -> FlowMeter {
+    let config = timeouts.table_config(FlowTableConfig {
+        capture_id: capture.uuid.clone(),
+        node_tid: target.tid.clone(),
+        ..FlowTableConfig::default()
+    });
+    FlowMeter::new(config, sampling)
+}
+
+/// A stable hash of (capture, node): the identity of a capture point at the collector.
+pub fn capture_point_hash(capture: &Capture, target: &Target) -> u64 {
+    xxh64(format!("{}/{}", capture.uuid, target.node).as_bytes(), 0)
+}
+
+/// A flow exporter (NetFlow v5 or IPFIX) of one capture point and its collector socket.
+pub struct FlowExportSink<E> {
+    pipeline: ExportPipeline<E>,
+    sender: UdpExporter,
+    stats: Arc<ExportStats>,
+}
+
+impl<E: FlowExporter> FlowExportSink<E> {
+    pub fn new(meter: FlowMeter, exporter: E, sender: UdpExporter) -> Self {
+        let stats = ExportStats::new(sender.counters(), sender.peer());
+        FlowExportSink {
+            pipeline: ExportPipeline::new(meter, exporter),
+            sender,
+            stats,
+        }
+    }
+
+    /// Flows the format could not carry, shown as `Export.Skipped`.
+    fn publish_skipped(&self) {
+        let s = self.pipeline.exporter.stats();
+        self.stats.counters().set_skipped(s.skipped_ipv6);
+    }
+}
+
+impl<E: FlowExporter + Send> PacketSink for FlowExportSink<E> {
+    fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]) {
+        self.pipeline.packet(link, ts, orig_len, data);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        let sender = &self.sender;
+        self.pipeline.tick(now, |d, records| {
+            sender.send_records(d, u64::from(records));
+        });
+        self.publish_skipped();
+    }
+
+    fn start_clock(&mut self, first: Timestamp) {
+        self.pipeline.exporter.start_clock(first);
+    }
+
+    fn finish(&mut self, now: Timestamp) {
+        let sender = &self.sender;
+        self.pipeline.finish(now, |d, records| {
+            sender.send_records(d, u64::from(records));
+        });
+        self.publish_skipped();
+    }
+
+    fn export_stats(&self) -> Option<Arc<ExportStats>> {
+        Some(self.stats.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collectors_resolve_by_target_type() {
+        assert_eq!(
+            resolve_collector("netflowv5", "127.0.0.1:2055"),
+            Ok(Collector::Udp("127.0.0.1:2055".parse().unwrap()))
+        );
+        assert_eq!(
+            resolve_collector("sflow", "[::1]:6343"),
+            Ok(Collector::Udp("[::1]:6343".parse().unwrap()))
+        );
+        assert_eq!(
+            resolve_collector("erspanv1", "[fd00::2]:0"),
+            Ok(Collector::Gre("fd00::2".parse().unwrap()))
+        );
+        let Ok(Collector::Udp(a)) = resolve_collector("ipfix", "localhost:4739") else {
+            panic!("localhost does not resolve");
+        };
+        assert!(a.ip().is_loopback() && a.port() == 4739);
+        let e = resolve_collector("ipfix", "127.0.0.1:0").unwrap_err();
+        assert!(e.contains("needs a port (usually 4739)"), "{e}");
+        let e = resolve_collector("netflowv5", "no-such-collector.invalid:2055").unwrap_err();
+        assert!(e.contains("cannot resolve"), "{e}");
+    }
+
+    #[test]
+    fn export_flows_are_resolved_once_each() {
+        let capture = |ty: &str, target: &str| Capture {
+            target_type: ty.into(),
+            target: target.into(),
+            ..Capture::default()
+        };
+        let flows = export_flows(&[
+            capture("netflowv5", "127.0.0.1:2055"),
+            capture("ipfix", "127.0.0.1:2055"),
+            capture("erspanv2", "127.0.0.9:0"),
+            capture("", ""),
+            capture("sflow", "no-such-collector.invalid:6343"),
+        ]);
+        assert_eq!(
+            flows,
+            [
+                ExportFlow::Udp("127.0.0.1".parse().unwrap(), 2055),
+                ExportFlow::Gre("127.0.0.9".parse().unwrap()),
+            ]
+        );
+    }
+}

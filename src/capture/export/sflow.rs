@@ -14,9 +14,7 @@
 //! - Datagrams stay under a 1500-byte path MTU (1472 bytes of UDP payload to an IPv4 collector, 1452 to
 //!   an IPv6 one) and leave at most one tick (100 ms) after their first sample.
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +29,11 @@ use topotap_targets::wire::Reader;
 use topotap_topology::Metadata;
 use topotap_topology::{Identifier, SharedGraph};
 
+use super::connect_udp;
 use super::erspan::fnv1a;
 use crate::capture::engine::{ExportStats, PacketSink};
 use crate::capture::placer::Target;
-use crate::capture::{parse_target, Capture, SinkContext};
+use crate::capture::{Capture, SinkContext};
 
 /// Path MTU assumed towards collectors.
 pub const PATH_MTU: usize = 1500;
@@ -51,20 +50,8 @@ pub struct SflowSink {
 impl SflowSink {
     /// Resolves the collector, opens the UDP socket and starts the agent; the error says why not.
     pub fn open(capture: &Capture, target: &Target, ctx: &SinkContext) -> Result<Self, String> {
-        let (host, port) = parse_target(&capture.target)?;
-        if port == 0 {
-            return Err(format!(
-                "sFlow target {} needs a port (the standard one is 6343)",
-                capture.target
-            ));
-        }
-        let peer = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve sFlow target {}: {e}", capture.target))?
-            .next()
-            .ok_or_else(|| format!("sFlow target {} has no address", capture.target))?;
-        let exporter = UdpExporter::connect_addr(peer)
-            .map_err(|e| format!("cannot open a UDP socket to {peer}: {e}"))?;
+        let exporter = connect_udp(capture)?;
+        let peer = exporter.peer();
         // Never stall the capture thread on a full socket buffer: such sends fail and are counted.
         exporter
             .set_nonblocking(true)
@@ -92,8 +79,8 @@ impl SflowSink {
             .map_err(|e| format!("sFlow agent: {e}"))?;
         Ok(Self {
             agent,
+            stats: ExportStats::new(exporter.counters(), peer),
             exporter,
-            stats: Arc::default(),
             graph: Some(ctx.graph.clone()),
             node: target.node.clone(),
         })
@@ -110,23 +97,12 @@ impl SflowSink {
     }
 }
 
-/// Sends a datagram and accounts for it.
-fn send(exporter: &UdpExporter, stats: &ExportStats, datagram: &[u8]) {
-    if exporter.send(datagram) {
-        let samples = DatagramHeader::parse(&mut Reader::new(datagram))
-            .map(|(_, n)| u64::from(n))
-            .unwrap_or(0);
-        stats.messages.fetch_add(1, Ordering::Relaxed);
-        stats.records.fetch_add(samples, Ordering::Relaxed);
-        stats
-            .bytes
-            .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-    } else {
-        // `send` just failed in a syscall on this thread: errno is still its error.
-        let e = io::Error::last_os_error();
-        stats.send_errors.fetch_add(1, Ordering::Relaxed);
-        *stats.last_error.lock() = Some(format!("send to {}: {e}", exporter.peer()));
-    }
+/// Sends a datagram, counting the samples it carries.
+fn send(exporter: &UdpExporter, datagram: &[u8]) {
+    let samples = DatagramHeader::parse(&mut Reader::new(datagram))
+        .map(|(_, n)| u64::from(n))
+        .unwrap_or(0);
+    exporter.send_records(datagram, samples);
 }
 
 impl PacketSink for SflowSink {
@@ -143,44 +119,34 @@ impl PacketSink for SflowSink {
             _ => return,
         };
         let Self {
-            agent,
-            exporter,
-            stats,
-            ..
+            agent, exporter, ..
         } = self;
-        agent.packet(ts, protocol, orig_len, data, &mut |d| {
-            send(exporter, stats, d)
-        });
+        agent.packet(ts, protocol, orig_len, data, &mut |d| send(exporter, d));
     }
 
     fn tick(&mut self, now: Timestamp) {
         if self.agent.counters_due(now) {
             let counters = self.counters();
             let Self {
-                agent,
-                exporter,
-                stats,
-                ..
+                agent, exporter, ..
             } = self;
-            agent.push_counters(now, counters, &mut |d| send(exporter, stats, d));
+            agent.push_counters(now, counters, &mut |d| send(exporter, d));
         }
         let Self {
-            agent,
-            exporter,
-            stats,
-            ..
+            agent, exporter, ..
         } = self;
-        agent.flush(now, &mut |d| send(exporter, stats, d));
+        agent.flush(now, &mut |d| send(exporter, d));
     }
 
     fn finish(&mut self, now: Timestamp) {
         let Self {
-            agent,
-            exporter,
-            stats,
-            ..
+            agent, exporter, ..
         } = self;
-        agent.flush(now, &mut |d| send(exporter, stats, d));
+        agent.flush(now, &mut |d| send(exporter, d));
+    }
+
+    fn start_clock(&mut self, first: Timestamp) {
+        self.agent.start_clock(first);
     }
 
     fn capture_drops(&mut self, dropped: u64) {
