@@ -126,6 +126,7 @@ async fn a_full_disk_refuses_with_507_and_loses_nothing_acknowledged() {
             }
         }
     }
+    eprintln!("full disk: {} acknowledged, {refused} refused", acked.len());
     assert!(!acked.is_empty(), "some creations fit");
     assert!(refused > 0, "the disk never filled ({} acked)", acked.len());
     assert_eq!(acked.len() + refused, 200);
@@ -226,6 +227,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_capture() {
         w.await.unwrap();
     }
     let acked = acked.lock().clone();
+    eprintln!("kill -9 after {} acknowledged creations", acked.len());
     assert!(
         acked.len() > 50,
         "only {} creations before the kill",
