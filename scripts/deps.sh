@@ -6,6 +6,9 @@ mode=${1:-test}
 pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
 if [ "$mode" = test ]; then
   pkgs+=(iputils-ping socat bc tshark nfdump pmacct softflowd tcpreplay tcpdump chromium)
+  # The package test: curl, systemd-analyze (systemd), strip (binutils); promtool
+  # (prometheus) for the metrics tests.
+  pkgs+=(curl systemd binutils prometheus)
   # The browser tests need Node.js and npm; the machine image may bring its own.
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)

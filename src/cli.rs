@@ -181,6 +181,11 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_SFLOW_AGENT_ADDRESS")]
     pub sflow_agent_address: Option<std::net::IpAddr>,
 
+    /// Serve `/metrics` on this address instead of the API's (e.g. 127.0.0.1:9182);
+    /// the API then does not serve it.
+    #[arg(long, env = "TOPOTAP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory where state (capture definitions) is kept.
     #[arg(long, env = "TOPOTAP_STATE_DIR", default_value = "/var/lib/topotap")]
     pub state_dir: PathBuf,

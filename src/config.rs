@@ -448,6 +448,10 @@ mod tests {
             "max-connections" => ("17", vec!["--max-connections", "17"]),
             "header-read-timeout" => ("19", vec!["--header-read-timeout", "19"]),
             "body-read-timeout" => ("23", vec!["--body-read-timeout", "23"]),
+            "metrics-listen" => (
+                "\"127.0.0.1:9182\"",
+                vec!["--metrics-listen", "127.0.0.1:9182"],
+            ),
             _ => return None,
         })
     }

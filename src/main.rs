@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod http;
 mod injection;
+mod metrics;
 mod pcap;
 mod resources;
 mod server;

@@ -85,12 +85,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     state.limits = RequestLimits {
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
     };
-    let routes = api::routes(state);
     let limits = ServeLimits {
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         ..ServeLimits::default()
     };
+    if let Some(addr) = args.metrics_listen {
+        // /metrics on a listener of its own; the API no longer serves it.
+        state.metrics_on_api = false;
+        let metrics = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+        info!(local = %metrics.local_addr()?, "metrics listening");
+        let route = api::metrics_only_routes(state.metrics.clone());
+        tokio::spawn(crate::http::serve(
+            metrics,
+            route,
+            limits,
+            shutdown_signal(),
+        ));
+    }
+    let routes = api::routes(state);
     crate::http::serve(listener, routes, limits, shutdown_signal()).await;
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);

@@ -55,6 +55,8 @@ pub struct Services {
     pub sinks: SinkContext,
     /// Sections of `/api/status` added by the server (probes).
     pub status_sections: StatusSections,
+    /// The running capture points and their counters, for `/metrics`.
+    pub capture_board: Arc<crate::metrics::CaptureBoard>,
 }
 
 impl Services {
@@ -79,6 +81,7 @@ impl Services {
             injections: Store::open(None),
             sinks,
             status_sections: Arc::new(Map::new),
+            capture_board: Arc::default(),
         }
     }
 

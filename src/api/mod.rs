@@ -22,6 +22,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::Error;
+use crate::metrics::{self, Metrics};
 use crate::services::Services;
 
 /// Largest request body accepted by JSON endpoints.
@@ -49,14 +50,28 @@ pub struct AppState {
     pub services: Services,
     pub limits: RequestLimits,
     pub subscribers: Arc<Mutex<ws::Subscribers>>,
+    /// What `/metrics` shows; the HTTP layer records its requests there.
+    pub metrics: Arc<Metrics>,
+    /// Whether the API serves `/metrics` (not when it has a listener of its own).
+    pub metrics_on_api: bool,
 }
 
 impl AppState {
     pub fn new(services: Services) -> Self {
+        let subscribers: Arc<Mutex<ws::Subscribers>> = Arc::default();
+        let subs = subscribers.clone();
+        let metrics = Arc::new(Metrics::new(metrics::Sources {
+            graph: services.graph.clone(),
+            host_id: services.host_id.clone(),
+            captures: services.capture_board.clone(),
+            websocket_clients: Arc::new(move || vec![("subscriber", subs.lock().count())]),
+        }));
         AppState {
             services,
             limits: RequestLimits::default(),
-            subscribers: Arc::default(),
+            subscribers,
+            metrics,
+            metrics_on_api: true,
         }
     }
 }
@@ -217,6 +232,16 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let captures = resources::routes(state.clone(), state.captures.clone(), body);
     let pcap = pcap::routes(state.clone());
     let ws = ws::routes(state.clone());
+    let metrics_route = metrics_route(state.metrics.clone(), state.metrics_on_api);
+    let recorder = state.metrics.clone();
+    let record = warp::log::custom(move |info: warp::log::Info<'_>| {
+        recorder.observe_http(
+            info.method().as_str(),
+            info.path(),
+            info.status().as_u16(),
+            info.elapsed(),
+        )
+    });
 
     let cors = warp::cors()
         .allow_any_origin()
@@ -246,10 +271,47 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .unify()
         .or(crate::ui::routes())
         .unify()
+        .or(metrics_route)
+        .unify()
         .with(cors)
         .map(Reply::into_response)
         .recover(recover)
         .unify()
+        .with(record)
+        .map(Reply::into_response)
+}
+
+/// The routes of `--metrics-listen`: `/metrics` alone.
+pub fn metrics_only_routes(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    metrics_route(metrics, true).recover(recover).unify()
+}
+
+/// `GET /metrics`: Prometheus text, or OpenMetrics when the `Accept` header prefers it.
+/// `enabled` false: not served here (404), as when it has a listener of its own.
+pub fn metrics_route(
+    metrics: Arc<Metrics>,
+    enabled: bool,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and_then(move || async move {
+            if enabled {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+        .and(warp::header::optional::<String>("accept"))
+        .map(move |accept: Option<String>| {
+            let (body, content_type) = metrics.render(accept.as_deref());
+            let mut resp = Response::new(body.into());
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        })
 }
 
 fn status(s: &AppState) -> Value {

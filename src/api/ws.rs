@@ -82,6 +82,11 @@ impl Subscribers {
         self.live.remove(&id);
     }
 
+    /// Clients connected.
+    pub fn count(&self) -> usize {
+        self.live.len()
+    }
+
     pub fn to_json(&self) -> Value {
         let mut map = serde_json::Map::new();
         for info in self.live.values() {

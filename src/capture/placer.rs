@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerState};
 use super::Capture;
 use crate::error::Error;
+use crate::metrics::CapturePoint;
 use crate::services::Services;
 
 /// How long graph changes are collected before placement runs again.
@@ -217,6 +218,7 @@ impl Placer {
                 }
             }
         }
+        self.sync_board();
     }
 
     /// Writes `Metadata.Captures` on every node that has or had a capture.
@@ -292,6 +294,30 @@ impl Placer {
             }
         })
         .await;
+        self.failed.clear();
+        self.sync_board();
+    }
+
+    /// Shows the running capture points to `/metrics` (which reads their counters at
+    /// scrape time).
+    fn sync_board(&self) {
+        let points = self.running.iter().map(|((uuid, node), r)| {
+            let target_type = match r.capture.target_type.as_str() {
+                "" => "local".to_owned(),
+                t => t.to_owned(),
+            };
+            (
+                (uuid.clone(), node.to_string()),
+                CapturePoint {
+                    capture: uuid.clone(),
+                    interface: r.target.ifname.clone(),
+                    target_type,
+                    shared: r.worker.shared.clone(),
+                    export: r.worker.export.clone(),
+                },
+            )
+        });
+        self.state.capture_board.sync(points, self.failed.len());
     }
 }
 
