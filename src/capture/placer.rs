@@ -94,6 +94,7 @@ pub async fn run(
             _ = tokio::time::sleep(DEBOUNCE), if dirty => {
                 dirty = false;
                 placer.reconcile().await;
+                placer.sync_board();
                 placer.publish_state();
             }
         }
@@ -218,7 +219,6 @@ impl Placer {
                 }
             }
         }
-        self.sync_board();
     }
 
     /// Writes `Metadata.Captures` on every node that has or had a capture.
