@@ -637,6 +637,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_change_whose_caller_went_away_is_still_applied_once_durable() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::<Thing>::open(Some(dir.path()));
+        let mut w = s.watch();
+        // Polled once (the record is queued), then dropped, as when a client disconnects.
+        assert!(s.create(thing("a"), None).now_or_never().is_none());
+        tokio::time::timeout(Duration::from_secs(10), w.changed())
+            .await
+            .expect("applied")
+            .unwrap();
+        assert_eq!(names(&s), ["a"]);
+        drop(s);
+        assert_eq!(names(&Store::<Thing>::open(Some(dir.path()))), ["a"]);
+    }
+
+    #[tokio::test]
     async fn a_failed_write_changes_nothing_and_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::<Thing>::open(Some(dir.path()));
