@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Offline NetFlow v5 export, topotap vs softflowd, in the same run: both read the same synthetic
+# Offline NetFlow v5 export, topotap vs softflowd, in the same run: all read the same synthetic
 # pcap (PACKETS minimum-size UDP frames over FLOWS interleaved bidirectional flows, from
-# `gen_pcap`), meter it and export NetFlow v5 to their own nfcapd on 127.0.0.1. topotap runs the
-# pipeline of its `netflowv5` capture sink (decode + flow table with the export timeouts + exporter
-# + UDP socket) through `flow_export_pcap`; softflowd runs as test-peers.md says (`-c none` or it
-# hangs, `-m` above the flow count or it expires flows early).
+# `gen_pcap`), meter it and export NetFlow v5 to their own nfcapd on 127.0.0.1:
+# - topotap: the product's own command, `topotap pcap FILE --target-type netflowv5|ipfix --target
+#   127.0.0.1:PORT` (the `netflowv5`/`ipfix` capture sink fed by the capture engine's feeder);
+# - library: the same pipeline without the binary around it (`flow_export_pcap` example);
+# - softflowd as test-peers.md says (`-c none` or it hangs, `-m` above the flow count or it
+#   expires flows early).
 #
 # For each round and each exporter: wall time and CPU time (user+sys) of the whole process, packets/s
 # from both, and what nfcapd stored (`nfdump -I`: flows, packets, bytes, sequence failures).
@@ -20,8 +22,8 @@ flows=${2:-10000}
 rounds=${3:-5}
 format=${4:-netflow}
 case "$format" in
-  netflow) version=5 ;;
-  ipfix) version=10 ;;
+  netflow) version=5 target_type=netflowv5 ;;
+  ipfix) version=10 target_type=ipfix ;;
   *) echo "format: netflow or ipfix" >&2; exit 2 ;;
 esac
 work=$(mktemp -d)
@@ -37,7 +39,8 @@ for tool in nfcapd nfdump softflowd; do
   command -v "$tool" >/dev/null || { echo "$tool missing: apt-get install -y nfdump softflowd" >&2; exit 1; }
 done
 
-cargo build --release --locked -q -p topotap-targets --example flow_export_pcap --example gen_pcap
+cargo build --release --locked -q -p topotap --bin topotap \
+  -p topotap-targets --example flow_export_pcap --example gen_pcap
 ./target/release/examples/gen_pcap "$work/in.pcap" "$packets" "$flows" >/dev/null
 echo "pcap: $packets packets over $flows flows, $(stat -c %s "$work/in.pcap") bytes; export: $format"
 cat "$work/in.pcap" >/dev/null # warm the page cache for both
@@ -82,15 +85,15 @@ timed() {
 
 printf '%-6s %-10s %8s %8s %11s %11s %8s %9s %11s %8s\n' round exporter wall_s cpu_s pps_wall pps_cpu flows packets bytes seqfail
 for r in $(seq "$rounds"); do
-  port=$((base + 2 * r))
-  for exporter in topotap softflowd; do
+  port=$((base + 3 * r))
+  for exporter in topotap library softflowd; do
     dir="$work/$r-$exporter"
     start_nfcapd "$port" "$dir"
-    if [ "$exporter" = topotap ]; then
-      t=$(timed ./target/release/examples/flow_export_pcap "$work/in.pcap" "127.0.0.1:$port" "$format")
-    else
-      t=$(timed softflowd -r "$work/in.pcap" -n "127.0.0.1:$port" -v "$version" -d -c none -m $((flows * 2)))
-    fi
+    case "$exporter" in
+      topotap) t=$(timed ./target/release/topotap pcap "$work/in.pcap" --target-type "$target_type" --target "127.0.0.1:$port") ;;
+      library) t=$(timed ./target/release/examples/flow_export_pcap "$work/in.pcap" "127.0.0.1:$port" "$format") ;;
+      *) t=$(timed softflowd -r "$work/in.pcap" -n "127.0.0.1:$port" -v "$version" -d -c none -m $((flows * 2))) ;;
+    esac
     sleep 0.3 # let nfcapd drain its socket
     stop_nfcapd
     got=$(stored "$dir")
@@ -104,12 +107,15 @@ for r in $(seq "$rounds"); do
 done
 
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-for exporter in topotap softflowd; do
+for exporter in topotap library softflowd; do
   w=$(cut -d' ' -f1 "$work/$exporter.times" | median)
   c=$(cut -d' ' -f2 "$work/$exporter.times" | median)
   printf 'median %-10s wall %.3f s (%.0f pps)   cpu %.3f s (%.0f pps)\n' "$exporter" "$w" \
     "$(echo "$packets / $w" | bc -l)" "$c" "$(echo "$packets / $c" | bc -l)"
   eval "${exporter}_w=$w ${exporter}_c=$c"
 done
-printf 'topotap speed-up: %.2fx by wall time, %.2fx by CPU time\n' \
-  "$(echo "$softflowd_w / $topotap_w" | bc -l)" "$(echo "$softflowd_c / $topotap_c" | bc -l)"
+for exporter in topotap library; do
+  eval "w=\$${exporter}_w c=\$${exporter}_c"
+  printf '%s speed-up over softflowd: %.2fx by wall time, %.2fx by CPU time\n' "$exporter" \
+    "$(echo "$softflowd_w / $w" | bc -l)" "$(echo "$softflowd_c / $c" | bc -l)"
+done
