@@ -65,6 +65,7 @@ async fn scrape(t: &Topotap, accept: Option<&str>) -> (String, String) {
 #[tokio::test]
 async fn capture_and_export_counters_while_a_capture_runs() {
     require("promtool", "prometheus");
+    require("prometheus", "prometheus");
     let p = format!("m{}", rand_tag());
     let mut net = bridged_pair(&p, 41);
     let collector = CollectorNet::new(&p, 41, &mut net);
@@ -174,6 +175,56 @@ async fn capture_and_export_counters_while_a_capture_runs() {
     );
     promtool_check(&text);
 
+    // The packaged dashboard against a real Prometheus scraping this topotap with the
+    // example configuration: every panel's query is valid PromQL, and the capture and
+    // export panels have data.
+    let prom = Prometheus::start(&t.addr);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/topotap.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let panels: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap().to_owned();
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |t| (title.clone(), t["expr"].as_str().unwrap().to_owned()))
+        })
+        .collect();
+    assert!(panels.len() >= 10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut empty = Vec::new();
+        for (title, expr) in &panels {
+            let (status, body) = prom.query(expr).await;
+            assert_eq!(status, 200, "panel {title:?}: {expr}: {body}");
+            assert_eq!(body["status"], "success", "panel {title:?}: {body}");
+            let must_have_data = title.starts_with("Capture") || title.starts_with("Export");
+            let n = body["data"]["result"].as_array().map_or(0, Vec::len);
+            if must_have_data && n == 0 {
+                empty.push(title.clone());
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "panels without data while the capture runs: {empty:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(prom);
+
     // The datagrams did reach the collector.
     sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 2048];
@@ -255,4 +306,77 @@ async fn metrics_on_a_listener_of_their_own() {
     assert!(body.contains("topotap_graph_nodes 0"), "{body}");
     let other = reqwest::get(format!("http://{addr}/api")).await.unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// Debian's `prometheus` on a loopback port, scraping `target` every second with the
+/// example configuration in `deploy/prometheus/`; killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/prometheus/prometheus.yml"
+        ))
+        .unwrap();
+        assert!(example.contains("127.0.0.1:8082") && example.contains("scrape_interval: 15s"));
+        let config = example
+            .replace("127.0.0.1:8082", target)
+            .replace("scrape_interval: 15s", "scrape_interval: 1s");
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run prometheus");
+        Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// An instant query through the HTTP API (retried while Prometheus starts).
+    async fn query(&self, expr: &str) -> (u16, serde_json::Value) {
+        let url = format!("http://{}/api/v1/query", self.addr);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match reqwest::Client::new()
+                .get(&url)
+                .query(&[("query", expr)])
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+                    return (status, body);
+                }
+                Err(e) if Instant::now() > deadline => panic!("prometheus: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
