@@ -445,6 +445,60 @@ pub fn effective_filter(user: &str, exports: &[ExportFlow]) -> String {
 mod tests {
     use super::*;
 
+    /// What a sink was told, in order.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl PacketSink for Recorder {
+        fn packet(&mut self, _: LinkType, ts: Timestamp, _: u32, _: &[u8]) {
+            self.0.push(format!("packet {}", ts.as_millis()));
+        }
+        fn flush(&mut self) {
+            self.0.push("flush".into());
+        }
+        fn tick(&mut self, now: Timestamp) {
+            self.0.push(format!("tick {}", now.as_millis()));
+        }
+        fn start_clock(&mut self, first: Timestamp) {
+            self.0.push(format!("start {}", first.as_millis()));
+        }
+        fn finish(&mut self, now: Timestamp) {
+            self.0.push(format!("finish {}", now.as_millis()));
+        }
+    }
+
+    #[test]
+    fn a_capture_file_drives_the_sink_on_its_own_clock() {
+        let mut file =
+            topotap_targets::pcapfile::PcapWriter::new(Vec::new(), LinkType::Ethernet, 64).unwrap();
+        for ms in [1000, 1050, 1100, 1120, 1400] {
+            file.write_packet(Timestamp::from_millis(ms), 3, &[1, 2, 3])
+                .unwrap();
+        }
+        let bytes = file.into_inner();
+        let mut stream = PcapStream::new(&bytes[..bytes.len() - 1]).unwrap();
+        let mut sink = Recorder::default();
+        let read = replay(&mut stream, &mut sink);
+        assert_eq!((read.packets, read.bytes), (4, 12));
+        assert!(read.error.unwrap().contains("truncated"));
+        assert_eq!(
+            sink.0,
+            [
+                "start 1000",
+                "packet 1000",
+                "flush",
+                "tick 1000",
+                "packet 1050",
+                "packet 1100",
+                "flush",
+                "tick 1100",
+                "packet 1120",
+                "flush",
+                "finish 1120",
+            ]
+        );
+    }
+
     #[test]
     fn exports_are_excluded_for_both_families() {
         let v4: IpAddr = "10.0.0.9".parse().unwrap();
