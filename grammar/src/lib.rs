@@ -45,6 +45,13 @@ pub struct ParseError {
 }
 
 impl ParseError {
+    /// An error at byte `position` of `text`, for later checks of a parsed query (such
+    /// as unknown extension steps); line and column are computed from `text`.
+    pub fn at(text: &str, position: usize, message: impl Into<String>) -> ParseError {
+        let message: String = message.into();
+        ParseError::new(text, position, message.replace(['\n', '\r'], " "))
+    }
+
     pub(crate) fn new(text: &str, position: usize, message: impl Into<String>) -> ParseError {
         let (mut line, mut column) = (1, 1);
         for (i, c) in text.char_indices() {

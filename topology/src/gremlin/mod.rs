@@ -26,9 +26,20 @@
 //! - Extension steps (`Flows()`, ...) come from an [`Extensions`] registry; core steps
 //!   applied to an extension value are delegated to it ([`ExtOutput::apply_step`]).
 //!
+//! - **Compiled once**: [`compile`] checks everything that does not depend on the graph
+//!   (unknown steps and predicates, arity, types, regexes, extension parameters) and
+//!   gives a [`Compiled`] query; evaluation only checks what does (which step may
+//!   follow which).
+//! - **Budgeted**: [`Compiled::evaluate`] runs within a [`Budget`] of elements, answer
+//!   bytes and time.
+//!
 //! The [`Output`] holds graph handles: serialise it under the same read lock it was
-//! evaluated under.
+//! evaluated under, or turn it into an [`Answer`] (owned, sized) under the lock and
+//! write that after releasing it.
 
+mod answer;
+mod budget;
+mod compile;
 mod eval;
 mod filter;
 mod output;
@@ -42,17 +53,24 @@ use topotap_grammar::ast::{Query, Step};
 
 use crate::{EdgeIx, Graph, NodeIx};
 
+pub use answer::{answer, Answer, Snapshot};
+pub use budget::Budget;
+pub use compile::{compile, CompileError, Compiled, SortSpec};
+pub use eval::pick;
 pub use filter::ValueFilter;
 pub use output::OutputJson;
 
-/// Largest node, edge or path set (paths count their nodes) a step may produce.
-pub const MAX_ELEMENTS: usize = 5_000_000;
+/// Largest node, edge or path set (paths count their nodes) a step may produce by
+/// default ([`Budget::max_elements`]).
+pub const MAX_ELEMENTS: usize = Budget::DEFAULT_MAX_ELEMENTS;
 /// Most nodes all `ShortestPathTo` searches of one query may visit together.
 pub const MAX_PATH_VISITS: usize = 10_000_000;
 
-/// Evaluates `query` over `graph`; extension steps are looked up in `ext`.
+/// Evaluates a parsed query over `graph` with no budget but [`MAX_ELEMENTS`]; extension
+/// steps are looked up in `ext`, and an unknown step fails only if evaluation reaches
+/// it. Prefer [`compile`] and [`Compiled::evaluate`].
 pub fn evaluate(query: &Query, graph: &Graph, ext: &Extensions) -> Result<Output, EvalError> {
-    eval::Evaluator::new(graph, ext).run(query)
+    compile::Compiled::new(query.clone(), ext, false)?.evaluate(graph, &Budget::unlimited())
 }
 
 /// The result of a query. `Send`, so it can be serialised on another task (under the
@@ -129,10 +147,46 @@ pub trait StepExtension: Send + Sync {
     /// The step name as registered (matched case-insensitively).
     fn name(&self) -> &str;
 
-    /// Applies the step to the previous stage's result. Validate `step.params` here and
-    /// return [`EvalError::new`] (the evaluator adds the step's position) or
-    /// [`EvalError::cannot_follow`] for an input the step does not take.
+    /// Checks the step's parameters when the query is compiled; the message is located
+    /// at the step.
+    fn check(&self, step: &Step) -> Result<(), String> {
+        let _ = step;
+        Ok(())
+    }
+
+    /// Steps that only this extension's values understand (`CaptureNode` after
+    /// `Flows`), so that queries using them compile.
+    fn value_steps(&self) -> &[&str] {
+        &[]
+    }
+
+    /// Applies the step to the previous stage's result. Parameters were checked by
+    /// [`StepExtension::check`]; return [`EvalError::new`] (the evaluator adds the step's
+    /// position) or [`EvalError::cannot_follow`] for an input the step does not take.
     fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError>;
+}
+
+/// The records of an extension value (flows, ...), so that the core `Dedup`, `Sort`,
+/// `Range`/`Limit` and `Count` apply to them with the same semantics as on nodes.
+pub trait Records {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `key` (as written, without a `Metadata.` prefix) on record `i`.
+    fn field(&self, i: usize, key: &str) -> Option<serde_json::Value>;
+
+    /// Keeps the records at `order` (indices into the current records, each at most
+    /// once), in that order. [`pick`] does this for a `Vec`.
+    fn keep(&mut self, order: &[usize]);
+
+    /// The key of `Sort()` without one.
+    fn default_sort_key(&self) -> &str;
+
+    /// The keys of `Dedup()` without any.
+    fn default_dedup_keys(&self) -> &[&str];
 }
 
 /// A value produced by an extension step. Core steps that follow it (other than `.G`
@@ -148,6 +202,13 @@ pub trait ExtOutput: Send {
     /// `Count`, `Dedup`, `Sort`, `Limit`, `Values`, ...) it supports; others should
     /// return [`EvalError::cannot_follow`].
     fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError>;
+
+    /// The records, if the value is a list of them: then `Dedup`, `Sort`,
+    /// `Range`/`Limit` and `Count` are the core steps and never reach
+    /// [`ExtOutput::apply_step`].
+    fn records(&mut self) -> Option<&mut dyn Records> {
+        None
+    }
 
     /// For callers that need the concrete type (e.g. a pcap writer for raw packets).
     fn as_any(&self) -> &dyn Any;
@@ -185,6 +246,13 @@ impl Extensions {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// Whether a registered extension's values understand step `name`.
+    pub fn is_value_step(&self, name: &str) -> bool {
+        self.steps
+            .values()
+            .any(|s| s.value_steps().iter().any(|v| v.eq_ignore_ascii_case(name)))
+    }
 }
 
 impl fmt::Debug for Extensions {
@@ -206,10 +274,25 @@ pub struct StepLocation {
     pub position: usize,
 }
 
+/// What kind of failure an [`EvalError`] is, for callers that map it to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorKind {
+    /// The query does not apply to this graph (a step that cannot follow another, a
+    /// node that does not exist...): HTTP 400.
+    #[default]
+    Invalid,
+    /// An element or byte budget ran out: HTTP 413.
+    TooLarge,
+    /// The time budget ran out: HTTP 503.
+    Timeout,
+}
+
 /// Why a query could not be evaluated. `Display` is one line:
 /// `step 3 (Count) at column 21: step Count cannot follow Values`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct EvalError {
+    /// What kind of failure this is.
+    pub kind: ErrorKind,
     /// The step the error is about, when there is one.
     pub location: Option<StepLocation>,
     /// The message without the location (Skydive's text where there is one, e.g.
@@ -236,8 +319,15 @@ impl fmt::Display for EvalError {
 impl EvalError {
     /// An error; the evaluator locates it at the step being applied.
     pub fn new(message: impl Into<String>) -> Self {
+        Self::with_kind(ErrorKind::Invalid, message)
+    }
+
+    /// An error of a given kind (budgets use [`ErrorKind::TooLarge`] and
+    /// [`ErrorKind::Timeout`]).
+    pub fn with_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
         let message: String = message.into();
         EvalError {
+            kind,
             location: None,
             // Keep the one-line contract whatever the source.
             message: message.replace(['\n', '\r'], " "),
@@ -254,7 +344,8 @@ impl EvalError {
         self.location.as_ref().map(|l| l.position)
     }
 
-    fn located(mut self, index: usize, step: &Step) -> Self {
+    /// Where the step was, for [`CompileError`]s.
+    pub(crate) fn located(mut self, index: usize, step: &Step) -> Self {
         if self.location.is_none() {
             self.location = Some(StepLocation {
                 index,
