@@ -207,6 +207,47 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_BODY_READ_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub body_read_timeout: u64,
+
+    /// Largest answer of a Gremlin query, in bytes; a larger one is refused with 413.
+    #[arg(long, env = "TOPOTAP_MAX_RESULT_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    pub max_result_bytes: u64,
+
+    /// Largest node, edge or value set any step of a Gremlin query may produce; a
+    /// larger one is refused with 413.
+    #[arg(long, env = "TOPOTAP_MAX_RESULT_ELEMENTS", default_value_t = 5_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_result_elements: u64,
+
+    /// Longest evaluation of a Gremlin query (`10s`, `500ms`, `2m`; a bare number is
+    /// seconds); a longer one is stopped and answered 503.
+    #[arg(long, env = "TOPOTAP_QUERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub query_timeout: std::time::Duration,
+}
+
+/// `500ms`, `10s`, `2m`, or a number of seconds (`1.5`); zero is refused.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let x: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 10s or 2m"))?;
+    let secs = x * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!(
+            "invalid duration {s:?}: must be more than 0 and at most a day"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Args)]

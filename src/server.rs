@@ -17,6 +17,7 @@ use crate::api::{self, AppState, RequestLimits};
 use crate::cli::{LogFormat, ServerArgs};
 use crate::http::ServeLimits;
 use crate::services::{self, Services};
+use topotap_topology::gremlin::Budget;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
@@ -44,6 +45,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut services = tokio::task::spawn_blocking(move || Services::new(g, &h, config))
         .await
         .context("cannot open the stores")?;
+    services.query_budget = Budget {
+        max_elements: usize::try_from(args.max_result_elements).unwrap_or(usize::MAX),
+        max_bytes: usize::try_from(args.max_result_bytes).unwrap_or(usize::MAX),
+        timeout: args.query_timeout,
+    };
 
     let probes = if args.no_probes {
         None

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use topotap_targets::export::pipeline::FlowTimeouts;
 use topotap_targets::flow::FlowTableConfig;
-use topotap_topology::gremlin::Extensions;
+use topotap_topology::gremlin::{Budget, Extensions};
 use topotap_topology::SharedGraph;
 
 use crate::capture::flows::FlowsStep;
@@ -47,6 +47,10 @@ pub struct Services {
     pub host_id: String,
     /// Gremlin steps beyond the core ones (`Flows()`).
     pub extensions: Arc<Extensions>,
+    /// Limits of every Gremlin evaluation: REST queries, subscriber filters, the
+    /// queries of captures and injections (`--max-result-bytes`,
+    /// `--max-result-elements`, `--query-timeout`).
+    pub query_budget: Budget,
     pub started: Instant,
     pub captures: Arc<Store<Capture>>,
     pub injections: Arc<Store<Injection>>,
@@ -76,6 +80,7 @@ impl Services {
             graph,
             host_id: host_id.to_owned(),
             extensions: Arc::new(extensions),
+            query_budget: Budget::default(),
             started: Instant::now(),
             captures: Store::open(config.state_dir.as_deref()),
             injections: Store::open(None),

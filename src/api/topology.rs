@@ -1,12 +1,23 @@
 //! `GET /api/topology` (the whole graph) and `POST /api/topology` (a Gremlin query).
+//!
+//! A query is compiled (a 400 with the line and column of an unknown step or bad
+//! parameter), evaluated under the graph read lock within the server's query
+//! [`Budget`](topotap_topology::gremlin::Budget), snapshotted, and written after the lock
+//! is released. Its exact size is known before the status line: a budget that runs out
+//! is a 413 (elements, bytes) or a 503 (time) with a one-line reason, never a cut-off
+//! answer; an answer that fits is streamed in chunks with its `Content-Length`.
 
 use bytes::Bytes;
 use serde::Deserialize;
-use warp::http::StatusCode;
+use topotap_topology::gremlin::{Answer, ErrorKind, EvalError};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::{Filter, Rejection, Reply};
 
 use super::{parse_json, reply_json_bytes, respond, with_state, ApiError, ApiResult, AppState};
+
+/// Size of the chunks an answer is written in.
+const CHUNK: usize = 64 * 1024;
 
 /// Longest query text accepted; the grammar has its own, lower, limits on nesting.
 pub const MAX_QUERY_LEN: usize = 64 * 1024;
@@ -64,34 +75,53 @@ async fn search(s: AppState, body: Bytes) -> ApiResult {
     if params.gremlin_query.trim().is_empty() {
         return Ok(no_content());
     }
-    let bytes = run_query(&s, params.gremlin_query).await?;
-    Ok(reply_json_bytes(StatusCode::OK, bytes))
+    let answer = run_query(&s, params.gremlin_query).await?;
+    Ok(reply_answer(answer))
 }
 
-/// Parses and evaluates a query off the async workers and returns its JSON; parse and
-/// evaluation errors become 400s with their one-line reason.
-pub async fn run_query(s: &AppState, query: String) -> Result<Vec<u8>, ApiError> {
+/// Compiles and evaluates a query off the async workers within the server's budget.
+pub async fn run_query(s: &AppState, query: String) -> Result<Answer, ApiError> {
     if query.len() > MAX_QUERY_LEN {
         return Err(ApiError::bad_request(format!(
             "query longer than {MAX_QUERY_LEN} bytes"
         )));
     }
+    let compiled =
+        topotap_topology::gremlin::compile(&query, &s.extensions).map_err(ApiError::bad_request)?;
     let graph = s.graph.clone();
-    let extensions = s.extensions.clone();
+    let budget = s.query_budget;
     tokio::task::spawn_blocking(move || {
-        let ast = topotap_grammar::parse(&query).map_err(ApiError::bad_request)?;
-        let g = graph.read();
-        let out = topotap_topology::gremlin::evaluate(&ast, &g, &extensions)
-            .map_err(ApiError::bad_request)?;
-        serde_json::to_vec(&out.json(&g)).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Error while encoding response: {e}"),
-            )
-        })
+        topotap_topology::gremlin::answer(&graph, &compiled, &budget).map_err(eval_error)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// 400 for a query that does not apply, 413 for an element or byte budget, 503 for the
+/// time budget.
+pub fn eval_error(e: EvalError) -> ApiError {
+    let status = match e.kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// 200 with the answer streamed in chunks; its length is known up front.
+fn reply_answer(answer: Answer) -> Response {
+    let len = answer.len();
+    let chunks = answer
+        .into_chunks(CHUNK)
+        .map(Ok::<Bytes, std::convert::Infallible>);
+    let mut resp = warp::reply::stream(futures_util::stream::iter(chunks)).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }
 
 fn no_content() -> Response {
