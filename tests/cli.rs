@@ -131,6 +131,12 @@ async fn captures_through_the_client() {
         &["capture", "create", "--gremlin", "G.V().Has("],
         "error: 400 Bad Request: GremlinQuery: Not a valid Gremlin expression",
     );
+    // An unknown step is refused when the capture is created, with its position.
+    fails(
+        &t,
+        &["capture", "create", "--gremlin", "G.V().Bogus()"],
+        "error: 400 Bad Request: GremlinQuery: Not a valid Gremlin expression: line 1, column 7: unknown step 'Bogus'",
+    );
     fails(
         &t,
         &[

@@ -10,14 +10,17 @@
 use std::any::Any;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use topotap_grammar::ast::{Keyword, Param, Step, StepKind};
 use topotap_targets::flow::{Flow, FlowTable};
 use topotap_targets::packet::{decode, LinkType, Timestamp};
-use topotap_topology::gremlin::{EvalError, ExtOutput, Output, StepExtension, ValueFilter};
+use topotap_topology::gremlin::{
+    compile, CompileError, Compiled, EvalError, ExtOutput, Extensions, Output, StepExtension,
+    ValueFilter,
+};
 use topotap_topology::{Graph, Identifier};
 
 use super::engine::PacketSink;
@@ -148,6 +151,18 @@ impl StepExtension for FlowsStep {
         "Flows"
     }
 
+    fn check(&self, step: &Step) -> Result<(), String> {
+        if step.params.is_empty() {
+            Ok(())
+        } else {
+            ValueFilter::new(&step.params, false).map(|_| ())
+        }
+    }
+
+    fn value_steps(&self) -> &[&str] {
+        &["CaptureNode", "Hops", "Node"]
+    }
+
     fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
         let flows = match input {
             Output::Graph { nodes, .. } if is_whole_graph(&nodes, graph) => {
@@ -174,6 +189,20 @@ impl StepExtension for FlowsStep {
             set.filter(&step.params, false)
         }
     }
+}
+
+/// Compiles a query with the server's extension steps, to check a capture's or an
+/// injection's query when it is created (the flow tables play no part in compiling).
+pub fn compile_query(text: &str) -> Result<Compiled, CompileError> {
+    static EXTENSIONS: OnceLock<Extensions> = OnceLock::new();
+    let ext = EXTENSIONS.get_or_init(|| {
+        let mut ext = Extensions::new();
+        ext.register(Arc::new(FlowsStep {
+            registry: Arc::default(),
+        }));
+        ext
+    });
+    compile(text, ext)
 }
 
 fn is_whole_graph(nodes: &[topotap_topology::NodeIx], graph: &Graph) -> bool {

@@ -78,7 +78,7 @@ fn is_zero_i64(v: &i64) -> bool {
 impl Capture {
     /// Checks every field; the error is Skydive's `"<Field>: <reason>"`.
     pub fn validate(&self) -> Result<(), String> {
-        topotap_grammar::parse(&self.gremlin_query)
+        super::flows::compile_query(&self.gremlin_query)
             .map_err(|e| format!("GremlinQuery: Not a valid Gremlin expression: {e}"))?;
         self.validate_parameters()
     }
@@ -314,6 +314,16 @@ mod tests {
                 "Target: Not a valid address",
             ),
         ];
+        let unknown_step = capture("G.V().Nope()");
+        assert_eq!(
+            unknown_step.validate().unwrap_err(),
+            "GremlinQuery: Not a valid Gremlin expression: line 1, column 7: unknown step 'Nope'"
+        );
+        assert!(capture("G.V().Has('Name', NOPE('x'))").validate().is_err());
+        // Extension steps and the steps of their values compile.
+        capture("G.Flows().Has('Network', '127.0.0.1').CaptureNode()")
+            .validate()
+            .unwrap();
         for (c, want) in cases {
             let err = c.validate().unwrap_err();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");

@@ -202,10 +202,10 @@ impl Injection {
         if self.src.trim().is_empty() {
             return Err("Src: a Gremlin query of the source interface is required".into());
         }
-        topotap_grammar::parse(&self.src)
+        crate::capture::flows::compile_query(&self.src)
             .map_err(|e| format!("Src: Not a valid Gremlin expression: {e}"))?;
         if !self.dst.is_empty() {
-            topotap_grammar::parse(&self.dst)
+            crate::capture::flows::compile_query(&self.dst)
                 .map_err(|e| format!("Dst: Not a valid Gremlin expression: {e}"))?;
         }
         let replay = !self.pcap.is_empty();
@@ -622,6 +622,22 @@ mod tests {
     fn validated(v: Value) -> Result<Injection, String> {
         let mut i = parse(v);
         i.validate().map(|_| i)
+    }
+
+    #[test]
+    fn unknown_steps_are_refused_at_create_time() {
+        let e = validated(json!({"Src": "G.V().Nope()", "Type": "icmp4"})).unwrap_err();
+        assert_eq!(
+            e,
+            "Src: Not a valid Gremlin expression: line 1, column 7: unknown step 'Nope'"
+        );
+        let e =
+            validated(json!({"Src": "G.V()", "Dst": "G.V().Has('a', NOPE(1))", "Type": "icmp4"}))
+                .unwrap_err();
+        assert!(
+            e.starts_with("Dst: Not a valid Gremlin expression: line 1, column 16"),
+            "{e}"
+        );
     }
 
     #[test]
