@@ -223,6 +223,12 @@ pub struct ServerArgs {
     /// seconds); a longer one is stopped and answered 503.
     #[arg(long, env = "TOPOTAP_QUERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub query_timeout: std::time::Duration,
+
+    /// Largest metadata of one node or edge, in bytes of JSON: a create or a PATCH
+    /// that would make it larger is refused with 413.
+    #[arg(long, env = "TOPOTAP_MAX_METADATA_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub max_metadata_bytes: u64,
 }
 
 /// `500ms`, `10s`, `2m`, or a number of seconds (`1.5`); zero is refused.

@@ -452,6 +452,7 @@ mod tests {
                 "\"127.0.0.1:9182\"",
                 vec!["--metrics-listen", "127.0.0.1:9182"],
             ),
+            "max-metadata-bytes" => ("4096", vec!["--max-metadata-bytes", "4096"]),
             _ => return None,
         })
     }

@@ -40,6 +40,9 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn prepare(&mut self) -> Result<(), String>;
     /// Whether `other` already does what `self` asks for (answered with 409).
     fn duplicates(&self, other: &Self) -> bool;
+    /// Output-only keys that are not fields of the type: accepted (and ignored) when a
+    /// client sends a resource back.
+    const OUTPUT_ONLY: &'static [&'static str] = &[];
     /// Fills output-only fields computed at read time (a capture's `Count`).
     fn decorate(&mut self, _graph: &topotap_topology::Graph) {}
 }

@@ -90,6 +90,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut state = AppState::new(services);
     state.limits = RequestLimits {
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        max_metadata_bytes: args.max_metadata_bytes as usize,
     };
     let limits = ServeLimits {
         max_connections: args.max_connections as usize,

@@ -6,11 +6,13 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{parse_json, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use super::{
+    parse_json_accepting, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
+};
 use crate::error::Error;
 use crate::injection::forge::Rng;
 use crate::injection::Injection;
-use crate::resources::parse_go_duration;
+use crate::resources::{parse_go_duration, Resource};
 
 pub fn routes(
     state: AppState,
@@ -29,7 +31,7 @@ pub fn routes(
 }
 
 async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
-    let mut item: Injection = parse_json(body)?;
+    let mut item: Injection = parse_json_accepting(body, Injection::OUTPUT_ONLY)?;
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,

@@ -33,12 +33,15 @@ pub const MAX_JSON_BODY: u64 = 4 * 1024 * 1024;
 pub struct RequestLimits {
     /// A JSON body must arrive within this; a pcap upload may not pause longer than it.
     pub body_read_timeout: Duration,
+    /// Largest metadata of one node or edge, in bytes of JSON.
+    pub max_metadata_bytes: usize,
 }
 
 impl Default for RequestLimits {
     fn default() -> Self {
         RequestLimits {
             body_read_timeout: Duration::from_secs(30),
+            max_metadata_bytes: 1024 * 1024,
         }
     }
 }
@@ -190,9 +193,35 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
 }
 
 /// Parses a JSON body into `T`; the 400 reason names the offending field
-/// (`SamplingRate: invalid type: string "x", expected u32 at line 1 column 42`).
+/// (`SamplingRate: invalid type: string "x", expected u32 at line 1 column 42`). An
+/// empty body, and a top-level key `T` does not know, are 400s too.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    parse_json_accepting(body, &[])
+}
+
+/// [`parse_json`], also accepting the top-level keys in `accepted` (output-only fields a
+/// client may send back) and ignoring them.
+pub fn parse_json_accepting<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    accepted: &[&str],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(missing_body("a JSON object"));
+    }
+    let mut unknown: Option<String> = None;
     let de = &mut serde_json::Deserializer::from_slice(body);
+    let mut note = |path: serde_ignored::Path| {
+        if let serde_ignored::Path::Map {
+            parent: serde_ignored::Path::Root,
+            key,
+        } = path
+        {
+            if unknown.is_none() && !accepted.contains(&key.as_str()) {
+                unknown = Some(key);
+            }
+        }
+    };
+    let de = serde_ignored::Deserializer::new(de, &mut note);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         if path.is_empty() || path == "." {
@@ -201,7 +230,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             ApiError::bad_request(format!("{path}: {}", e.into_inner()))
         }
     })?;
-    Ok(value)
+    match unknown {
+        Some(key) => Err(unknown_field(&key)),
+        None => Ok(value),
+    }
+}
+
+/// The 400 for a POST or PATCH without a body: `what` names what was expected.
+pub fn missing_body(what: &str) -> ApiError {
+    ApiError::bad_request(format!("request body is empty: expected {what}"))
+}
+
+/// The 400 for a top-level key the resource does not have.
+pub fn unknown_field(key: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "unknown field {key:?} (field names are case-sensitive)"
+    ))
 }
 
 /// Every route of the API, with CORS and error recovery.
@@ -515,8 +559,21 @@ mod tests {
             body.ends_with('\n') && body.lines().count() == 1,
             "{body:?}"
         );
-        let (st, _) = call(&api, "POST", "/api/topology", "").await;
+        // An empty GremlinQuery is Skydive's 204; a missing body or an unknown field is
+        // the client's mistake.
+        let (st, _) = call(&api, "POST", "/api/topology", &q("")).await;
         assert_eq!(st, StatusCode::NO_CONTENT);
+        for body in ["", " \n"] {
+            let (st, reason) = call(&api, "POST", "/api/topology", body).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{body:?}");
+            assert_eq!(
+                reason,
+                "request body is empty: expected a JSON object with GremlinQuery\n"
+            );
+        }
+        let (st, reason) = call(&api, "POST", "/api/topology", r#"{"Gremlin":"G.V()"}"#).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(reason.contains("unknown field \"Gremlin\""), "{reason}");
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{
-    parse_json, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
+    parse_json_accepting, reply_deleted, reply_json, respond_now, with_state, ApiError, ApiResult,
+    AppState,
 };
 use crate::error::Error;
 use crate::resources::{parse_go_duration, Resource, Store, StoreError};
@@ -116,7 +117,7 @@ fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
 }
 
 async fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> ApiResult {
-    let item: T = parse_json(body)?;
+    let item: T = parse_json_accepting(body, T::OUTPUT_ONLY)?;
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,

@@ -14,7 +14,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::{parse_json, reply_json_bytes, respond, with_state, ApiError, ApiResult, AppState};
+use super::{
+    missing_body, parse_json, reply_json_bytes, respond, with_state, ApiError, ApiResult, AppState,
+};
 
 /// Size of the chunks an answer is written in.
 const CHUNK: usize = 64 * 1024;
@@ -69,7 +71,7 @@ async fn index(s: &AppState) -> ApiResult {
 
 async fn search(s: AppState, body: Bytes) -> ApiResult {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(no_content());
+        return Err(missing_body("a JSON object with GremlinQuery"));
     }
     let params: TopologyParams = parse_json(&body)?;
     if params.gremlin_query.trim().is_empty() {

@@ -28,6 +28,7 @@ use crate::resources::Resource;
 impl Resource for Injection {
     const NAME: &'static str = "injectpacket";
     const TITLE: &'static str = "Injectpacket";
+    const OUTPUT_ONLY: &'static [&'static str] = &["State", "PacketCount", "Error"];
 
     fn uuid(&self) -> &str {
         &self.uuid
