@@ -453,6 +453,9 @@ mod tests {
                 vec!["--metrics-listen", "127.0.0.1:9182"],
             ),
             "max-metadata-bytes" => ("4096", vec!["--max-metadata-bytes", "4096"]),
+            "max-result-bytes" => ("1000", vec!["--max-result-bytes", "1000"]),
+            "max-result-elements" => ("1000", vec!["--max-result-elements", "1000"]),
+            "query-timeout" => ("\"2s\"", vec!["--query-timeout", "2s"]),
             _ => return None,
         })
     }
