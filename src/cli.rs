@@ -316,7 +316,7 @@ pub struct PcapArgs {
     #[arg(long)]
     pub target: Option<String>,
     /// local (flow table, the default), netflowv5, ipfix, sflow, erspanv1, erspanv2.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::capture::TargetType::NAMES))]
     pub target_type: Option<String>,
     /// Flow key: L2 (MAC addresses included, the default) or L3.
     #[arg(long)]
@@ -373,7 +373,7 @@ pub struct CaptureCreateArgs {
     pub target: Option<String>,
     /// Target type: local, or the exporter the server offers (netflowv5, erspanv1, ...);
     /// required with --target.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::capture::TargetType::NAMES))]
     pub target_type: Option<String>,
     /// Bytes captured of each packet (14..4096; default: whole packets).
     #[arg(long)]

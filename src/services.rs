@@ -118,8 +118,20 @@ impl Services {
         let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
             capture::sink_for(capture, target, &ctx)
         });
-        let placer = tokio::spawn(capture::placer::run(self.clone(), sinks, shutdown.clone()));
-        let injections = tokio::spawn(crate::injection::run(self.clone(), shutdown));
+        let inputs = capture::placer::Inputs {
+            graph: self.graph.clone(),
+            captures: self.captures.clone(),
+            extensions: self.extensions.clone(),
+            flows: self.sinks.flows.clone(),
+            sinks,
+            board: self.capture_board.clone(),
+        };
+        let placer = tokio::spawn(capture::placer::run(inputs, shutdown.clone()));
+        let injections = tokio::spawn(crate::injection::run(
+            self.graph.clone(),
+            self.injections.clone(),
+            shutdown,
+        ));
         Background {
             expiry,
             tasks: vec![placer, injections],

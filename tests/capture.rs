@@ -292,9 +292,17 @@ async fn udp_and_tcp_flows_and_the_bpf_filter() {
     );
     assert!(f["Metric"]["BAPackets"].as_u64().unwrap() >= 2, "{f}");
 
-    // The node shows both captures with their flow table counters.
+    // The node shows both captures with their flow table counters (refreshed at most
+    // once a second).
     let q = format!("G.V().Has('Captures.ID', '{udp}').Values('Captures')");
-    let v = t.query(&q).await;
+    let (v, _) = t
+        .wait_for(&q, Duration::from_secs(3), |v| {
+            v[0].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|e| e["ID"] == udp && e["Flows"]["Active"] == 1)
+            })
+        })
+        .await;
     let entries = v[0].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{v}");
     let mine = entries.iter().find(|e| e["ID"] == udp).unwrap();
@@ -354,4 +362,70 @@ async fn ping_through_open_vswitch_gives_exact_flow_counts() {
     drop(t);
     drop(net);
     drop(ovs);
+}
+
+/// Namespaces come and go every few tens of milliseconds, for the whole test: a new
+/// capture is still placed (placement waits for a quiet graph, but not forever).
+#[tokio::test]
+async fn capture_is_placed_while_namespaces_churn() {
+    let p = format!("u{}", rand_tag());
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let mut c = common::net::Cleanup::new();
+    c.netns(&format!("{p}t"));
+    sh(&format!(
+        "ip -n {p}t link add d0 type veth peer name d1 && ip -n {p}t link set d0 up"
+    ));
+    let q = format!("G.V().Has('Type', 'netns', 'Name', '{p}t').Out().Has('Name', 'd0')");
+    let (v, ok) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    assert!(ok, "{v}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, p) = (stop.clone(), p.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ns = format!("{p}c{}", rounds % 4);
+                common::net::sh_quiet(&format!("ip netns add {ns}"));
+                std::thread::sleep(Duration::from_millis(20));
+                common::net::sh_quiet(&format!("ip netns del {ns}"));
+                std::thread::sleep(Duration::from_millis(20));
+                rounds += 1;
+            }
+            for i in 0..4 {
+                common::net::sh_quiet(&format!("ip netns del {p}c{i}"));
+            }
+            rounds
+        })
+    };
+    // Let the churn reach the graph first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s, cap) = create_capture(&t, json!({"GremlinQuery": q})).await;
+    assert_eq!(s, 201, "{cap}");
+    let uuid = cap["UUID"].as_str().unwrap().to_owned();
+    let placed = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, got) = t
+                .request("GET", &format!("/api/capture/{uuid}"), None)
+                .await;
+            if got["Count"] == 1 {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = churn.join().unwrap();
+    assert!(rounds >= 10, "the churn ran {rounds} rounds only");
+    assert!(
+        placed,
+        "capture not active within 5 s under namespace churn"
+    );
 }

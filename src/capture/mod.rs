@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use topotap_targets::flow::{FlowTable, FlowTableConfig, LayerKeyMode};
 
-pub use resource::{parse_target, Capture};
+pub use resource::{parse_target, Capture, TargetType};
 
-use serde_json::Value;
 use topotap_topology::Graph;
 
 use crate::error::Error;
@@ -42,21 +41,9 @@ impl Resource for Capture {
         Capture::duplicates(self, other)
     }
 
-    /// `Count`: interfaces where this capture is active now.
+    /// `Count`: interfaces where this capture is active now, as the placer counts them.
     fn decorate(&mut self, graph: &Graph) {
-        let mut count = 0;
-        for n in graph.nodes() {
-            if let Some(Value::Array(list)) = graph.node(n).metadata().get("Captures") {
-                count += list
-                    .iter()
-                    .filter(|c| {
-                        c.get("ID").and_then(Value::as_str) == Some(self.uuid.as_str())
-                            && c.get("State").and_then(Value::as_str) == Some("active")
-                    })
-                    .count() as u64;
-            }
-        }
-        self.count = count;
+        self.count = self.active.count(graph);
     }
 }
 
@@ -85,12 +72,12 @@ pub fn sink_for(
     // What is left to fail once a capture is valid is the environment: a name that does
     // not resolve, a socket that cannot be opened.
     let open = Error::unavailable;
-    match capture.target_type.as_str() {
-        "" | "local" => Ok(local_sink(capture, target, ctx, false)),
-        "sflow" => Ok(Box::new(
+    match capture.target_kind() {
+        TargetType::Local => Ok(local_sink(capture, target, ctx, false)),
+        TargetType::Sflow => Ok(Box::new(
             export::sflow::SflowSink::open(capture, target, ctx).map_err(open)?,
         )),
-        "erspanv1" => Ok(Box::new(
+        TargetType::ErspanV1 => Ok(Box::new(
             export::erspan::ErspanSink::open(
                 capture,
                 target,
@@ -98,7 +85,7 @@ pub fn sink_for(
             )
             .map_err(open)?,
         )),
-        "erspanv2" => Ok(Box::new(
+        TargetType::ErspanV2 => Ok(Box::new(
             export::erspan::ErspanSink::open(
                 capture,
                 target,
@@ -106,16 +93,13 @@ pub fn sink_for(
             )
             .map_err(open)?,
         )),
-        "netflowv5" => Ok(Box::new(
+        TargetType::NetflowV5 => Ok(Box::new(
             export::netflow::NetflowSink::open(capture, target, ctx.export_timeouts)
                 .map_err(open)?,
         )),
-        "ipfix" => Ok(Box::new(
+        TargetType::Ipfix => Ok(Box::new(
             export::ipfix::IpfixSink::open(capture, target, ctx.export_timeouts).map_err(open)?,
         )),
-        other => Err(Error::invalid(format!(
-            "TargetType: target type {other} is not available"
-        ))),
     }
 }
 

@@ -4,36 +4,55 @@
 //! that comes to match (a namespace created later) gets one; an interface that stops
 //! matching or disappears has its capture stopped and its `Captures` entry removed.
 //!
-//! Every second, `Metadata.Captures` of each captured node is refreshed with the state
-//! and counters of its captures (`active` or `error` with the reason).
+//! The decisions are pure and clock-free, and tested on a virtual clock:
+//! - [`Debounce`]: when to place again after changes (quiet for [`DEBOUNCE`], but never
+//!   later than [`MAX_DELAY`] after the first unhandled change, so churn cannot starve
+//!   placement);
+//! - [`Reconciler`]: desired (captures x matched interfaces) vs placed -> start/stop
+//!   actions, and which graph events matter (not the placer's own `Captures` writes);
+//! - [`Publisher`]: which nodes' `Metadata.Captures` to write: only when a state or an
+//!   error changed, counters at most once per [`COUNTERS_INTERVAL`].
+//!
+//! [`run`] is the async shell: it feeds events and the clock to them and executes the
+//! actions, with everything that may block (query evaluation, name resolution, socket
+//! opens, thread joins) on blocking threads.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
-use topotap_topology::gremlin::Output;
-use topotap_topology::{Graph, Identifier, NodeIx};
+use topotap_topology::gremlin::{Extensions, Output};
+use topotap_topology::{Graph, GraphEvent, Identifier, NodeIx, SharedGraph};
 use tracing::{debug, warn};
 
 use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerState};
+use super::flows::FlowRegistry;
 use super::Capture;
 use crate::error::Error;
-use crate::metrics::CapturePoint;
-use crate::services::Services;
+use crate::resources::Store;
 
-/// How long graph changes are collected before placement runs again.
-const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often `Metadata.Captures` is refreshed.
-const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the graph must stay quiet before placement runs again.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Longest wait between a change and the placement that follows it, however busy the
+/// graph is.
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How often capture states are looked at (a change is published at once).
+pub const STATE_INTERVAL: Duration = Duration::from_millis(250);
+/// Counters (packets, flows, exports) are published at most this often.
+pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Node types that are not network interfaces.
 const NOT_CAPTURABLE: &[&str] = &["host", "netns", "ovsbridge", "ovsport"];
 
-/// Builds what a capture's packets are fed to, given the capture and the node it runs on.
+/// The metadata key the placer owns on captured nodes.
+pub const CAPTURES_KEY: &str = "Captures";
+
+/// Builds what a capture's packets are fed to, given the capture and the node it runs
+/// on. May block (name resolution, socket opens): called on a blocking thread.
 pub type SinkFactory =
     Arc<dyn Fn(&Capture, &Target) -> Result<Box<dyn PacketSink>, Error> + Send + Sync>;
 
@@ -47,215 +66,576 @@ pub struct Target {
     pub netns: Option<PathBuf>,
 }
 
-type Key = (String, Identifier);
+/// A capture on one node.
+pub type Key = (String, Identifier);
+
+/// Where every capture should run now.
+pub type Desired = BTreeMap<Key, (Capture, Target)>;
+
+/// The interfaces a capture is active on, kept by the placer and read by the API
+/// (`Count`). Shared by every copy of a capture resource.
+#[derive(Debug, Default)]
+pub struct ActiveOn(parking_lot::Mutex<Vec<Identifier>>);
+
+impl ActiveOn {
+    /// How many of them are still in `g` (an interface that left the graph is no
+    /// longer captured, even before the placer has stopped its thread).
+    pub fn count(&self, g: &Graph) -> u64 {
+        self.0
+            .lock()
+            .iter()
+            .filter(|n| g.find_node(n).is_some())
+            .count() as u64
+    }
+
+    fn set(&self, nodes: Vec<Identifier>) {
+        *self.0.lock() = nodes;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Pure decisions.
+
+/// When to place again: [`DEBOUNCE`] after the last change, but at most [`MAX_DELAY`]
+/// after the first change not yet handled.
+#[derive(Debug, Clone)]
+pub struct Debounce {
+    quiet: Duration,
+    max_delay: Duration,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Debounce {
+    pub fn new(quiet: Duration, max_delay: Duration) -> Self {
+        Debounce {
+            quiet,
+            max_delay,
+            first: None,
+            last: None,
+        }
+    }
+
+    /// Something changed at `now`.
+    pub fn changed(&mut self, now: Instant) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// When placement is due, if anything changed.
+    pub fn deadline(&self) -> Option<Instant> {
+        let first = self.first?;
+        let last = self.last.unwrap_or(first);
+        Some((last + self.quiet).min(first + self.max_delay))
+    }
+
+    /// Whether placement is due at `now`; if so, the changes count as handled.
+    pub fn take_due(&mut self, now: Instant) -> bool {
+        match self.deadline() {
+            Some(d) if now >= d => {
+                self.first = None;
+                self.last = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Debounce::new(DEBOUNCE, MAX_DELAY)
+    }
+}
+
+/// What to do to a capture point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Stop the capture running there.
+    Stop(Key),
+    /// Open the sink and start capturing (again, after a failure).
+    Start(Key, Box<(Capture, Target)>),
+}
+
+#[derive(Debug, Clone)]
+struct Placed {
+    capture: Capture,
+    target: Target,
+    /// Why it could not start, if it could not.
+    failed: Option<String>,
+}
+
+/// Desired vs placed captures, and the placer's own writes to tell its events apart.
+#[derive(Debug, Default)]
+pub struct Reconciler {
+    placed: BTreeMap<Key, Placed>,
+    /// Revision each node got from the placer's last `Captures` write.
+    own_writes: HashMap<Identifier, i64>,
+}
+
+impl Reconciler {
+    /// The actions that take what is placed to `desired`: stops for what no longer
+    /// matches or whose capture or interface changed, starts for what is new or failed
+    /// before (a name may come to resolve).
+    pub fn plan(&mut self, desired: &Desired) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.placed.retain(|key, p| {
+            let keep = match desired.get(key) {
+                Some((c, t)) => *c == p.capture && *t == p.target,
+                None => false,
+            };
+            if !keep && p.failed.is_none() {
+                actions.push(Action::Stop(key.clone()));
+            }
+            keep
+        });
+        for (key, (capture, target)) in desired {
+            let start = match self.placed.get(key) {
+                None => true,
+                Some(p) => p.failed.is_some(),
+            };
+            if start {
+                actions.push(Action::Start(
+                    key.clone(),
+                    Box::new((capture.clone(), target.clone())),
+                ));
+            }
+        }
+        actions
+    }
+
+    /// A start went through.
+    pub fn started(&mut self, key: Key, capture: Capture, target: Target) {
+        self.placed.insert(
+            key,
+            Placed {
+                capture,
+                target,
+                failed: None,
+            },
+        );
+    }
+
+    /// A start failed; returns whether the reason is new (worth logging).
+    pub fn failed(&mut self, key: Key, capture: Capture, target: Target, reason: String) -> bool {
+        let new = self.placed.get(&key).and_then(|p| p.failed.as_ref()) != Some(&reason);
+        self.placed.insert(
+            key,
+            Placed {
+                capture,
+                target,
+                failed: Some(reason),
+            },
+        );
+        new
+    }
+
+    /// Captures that could not start, with the reason.
+    pub fn failures(&self) -> impl Iterator<Item = (&Key, &Capture, &str)> {
+        self.placed
+            .iter()
+            .filter_map(|(k, p)| p.failed.as_deref().map(|r| (k, &p.capture, r)))
+    }
+
+    /// The placer wrote `Captures` on `node`, which is now at `revision`.
+    pub fn wrote(&mut self, node: Identifier, revision: i64) {
+        self.own_writes.insert(node, revision);
+    }
+
+    /// Whether a graph event may change placement: everything but the placer's own
+    /// `Captures` writes.
+    pub fn relevant(&mut self, event: &GraphEvent) -> bool {
+        match event {
+            GraphEvent::NodeUpdated(n) if self.own_writes.get(&n.id) == Some(&n.revision) => {
+                self.own_writes.remove(&n.id);
+                false
+            }
+            GraphEvent::NodeDeleted(n) => {
+                self.own_writes.remove(&n.id);
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+/// One capture's entry in a node's `Metadata.Captures`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    /// `starting`, `active`, `stopped` or `error`.
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// The whole entry, counters included.
+    pub json: Value,
+}
+
+#[derive(Debug)]
+struct Written {
+    entries: Vec<Entry>,
+    /// When counters alone were last written (state changes do not count).
+    counters_at: Option<Instant>,
+}
+
+/// Decides which nodes' `Captures` to write: a node whose entries changed state or
+/// error at once, one whose counters alone changed at most once per `counters_interval`.
+#[derive(Debug)]
+pub struct Publisher {
+    counters_interval: Duration,
+    written: BTreeMap<Identifier, Written>,
+}
+
+/// A write to do: the node and its new `Captures` list (`None`: remove the key).
+pub type Write = (Identifier, Option<Vec<Value>>);
+
+impl Publisher {
+    pub fn new(counters_interval: Duration) -> Self {
+        Publisher {
+            counters_interval,
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// The writes that bring the graph to `now_entries` (every node with a capture,
+    /// entries in any order).
+    pub fn changes(
+        &mut self,
+        mut now_entries: BTreeMap<Identifier, Vec<Entry>>,
+        now: Instant,
+    ) -> Vec<Write> {
+        let mut writes = Vec::new();
+        let gone: Vec<Identifier> = self
+            .written
+            .keys()
+            .filter(|n| !now_entries.contains_key(*n))
+            .cloned()
+            .collect();
+        for node in gone {
+            self.written.remove(&node);
+            writes.push((node, None));
+        }
+        let visible = |e: &[Entry]| {
+            e.iter()
+                .map(|e| (e.id.clone(), e.state, e.error.clone()))
+                .collect::<Vec<_>>()
+        };
+        for (node, entries) in &mut now_entries {
+            entries.sort_by(|a, b| a.id.cmp(&b.id));
+            let write = match self.written.get(node) {
+                None => true,
+                Some(w) => {
+                    if visible(&w.entries) != visible(entries) {
+                        true
+                    } else {
+                        w.entries != *entries
+                            && w.counters_at
+                                .is_none_or(|t| now >= t + self.counters_interval)
+                    }
+                }
+            };
+            if write {
+                writes.push((
+                    node.clone(),
+                    Some(entries.iter().map(|e| e.json.clone()).collect()),
+                ));
+                let counters_at = match self.written.get(node) {
+                    Some(w) if visible(&w.entries) == visible(entries) => Some(now),
+                    Some(w) => w.counters_at,
+                    None => None,
+                };
+                self.written.insert(
+                    node.clone(),
+                    Written {
+                        entries: std::mem::take(entries),
+                        counters_at,
+                    },
+                );
+            }
+        }
+        writes
+    }
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher::new(COUNTERS_INTERVAL)
+    }
+}
+
+/// Where every capture should run: its query evaluated on `g`, each matched interface.
+/// Captures whose query fails are skipped (they were validated at create).
+pub fn desired(captures: &[Capture], g: &Graph, ext: &Extensions) -> Desired {
+    let mut desired = Desired::new();
+    for c in captures {
+        let Ok(ast) = topotap_grammar::parse(&c.gremlin_query) else {
+            continue;
+        };
+        let nodes = match topotap_topology::gremlin::evaluate(&ast, g, ext) {
+            Ok(out) => matched_nodes(out),
+            Err(e) => {
+                debug!(capture = %c.uuid, "query failed: {e}");
+                continue;
+            }
+        };
+        for n in nodes {
+            if let Some(t) = capture_target(g, n) {
+                desired.insert((c.uuid.clone(), t.node.clone()), (c.clone(), t));
+            }
+        }
+    }
+    desired
+}
+
+// ---------------------------------------------------------------------------------
+// The async shell.
+
+/// What the placer works with.
+#[derive(Clone)]
+pub struct Inputs {
+    pub graph: SharedGraph,
+    pub captures: Arc<Store<Capture>>,
+    pub extensions: Arc<Extensions>,
+    pub flows: Arc<FlowRegistry>,
+    pub sinks: SinkFactory,
+    /// Running capture points as `/metrics` shows them.
+    pub board: Arc<crate::metrics::CaptureBoard>,
+}
 
 struct Running {
     worker: Worker,
-    target: Target,
     capture: Capture,
+    ifname: String,
+}
+
+struct Shell {
+    inputs: Inputs,
+    reconciler: Reconciler,
+    publisher: Publisher,
+    running: HashMap<Key, Running>,
+    /// Captures as of the last placement, whose `Count` the placer keeps.
+    captures: Vec<Capture>,
 }
 
 /// Runs placement until `shutdown` turns true; then stops every capture, letting each
 /// sink export what it still holds.
-pub async fn run(
-    state: Services,
-    sinks: SinkFactory,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut placer = Placer {
-        state,
-        sinks,
+pub async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut store = inputs.captures.watch();
+    let mut events = inputs.graph.subscribe();
+    let mut shell = Shell {
+        inputs,
+        reconciler: Reconciler::default(),
+        publisher: Publisher::default(),
         running: HashMap::new(),
-        failed: BTreeMap::new(),
-        decorated: BTreeSet::new(),
+        captures: Vec::new(),
     };
-    let mut store = placer.state.captures.watch();
-    let mut events = placer.state.graph.subscribe();
-    let mut stats = tokio::time::interval(STATS_INTERVAL);
-    let mut dirty = true;
+    let mut debounce = Debounce::default();
+    debounce.changed(Instant::now());
+    let mut states = tokio::time::interval(STATE_INTERVAL);
+    states.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let deadline = debounce.deadline();
+        let due = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.changed() => break,
             changed = store.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                dirty = true;
+                debounce.changed(Instant::now());
             }
             ev = events.recv() => match ev {
-                Ok(_) => dirty = true,
+                Ok(ev) => {
+                    if shell.reconciler.relevant(&ev) {
+                        debounce.changed(Instant::now());
+                    }
+                }
                 Err(RecvError::Lagged(_)) => {
-                    events = placer.state.graph.subscribe();
-                    dirty = true;
+                    events = shell.inputs.graph.subscribe();
+                    debounce.changed(Instant::now());
                 }
                 Err(RecvError::Closed) => break,
             },
-            _ = stats.tick() => placer.publish_state(),
-            _ = tokio::time::sleep(DEBOUNCE), if dirty => {
-                dirty = false;
-                placer.reconcile().await;
-                placer.sync_board();
-                placer.publish_state();
+            _ = states.tick() => {
+                // The publisher writes a node at once when a state changed, and
+                // counters alone at most once per COUNTERS_INTERVAL.
+                shell.publish(Instant::now());
+            }
+            _ = due => {
+                if debounce.take_due(Instant::now()) {
+                    shell.place().await;
+                    shell.sync_board();
+                    shell.publish(Instant::now());
+                }
             }
         }
     }
-    placer.stop_all().await;
+    shell.stop_all().await;
 }
 
-struct Placer {
-    state: Services,
-    sinks: SinkFactory,
-    running: HashMap<Key, Running>,
-    /// Captures that could not start on a node, with the reason (shown as `error`).
-    failed: BTreeMap<Key, (Capture, String)>,
-    /// Nodes whose `Captures` key we set, to clear it when nothing runs there any more.
-    decorated: BTreeSet<Identifier>,
-}
-
-impl Placer {
+impl Shell {
     /// Evaluates every capture's query and starts/stops workers to match.
-    async fn reconcile(&mut self) {
-        let captures = self.state.captures.list();
-        let mut desired: HashMap<Key, (Capture, Target)> = HashMap::new();
-        {
-            let g = self.state.graph.read();
-            for c in &captures {
-                let Ok(ast) = topotap_grammar::parse(&c.gremlin_query) else {
-                    continue;
-                };
-                let nodes =
-                    match topotap_topology::gremlin::evaluate(&ast, &g, &self.state.extensions) {
-                        Ok(out) => matched_nodes(out),
-                        Err(e) => {
-                            debug!(capture = %c.uuid, "query failed: {e}");
-                            continue;
-                        }
-                    };
-                for n in nodes {
-                    if let Some(t) = capture_target(&g, n) {
-                        desired.insert((c.uuid.clone(), t.node.clone()), (c.clone(), t));
-                    }
-                }
-            }
-        }
-        // Stop what no longer matches, or whose interface was renamed or moved.
-        let stale: Vec<Key> = self
-            .running
-            .iter()
-            .filter(|(k, r)| match desired.get(*k) {
-                None => true,
-                Some((c, t)) => *t != r.target || *c != r.capture,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut stopping = Vec::new();
-        for k in stale {
-            if let Some(r) = self.running.remove(&k) {
-                stopping.push(r.worker);
-            }
-        }
-        if !stopping.is_empty() {
-            // Joining waits for the final export of each sink: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || {
-                for w in stopping {
-                    w.stop();
-                }
-            })
-            .await;
-        }
-        self.failed.retain(|k, _| desired.contains_key(k));
-
-        let new: Vec<(Key, (Capture, Target))> = desired
-            .into_iter()
-            .filter(|(k, _)| !self.running.contains_key(k))
-            .collect();
-        if new.is_empty() {
+    async fn place(&mut self) {
+        let inputs = self.inputs.clone();
+        // Queries and the names of export targets: off the async workers.
+        let computed = tokio::task::spawn_blocking(move || {
+            let captures = inputs.captures.list();
+            let desired = {
+                let g = inputs.graph.read();
+                desired(&captures, &g, &inputs.extensions)
+            };
+            let exports = super::export::export_flows(&captures);
+            (captures, desired, exports)
+        })
+        .await;
+        let Ok((captures, desired, exports)) = computed else {
+            return;
+        };
+        self.captures = captures;
+        let actions = self.reconciler.plan(&desired);
+        if actions.is_empty() {
             return;
         }
-        // Resolving collectors and opening export sockets block (name lookups): off the
-        // async workers, all the new captures of this round in one blocking task.
-        let sinks = self.sinks.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let exports = super::export::export_flows(&captures);
-            new.into_iter()
-                .map(|(key, (capture, target))| {
+        let mut stopping = Vec::new();
+        let mut starting = Vec::new();
+        for a in actions {
+            match a {
+                Action::Stop(key) => {
+                    if let Some(r) = self.running.remove(&key) {
+                        stopping.push(r.worker);
+                    }
+                }
+                Action::Start(key, what) => {
+                    let (capture, target) = *what;
+                    starting.push((key, capture, target));
+                }
+            }
+        }
+        let sinks = self.inputs.sinks.clone();
+        // Joining waits for the final export of each sink; opening a sink may resolve
+        // a name: both on a blocking thread.
+        let started = tokio::task::spawn_blocking(move || {
+            for w in stopping {
+                w.stop();
+            }
+            starting
+                .into_iter()
+                .map(|(key, capture, target)| {
                     let spec = CaptureSpec {
                         ifname: target.ifname.clone(),
                         netns: target.netns.clone(),
                         bpf: effective_filter(&capture.bpf_filter, &exports),
                         snaplen: capture.snaplen(),
                     };
-                    let sink = sinks(&capture, &target);
-                    (key, capture, target, spec, sink)
+                    let worker = sinks(&capture, &target).map(|sink| Worker::spawn(spec, sink));
+                    (key, capture, target, worker)
                 })
                 .collect::<Vec<_>>()
         })
         .await;
-        let Ok(opened) = opened else {
-            warn!("opening capture sinks failed");
-            return;
-        };
-        for (key, capture, target, spec, sink) in opened {
-            match sink {
-                Ok(sink) => {
-                    self.failed.remove(&key);
-                    let worker = Worker::spawn(spec, sink);
+        let Ok(started) = started else { return };
+        for (key, capture, target, worker) in started {
+            match worker {
+                Ok(worker) => {
+                    let ifname = target.ifname.clone();
+                    self.reconciler
+                        .started(key.clone(), capture.clone(), target);
                     self.running.insert(
                         key,
                         Running {
                             worker,
-                            target,
                             capture,
+                            ifname,
                         },
                     );
                 }
                 Err(e) => {
                     let reason = e.reason().to_owned();
-                    // Retried at every placement (a name may come to resolve); said once.
-                    if self.failed.get(&key).map(|(_, r)| r) != Some(&reason) {
+                    if self.reconciler.failed(
+                        key.clone(),
+                        capture.clone(),
+                        target.clone(),
+                        reason.clone(),
+                    ) {
                         warn!(capture = %capture.uuid, node = %target.node, "cannot start: {reason}");
                     }
-                    self.failed.insert(key, (capture, reason));
                 }
             }
         }
     }
 
-    /// Writes `Metadata.Captures` on every node that has or had a capture.
-    fn publish_state(&mut self) {
-        let mut per_node: BTreeMap<Identifier, Vec<Value>> = BTreeMap::new();
+    /// Shows the running capture points to `/metrics` (which reads their counters at
+    /// scrape time).
+    fn sync_board(&self) {
+        let points = self.running.iter().map(|((uuid, node), r)| {
+            (
+                (uuid.clone(), node.to_string()),
+                crate::metrics::CapturePoint {
+                    capture: uuid.clone(),
+                    interface: r.ifname.clone(),
+                    target_type: r.capture.target_kind().as_str().to_owned(),
+                    shared: r.worker.shared.clone(),
+                    export: r.worker.export.clone(),
+                },
+            )
+        });
+        self.inputs
+            .board
+            .sync(points, self.reconciler.failures().count());
+    }
+
+    /// Writes `Metadata.Captures` where it changed, and each capture's `Count`.
+    fn publish(&mut self, now: Instant) {
+        let mut per_node: BTreeMap<Identifier, Vec<Entry>> = BTreeMap::new();
+        let mut active: HashMap<&str, Vec<Identifier>> = HashMap::new();
         for ((_, node), r) in &self.running {
             let sh = &r.worker.shared;
-            let (state, error) = match &*sh.state.lock() {
+            let state = sh.state.lock().clone();
+            let (name, error) = match state {
                 WorkerState::Active => ("active", None),
                 WorkerState::Starting => ("starting", None),
                 WorkerState::Stopped => ("stopped", None),
-                WorkerState::Error(e) => ("error", Some(e.clone())),
+                WorkerState::Error(e) => ("error", Some(e)),
             };
-            let mut entry = json!({
+            if name == "active" {
+                active
+                    .entry(r.capture.uuid.as_str())
+                    .or_default()
+                    .push(node.clone());
+            }
+            let mut json = json!({
                 "ID": r.capture.uuid,
-                "State": state,
+                "State": name,
                 "PacketsReceived": sh.received.load(Ordering::Relaxed),
                 "PacketsDropped": sh.dropped.load(Ordering::Relaxed),
                 "PacketsIfDropped": sh.if_dropped.load(Ordering::Relaxed),
                 "Type": r.capture.engine(),
             });
             if !r.capture.bpf_filter.is_empty() {
-                entry["BPFFilter"] = r.capture.bpf_filter.clone().into();
+                json["BPFFilter"] = r.capture.bpf_filter.clone().into();
             }
-            if let Some(e) = error {
-                entry["Error"] = e.into();
+            if let Some(e) = &error {
+                json["Error"] = e.clone().into();
             }
             if let Some(x) = &r.worker.export {
-                entry["Export"] = x.to_json();
+                json["Export"] = x.to_json();
             }
-            if let Some(f) = self.state.sinks.flows.table_stats(&r.capture.uuid, node) {
-                entry["Flows"] = f;
+            if let Some(f) = self.inputs.flows.table_stats(&r.capture.uuid, node) {
+                json["Flows"] = f;
             }
-            per_node.entry(node.clone()).or_default().push(entry);
+            per_node.entry(node.clone()).or_default().push(Entry {
+                id: r.capture.uuid.clone(),
+                state: name,
+                error,
+                json,
+            });
         }
-        for ((_, node), (capture, reason)) in &self.failed {
-            let mut entry = json!({
+        for ((_, node), capture, reason) in self.reconciler.failures() {
+            let mut json = json!({
                 "ID": capture.uuid,
                 "State": "error",
                 "Error": reason,
@@ -265,59 +645,48 @@ impl Placer {
                 "Type": capture.engine(),
             });
             if !capture.bpf_filter.is_empty() {
-                entry["BPFFilter"] = capture.bpf_filter.clone().into();
+                json["BPFFilter"] = capture.bpf_filter.clone().into();
             }
-            per_node.entry(node.clone()).or_default().push(entry);
-        }
-        let mut g = self.state.graph.write();
-        for (node, mut list) in per_node.clone() {
-            list.sort_by(|a, b| a["ID"].as_str().cmp(&b["ID"].as_str()));
-            let _ = g.update_node(&node, |m| {
-                m.insert("Captures".into(), Value::Array(list));
+            per_node.entry(node.clone()).or_default().push(Entry {
+                id: capture.uuid.clone(),
+                state: "error",
+                error: Some(reason.to_owned()),
+                json,
             });
         }
-        for node in &self.decorated {
-            if !per_node.contains_key(node) {
-                let _ = g.update_node(node, |m| {
-                    m.remove("Captures");
-                });
+        for c in &self.captures {
+            c.active
+                .set(active.remove(c.uuid.as_str()).unwrap_or_default());
+        }
+        let writes = self.publisher.changes(per_node, now);
+        if writes.is_empty() {
+            return;
+        }
+        let mut g = self.inputs.graph.write();
+        for (node, list) in writes {
+            let changed = g.update_node(&node, |m| match list {
+                Some(list) => {
+                    m.insert(CAPTURES_KEY.into(), Value::Array(list));
+                }
+                None => {
+                    m.remove(CAPTURES_KEY);
+                }
+            });
+            if let (Ok(true), Some(ix)) = (changed, g.find_node(&node)) {
+                self.reconciler.wrote(node, g.node(ix).revision());
             }
         }
-        self.decorated = per_node.into_keys().collect();
     }
 
     async fn stop_all(&mut self) {
         let workers: Vec<Worker> = self.running.drain().map(|(_, r)| r.worker).collect();
+        self.sync_board();
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 w.stop();
             }
         })
         .await;
-        self.failed.clear();
-        self.sync_board();
-    }
-
-    /// Shows the running capture points to `/metrics` (which reads their counters at
-    /// scrape time).
-    fn sync_board(&self) {
-        let points = self.running.iter().map(|((uuid, node), r)| {
-            let target_type = match r.capture.target_type.as_str() {
-                "" => "local".to_owned(),
-                t => t.to_owned(),
-            };
-            (
-                (uuid.clone(), node.to_string()),
-                CapturePoint {
-                    capture: uuid.clone(),
-                    interface: r.target.ifname.clone(),
-                    target_type,
-                    shared: r.worker.shared.clone(),
-                    export: r.worker.export.clone(),
-                },
-            )
-        });
-        self.state.capture_board.sync(points, self.failed.len());
     }
 }
 
@@ -364,4 +733,334 @@ fn capture_target(g: &Graph, ix: NodeIx) -> Option<Target> {
         if_index,
         netns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topotap_topology::{Edge, Node};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn debounce_waits_for_quiet() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        assert_eq!(d.deadline(), None);
+        assert!(!d.take_due(t0));
+        d.changed(t0);
+        d.changed(t0 + ms(50));
+        assert_eq!(d.deadline(), Some(t0 + ms(150)));
+        assert!(!d.take_due(t0 + ms(149)));
+        assert!(d.take_due(t0 + ms(150)));
+        assert_eq!(d.deadline(), None, "handled");
+    }
+
+    /// A change every 50 ms, forever: placement still runs every 500 ms.
+    #[test]
+    fn debounce_is_bounded_under_churn() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        let mut placements = Vec::new();
+        let mut now = t0;
+        while now < t0 + ms(2_000) {
+            d.changed(now);
+            // Time advances in 10 ms steps until the next change.
+            for _ in 0..5 {
+                now += ms(10);
+                if d.take_due(now) {
+                    placements.push(now - t0);
+                }
+            }
+        }
+        assert_eq!(placements, vec![ms(500), ms(1_000), ms(1_500), ms(2_000)]);
+        // Each placement came at most MAX_DELAY after the first change it handled.
+        assert!(placements
+            .windows(2)
+            .all(|w| w[1] - w[0] <= MAX_DELAY + ms(10)));
+    }
+
+    fn capture(uuid: &str, q: &str) -> Capture {
+        Capture {
+            uuid: uuid.into(),
+            gremlin_query: q.into(),
+            ..Default::default()
+        }
+    }
+
+    fn target(node: &str, ifname: &str) -> Target {
+        Target {
+            node: Identifier::from(node),
+            tid: String::new(),
+            ifname: ifname.into(),
+            if_index: 2,
+            netns: None,
+        }
+    }
+
+    fn want(entries: &[(&Capture, &Target)]) -> Desired {
+        entries
+            .iter()
+            .map(|(c, t)| {
+                (
+                    (c.uuid.clone(), t.node.clone()),
+                    ((*c).clone(), (*t).clone()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reconciler_starts_stops_restarts_and_retries() {
+        let mut r = Reconciler::default();
+        let c1 = capture("c1", "G.V()");
+        let (a, b) = (target("a", "eth0"), target("b", "eth1"));
+        let key = |c: &Capture, t: &Target| (c.uuid.clone(), t.node.clone());
+
+        let d = want(&[(&c1, &a), (&c1, &b)]);
+        let actions = r.plan(&d);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Start(key(&c1, &a), Box::new((c1.clone(), a.clone()))),
+                Action::Start(key(&c1, &b), Box::new((c1.clone(), b.clone()))),
+            ]
+        );
+        r.started(key(&c1, &a), c1.clone(), a.clone());
+        assert!(r.failed(key(&c1, &b), c1.clone(), b.clone(), "no socket".into()));
+        assert_eq!(r.failures().count(), 1);
+
+        // Nothing changed: only the failure is retried; the same failure is not news.
+        assert_eq!(
+            r.plan(&d),
+            vec![Action::Start(
+                key(&c1, &b),
+                Box::new((c1.clone(), b.clone()))
+            )]
+        );
+        assert!(!r.failed(key(&c1, &b), c1.clone(), b.clone(), "no socket".into()));
+
+        // The interface was renamed: stop and start again.
+        let a2 = target("a", "eth9");
+        let d = want(&[(&c1, &a2)]);
+        assert_eq!(
+            r.plan(&d),
+            vec![
+                Action::Stop(key(&c1, &a)),
+                Action::Start(key(&c1, &a2), Box::new((c1.clone(), a2.clone()))),
+            ]
+        );
+        r.started(key(&c1, &a2), c1.clone(), a2.clone());
+        assert_eq!(r.failures().count(), 0, "b no longer matches");
+
+        // The capture was deleted.
+        assert_eq!(r.plan(&Desired::new()), vec![Action::Stop(key(&c1, &a2))]);
+        assert!(r.plan(&Desired::new()).is_empty());
+    }
+
+    #[test]
+    fn own_captures_writes_are_not_events() {
+        let mut r = Reconciler::default();
+        let mut n = Node::new(Identifier::from("n"), Default::default(), "h", "test");
+        n.revision = 4;
+        r.wrote(n.id.clone(), 4);
+        assert!(!r.relevant(&GraphEvent::NodeUpdated(n.clone())));
+        // Anything else about that node is.
+        assert!(r.relevant(&GraphEvent::NodeUpdated(n.clone())));
+        n.revision = 5;
+        assert!(r.relevant(&GraphEvent::NodeUpdated(n.clone())));
+        assert!(r.relevant(&GraphEvent::NodeAdded(n)));
+    }
+
+    fn entry(id: &str, state: &'static str, received: u64) -> Entry {
+        Entry {
+            id: id.into(),
+            state,
+            error: None,
+            json: json!({"ID": id, "State": state, "PacketsReceived": received}),
+        }
+    }
+
+    #[test]
+    fn publisher_writes_states_at_once_counters_once_a_second() {
+        let t0 = Instant::now();
+        let mut p = Publisher::default();
+        let n = Identifier::from("n");
+        let at = |entries: Vec<Entry>| BTreeMap::from([(n.clone(), entries)]);
+
+        let w = p.changes(
+            at(vec![entry("b", "starting", 0), entry("a", "active", 0)]),
+            t0,
+        );
+        assert_eq!(w.len(), 1);
+        let list = w[0].1.as_ref().unwrap();
+        assert_eq!(
+            (list[0]["ID"].as_str(), list[1]["ID"].as_str()),
+            (Some("a"), Some("b"))
+        );
+        // Idle: nothing to write, ever.
+        for i in 1..20 {
+            assert!(p
+                .changes(
+                    at(vec![entry("a", "active", 0), entry("b", "starting", 0)]),
+                    t0 + ms(250 * i)
+                )
+                .is_empty());
+        }
+        let t1 = t0 + ms(5_000);
+        // A state change is written at once, counters with it.
+        let w = p.changes(
+            at(vec![entry("a", "active", 7), entry("b", "active", 0)]),
+            t1,
+        );
+        assert_eq!(w.len(), 1);
+        // Counters alone: written, then not again before a second has passed.
+        let w = p.changes(
+            at(vec![entry("a", "active", 8), entry("b", "active", 0)]),
+            t1 + ms(250),
+        );
+        assert_eq!(w[0].1.as_ref().unwrap()[0]["PacketsReceived"], 8);
+        assert!(p
+            .changes(
+                at(vec![entry("a", "active", 9), entry("b", "active", 0)]),
+                t1 + ms(500)
+            )
+            .is_empty());
+        let w = p.changes(
+            at(vec![entry("a", "active", 9), entry("b", "active", 0)]),
+            t1 + ms(1_250),
+        );
+        assert_eq!(w[0].1.as_ref().unwrap()[0]["PacketsReceived"], 9);
+        // Nothing left on the node: the key is removed, once.
+        assert_eq!(
+            p.changes(BTreeMap::new(), t1 + ms(1_300)),
+            vec![(n.clone(), None)]
+        );
+        assert!(p.changes(BTreeMap::new(), t1 + ms(1_400)).is_empty());
+    }
+
+    #[test]
+    fn desired_follows_queries_and_skips_non_interfaces() {
+        let mut g = Graph::new();
+        let md = |v: Value| v.as_object().unwrap().clone();
+        let ns = Node::new(
+            Identifier::from("ns"),
+            md(json!({"Type": "netns", "Name": "a", "Path": "/var/run/netns/a"})),
+            "h",
+            "test",
+        );
+        let eth = Node::new(
+            Identifier::from("eth"),
+            md(json!({"Type": "veth", "Name": "eth0", "IfIndex": 2})),
+            "h",
+            "test",
+        );
+        g.add_node(ns.clone()).unwrap();
+        g.add_node(eth.clone()).unwrap();
+        g.add_edge(Edge::new(
+            ns.id.clone(),
+            eth.id.clone(),
+            md(json!({"RelationType": "ownership"})),
+            "h",
+            "test",
+        ))
+        .unwrap();
+        let captures = [
+            capture("c1", "G.V()"),
+            capture("c2", "G.V().Has('Name', 'x')"),
+        ];
+        let d = desired(&captures, &g, &Extensions::default());
+        assert_eq!(
+            d.len(),
+            1,
+            "the netns is not an interface; c2 matches nothing"
+        );
+        let (c, t) = &d[&("c1".to_owned(), eth.id.clone())];
+        assert_eq!(c.uuid, "c1");
+        assert_eq!((t.ifname.as_str(), t.if_index), ("eth0", 2));
+        assert_eq!(t.netns, Some(PathBuf::from("/var/run/netns/a")));
+    }
+}
+
+/// The shell never blocks its async thread: with a one-thread runtime, a sink factory
+/// that takes a second (a name that resolves slowly) must not stop other tasks.
+#[cfg(test)]
+mod shell_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use topotap_topology::Node;
+
+    #[test]
+    fn slow_sink_opening_does_not_block_the_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let graph = SharedGraph::new(Graph::new(), "h");
+        let md = |v: Value| v.as_object().unwrap().clone();
+        graph
+            .write()
+            .add_node(Node::new(
+                Identifier::from("eth"),
+                md(json!({"Type": "veth", "Name": "eth0", "IfIndex": 2})),
+                "h",
+                "test",
+            ))
+            .unwrap();
+        let captures = Store::<Capture>::open(None);
+        rt.block_on(captures.create(
+            Capture {
+                gremlin_query: "G.V()".into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .unwrap();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let sinks: SinkFactory = {
+            let opened = opened.clone();
+            Arc::new(move |_: &Capture, _: &Target| {
+                std::thread::sleep(Duration::from_secs(1));
+                opened.fetch_add(1, Ordering::SeqCst);
+                Err(Error::unavailable("cannot resolve collector.invalid"))
+            })
+        };
+        let inputs = Inputs {
+            graph: graph.clone(),
+            captures,
+            extensions: Arc::default(),
+            flows: Arc::default(),
+            sinks,
+            board: Arc::default(),
+        };
+        let ticks = rt.block_on(async {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let placer = tokio::spawn(run(inputs, stopped));
+            // Counts 10 ms ticks while the placer opens the sink.
+            let mut ticks = 0u32;
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            let until = tokio::time::Instant::now() + Duration::from_millis(1_500);
+            while tokio::time::Instant::now() < until {
+                interval.tick().await;
+                ticks += 1;
+            }
+            let _ = stop.send(true);
+            placer.await.unwrap();
+            ticks
+        });
+        assert!(opened.load(Ordering::SeqCst) >= 1, "the sink was opened");
+        assert!(
+            ticks >= 100,
+            "the runtime stalled: {ticks} ticks of 10 ms in 1.5 s"
+        );
+        // The failure is shown on the node.
+        let g = graph.read();
+        let n = g.find_node(&Identifier::from("eth")).unwrap();
+        assert_eq!(
+            g.node(n).metadata()["Captures"][0]["Error"],
+            "cannot resolve collector.invalid"
+        );
+    }
 }

@@ -9,16 +9,76 @@ use serde::{Deserialize, Serialize};
 /// AF_PACKET with a memory-mapped ring on Linux.
 pub const CAPTURE_TYPES: &[&str] = &["pcap", "afpacket"];
 
-/// Where captured traffic goes. `local` (or empty) is the flow table queried with
-/// `Flows()`.
-pub const TARGET_TYPES: &[&str] = &[
-    "local",
-    "sflow",
-    "erspanv1",
-    "erspanv2",
-    "netflowv5",
-    "ipfix",
-];
+/// Where captured traffic goes; the wire strings are Skydive's. `local` (or no
+/// `TargetType`) is the flow table queried with `Flows()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TargetType {
+    #[default]
+    Local,
+    Sflow,
+    ErspanV1,
+    ErspanV2,
+    NetflowV5,
+    Ipfix,
+}
+
+impl TargetType {
+    /// Every target type, in the order they are listed to users.
+    pub const ALL: [TargetType; 6] = [
+        TargetType::Local,
+        TargetType::Sflow,
+        TargetType::ErspanV1,
+        TargetType::ErspanV2,
+        TargetType::NetflowV5,
+        TargetType::Ipfix,
+    ];
+    /// The wire names of [`TargetType::ALL`] (the CLI's accepted values).
+    pub const NAMES: [&'static str; 6] = [
+        "local",
+        "sflow",
+        "erspanv1",
+        "erspanv2",
+        "netflowv5",
+        "ipfix",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|t| *t == self).unwrap_or(0)]
+    }
+
+    /// A `TargetType` field: empty is `local`.
+    pub fn parse(s: &str) -> Option<TargetType> {
+        if s.is_empty() {
+            return Some(TargetType::Local);
+        }
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+    }
+
+    /// Whether packets leave topotap (and the destination must be excluded from every
+    /// capture).
+    pub fn is_export(self) -> bool {
+        self != TargetType::Local
+    }
+
+    /// The collector port usually listened on (`None`: GRE, no port).
+    pub fn usual_port(self) -> Option<u16> {
+        match self {
+            TargetType::Local | TargetType::ErspanV1 | TargetType::ErspanV2 => None,
+            TargetType::Sflow => Some(6343),
+            TargetType::NetflowV5 => Some(2055),
+            TargetType::Ipfix => Some(4739),
+        }
+    }
+}
+
+impl std::fmt::Display for TargetType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 pub const LAYER_KEY_MODES: &[&str] = &["L2", "L3"];
 
@@ -69,6 +129,28 @@ pub struct Capture {
     pub target: String,
     #[serde(rename = "TargetType", skip_serializing_if = "String::is_empty")]
     pub target_type: String,
+    /// Interfaces where it is active now, kept by the placer; shared by every copy.
+    #[serde(skip)]
+    pub active: Live,
+}
+
+/// The placer's live count of a capture, shared by every copy of the resource. It is
+/// not part of what a capture is: two captures compare equal whatever their counts.
+#[derive(Debug, Clone, Default)]
+pub struct Live(std::sync::Arc<super::placer::ActiveOn>);
+
+impl PartialEq for Live {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = super::placer::ActiveOn;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 fn is_zero_i64(v: &i64) -> bool {
@@ -111,40 +193,30 @@ impl Capture {
                 self.layer_key_mode
             ));
         }
-        if !self.target_type.is_empty() && !TARGET_TYPES.contains(&self.target_type.as_str()) {
-            return Err(format!(
+        let kind = TargetType::parse(&self.target_type).ok_or_else(|| {
+            format!(
                 "TargetType: Not a valid target type: {}, available types: [{}]",
                 self.target_type,
-                TARGET_TYPES.join(" ")
-            ));
-        }
+                TargetType::NAMES.join(" ")
+            )
+        })?;
         if !self.target.is_empty() {
             parse_target(&self.target).map_err(|e| format!("Target: Not a valid address: {e}"))?;
         }
-        let exported = !self.target_type.is_empty() && self.target_type != "local";
-        if exported && self.target.is_empty() {
+        if kind.is_export() && self.target.is_empty() {
             return Err(format!(
-                "Target: a {} target needs an address (host:port; port 0 for ERSPAN)",
-                self.target_type
+                "Target: a {kind} target needs an address (host:port; port 0 for ERSPAN)"
             ));
         }
-        if !exported && !self.target.is_empty() {
+        if !kind.is_export() && !self.target.is_empty() {
             return Err("TargetType: a Target needs a TargetType".into());
         }
-        if exported && !self.target_type.starts_with("erspan") {
-            if let Ok((_, 0)) = parse_target(&self.target) {
-                return Err(format!(
-                    "Target: a {} target needs a port ({} is usual)",
-                    self.target_type,
-                    match self.target_type.as_str() {
-                        "sflow" => 6343,
-                        "ipfix" => 4739,
-                        _ => 2055,
-                    }
-                ));
-            }
+        if let (Some(usual), Ok((_, 0))) = (kind.usual_port(), parse_target(&self.target)) {
+            return Err(format!(
+                "Target: a {kind} target needs a port ({usual} is usual)"
+            ));
         }
-        if self.target_type == "ipfix" && self.sampling_rate > 1 {
+        if kind == TargetType::Ipfix && self.sampling_rate > 1 {
             return Err(format!(
                 "SamplingRate: the ipfix target does not sample (SamplingRate {}: use 1, or the \
                  sflow or netflowv5 target)",
@@ -162,6 +234,11 @@ impl Capture {
         if self.sampling_rate == 0 {
             self.sampling_rate = 1;
         }
+    }
+
+    /// Where its traffic goes (`local` for a value that did not validate).
+    pub fn target_kind(&self) -> TargetType {
+        TargetType::parse(&self.target_type).unwrap_or_default()
     }
 
     /// The engine that serves this capture.
@@ -328,6 +405,27 @@ mod tests {
             let err = c.validate().unwrap_err();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
+    }
+
+    #[test]
+    fn target_types_round_trip_and_match_the_ui() {
+        for (t, name) in TargetType::ALL.iter().zip(TargetType::NAMES) {
+            assert_eq!(TargetType::parse(name), Some(*t));
+            assert_eq!(t.as_str(), name);
+        }
+        assert_eq!(TargetType::parse(""), Some(TargetType::Local));
+        assert_eq!(TargetType::parse("Local"), None);
+        // The web UI offers the same list.
+        let js = include_str!("../../web/ui/js/panels/captures.js");
+        let line = js
+            .lines()
+            .find(|l| l.contains("export const TARGET_TYPES"))
+            .expect("TARGET_TYPES in captures.js");
+        let mut ui: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+        let mut ours = TargetType::NAMES.to_vec();
+        ui.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(ui, ours, "web/ui/js/panels/captures.js: {line}");
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Resource for Injection {
     /// (the create route does it).
     fn prepare(&mut self) -> Result<(), String> {
         self.validate()?;
-        if self.progress.source.lock().is_none() {
+        if self.progress.plan.lock().is_none() {
             return Err(format!("Src: no interface matches {:?}", self.src));
         }
         self.state.clear();

@@ -30,7 +30,9 @@ use serde_json::Value;
 use topotap_topology::gremlin::{Extensions, Output};
 use topotap_topology::{Graph, Identifier, NodeIx};
 
-use super::forge::{base64_decode, Rng, Transport, MAX_PAYLOAD_LEN};
+use super::forge::{
+    base64_decode, Headers, PacketPlan, Rng, Transport, DEFAULT_PAYLOAD_LEN, MAX_PAYLOAD_LEN,
+};
 
 /// Packet types that can be forged.
 pub const TYPES: &[&str] = &["icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6"];
@@ -120,6 +122,38 @@ pub struct Injection {
     /// Where it runs and how far it got, shared by every copy of this resource.
     #[serde(skip)]
     pub progress: Arc<Progress>,
+    /// The addresses and frames as parsed at validation and resolution, so they are
+    /// parsed once.
+    #[serde(skip)]
+    pub parsed: Parsed,
+}
+
+/// What [`Injection::validate`] and [`Injection::resolve`] parsed or found.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
+    pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
+    /// The frames of `Pcap`, decoded once.
+    pub replay: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// What an injection sends, from where, ready for the sending thread: built once at
+/// create from the validated and resolved fields.
+#[derive(Debug, Clone)]
+pub struct InjectionPlan {
+    pub source: SourceInterface,
+    pub frames: PlannedFrames,
+    pub count: u64,
+    pub interval: std::time::Duration,
+}
+
+/// Forged packets (their plan) or the frames of a pcap file.
+#[derive(Debug, Clone)]
+pub enum PlannedFrames {
+    Forged(PacketPlan),
+    Replay(Arc<Vec<Vec<u8>>>),
 }
 
 fn one() -> u64 {
@@ -179,6 +213,8 @@ impl JobState {
 #[derive(Debug, Default)]
 pub struct Progress {
     pub source: Mutex<Option<SourceInterface>>,
+    /// Set at create, once the injection is resolved.
+    pub plan: Mutex<Option<Arc<InjectionPlan>>>,
     pub state: Mutex<JobState>,
     pub packets: AtomicU64,
     pub stop: AtomicBool,
@@ -254,7 +290,10 @@ impl Injection {
             ));
         }
         let v6 = self.kind.ends_with('6');
-        for (field, value) in [("SrcIP", &mut self.src_ip), ("DstIP", &mut self.dst_ip)] {
+        for (field, value, typed) in [
+            ("SrcIP", &mut self.src_ip, &mut self.parsed.src_ip),
+            ("DstIP", &mut self.dst_ip, &mut self.parsed.dst_ip),
+        ] {
             if value.is_empty() {
                 continue;
             }
@@ -268,17 +307,23 @@ impl Injection {
                 ));
             }
             *value = ip.to_string();
+            *typed = Some(ip);
         }
-        for (field, value) in [("SrcMAC", &mut self.src_mac), ("DstMAC", &mut self.dst_mac)] {
+        for (field, value, typed) in [
+            ("SrcMAC", &mut self.src_mac, &mut self.parsed.src_mac),
+            ("DstMAC", &mut self.dst_mac, &mut self.parsed.dst_mac),
+        ] {
             if value.is_empty() {
                 continue;
             }
             let mac = parse_mac(value)
                 .ok_or_else(|| format!("{field}: not a valid MAC address: {value:?}"))?;
             *value = format_mac(&mac);
+            *typed = Some(mac);
         }
         if replay {
-            replay_frames(&self.pcap).map_err(|e| format!("Pcap: {e}"))?;
+            let frames = replay_frames(&self.pcap).map_err(|e| format!("Pcap: {e}"))?;
+            self.parsed.replay = Some(Arc::new(frames));
         }
         Ok(())
     }
@@ -313,8 +358,58 @@ impl Injection {
                 }
             }
         }
+        let plan = self.plan(source.clone(), rng)?;
         *self.progress.source.lock() = Some(source);
+        *self.progress.plan.lock() = Some(Arc::new(plan));
         Ok(())
+    }
+
+    /// What to send, from the fields as validated and resolved.
+    fn plan(&self, source: SourceInterface, rng: &mut Rng) -> Result<InjectionPlan, String> {
+        let frames = match &self.parsed.replay {
+            Some(frames) => PlannedFrames::Replay(frames.clone()),
+            None => {
+                let (transport, _) = Transport::from_type(&self.kind)
+                    .ok_or_else(|| format!("Type: given type is not supported: {:?}", self.kind))?;
+                let p = &self.parsed;
+                let missing = |field: &str| format!("{field}: not resolved");
+                let headers = Headers {
+                    transport,
+                    src_mac: p.src_mac.ok_or_else(|| missing("SrcMAC"))?,
+                    dst_mac: p.dst_mac.ok_or_else(|| missing("DstMAC"))?,
+                    src_ip: p.src_ip.ok_or_else(|| missing("SrcIP"))?,
+                    dst_ip: p.dst_ip.ok_or_else(|| missing("DstIP"))?,
+                    ttl: self.ttl,
+                    dst_port: self.dst_port,
+                };
+                let payload = if !self.payload.is_empty() {
+                    self.payload.as_bytes().to_vec()
+                } else if transport == Transport::TcpSyn {
+                    Vec::new()
+                } else {
+                    let mut p = Vec::new();
+                    rng.letters(DEFAULT_PAYLOAD_LEN, &mut p);
+                    p
+                };
+                PlannedFrames::Forged(PacketPlan {
+                    headers,
+                    base_id: if transport == Transport::IcmpEcho {
+                        self.icmp_id
+                    } else {
+                        self.src_port
+                    },
+                    random: self.mode == "random",
+                    increment: usize::try_from(self.increment_payload).unwrap_or(0),
+                    payload,
+                })
+            }
+        };
+        Ok(InjectionPlan {
+            source,
+            frames,
+            count: self.count,
+            interval: std::time::Duration::from_millis(self.interval),
+        })
     }
 
     fn resolve_addresses(
@@ -336,35 +431,36 @@ impl Injection {
                 .ok_or_else(|| format!("Dst: no node matches {:?}", self.dst))?;
             Some(g.node(first).metadata())
         };
-        if self.src_ip.is_empty() {
-            self.src_ip = first_address(src, v6)
-                .ok_or_else(|| {
-                    format!(
-                        "SrcIP: the source interface {ifname} has no {family} address; give SrcIP"
-                    )
-                })?
-                .to_string();
+        if self.parsed.src_ip.is_none() {
+            let ip = first_address(src, v6).ok_or_else(|| {
+                format!("SrcIP: the source interface {ifname} has no {family} address; give SrcIP")
+            })?;
+            self.src_ip = ip.to_string();
+            self.parsed.src_ip = Some(ip);
         }
-        if self.dst_ip.is_empty() {
-            let node = dst_node
-                .ok_or("DstIP: no destination: give Dst (a Gremlin query) or DstIP and DstMAC")?;
-            self.dst_ip = first_address(node, v6)
-                .ok_or_else(|| {
+        let dst_ip = match self.parsed.dst_ip {
+            Some(ip) => ip,
+            None => {
+                let node = dst_node.ok_or(
+                    "DstIP: no destination: give Dst (a Gremlin query) or DstIP and DstMAC",
+                )?;
+                let ip = first_address(node, v6).ok_or_else(|| {
                     format!("DstIP: the destination node has no {family} address; give DstIP")
-                })?
-                .to_string();
-        }
-        if self.src_mac.is_empty() {
-            self.src_mac = node_mac(src).ok_or_else(|| {
+                })?;
+                self.dst_ip = ip.to_string();
+                self.parsed.dst_ip = Some(ip);
+                ip
+            }
+        };
+        if self.parsed.src_mac.is_none() {
+            let mac = node_mac(src).ok_or_else(|| {
                 format!("SrcMAC: the source interface {ifname} has no MAC; give SrcMAC")
             })?;
+            self.src_mac = format_mac(&mac);
+            self.parsed.src_mac = Some(mac);
         }
-        if self.dst_mac.is_empty() {
-            let dst_ip: IpAddr = self
-                .dst_ip
-                .parse()
-                .map_err(|_| format!("DstIP: not a valid IP address: {:?}", self.dst_ip))?;
-            self.dst_mac = match next_hop(src, dst_ip) {
+        if self.parsed.dst_mac.is_none() {
+            let mac = match next_hop(src, dst_ip) {
                 Some(gateway) if gateway != dst_ip => neighbor_mac(src, gateway).ok_or_else(|| {
                     format!(
                         "DstMAC: {dst_ip} is routed through {gateway}, whose MAC is not in the \
@@ -378,6 +474,8 @@ impl Injection {
                         format!("DstMAC: cannot find the MAC of {dst_ip}: no destination node MAC and no neighbor entry on {ifname}; give DstMAC")
                     })?,
             };
+            self.dst_mac = format_mac(&mac);
+            self.parsed.dst_mac = Some(mac);
         }
         Ok(())
     }
@@ -498,17 +596,16 @@ fn first_address(md: &topotap_topology::Metadata, v6: bool) -> Option<IpAddr> {
 }
 
 /// `ExtID.attached-mac` (an OpenStack port's VM side) or `MAC`.
-fn node_mac(md: &topotap_topology::Metadata) -> Option<String> {
+fn node_mac(md: &topotap_topology::Metadata) -> Option<[u8; 6]> {
     md.get("ExtID")
         .and_then(|e| e.get("attached-mac"))
         .and_then(Value::as_str)
         .or_else(|| md.get("MAC").and_then(Value::as_str))
         .and_then(parse_mac)
-        .map(|m| format_mac(&m))
 }
 
 /// The MAC of `ip` in the node's `Neighbors`.
-fn neighbor_mac(md: &topotap_topology::Metadata, ip: IpAddr) -> Option<String> {
+fn neighbor_mac(md: &topotap_topology::Metadata, ip: IpAddr) -> Option<[u8; 6]> {
     md.get("Neighbors")?.as_array()?.iter().find_map(|n| {
         let nip = n
             .get("IP")
@@ -518,7 +615,7 @@ fn neighbor_mac(md: &topotap_topology::Metadata, ip: IpAddr) -> Option<String> {
             return None;
         }
         let mac = n.get("MAC").and_then(Value::as_str).and_then(parse_mac)?;
-        (mac != [0; 6]).then(|| format_mac(&mac))
+        (mac != [0; 6]).then_some(mac)
     })
 }
 

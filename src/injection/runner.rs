@@ -10,23 +10,29 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use topotap_topology::Identifier;
+use std::sync::Arc;
+use topotap_topology::{Identifier, SharedGraph};
 use tracing::{debug, warn};
 
-use super::forge::{Forger, Headers, PacketPlan, Rng, Transport, DEFAULT_PAYLOAD_LEN};
-use super::resource::{parse_mac, replay_frames, Injection, JobState};
+use super::forge::{Forger, Rng};
+use super::resource::{Injection, JobState, PlannedFrames};
 use super::sender::{self, Frames, Job};
-use crate::services::Services;
+use crate::resources::Store;
 
 /// How often node metadata is refreshed, sources checked and TTLs applied.
 pub const TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` turns true, then stops every injection in progress.
-pub async fn run(state: Services, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let store = state.injections.clone();
+pub async fn run(
+    graph: SharedGraph,
+    injections: Arc<Store<Injection>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let store = injections.clone();
     let mut changes = store.watch();
     let mut runner = Runner {
-        state,
+        graph,
+        injections,
         jobs: HashMap::new(),
         decorated: BTreeSet::new(),
     };
@@ -55,7 +61,8 @@ pub async fn run(state: Services, mut shutdown: tokio::sync::watch::Receiver<boo
 }
 
 struct Runner {
-    state: Services,
+    graph: SharedGraph,
+    injections: Arc<Store<Injection>>,
     /// Every stored injection this runner has seen, by UUID.
     jobs: HashMap<String, Injection>,
     /// Nodes whose `PacketInjections` we set, to clear it when nothing is left.
@@ -66,26 +73,23 @@ impl Runner {
     /// Starts what is new in the store and stops what left it.
     fn reconcile(&mut self) {
         let current: HashMap<String, Injection> = self
-            .state
             .injections
             .list()
             .into_iter()
             .map(|i| (i.uuid.clone(), i))
             .collect();
-        self.jobs.retain(|uuid, inj| {
-            let keep = current.contains_key(uuid);
-            if !keep {
+        let (start, stop) = changes(&self.jobs, &current);
+        for uuid in stop {
+            if let Some(inj) = self.jobs.remove(&uuid) {
                 debug!(injection = %uuid, "deleted: stopping");
                 inj.progress.finish(JobState::Stopped);
             }
-            keep
-        });
-        for (uuid, inj) in current {
-            if self.jobs.contains_key(&uuid) {
-                continue;
+        }
+        for uuid in start {
+            if let Some(inj) = current.get(&uuid) {
+                start_job(inj);
+                self.jobs.insert(uuid, inj.clone());
             }
-            start(&inj);
-            self.jobs.insert(uuid, inj);
         }
     }
 
@@ -93,20 +97,13 @@ impl Runner {
     /// namespace deleted, the link removed): sending would go nowhere or into a
     /// namespace kept alive only by the socket.
     fn check_sources(&mut self) {
-        let g = self.state.graph.read();
-        for inj in self.jobs.values() {
-            if inj.progress.state.lock().is_over() {
-                continue;
-            }
-            let Some(source) = inj.progress.source.lock().clone() else {
-                continue;
-            };
-            if g.find_node(&source.node).is_none() {
-                let reason = format!(
-                    "interface {} left the topology (node {})",
-                    source.ifname, source.node
-                );
-                warn!(injection = %inj.uuid, "{reason}");
+        let lost = {
+            let g = self.graph.read();
+            lost_sources(self.jobs.values(), |n| g.find_node(n).is_some())
+        };
+        for (uuid, reason) in lost {
+            warn!(injection = %uuid, "{reason}");
+            if let Some(inj) = self.jobs.get(&uuid) {
                 inj.progress.finish(JobState::Error(reason));
             }
         }
@@ -138,7 +135,7 @@ impl Runner {
             }
             per_node.entry(source.node).or_default().push(entry);
         }
-        let mut g = self.state.graph.write();
+        let mut g = self.graph.write();
         for (node, mut list) in per_node.clone() {
             list.sort_by(|a, b| a["ID"].as_str().cmp(&b["ID"].as_str()));
             let _ = g.update_node(&node, |m| {
@@ -156,72 +153,132 @@ impl Runner {
     }
 }
 
-/// Starts the sending thread of a new injection; what cannot start ends as `error`.
-fn start(inj: &Injection) {
-    let Some(source) = inj.progress.source.lock().clone() else {
+/// What to start and what to stop: injections new in the store, and those that left it
+/// (deleted or expired).
+pub fn changes(
+    jobs: &HashMap<String, Injection>,
+    current: &HashMap<String, Injection>,
+) -> (Vec<String>, Vec<String>) {
+    let mut start: Vec<String> = current
+        .keys()
+        .filter(|u| !jobs.contains_key(*u))
+        .cloned()
+        .collect();
+    let mut stop: Vec<String> = jobs
+        .keys()
+        .filter(|u| !current.contains_key(*u))
+        .cloned()
+        .collect();
+    start.sort();
+    stop.sort();
+    (start, stop)
+}
+
+/// Injections still going whose source interface is no longer in the graph, with the
+/// reason they end: sending would go nowhere or into a namespace kept alive only by
+/// the socket.
+pub fn lost_sources<'a>(
+    jobs: impl Iterator<Item = &'a Injection>,
+    exists: impl Fn(&Identifier) -> bool,
+) -> Vec<(String, String)> {
+    let mut lost = Vec::new();
+    for inj in jobs {
+        if inj.progress.state.lock().is_over() {
+            continue;
+        }
+        let Some(source) = inj.progress.source.lock().clone() else {
+            continue;
+        };
+        if !exists(&source.node) {
+            lost.push((
+                inj.uuid.clone(),
+                format!(
+                    "interface {} left the topology (node {})",
+                    source.ifname, source.node
+                ),
+            ));
+        }
+    }
+    lost.sort();
+    lost
+}
+
+/// Starts the sending thread of a new injection from its plan; one without a plan
+/// (never resolved) ends as `error`.
+fn start_job(inj: &Injection) {
+    let Some(plan) = inj.progress.plan.lock().clone() else {
         inj.progress.finish(JobState::Error(
             "the source interface was never resolved".into(),
         ));
         return;
     };
-    let frames = match frames(inj) {
-        Ok(f) => f,
-        Err(e) => {
-            inj.progress.finish(JobState::Error(e));
-            return;
+    let frames = match &plan.frames {
+        PlannedFrames::Forged(p) => {
+            Frames::Forged(Box::new(Forger::new(p.clone(), Rng::from_entropy())))
         }
+        PlannedFrames::Replay(frames) => Frames::Replay(frames.clone()),
     };
     sender::spawn(Job {
-        source,
+        source: plan.source.clone(),
         frames,
-        count: inj.count,
-        interval: Duration::from_millis(inj.interval),
+        count: plan.count,
+        interval: plan.interval,
         progress: inj.progress.clone(),
     });
 }
 
-/// The frames of an injection: its pcap file, or the forging plan from its fields
-/// (validated and resolved at create).
-fn frames(inj: &Injection) -> Result<Frames, String> {
-    if !inj.pcap.is_empty() {
-        return replay_frames(&inj.pcap).map(Frames::Replay);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::injection::resource::SourceInterface;
+
+    fn injection(uuid: &str, node: Option<&str>) -> Injection {
+        let inj = Injection {
+            uuid: uuid.into(),
+            ..Default::default()
+        };
+        *inj.progress.source.lock() = node.map(|n| SourceInterface {
+            node: Identifier::from(n),
+            ifname: format!("if-{n}"),
+            netns: None,
+        });
+        inj
     }
-    let (transport, _) = Transport::from_type(&inj.kind)
-        .ok_or_else(|| format!("unsupported type {:?}", inj.kind))?;
-    let mac = |s: &str| parse_mac(s).ok_or_else(|| format!("invalid MAC {s:?}"));
-    let ip = |s: &str| {
-        s.parse::<std::net::IpAddr>()
-            .map_err(|_| format!("invalid IP {s:?}"))
-    };
-    let headers = Headers {
-        transport,
-        src_mac: mac(&inj.src_mac)?,
-        dst_mac: mac(&inj.dst_mac)?,
-        src_ip: ip(&inj.src_ip)?,
-        dst_ip: ip(&inj.dst_ip)?,
-        ttl: inj.ttl,
-        dst_port: inj.dst_port,
-    };
-    let mut rng = Rng::from_entropy();
-    let payload = if !inj.payload.is_empty() {
-        inj.payload.as_bytes().to_vec()
-    } else if transport == Transport::TcpSyn {
-        Vec::new()
-    } else {
-        let mut p = Vec::new();
-        rng.letters(DEFAULT_PAYLOAD_LEN, &mut p);
-        p
-    };
-    let plan = PacketPlan {
-        headers,
-        base_id: if transport == Transport::IcmpEcho {
-            inj.icmp_id
-        } else {
-            inj.src_port
-        },
-        random: inj.mode == "random",
-        increment: usize::try_from(inj.increment_payload).unwrap_or(0),
-        payload,
-    };
-    Ok(Frames::Forged(Box::new(Forger::new(plan, rng))))
+
+    fn by_uuid(list: &[Injection]) -> HashMap<String, Injection> {
+        list.iter().map(|i| (i.uuid.clone(), i.clone())).collect()
+    }
+
+    #[test]
+    fn new_ones_start_and_deleted_ones_stop() {
+        let (a, b, c) = (
+            injection("a", None),
+            injection("b", None),
+            injection("c", None),
+        );
+        let jobs = by_uuid(&[a.clone(), b.clone()]);
+        let current = by_uuid(&[b, c]);
+        assert_eq!(
+            changes(&jobs, &current),
+            (vec!["c".to_owned()], vec!["a".to_owned()])
+        );
+        assert_eq!(changes(&current, &current), (vec![], vec![]));
+    }
+
+    #[test]
+    fn injections_whose_interface_left_end_once() {
+        let gone = injection("a", Some("n1"));
+        let here = injection("b", Some("n2"));
+        let done = injection("c", Some("n1"));
+        done.progress.finish(JobState::Done);
+        let exists = |n: &Identifier| n == &Identifier::from("n2");
+        let lost = lost_sources([&gone, &here, &done].into_iter(), exists);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].0, "a");
+        assert!(
+            lost[0].1.starts_with("interface if-n1 left the topology"),
+            "{}",
+            lost[0].1
+        );
+    }
 }

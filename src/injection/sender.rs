@@ -21,7 +21,7 @@ pub const STOP_CHECK: Duration = Duration::from_millis(20);
 pub enum Frames {
     Forged(Box<Forger>),
     /// Frames of a pcap file, replayed in a loop until `Count` are sent.
-    Replay(Vec<Vec<u8>>),
+    Replay(Arc<Vec<Vec<u8>>>),
 }
 
 pub struct Job {
