@@ -69,8 +69,15 @@ async fn live_sflow_samples_all_reach_a_sniffing_collector() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let e = wait_state(&t, &uuid, "active").await;
+    // The counters in the graph are refreshed at most once a second: wait for the last packet.
+    let q = format!("G.V().Has('Captures.ID', '{uuid}', 'Captures.PacketsReceived', 10)");
+    let (v, ok) = t
+        .wait_for(&q, Duration::from_secs(10), |v| {
+            v.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let e = common::nfdump::entry(&v, &uuid);
+    assert!(ok, "the capture did not see the 10 packets: {v}");
     drop(t);
     dump.stop();
 

@@ -56,7 +56,8 @@ async fn star(t: &Topotap, leaves: usize, big: usize) {
 async fn an_exploding_answer_is_a_quick_413_and_writes_go_through() {
     let t = Topotap::start_api_only();
     cap_address_space(t.pid());
-    star(&t, 10, 1 << 20).await;
+    // A 1 MB node: just under the default metadata limit (1 MiB).
+    star(&t, 10, 1_000_000).await;
     let q = "G.V().Both().Both().Both().Both().Both().Both().Both().Both()";
     let start = Instant::now();
     let (s, v) = t.try_query(q).await;
