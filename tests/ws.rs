@@ -165,3 +165,159 @@ async fn filter_from_connection_parameter() {
         (Some("NodeAdded"), Some("a"))
     );
 }
+
+async fn sync(ws: &mut Ws, uuid: &str, filter: &str) -> Value {
+    let req = json!({"Namespace": "Graph", "Type": "SyncRequest", "UUID": uuid,
+        "Obj": {"GremlinFilter": filter}});
+    ws.send(Message::Text(req.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        let reply = next_json(ws).await;
+        if reply["Type"] == "SyncReply" && reply["UUID"] == uuid {
+            return reply;
+        }
+    }
+}
+
+async fn ws_status(t: &Topotap) -> Value {
+    let (s, status) = t.request("GET", "/api/status", None).await;
+    assert_eq!(s, 200);
+    status["WebSocket"].clone()
+}
+
+#[tokio::test]
+async fn subscribers_with_the_same_filter_share_one_evaluation() {
+    let t = Topotap::start_api_only();
+    post_node(&t, "a", "eth0", "veth").await;
+    // The same query written three ways compiles to one canonical filter.
+    let spellings = [
+        "G.V().Has('Type','veth').SubGraph()",
+        "g.v().has(\"Type\" \"veth\").subgraph()",
+        "G.V().Has('Type', 'veth').SubGraph()",
+    ];
+    let mut subs = Vec::new();
+    for i in 0..12 {
+        let mut ws = connect(&t, "?x-client-type=test").await;
+        let reply = sync(&mut ws, &format!("s{i}"), spellings[i % 3]).await;
+        assert_eq!(reply["Status"], 200, "{reply}");
+        assert_eq!(reply["Obj"]["Nodes"][0]["ID"], "a", "{reply}");
+        subs.push(ws);
+    }
+    let mut other = connect(&t, "").await;
+    sync(&mut other, "o", "G.V().Has('Type','bridge').SubGraph()").await;
+    let before = ws_status(&t).await;
+    assert_eq!(before["Subscribers"], 13, "{before}");
+    assert_eq!(before["Filters"], 2, "{before}");
+
+    post_node(&t, "b", "eth1", "veth").await;
+    for ws in &mut subs {
+        let msg = next_json(ws).await;
+        assert_eq!(
+            (msg["Type"].as_str(), msg["Obj"]["ID"].as_str()),
+            (Some("NodeAdded"), Some("b"))
+        );
+    }
+    post_node(&t, "x", "br0", "bridge").await;
+    let msg = next_json(&mut other).await;
+    assert_eq!(msg["Obj"]["ID"], "x");
+    // Two changes, two filters: at most one evaluation per filter and change, however
+    // many subscribers share a filter.
+    let after = ws_status(&t).await;
+    let evaluations = after["FilterEvaluations"].as_u64().unwrap()
+        - before["FilterEvaluations"].as_u64().unwrap();
+    assert!(
+        (2..=4).contains(&evaluations),
+        "{evaluations} evaluations: {after}"
+    );
+
+    // A subscriber switching to another filter leaves the shared one; the last to
+    // leave a filter ends its evaluation.
+    sync(&mut other, "o2", "").await;
+    drop(subs);
+    let mut filters = Value::Null;
+    for _ in 0..50 {
+        filters = ws_status(&t).await["Filters"].clone();
+        if filters == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(filters, 0);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_is_disconnected_and_memory_stays_bounded() {
+    // An address-space cap: a queue that grew without bound would fail the server
+    // instead of the machine.
+    let t = Topotap::start_wrapped(&["prlimit", "--as=2147483648", "--"], &["--no-probes"]);
+    let mut reader = connect(&t, "?x-client-type=reader").await;
+    sync(&mut reader, "r", "").await;
+    let mut stuck = connect(&t, "?x-client-type=stuck&x-host-id=stuck").await;
+    sync(&mut stuck, "s", "").await;
+    // From now on `stuck` is never read. A node with 256 KiB of metadata changes 400
+    // times: 100 MiB of messages, beyond the queue and the socket buffers, while the
+    // graph itself stays small.
+    let blob = "x".repeat(256 << 10);
+    let body = json!({"ID": "big", "Metadata": {"Name": "big", "Type": "device", "Blob": blob}});
+    let (s, v) = t
+        .request("POST", "/api/node", Some(&body.to_string()))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let reading = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < 400 {
+            let msg = next_json(&mut reader).await;
+            if msg["Type"] == "NodeUpdated" {
+                seen += 1;
+            }
+        }
+        reader
+    });
+    for i in 0..400 {
+        let patch = json!([{"op": "add", "path": "/Metadata/Seq", "value": i}]).to_string();
+        let (s, v) = t.request("PATCH", "/api/node/big", Some(&patch)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // The subscriber that reads got every change, undisturbed.
+    let _reader = tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("the reading subscriber keeps up")
+        .unwrap();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = ws_status(&t).await;
+        if status["DisconnectedSlow"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["DisconnectedSlow"], 1, "{status}");
+    assert_eq!(status["Subscribers"], 1, "{status}");
+    let (_, full) = t.request("GET", "/api/status", None).await;
+    assert!(full["Subscribers"].get("stuck").is_none(), "{full}");
+    // The server's peak memory stayed near one queue's worth, not the 100 MiB sent.
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", t.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:").map(|v| {
+                v.trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+        })
+        .unwrap();
+    assert!(hwm < 200 * 1024, "peak RSS {hwm} kB");
+    // The stuck client finds its connection closed once it reads.
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = stuck.next().await {}
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the stuck subscriber's connection was not closed"
+    );
+}

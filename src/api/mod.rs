@@ -368,6 +368,7 @@ fn status(s: &AppState) -> Value {
         "Peers": {"Incomers": {}, "Outgoers": {}},
         "Publishers": {},
         "Subscribers": s.subscribers.lock().to_json(),
+        "WebSocket": s.subscribers.lock().stats_json(),
         "Alerts": {"IsMaster": true},
         "Captures": {"IsMaster": true},
         "Probes": {},

@@ -4,34 +4,59 @@
 //! `SyncReply` with that subgraph; from then on it receives `NodeAdded`, `NodeUpdated`,
 //! `NodeDeleted`, `EdgeAdded`, `EdgeUpdated` and `EdgeDeleted` for the filtered subgraph
 //! only: after each batch of graph changes the filter is evaluated again and the
-//! difference is sent. Without a filter every change is forwarded. A client too slow to
-//! keep up is resynchronised with a fresh `SyncReply` instead of slowing the graph down.
+//! difference is sent. Without a filter every change is forwarded.
 //!
 //! Connection parameters come from headers (`X-Client-Type`, `X-Host-ID`,
 //! `X-Gremlin-Filter`) or, for browsers, from the lower-case query parameters.
+//!
+//! # Fan-out
+//!
+//! One [`Hub`] task serves every subscriber. It reads the graph's change events in
+//! batches and, for each batch, serialises every change once for the unfiltered
+//! subscribers and evaluates every *distinct* filter once (subscribers whose filters
+//! print to the same canonical Gremlin share one evaluation and one diff). That work
+//! runs on a blocking thread; the graph's read lock is held only to evaluate and copy
+//! the elements that changed, never while serialising or sending. Filters are compiled
+//! once, when they are given.
+//!
+//! Each subscriber has a bounded queue of messages (shared, already serialised). A
+//! subscriber whose queue is full (it stopped reading) is disconnected and counted in
+//! `/api/status` under `WebSocket`, so one stuck client costs bounded memory and never
+//! slows the graph or the other subscribers down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
-use topotap_topology::{Edge, GraphEvent, Identifier, Node};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{broadcast, mpsc, Notify};
+use topotap_grammar::ast::Query;
+use topotap_topology::gremlin::Extensions;
+use topotap_topology::{Edge, EdgeIx, Graph, GraphEvent, Identifier, Node, NodeIx, SharedGraph};
 use warp::filters::ws::{Message, WebSocket};
 use warp::http::HeaderMap;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter as _, Rejection, Reply};
 
 use super::{with_state, AppState};
 
 /// Interval between server pings; a client that stops answering is dropped by the
 /// transport once writes fail.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
-/// Graph events handled as one batch before the filter is evaluated again.
-const MAX_BATCH: usize = 4096;
+/// Most messages waiting for one subscriber (Skydive's `http.ws.queue_size`).
+pub const QUEUE_MESSAGES: usize = 10_000;
+/// Most bytes waiting for one subscriber. A single larger message (a big `SyncReply`)
+/// is still accepted into an empty queue.
+pub const QUEUE_BYTES: usize = 32 << 20;
+/// Messages written to a socket before it is flushed.
+const WRITE_BATCH: usize = 64;
+/// Requests from subscribers waiting for the hub; senders wait beyond this.
+const HUB_COMMANDS: usize = 1024;
 
 /// The JSON envelope of every message (`StructMessage`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,23 +77,49 @@ fn is_zero(v: &u16) -> bool {
     *v == 0
 }
 
-impl WsMessage {
-    fn graph(kind: &str, uuid: String, status: u16, obj: Value) -> Self {
-        WsMessage {
-            namespace: "Graph".into(),
-            kind: kind.into(),
-            uuid,
-            status,
-            obj,
-        }
-    }
+/// A serialised message, shared by every subscriber it goes to.
+type Text = Arc<str>;
+
+/// A `Graph` message whose `Obj` is already JSON text; the same bytes as serialising
+/// a [`WsMessage`].
+fn graph_message(kind: &str, uuid: &str, status: u16, obj: &str) -> Text {
+    let uuid = serde_json::to_string(uuid).unwrap_or_else(|_| "\"\"".into());
+    let status = if status == 0 {
+        String::new()
+    } else {
+        format!(",\"Status\":{status}")
+    };
+    format!(r#"{{"Namespace":"Graph","Type":"{kind}","UUID":{uuid}{status},"Obj":{obj}}}"#).into()
 }
 
-/// Connected subscribers, for `/api/status`.
+fn error_message(kind: &str, uuid: &str, status: u16, reason: &str) -> Text {
+    let obj = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
+    graph_message(kind, uuid, status, &obj)
+}
+
+fn to_json_text(v: &impl Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn uuid() -> String {
+    Identifier::random().to_string()
+}
+
+/// Counters shown under `WebSocket` in `/api/status`.
+#[derive(Default)]
+struct Stats {
+    disconnected_slow: AtomicU64,
+    evaluations: AtomicU64,
+    filters: AtomicU64,
+}
+
+/// Connected subscribers, for `/api/status`, and the hub that serves them.
 #[derive(Default)]
 pub struct Subscribers {
     next: u64,
     live: BTreeMap<u64, Value>,
+    hub: Option<mpsc::Sender<Command>>,
+    stats: Arc<Stats>,
 }
 
 impl Subscribers {
@@ -87,6 +138,28 @@ impl Subscribers {
         self.live.len()
     }
 
+    /// The hub's request channel, starting the hub on first use.
+    fn hub(&mut self, graph: &SharedGraph, extensions: &Arc<Extensions>) -> mpsc::Sender<Command> {
+        match &self.hub {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(HUB_COMMANDS);
+                let hub = Hub {
+                    graph: graph.clone(),
+                    extensions: extensions.clone(),
+                    events: None,
+                    subs: HashMap::new(),
+                    groups: HashMap::new(),
+                    stats: self.stats.clone(),
+                };
+                tokio::spawn(hub.run(rx));
+                self.hub = Some(tx.clone());
+                tx
+            }
+        }
+    }
+
+    /// The `Subscribers` section of `/api/status`: connected clients by host ID.
     pub fn to_json(&self) -> Value {
         let mut map = serde_json::Map::new();
         for info in self.live.values() {
@@ -94,6 +167,20 @@ impl Subscribers {
             map.insert(key, info.clone());
         }
         Value::Object(map)
+    }
+
+    /// The `WebSocket` section of `/api/status`: subscribers, distinct filters being
+    /// evaluated, evaluations so far, and subscribers disconnected because they did
+    /// not read their messages.
+    pub fn stats_json(&self) -> Value {
+        json!({
+            "Subscribers": self.live.len(),
+            "Filters": self.stats.filters.load(Ordering::Relaxed),
+            "FilterEvaluations": self.stats.evaluations.load(Ordering::Relaxed),
+            "DisconnectedSlow": self.stats.disconnected_slow.load(Ordering::Relaxed),
+            "QueueMessages": QUEUE_MESSAGES,
+            "QueueBytes": QUEUE_BYTES,
+        })
     }
 }
 
@@ -111,7 +198,9 @@ fn param(headers: &HeaderMap, query: &HashMap<String, String>, name: &str) -> Op
         .or_else(|| query.get(&name.to_ascii_lowercase()).cloned())
 }
 
-pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(
+    state: AppState,
+) -> impl warp::Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("ws" / "subscriber")
         .and(warp::ws())
         .and(warp::header::headers_cloned())
@@ -143,102 +232,761 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rej
         )
 }
 
-/// What a filtered subscriber currently sees, by ID, with the revision it was sent at.
+// ----- filters -----------------------------------------------------------------------
+
+/// A subscriber's Gremlin filter, compiled once when it is given.
+pub struct Filter {
+    /// The canonical text of the query: subscribers with the same key share one
+    /// evaluation.
+    key: String,
+    /// The text as the client gave it, for messages.
+    text: String,
+    query: Query,
+}
+
+impl Filter {
+    pub fn compile(text: &str) -> Result<Filter, String> {
+        let query =
+            topotap_grammar::parse(text).map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
+        Ok(Filter {
+            key: query.to_string(),
+            text: text.to_owned(),
+            query,
+        })
+    }
+
+    /// The subgraph the filter selects; it must return a graph (end in `SubGraph()`).
+    fn evaluate(
+        &self,
+        graph: &Graph,
+        ext: &Extensions,
+    ) -> Result<(Vec<NodeIx>, Vec<EdgeIx>), String> {
+        let out = topotap_topology::gremlin::evaluate(&self.query, graph, ext)
+            .map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
+        out.into_subgraph()
+            .ok_or_else(|| format!("Gremlin query '{}' did not return a graph", self.text))
+    }
+}
+
+/// Elements of a filtered view, in the order the filter returned them, each with its
+/// revision and its JSON as last sent.
+#[derive(Default)]
+struct Elements {
+    order: Vec<Identifier>,
+    seen: HashMap<Identifier, Seen>,
+}
+
+struct Seen {
+    revision: i64,
+    json: Text,
+}
+
+impl Elements {
+    fn json_array(&self) -> String {
+        let mut out = String::from("[");
+        for (i, id) in self.order.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&self.seen[id].json);
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// What one filter currently selects.
 #[derive(Default)]
 struct View {
-    nodes: BTreeMap<Identifier, Node>,
-    edges: BTreeMap<Identifier, Edge>,
+    nodes: Elements,
+    edges: Elements,
 }
 
-async fn session(socket: WebSocket, state: AppState, params: Params, addr: String) {
-    let sub_id = state.subscribers.lock().add(json!({
-        "HostID": params.host_id,
-        "ClientType": params.client_type,
-        "Addr": addr,
-        "ConnectTime": topotap_topology::now_ms(),
-    }));
-    let (mut tx, mut rx) = socket.split();
-    let mut filter = params.filter;
-    let mut events = state.graph.subscribe();
-    // A filter given at connection time applies from the start, as in Skydive.
-    let mut view = match &filter {
-        Some(f) => compute_view(&state, f).ok(),
-        None => None,
-    };
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.tick().await;
+impl View {
+    fn json(&self) -> String {
+        format!(
+            r#"{{"Nodes":{},"Edges":{}}}"#,
+            self.nodes.json_array(),
+            self.edges.json_array()
+        )
+    }
+}
 
-    loop {
-        let outgoing: Vec<WsMessage> = tokio::select! {
-            incoming = rx.next() => match incoming {
-                Some(Ok(msg)) if msg.is_text() => {
-                    handle_request(&state, msg.to_str().unwrap_or(""), &mut filter, &mut view, &mut events)
-                }
-                Some(Ok(msg)) if msg.is_close() => break,
-                Some(Ok(_)) => Vec::new(),
-                Some(Err(_)) | None => break,
+/// One element of a new evaluation, copied out of the graph only if it changed.
+enum Fresh<T> {
+    Kept(Identifier),
+    Changed(T),
+}
+
+/// Elements whose ID appears in a batch of changes; `None` means anything may have
+/// changed (the hub lagged).
+type Touched = Option<HashSet<Identifier>>;
+
+/// A fresh evaluation: nodes and edges, copied out only where they changed.
+type FreshView = (Vec<Fresh<Node>>, Vec<Fresh<Edge>>);
+
+fn pick<T>(
+    id: &Identifier,
+    revision: i64,
+    old: &Elements,
+    touched: &Touched,
+    copy: impl FnOnce() -> T,
+) -> Fresh<T> {
+    let unchanged = old.seen.get(id).is_some_and(|s| s.revision == revision)
+        && touched.as_ref().is_some_and(|t| !t.contains(id));
+    if unchanged {
+        Fresh::Kept(id.clone())
+    } else {
+        Fresh::Changed(copy())
+    }
+}
+
+/// Evaluates `filter` under the read lock and copies out only what changed since `old`.
+fn evaluate_fresh(
+    graph: &SharedGraph,
+    ext: &Extensions,
+    filter: &Filter,
+    old: &View,
+    touched: &Touched,
+) -> Result<FreshView, String> {
+    let g = graph.read();
+    let (nodes, edges) = filter.evaluate(&g, ext)?;
+    let nodes = nodes
+        .into_iter()
+        .map(|ix| {
+            let n = g.node(ix);
+            pick(n.id(), n.revision(), &old.nodes, touched, || n.to_owned())
+        })
+        .collect();
+    let edges = edges
+        .into_iter()
+        .map(|ix| {
+            let e = g.edge(ix);
+            pick(e.id(), e.revision(), &old.edges, touched, || e.to_owned())
+        })
+        .collect();
+    Ok((nodes, edges))
+}
+
+trait Element: Serialize {
+    fn id(&self) -> &Identifier;
+    fn revision(&self) -> i64;
+}
+
+impl Element for Node {
+    fn id(&self) -> &Identifier {
+        &self.id
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+impl Element for Edge {
+    fn id(&self) -> &Identifier {
+        &self.id
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// Builds the new elements from a fresh evaluation, and the Added/Updated messages
+/// (`added`, `updated` kinds) for what changed; `old` keeps what disappeared.
+fn merge<T: Element>(
+    old: &mut Elements,
+    fresh: Vec<Fresh<T>>,
+    kinds: (&str, &str),
+    out: &mut Vec<Text>,
+) -> Elements {
+    let mut new = Elements {
+        order: Vec::with_capacity(fresh.len()),
+        seen: HashMap::with_capacity(fresh.len()),
+    };
+    for f in fresh {
+        let (id, seen) = match f {
+            Fresh::Kept(id) => match old.seen.remove(&id) {
+                Some(s) => (id, s),
+                None => continue,
             },
-            event = events.recv() => match event {
-                Ok(first) => {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match events.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
-                        }
-                    }
-                    match (&filter, &mut view) {
-                        (Some(f), Some(v)) => diff_view(&state, f, v),
-                        (Some(_), None) => Vec::new(),
-                        (None, _) => batch.iter().map(|e| event_message(e)).collect(),
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    events = state.graph.subscribe();
-                    resync(&state, &filter, &mut view, &mut events)
-                }
-                Err(RecvError::Closed) => break,
-            },
-            _ = ping.tick() => {
-                if tx.send(Message::ping(Vec::new())).await.is_err() {
-                    break;
-                }
-                Vec::new()
+            Fresh::Changed(el) => {
+                let json: Text = to_json_text(&el).into();
+                let kind = if old.seen.remove(el.id()).is_some() {
+                    kinds.1
+                } else {
+                    kinds.0
+                };
+                out.push(graph_message(kind, &uuid(), 0, &json));
+                (
+                    el.id().clone(),
+                    Seen {
+                        revision: el.revision(),
+                        json,
+                    },
+                )
             }
         };
-        let mut failed = false;
-        for msg in outgoing {
-            let text = match serde_json::to_string(&msg) {
-                Ok(t) => t,
-                Err(_) => continue,
+        // A set that lists an element twice keeps its first place.
+        if !new.seen.contains_key(&id) {
+            new.order.push(id.clone());
+            new.seen.insert(id, seen);
+        }
+    }
+    new
+}
+
+/// Replaces `view` with a fresh evaluation and returns the messages that take a
+/// subscriber from the old view to the new one: deletions first (edges, then nodes),
+/// then added or updated nodes, then edges.
+fn apply(view: &mut View, fresh: FreshView) -> Vec<Text> {
+    let mut changes = Vec::new();
+    let nodes = merge(
+        &mut view.nodes,
+        fresh.0,
+        ("NodeAdded", "NodeUpdated"),
+        &mut changes,
+    );
+    let mut edge_changes = Vec::new();
+    let edges = merge(
+        &mut view.edges,
+        fresh.1,
+        ("EdgeAdded", "EdgeUpdated"),
+        &mut edge_changes,
+    );
+    // What is left in the old view is gone.
+    let mut out = Vec::new();
+    for id in &view.edges.order {
+        if let Some(s) = view.edges.seen.get(id) {
+            out.push(graph_message("EdgeDeleted", &uuid(), 0, &s.json));
+        }
+    }
+    for id in &view.nodes.order {
+        if let Some(s) = view.nodes.seen.get(id) {
+            out.push(graph_message("NodeDeleted", &uuid(), 0, &s.json));
+        }
+    }
+    out.extend(changes);
+    out.extend(edge_changes);
+    *view = View { nodes, edges };
+    out
+}
+
+// ----- the hub -------------------------------------------------------------------------
+
+/// The sending side of a subscriber's queue.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Text>,
+    /// Bytes queued and not yet taken by the writer.
+    bytes: Arc<AtomicUsize>,
+    /// Told when the subscriber is dropped for not reading.
+    kicked: Arc<Notify>,
+}
+
+impl Outbox {
+    fn new() -> (Outbox, mpsc::Receiver<Text>) {
+        let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
+        let outbox = Outbox {
+            tx,
+            bytes: Arc::default(),
+            kicked: Arc::new(Notify::new()),
+        };
+        (outbox, rx)
+    }
+
+    /// Queues a message; false when the queue is full.
+    fn push(&self, msg: Text) -> bool {
+        let len = msg.len();
+        let queued = self.bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + len > QUEUE_BYTES {
+            return false;
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                self.bytes.fetch_add(len, Ordering::Relaxed);
+                true
+            }
+            // A closed queue: the session is ending and will leave on its own.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+        }
+    }
+
+    fn taken(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+/// The filter a `SyncRequest` asks for.
+enum Wanted {
+    /// No `GremlinFilter`: the current one.
+    Keep,
+    /// Every change (`""`).
+    All,
+    Filter(Arc<Filter>),
+}
+
+enum Command {
+    Join {
+        id: u64,
+        outbox: Outbox,
+        /// `Err`: a connection-time filter that did not compile; the subscriber gets
+        /// nothing until it sends a `SyncRequest`.
+        filter: Result<Option<Arc<Filter>>, ()>,
+    },
+    Sync {
+        id: u64,
+        uuid: String,
+        wanted: Wanted,
+    },
+    Leave {
+        id: u64,
+    },
+}
+
+/// What a subscriber receives.
+#[derive(Clone, PartialEq)]
+enum Mode {
+    Nothing,
+    All,
+    Group(String),
+}
+
+struct Sub {
+    outbox: Outbox,
+    mode: Mode,
+    filter: Option<Arc<Filter>>,
+}
+
+struct Group {
+    filter: Arc<Filter>,
+    /// `None` until first evaluated successfully.
+    view: Option<View>,
+    members: HashSet<u64>,
+}
+
+struct Hub {
+    graph: SharedGraph,
+    extensions: Arc<Extensions>,
+    /// Subscribed while there are subscribers.
+    events: Option<broadcast::Receiver<Arc<GraphEvent>>>,
+    subs: HashMap<u64, Sub>,
+    groups: HashMap<String, Group>,
+    stats: Arc<Stats>,
+}
+
+/// What woke the hub.
+enum Wake {
+    Command(Command),
+    Event(Result<Arc<GraphEvent>, RecvError>),
+}
+
+async fn next_event(
+    rx: &mut Option<broadcast::Receiver<Arc<GraphEvent>>>,
+) -> Result<Arc<GraphEvent>, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Hub {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let wake = tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(c) => Wake::Command(c),
+                    None => return,
+                },
+                ev = next_event(&mut self.events) => Wake::Event(ev),
             };
-            if tx.feed(Message::text(text)).await.is_err() {
-                failed = true;
-                break;
+            let mut cmds = Vec::new();
+            let mut first = None;
+            match wake {
+                Wake::Command(c) => cmds.push(c),
+                Wake::Event(Err(RecvError::Closed)) => self.events = None,
+                Wake::Event(e) => first = Some(e),
+            }
+            while let Ok(c) = commands.try_recv() {
+                cmds.push(c);
+            }
+            // Evaluation and serialisation run on a blocking thread.
+            let hub = tokio::task::spawn_blocking(move || {
+                self.round(cmds, first);
+                self
+            })
+            .await;
+            match hub {
+                Ok(h) => self = h,
+                // A panic in a round: every session sees its queue close.
+                Err(_) => return,
             }
         }
-        if failed || tx.flush().await.is_err() {
-            break;
+    }
+
+    /// One round: the changes since the last round go out to the subscribers as they
+    /// were, then the requests are applied in order.
+    fn round(&mut self, cmds: Vec<Command>, first: Option<Result<Arc<GraphEvent>, RecvError>>) {
+        let mut batch = Vec::new();
+        let mut lagged = false;
+        match first {
+            Some(Ok(e)) => batch.push(e),
+            Some(Err(_)) => lagged = true,
+            None => {}
+        }
+        let needs_snapshot = cmds.iter().any(|c| match c {
+            Command::Sync { id, wanted, .. } => match wanted {
+                Wanted::All => true,
+                Wanted::Keep => self.subs.get(id).is_some_and(|s| s.filter.is_none()),
+                Wanted::Filter(_) => false,
+            },
+            _ => false,
+        });
+        let joins = cmds.iter().any(|c| matches!(c, Command::Join { .. }));
+        // Under the read lock no change can happen: the drained batch and the snapshot
+        // meet exactly.
+        let snapshot = {
+            let g = self.graph.read();
+            if let Some(rx) = &mut self.events {
+                loop {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(TryRecvError::Lagged(_)) => lagged = true,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => break,
+                    }
+                }
+            } else if joins {
+                self.events = Some(g.subscribe());
+            }
+            let all_lagged = lagged && self.subs.values().any(|s| s.mode == Mode::All);
+            (needs_snapshot || all_lagged).then(|| g.snapshot())
+        };
+        let snapshot_json: Option<Text> = snapshot
+            .map(|(nodes, edges)| to_json_text(&json!({"Nodes": nodes, "Edges": edges})).into());
+
+        let mut outgoing: Vec<(u64, Text)> = Vec::new();
+        self.dispatch(&batch, lagged, snapshot_json.as_ref(), &mut outgoing);
+        for cmd in cmds {
+            self.command(cmd, snapshot_json.as_ref(), &mut outgoing);
+        }
+        self.deliver(outgoing);
+        if self.subs.is_empty() {
+            self.events = None;
+        }
+        self.stats
+            .filters
+            .store(self.groups.len() as u64, Ordering::Relaxed);
+    }
+
+    fn dispatch(
+        &mut self,
+        batch: &[Arc<GraphEvent>],
+        lagged: bool,
+        snapshot: Option<&Text>,
+        out: &mut Vec<(u64, Text)>,
+    ) {
+        if batch.is_empty() && !lagged {
+            return;
+        }
+        let all: Vec<u64> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.mode == Mode::All)
+            .map(|(id, _)| *id)
+            .collect();
+        if !all.is_empty() {
+            if lagged {
+                // Changes were lost: start again from a snapshot.
+                if let Some(obj) = snapshot {
+                    for id in &all {
+                        out.push((*id, graph_message("SyncReply", &uuid(), 200, obj)));
+                    }
+                }
+            } else {
+                for event in batch {
+                    let msg = event_message(event);
+                    out.extend(all.iter().map(|id| (*id, msg.clone())));
+                }
+            }
+        }
+        let touched: Touched =
+            (!lagged).then(|| batch.iter().map(|e| event_id(e).clone()).collect());
+        let keys: Vec<String> = self.groups.keys().cloned().collect();
+        for key in keys {
+            self.refresh(&key, &touched, out);
         }
     }
-    state.subscribers.lock().remove(sub_id);
+
+    /// Evaluates a group's filter again and queues the difference for its members.
+    /// When the evaluation fails the group keeps its view.
+    fn refresh(&mut self, key: &str, touched: &Touched, out: &mut Vec<(u64, Text)>) {
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        let Some(view) = &mut group.view else {
+            return;
+        };
+        self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
+        let Ok(fresh) = evaluate_fresh(&self.graph, &self.extensions, &group.filter, view, touched)
+        else {
+            return;
+        };
+        for msg in apply(view, fresh) {
+            out.extend(group.members.iter().map(|id| (*id, msg.clone())));
+        }
+    }
+
+    /// A group for `filter`, evaluated if it is new; the error of its first evaluation.
+    fn group_view(&mut self, filter: &Arc<Filter>) -> Result<&View, String> {
+        let group = self
+            .groups
+            .entry(filter.key.clone())
+            .or_insert_with(|| Group {
+                filter: filter.clone(),
+                view: None,
+                members: HashSet::new(),
+            });
+        if group.view.is_none() {
+            self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
+            let mut view = View::default();
+            match evaluate_fresh(&self.graph, &self.extensions, filter, &view, &None) {
+                Ok(fresh) => {
+                    apply(&mut view, fresh);
+                    group.view = Some(view);
+                }
+                Err(e) => {
+                    if group.members.is_empty() {
+                        self.groups.remove(&filter.key);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.groups[&filter.key]
+            .view
+            .as_ref()
+            .ok_or_else(|| "filter not evaluated".to_owned())
+    }
+
+    /// Moves a subscriber to `mode`, leaving its old group.
+    fn set_mode(&mut self, id: u64, mode: Mode, filter: Option<Arc<Filter>>) {
+        let Some(sub) = self.subs.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut sub.mode, mode.clone());
+        sub.filter = filter;
+        if old == mode {
+            return;
+        }
+        if let Mode::Group(key) = old {
+            self.leave_group(&key, id);
+        }
+        if let Mode::Group(key) = mode {
+            if let Some(g) = self.groups.get_mut(&key) {
+                g.members.insert(id);
+            }
+        }
+    }
+
+    fn leave_group(&mut self, key: &str, id: u64) {
+        if let Some(g) = self.groups.get_mut(key) {
+            g.members.remove(&id);
+            if g.members.is_empty() {
+                self.groups.remove(key);
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command, snapshot: Option<&Text>, out: &mut Vec<(u64, Text)>) {
+        match cmd {
+            Command::Join { id, outbox, filter } => {
+                self.subs.insert(
+                    id,
+                    Sub {
+                        outbox,
+                        mode: Mode::Nothing,
+                        filter: None,
+                    },
+                );
+                match filter {
+                    Ok(None) => self.set_mode(id, Mode::All, None),
+                    // A filter given at connection time applies from the start, as in
+                    // Skydive; if it cannot be evaluated the subscriber waits for a
+                    // SyncRequest.
+                    Ok(Some(f)) => {
+                        if self.group_view(&f).is_ok() {
+                            self.set_mode(id, Mode::Group(f.key.clone()), Some(f));
+                        } else {
+                            self.set_mode(id, Mode::Nothing, Some(f));
+                        }
+                    }
+                    Err(()) => {}
+                }
+            }
+            Command::Sync { id, uuid, wanted } => {
+                let Some(sub) = self.subs.get(&id) else {
+                    return;
+                };
+                let filter = match wanted {
+                    Wanted::Keep => sub.filter.clone(),
+                    Wanted::All => None,
+                    Wanted::Filter(f) => Some(f),
+                };
+                match filter {
+                    None => {
+                        let obj = snapshot.map_or("{\"Nodes\":[],\"Edges\":[]}", |s| s);
+                        out.push((id, graph_message("SyncReply", &uuid, 200, obj)));
+                        self.set_mode(id, Mode::All, None);
+                    }
+                    Some(f) => match self.group_view(&f) {
+                        Ok(view) => {
+                            out.push((id, graph_message("SyncReply", &uuid, 200, &view.json())));
+                            self.set_mode(id, Mode::Group(f.key.clone()), Some(f));
+                        }
+                        Err(e) => out.push((id, error_message("SyncReply", &uuid, 400, &e))),
+                    },
+                }
+            }
+            Command::Leave { id } => {
+                if let Some(sub) = self.subs.remove(&id) {
+                    if let Mode::Group(key) = sub.mode {
+                        self.leave_group(&key, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues the messages; a subscriber whose queue is full is disconnected.
+    fn deliver(&mut self, outgoing: Vec<(u64, Text)>) {
+        let mut kicked = HashSet::new();
+        for (id, msg) in outgoing {
+            if kicked.contains(&id) {
+                continue;
+            }
+            let Some(sub) = self.subs.get(&id) else {
+                continue;
+            };
+            if !sub.outbox.push(msg) {
+                kicked.insert(id);
+            }
+        }
+        for id in kicked {
+            if let Some(sub) = self.subs.remove(&id) {
+                sub.outbox.kicked.notify_one();
+                self.stats.disconnected_slow.fetch_add(1, Ordering::Relaxed);
+                if let Mode::Group(key) = sub.mode {
+                    self.leave_group(&key, id);
+                }
+            }
+        }
+    }
 }
 
-fn event_message(event: &GraphEvent) -> WsMessage {
+fn event_id(event: &GraphEvent) -> &Identifier {
+    match event {
+        GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) | GraphEvent::NodeDeleted(n) => &n.id,
+        GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) | GraphEvent::EdgeDeleted(e) => &e.id,
+    }
+}
+
+fn event_message(event: &GraphEvent) -> Text {
     let obj = match event {
         GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) | GraphEvent::NodeDeleted(n) => {
-            serde_json::to_value(n)
+            to_json_text(n)
         }
         GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) | GraphEvent::EdgeDeleted(e) => {
-            serde_json::to_value(e)
+            to_json_text(e)
         }
-    }
-    .unwrap_or(Value::Null);
-    WsMessage::graph(event.name(), uuid(), 0, obj)
+    };
+    graph_message(event.name(), &uuid(), 0, &obj)
 }
 
-fn uuid() -> String {
-    Identifier::random().to_string()
+// ----- one connection --------------------------------------------------------------------
+
+async fn session(socket: WebSocket, state: AppState, params: Params, addr: String) {
+    let (sub_id, hub) = {
+        let mut subs = state.subscribers.lock();
+        let id = subs.add(json!({
+            "HostID": params.host_id,
+            "ClientType": params.client_type,
+            "Addr": addr,
+            "ConnectTime": topotap_topology::now_ms(),
+        }));
+        (id, subs.hub(&state.graph, &state.extensions))
+    };
+    let (outbox, mut inbox) = Outbox::new();
+    let filter = match params.filter.as_deref().map(Filter::compile) {
+        None => Ok(None),
+        Some(Ok(f)) => Ok(Some(Arc::new(f))),
+        Some(Err(_)) => Err(()),
+    };
+    let join = Command::Join {
+        id: sub_id,
+        outbox: outbox.clone(),
+        filter,
+    };
+    if hub.send(join).await.is_ok() {
+        let (mut tx, mut rx) = socket.split();
+        let writer = async {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.tick().await;
+            loop {
+                let first = tokio::select! {
+                    m = inbox.recv() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                    _ = ping.tick() => {
+                        if tx.send(Message::ping(Vec::new())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                // Write what is queued, then flush once.
+                let mut next = Some(first);
+                let mut written = 0;
+                let mut failed = false;
+                while let Some(m) = next.take() {
+                    outbox.taken(m.len());
+                    if tx.feed(Message::text(&*m)).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                    written += 1;
+                    if written < WRITE_BATCH {
+                        next = inbox.try_recv().ok();
+                    }
+                }
+                if failed || tx.flush().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let reader = async {
+            while let Some(Ok(msg)) = rx.next().await {
+                if msg.is_close() {
+                    break;
+                }
+                if let Ok(text) = msg.to_str() {
+                    if let Some(cmd) = request(sub_id, text, &outbox) {
+                        if hub.send(cmd).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = writer => {}
+            _ = reader => {}
+            _ = outbox.kicked.notified() => {}
+        }
+        let _ = hub.send(Command::Leave { id: sub_id }).await;
+    }
+    state.subscribers.lock().remove(sub_id);
 }
 
 #[derive(Deserialize)]
@@ -249,178 +997,76 @@ struct SyncRequest {
     time: Option<Value>,
 }
 
-fn handle_request(
-    state: &AppState,
-    text: &str,
-    filter: &mut Option<String>,
-    view: &mut Option<View>,
-    events: &mut tokio::sync::broadcast::Receiver<Arc<GraphEvent>>,
-) -> Vec<WsMessage> {
-    let msg: WsMessage = match serde_json::from_str(text) {
-        Ok(m) => m,
-        Err(e) => {
-            return vec![WsMessage::graph(
-                "Error",
-                String::new(),
-                400,
-                Value::String(format!("invalid message: {e}")),
-            )]
+/// Reads a client message: a valid `SyncRequest` becomes a command for the hub; any
+/// other message is answered here with a 400.
+fn request(id: u64, text: &str, outbox: &Outbox) -> Option<Command> {
+    match parse_request(text) {
+        Ok((uuid, wanted)) => Some(Command::Sync { id, uuid, wanted }),
+        Err(reply) => {
+            outbox.push(reply);
+            None
         }
-    };
+    }
+}
+
+fn parse_request(text: &str) -> Result<(String, Wanted), Text> {
+    let msg: WsMessage = serde_json::from_str(text)
+        .map_err(|e| error_message("Error", "", 400, &format!("invalid message: {e}")))?;
     if msg.namespace != "Graph" || msg.kind != "SyncRequest" {
-        return vec![WsMessage {
+        let reply = WsMessage {
             namespace: msg.namespace,
             kind: format!("{}Reply", msg.kind),
             uuid: msg.uuid,
             status: 400,
             obj: Value::String(format!("unsupported message type '{}'", msg.kind)),
-        }];
+        };
+        return Err(to_json_text(&reply).into());
     }
-    let req: SyncRequest = match serde_json::from_value(msg.obj) {
-        Ok(r) => r,
-        Err(e) => {
-            return vec![WsMessage::graph(
-                "SyncReply",
-                msg.uuid,
-                400,
-                Value::String(format!("invalid SyncRequest: {e}")),
-            )]
-        }
-    };
-    if req.time.as_ref().is_some_and(|t| !t.is_null()) {
-        return vec![WsMessage::graph(
+    let uuid = msg.uuid;
+    let req: SyncRequest = serde_json::from_value(msg.obj).map_err(|e| {
+        error_message(
             "SyncReply",
-            msg.uuid,
+            &uuid,
             400,
-            Value::String(
-                "history (Time) is not supported: topotap keeps the live graph only".into(),
-            ),
-        )];
+            &format!("invalid SyncRequest: {e}"),
+        )
+    })?;
+    if req.time.as_ref().is_some_and(|t| !t.is_null()) {
+        return Err(error_message(
+            "SyncReply",
+            &uuid,
+            400,
+            "history (Time) is not supported: topotap keeps the live graph only",
+        ));
     }
-    let new_filter = match req.gremlin_filter {
-        None => filter.clone(),
-        Some(f) if f.trim().is_empty() => None,
-        Some(f) => Some(f),
-    };
-    // Subscribe again before the snapshot so no change between them is lost.
-    *events = state.graph.subscribe();
-    let reply = match &new_filter {
-        Some(f) => match compute_view(state, f) {
-            Ok(v) => {
-                let obj = view_json(&v);
-                *view = Some(v);
-                WsMessage::graph("SyncReply", msg.uuid, 200, obj)
-            }
-            Err(e) => {
-                return vec![WsMessage::graph(
-                    "SyncReply",
-                    msg.uuid,
-                    400,
-                    Value::String(e),
-                )]
-            }
+    let wanted = match req.gremlin_filter {
+        None => Wanted::Keep,
+        Some(f) if f.trim().is_empty() => Wanted::All,
+        Some(f) => match Filter::compile(&f) {
+            Ok(f) => Wanted::Filter(Arc::new(f)),
+            Err(e) => return Err(error_message("SyncReply", &uuid, 400, &e)),
         },
-        None => {
-            *view = None;
-            let (nodes, edges) = state.graph.read().snapshot();
-            WsMessage::graph(
-                "SyncReply",
-                msg.uuid,
-                200,
-                json!({"Nodes": nodes, "Edges": edges}),
-            )
-        }
     };
-    *filter = new_filter;
-    vec![reply]
+    Ok((uuid, wanted))
 }
 
-fn resync(
-    state: &AppState,
-    filter: &Option<String>,
-    view: &mut Option<View>,
-    events: &mut tokio::sync::broadcast::Receiver<Arc<GraphEvent>>,
-) -> Vec<WsMessage> {
-    let obj = serde_json::to_string(&json!({"GremlinFilter": filter.clone().unwrap_or_default()}))
-        .unwrap_or_default();
-    let text = format!(
-        r#"{{"Namespace":"Graph","Type":"SyncRequest","UUID":"{}","Obj":{obj}}}"#,
-        uuid()
-    );
-    let mut f = filter.clone();
-    handle_request(state, &text, &mut f, view, events)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Evaluates a subscriber's filter; it must return a graph (end in `SubGraph()`).
-fn compute_view(state: &AppState, filter: &str) -> Result<View, String> {
-    let ast = topotap_grammar::parse(filter).map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
-    let g = state.graph.read();
-    let out = topotap_topology::gremlin::evaluate(&ast, &g, &state.extensions)
-        .map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
-    let (nodes, edges) = out
-        .into_subgraph()
-        .ok_or_else(|| format!("Gremlin query '{filter}' did not return a graph"))?;
-    let mut view = View::default();
-    for n in nodes {
-        let n = g.node(n).to_owned();
-        view.nodes.insert(n.id.clone(), n);
-    }
-    for e in edges {
-        let e = g.edge(e).to_owned();
-        view.edges.insert(e.id.clone(), e);
-    }
-    Ok(view)
-}
-
-fn view_json(v: &View) -> Value {
-    json!({
-        "Nodes": v.nodes.values().collect::<Vec<_>>(),
-        "Edges": v.edges.values().collect::<Vec<_>>(),
-    })
-}
-
-/// Evaluates the filter again and returns the messages that take the subscriber from
-/// its old view to the new one.
-fn diff_view(state: &AppState, filter: &str, old: &mut View) -> Vec<WsMessage> {
-    let new = match compute_view(state, filter) {
-        Ok(v) => v,
-        // The filter parsed before; if it cannot be evaluated now, keep the old view.
-        Err(_) => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    let msg = |kind: &str, obj: Value| WsMessage::graph(kind, uuid(), 0, obj);
-    for (id, e) in &old.edges {
-        if !new.edges.contains_key(id) {
-            out.push(msg("EdgeDeleted", to_json(e)));
+    #[test]
+    fn prebuilt_messages_match_the_envelope() {
+        let obj = json!({"ID": "n", "Metadata": {"Name": "a\"b"}});
+        for status in [0, 200, 400] {
+            let built = graph_message("NodeAdded", "u-\"1", status, &obj.to_string());
+            let expected = WsMessage {
+                namespace: "Graph".into(),
+                kind: "NodeAdded".into(),
+                uuid: "u-\"1".into(),
+                status,
+                obj: obj.clone(),
+            };
+            assert_eq!(&*built, serde_json::to_string(&expected).unwrap());
         }
     }
-    for (id, n) in &old.nodes {
-        if !new.nodes.contains_key(id) {
-            out.push(msg("NodeDeleted", to_json(n)));
-        }
-    }
-    for (id, n) in &new.nodes {
-        match old.nodes.get(id) {
-            None => out.push(msg("NodeAdded", to_json(n))),
-            Some(o) if o.revision != n.revision || o.metadata != n.metadata => {
-                out.push(msg("NodeUpdated", to_json(n)))
-            }
-            Some(_) => {}
-        }
-    }
-    for (id, e) in &new.edges {
-        match old.edges.get(id) {
-            None => out.push(msg("EdgeAdded", to_json(e))),
-            Some(o) if o.revision != e.revision || o.metadata != e.metadata => {
-                out.push(msg("EdgeUpdated", to_json(e)))
-            }
-            Some(_) => {}
-        }
-    }
-    *old = new;
-    out
-}
-
-fn to_json(v: &impl Serialize) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
 }

@@ -29,8 +29,22 @@ impl Topotap {
 
     /// Starts topotap with extra `allinone` arguments, waiting until it listens.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_wrapped(&[], extra)
+    }
+
+    /// Starts topotap through a wrapper command that execs it (`prlimit --as=N --`).
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Self {
         let host_id = format!("test-{}", std::process::id());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_topotap"))
+        let bin = env!("CARGO_BIN_EXE_topotap");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(["allinone", "--listen", "127.0.0.1:0", "--host-id", &host_id])
             .args(if extra.contains(&"--state-dir") {
                 Vec::new()
