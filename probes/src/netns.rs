@@ -253,20 +253,8 @@ impl NetnsWatcher {
                 // Found by the /proc scan while `ip netns add` was setting it up: it is
                 // the mounted namespace after all.
                 w.source = Source::Paths;
-                let name = basename(&path);
-                let tid = tid::netns(&self.ctx.host_tid, &path.to_string_lossy());
                 let node = w.node.clone();
-                let mut reg = self.ctx.registry.lock();
-                let mut g = self.ctx.graph.write();
-                let _ = g.update_node(&node, |m| {
-                    m.insert("Name".into(), Value::from(name.clone()));
-                    m.insert(
-                        "Path".into(),
-                        Value::from(path.to_string_lossy().into_owned()),
-                    );
-                    m.insert("TID".into(), Value::from(tid.to_string()));
-                });
-                reg.rename_namespace(&mut g, ino, &name, tid);
+                self.name_after(ino, &node, &path);
             }
             return;
         }
@@ -278,16 +266,47 @@ impl NetnsWatcher {
         let Some(ino) = self.paths.remove(path) else {
             return;
         };
-        let empty = match self.namespaces.get_mut(&ino) {
+        let (empty, rename) = match self.namespaces.get_mut(&ino) {
             Some(w) => {
                 w.paths.remove(path);
-                w.paths.is_empty()
+                // The node is named after its first path: when that one goes while another
+                // remains, the namespace takes the name of the one that remains.
+                let next = w.paths.iter().next().cloned();
+                (w.paths.is_empty(), next.map(|p| (w.node.clone(), p)))
             }
-            None => false,
+            None => (false, None),
         };
         if empty {
             self.unregister(ino);
+        } else if let Some((node, next)) = rename {
+            let named_here = {
+                let g = self.ctx.graph.read();
+                g.find_node(&node).is_some_and(|ix| {
+                    g.node(ix).metadata().get("Path").and_then(Value::as_str)
+                        == Some(&*path.to_string_lossy())
+                })
+            };
+            if named_here {
+                self.name_after(ino, &node, &next);
+            }
         }
+    }
+
+    /// Names the namespace's node after one of its paths.
+    fn name_after(&mut self, ino: NsKey, node: &Identifier, path: &Path) {
+        let name = basename(path);
+        let tid = tid::netns(&self.ctx.host_tid, &path.to_string_lossy());
+        let mut reg = self.ctx.registry.lock();
+        let mut g = self.ctx.graph.write();
+        let _ = g.update_node(node, |m| {
+            m.insert("Name".into(), Value::from(name.clone()));
+            m.insert(
+                "Path".into(),
+                Value::from(path.to_string_lossy().into_owned()),
+            );
+            m.insert("TID".into(), Value::from(tid.to_string()));
+        });
+        reg.rename_namespace(&mut g, ino, &name, tid);
     }
 
     fn register(

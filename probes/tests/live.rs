@@ -618,3 +618,58 @@ async fn one_namespace_under_two_paths_is_one_node() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_takes_the_name_of_the_path_that_remains() {
+    let t = tag();
+    let mut c = Cleanup(vec![]);
+    let (graph, _p) = probes().await;
+    let ns = format!("{t}r");
+    c.netns(&ns);
+    let first = format!("/var/run/netns/{ns}");
+    let alias_name = format!("{t}s");
+    let second = format!("/var/run/netns/{alias_name}");
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for _ in 0..4 {
+                let _ = Command::new("umount")
+                    .arg(&self.0)
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&first).unwrap().ino();
+    expect(
+        &graph,
+        &format!("G.V().Has('Type','netns','Name','{ns}').Count()"),
+        json!(1),
+    )
+    .await;
+    std::fs::File::create(&second).unwrap();
+    let alias = Unmount(second.clone());
+    let ok = Command::new("mount")
+        .args(["--bind", &first, &second])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The path that named the node goes; the namespace lives on under the other one.
+    ip(&format!("netns del {ns}"));
+    expect(
+        &graph,
+        &format!("G.V().Has('Type','netns','Inode',{inode}).Values('Name')"),
+        json!([alias_name]),
+    )
+    .await;
+    drop(alias);
+    expect(
+        &graph,
+        &format!("G.V().Has('Type','netns','Inode',{inode}).Count()"),
+        json!(0),
+    )
+    .await;
+}
