@@ -131,6 +131,36 @@ mod tests {
         assert!(missing.is_empty(), "not listed in ui::ASSETS: {missing:?}");
     }
 
+    /// Quoted words in `js` that follow `marker` on the same line.
+    fn quoted_after<'a>(js: &'a str, marker: &str) -> Vec<&'a str> {
+        js.lines()
+            .filter_map(|l| l.split_once(marker).map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split('\'').nth(1))
+            .collect()
+    }
+
+    #[test]
+    fn the_ui_knows_the_graph_schema() {
+        use topotap_topology::schema::{relation, NOT_INTERFACES};
+        let styles = include_str!("../web/ui/js/styles.js");
+        let graph = include_str!("../web/ui/js/graph.js");
+        // Relation types the UI tells apart are the ones the probes write.
+        let mut ui = quoted_after(styles, "relationType === ");
+        ui.extend(quoted_after(graph, "rel === "));
+        ui.sort_unstable();
+        ui.dedup();
+        let mut ours = relation::ALL.to_vec();
+        ours.sort_unstable();
+        assert_eq!(ui, ours, "relation types in web/ui/js/{{styles,graph}}.js");
+        // Every structural node type has its own style (they are drawn as groups).
+        for t in NOT_INTERFACES {
+            assert!(
+                styles.contains(&format!("\n  {t}: {{")),
+                "web/ui/js/styles.js has no style for node type {t}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn serves_index_and_assets_with_their_types() {
         let r = routes();

@@ -1,7 +1,7 @@
 //! The host node (Skydive §3.3): `Name` = host id, `Type: host`, uname and os-release facts.
 
 use serde_json::Value;
-use topotap_topology::Metadata;
+use topotap_topology::{schema, Metadata};
 
 /// `Platform`, `PlatformFamily`, `PlatformVersion` and a pretty `OSName` from the text of
 /// `/etc/os-release`.
@@ -46,7 +46,10 @@ pub fn os_release_fields(text: &str) -> Vec<(&'static str, String)> {
 pub fn host_metadata(host_id: &str) -> Metadata {
     let mut m = Metadata::new();
     m.insert("Name".into(), Value::from(host_id));
-    m.insert("Type".into(), Value::from("host"));
+    m.insert(
+        schema::key::TYPE.into(),
+        Value::from(schema::node_type::HOST),
+    );
     m.insert("OS".into(), Value::from(std::env::consts::OS));
     if let Ok(u) = nix::sys::utsname::uname() {
         m.insert(

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
+use topotap_topology::schema::{key, node_type, relation};
 use topotap_topology::{tid, Edge, Identifier, Metadata, Node};
 
 use crate::netlink::registry::{NsEntry, NsKey};
@@ -323,7 +324,7 @@ impl NetnsWatcher {
         let id = Identifier::random();
         let mut m = Metadata::new();
         m.insert("Name".into(), Value::from(name.clone()));
-        m.insert("Type".into(), Value::from("netns"));
+        m.insert(key::TYPE.into(), Value::from(node_type::NETNS));
         m.insert("Path".into(), Value::from(path_str));
         m.insert("Inode".into(), Value::from(ino));
         m.insert("Device".into(), Value::from(dev));
@@ -341,7 +342,7 @@ impl NetnsWatcher {
                 return;
             }
             let mut rel = Metadata::new();
-            rel.insert("RelationType".into(), Value::from("ownership"));
+            rel.insert(key::RELATION_TYPE.into(), Value::from(relation::OWNERSHIP));
             let _ = g.add_edge(Edge::new(
                 self.ctx.host_node.clone(),
                 id.clone(),

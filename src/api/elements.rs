@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use topotap_topology::schema::node_type;
 use topotap_topology::{now_ms, Edge, GraphError, Identifier, Metadata, Node};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -318,12 +319,12 @@ fn validate_metadata(md: Option<&Value>) -> Result<(), ApiError> {
             "invalid schema: Metadata: Name is required",
         ));
     }
-    if kind == "netns" && non_empty_str(md, "Path").is_none() {
+    if kind == node_type::NETNS && non_empty_str(md, "Path").is_none() {
         return Err(ApiError::bad_request(
             "invalid schema: Metadata: Path is required",
         ));
     }
-    if kind == "ovsport" && non_empty_str(md, "UUID").is_none() {
+    if kind == node_type::OVSPORT && non_empty_str(md, "UUID").is_none() {
         return Err(ApiError::bad_request(
             "invalid schema: Metadata: UUID is required",
         ));

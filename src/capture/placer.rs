@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use topotap_topology::gremlin::{Extensions, Output};
-use topotap_topology::{Graph, GraphEvent, Identifier, NodeIx, SharedGraph};
+use topotap_topology::{schema, Graph, GraphEvent, Identifier, NodeIx, SharedGraph};
 use tracing::{debug, warn};
 
 use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerState};
@@ -45,11 +45,8 @@ pub const STATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Counters (packets, flows, exports) are published at most this often.
 pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Node types that are not network interfaces.
-const NOT_CAPTURABLE: &[&str] = &["host", "netns", "ovsbridge", "ovsport"];
-
 /// The metadata key the placer owns on captured nodes.
-pub const CAPTURES_KEY: &str = "Captures";
+pub const CAPTURES_KEY: &str = schema::key::CAPTURES;
 
 /// Builds what a capture's packets are fed to, given the capture and the node it runs
 /// on. May block (name resolution, socket opens): called on a blocking thread.
@@ -701,37 +698,18 @@ fn matched_nodes(out: Output) -> Vec<NodeIx> {
 }
 
 /// The interface behind a node, if packets can be captured there: a network interface
-/// known to the kernel (it has an `IfIndex`), in the namespace of its owner.
+/// known to the kernel, in the namespace of its owner.
 fn capture_target(g: &Graph, ix: NodeIx) -> Option<Target> {
-    let node = g.node(ix);
-    let md = node.metadata();
-    let kind = md.get("Type").and_then(Value::as_str).unwrap_or("");
-    if NOT_CAPTURABLE.contains(&kind) {
-        return None;
-    }
-    let ifname = md.get("Name").and_then(Value::as_str)?.to_owned();
-    let if_index = md.get("IfIndex").and_then(Value::as_i64)?;
-    let mut netns = None;
-    for e in g.in_edges(ix) {
-        let edge = g.edge(e);
-        if edge.metadata().get("RelationType").and_then(Value::as_str) == Some("ownership") {
-            let owner = edge.parent();
-            let om = owner.metadata();
-            if om.get("Type").and_then(Value::as_str) == Some("netns") {
-                netns = om.get("Path").and_then(Value::as_str).map(PathBuf::from);
-            }
-        }
-    }
+    let iface = schema::kernel_interface(g, ix)?;
+    let md = g.node(ix).metadata();
     Some(Target {
-        node: node.id().clone(),
-        tid: md
-            .get("TID")
-            .and_then(Value::as_str)
+        node: g.node(ix).id().clone(),
+        tid: schema::str_of(md, schema::key::TID)
             .unwrap_or_default()
             .to_owned(),
-        ifname,
-        if_index,
-        netns,
+        ifname: iface.name.to_owned(),
+        if_index: iface.if_index,
+        netns: iface.netns.map(PathBuf::from),
     })
 }
 

@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use topotap_topology::gremlin::{Extensions, Output};
-use topotap_topology::{Graph, Identifier, NodeIx};
+use topotap_topology::{schema, Graph, Identifier, NodeIx};
 
 use super::forge::{
     base64_decode, Headers, PacketPlan, Rng, Transport, DEFAULT_PAYLOAD_LEN, MAX_PAYLOAD_LEN,
@@ -41,9 +41,6 @@ pub const TYPES: &[&str] = &["icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6"];
 pub const MODES: &[&str] = &["unique", "random"];
 /// IPv4 TTL and IPv6 hop limit when none is given.
 pub const DEFAULT_TTL: u8 = 64;
-
-/// Node types that are not network interfaces.
-const NOT_INTERFACES: &[&str] = &["host", "netns", "ovsbridge", "ovsport"];
 
 /// A packet injection as clients send and receive it; field names and order are
 /// Skydive's. Keys clients send as `null` take their default.
@@ -516,31 +513,14 @@ fn query_nodes(query: &str, g: &Graph, ext: &Extensions) -> Result<Vec<NodeIx>, 
     })
 }
 
-/// The interface behind a node, if packets can be sent there: a kernel interface (it
-/// has `Name` and `IfIndex`) in the namespace of its netns owner.
+/// The interface behind a node, if packets can be sent there: a kernel interface in the
+/// namespace of its netns owner.
 pub fn interface(g: &Graph, ix: NodeIx) -> Option<SourceInterface> {
-    let node = g.node(ix);
-    let md = node.metadata();
-    let kind = md.get("Type").and_then(Value::as_str).unwrap_or("");
-    if NOT_INTERFACES.contains(&kind) {
-        return None;
-    }
-    let ifname = md.get("Name").and_then(Value::as_str)?.to_owned();
-    md.get("IfIndex").and_then(Value::as_i64)?;
-    let mut netns = None;
-    for e in g.in_edges(ix) {
-        let edge = g.edge(e);
-        if edge.metadata().get("RelationType").and_then(Value::as_str) == Some("ownership") {
-            let om = edge.parent().metadata();
-            if om.get("Type").and_then(Value::as_str) == Some("netns") {
-                netns = om.get("Path").and_then(Value::as_str).map(PathBuf::from);
-            }
-        }
-    }
+    let iface = schema::kernel_interface(g, ix)?;
     Some(SourceInterface {
-        node: node.id().clone(),
-        ifname,
-        netns,
+        node: g.node(ix).id().clone(),
+        ifname: iface.name.to_owned(),
+        netns: iface.netns.map(PathBuf::from),
     })
 }
 

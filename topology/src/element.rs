@@ -97,10 +97,8 @@ impl Edge {
         host: &str,
         origin: &str,
     ) -> Self {
-        let relation = metadata
-            .get("RelationType")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let relation =
+            crate::schema::str_of(&metadata, crate::schema::key::RELATION_TYPE).unwrap_or("");
         let id = Identifier::for_edge(&parent, &child, relation);
         let now = now_ms();
         Edge {

@@ -553,7 +553,7 @@ impl Graph {
         while i < order.len() {
             let n = order[i];
             for e in self.out_edges(n) {
-                if self.edge(e).metadata().get("RelationType") == Some(&Value::from("ownership")) {
+                if crate::schema::is_ownership(self.edge(e).metadata()) {
                     let (_, child) = self.endpoints(e);
                     if !order.contains(&child) {
                         order.push(child);

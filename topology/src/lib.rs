@@ -5,6 +5,7 @@ pub mod element;
 pub mod graph;
 pub mod gremlin;
 mod id;
+pub mod schema;
 pub mod shared;
 pub mod tid;
 

@@ -15,7 +15,7 @@
 //! - a new link first adopts the node the OVS probe made for it
 //!   ([`merge::find_adoptable_interface_node`]) instead of creating a second one;
 //! - a link that goes away deletes its node, except a node that carries an OVS `UUID`
-//!   and stands for a device OVS drives ([`merge::is_ovs_driven`], e.g. an internal
+//!   and stands for a device OVS drives ([`schema::is_ovs_driven`], e.g. an internal
 //!   port): that one is only unlinked (netlink keys, ownership and netlink `layer2`
 //!   edges removed) and left to the OVS probe;
 //! - a device moved to another namespace (an internal port `ip link set P netns NS`)
@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use topotap_topology::element::{remove_field, set_field};
+use topotap_topology::schema::{self, key};
 use topotap_topology::{tid, Edge, Graph, Identifier, Metadata, Node};
 
 use super::translate::{Fields, LinkView, DERIVED_KEYS, LINK_KEYS};
@@ -117,7 +118,7 @@ fn strip_netlink_keys(m: &mut Metadata) {
 /// Whether the node must outlive its link: it carries an OVS `UUID` and stands for a
 /// device OVS drives (Skydive: "OVS-driven with `UUID` → only unlinked").
 fn kept_for_ovs(m: &Metadata) -> bool {
-    m.contains_key("UUID") && merge::is_ovs_driven(m)
+    m.contains_key(key::UUID) && schema::is_ovs_driven(m)
 }
 
 /// Applies `fields` to metadata (`None` removes); `Type` is left alone on nodes the OVS
@@ -508,9 +509,9 @@ impl Registry {
                 let edge = g.edge(*eix);
                 let md = edge.metadata();
                 let (parent, child) = (edge.parent().id(), edge.child().id());
-                match md.get("RelationType").and_then(Value::as_str) {
-                    Some("ownership") => child == id && parent == owner,
-                    Some("layer2") => {
+                match schema::str_of(md, key::RELATION_TYPE) {
+                    Some(schema::relation::OWNERSHIP) => child == id && parent == owner,
+                    Some(schema::relation::LAYER2) => {
                         let other = if parent == id { child } else { parent };
                         self.by_id.contains_key(other)
                             && matches!(
@@ -551,10 +552,7 @@ impl Registry {
         let others: Vec<Identifier> = g
             .in_edges(ix)
             .map(|e| g.edge(e))
-            .filter(|e| {
-                e.metadata().get("RelationType").and_then(Value::as_str) == Some("ownership")
-                    && e.parent().id() != owner
-            })
+            .filter(|e| schema::is_ownership(e.metadata()) && e.parent().id() != owner)
             .map(|e| e.id().clone())
             .collect();
         for e in others {
@@ -563,7 +561,7 @@ impl Registry {
         let edge = Edge::new(
             owner.clone(),
             id.clone(),
-            relation("ownership", None),
+            relation(schema::relation::OWNERSHIP, None),
             &self.host,
             &self.origin,
         );

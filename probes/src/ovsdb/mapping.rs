@@ -1,7 +1,7 @@
 //! Pure translation of OVSDB rows into node metadata (Skydive §3.8).
 
 use serde_json::{Map, Value};
-use topotap_topology::{tid, Identifier, Metadata};
+use topotap_topology::{schema, tid, Identifier, Metadata};
 
 use super::rows::{BridgeRow, InterfaceRow, OpenVswitchRow, PortRow};
 
@@ -28,27 +28,13 @@ pub const INTERFACE_KEYS: &[&str] = &[
     "TunEgressIfaceCarrier",
 ];
 
-const TUNNEL_TYPES: &[&str] = &[
-    "gre",
-    "vxlan",
-    "geneve",
-    "stt",
-    "lisp",
-    "erspan",
-    "ip6erspan",
-    "ip6gre",
-    "gtpu",
-    "bareudp",
-    "srv6",
-];
-
 /// `ovsbridge` node metadata:
 /// `{Name, UUID, Type: ovsbridge, ExtID?, Ovs{OtherConfig, Protocols, DatapathType?}, TID}`.
 pub fn bridge_metadata(row: &BridgeRow, host_tid: &Identifier) -> Metadata {
     let mut md = Metadata::new();
     md.insert("Name".into(), row.name.clone().into());
     md.insert("UUID".into(), row.uuid.clone().into());
-    md.insert("Type".into(), "ovsbridge".into());
+    md.insert("Type".into(), schema::node_type::OVSBRIDGE.into());
     if !row.external_ids.is_empty() {
         md.insert("ExtID".into(), Value::Object(row.external_ids.clone()));
     }
@@ -64,7 +50,7 @@ pub fn bridge_metadata(row: &BridgeRow, host_tid: &Identifier) -> Metadata {
     md.insert("Ovs".into(), Value::Object(ovs));
     md.insert(
         "TID".into(),
-        tid::ovs(host_tid, &row.uuid, "ovsbridge")
+        tid::ovs(host_tid, &row.uuid, schema::node_type::OVSBRIDGE)
             .to_string()
             .into(),
     );
@@ -144,7 +130,7 @@ pub fn interface_facts(row: &InterfaceRow) -> InterfaceFacts {
         ovs.insert("Error".into(), err.clone().into());
     }
     owned.insert("Ovs".into(), Value::Object(ovs));
-    if TUNNEL_TYPES.contains(&row.kind.as_str()) {
+    if schema::is_ovs_tunnel(&row.kind) {
         for (key, source, column) in [
             ("LocalIP", &row.options, "local_ip"),
             ("RemoteIP", &row.options, "remote_ip"),
@@ -214,14 +200,14 @@ mod tests {
         let tid = tid::ovs(
             &host_tid(),
             "3cc3395f-8d9e-49ef-ae0e-0d14534856b5",
-            "ovsbridge",
+            schema::node_type::OVSBRIDGE,
         );
         assert_eq!(
             Value::Object(md),
             json!({
                 "Name": "capbr0",
                 "UUID": "3cc3395f-8d9e-49ef-ae0e-0d14534856b5",
-                "Type": "ovsbridge",
+                "Type": schema::node_type::OVSBRIDGE,
                 "ExtID": {"owner": "topotap"},
                 "Ovs": {"OtherConfig": {}, "Protocols": ["OpenFlow10", "OpenFlow13"], "DatapathType": "netdev"},
                 "TID": tid.to_string(),

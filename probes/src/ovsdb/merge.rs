@@ -33,40 +33,10 @@
 //! the netlink node.
 
 use serde_json::Value;
+use topotap_topology::schema::{self, node_type};
 use topotap_topology::{Graph, NodeIx};
 
-/// OVS interface types whose device exists only because OVS made it (Skydive's
-/// `isOvsInterfaceType`, plus the tunnel types).
-pub const OVS_DRIVEN_TYPES: &[&str] = &[
-    "internal",
-    "patch",
-    "dpdk",
-    "dpdkvhostuser",
-    "dpdkvhostuserclient",
-    "gre",
-    "vxlan",
-    "geneve",
-    "stt",
-    "lisp",
-    "erspan",
-    "ip6erspan",
-    "ip6gre",
-    "gtpu",
-    "bareudp",
-    "srv6",
-];
-
-/// Whether an interface node stands for a device OVS itself drives (`Driver` is
-/// `openvswitch`, or its `Type` is one of [`OVS_DRIVEN_TYPES`]). The netlink probe keeps
-/// (only unlinks) such a node when it carries a `UUID` and its link disappears.
-pub fn is_ovs_driven(metadata: &topotap_topology::Metadata) -> bool {
-    let s = |k: &str| metadata.get(k).and_then(Value::as_str);
-    s("Driver") == Some("openvswitch") || s("Type").is_some_and(|t| OVS_DRIVEN_TYPES.contains(&t))
-}
-
-/// Netlink kinds of the devices OVS makes for internal ports: a tap (userspace
-/// datapath) or an `openvswitch` device (kernel datapath).
-pub const OVS_DEVICE_KINDS: &[&str] = &["tuntap", "openvswitch"];
+pub use topotap_topology::schema::{is_ovs_driven, OVS_DEVICE_KINDS};
 
 /// Who owns a node through `ownership` edges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +54,12 @@ pub fn owner(graph: &Graph, ix: NodeIx) -> Owner {
     let mut out = Owner::OvsSide;
     for e in graph.in_edges(ix) {
         let edge = graph.edge(e);
-        if edge.metadata().get("RelationType").and_then(Value::as_str) != Some("ownership") {
+        if !schema::is_ownership(edge.metadata()) {
             continue;
         }
-        match edge.parent().metadata().get("Type").and_then(Value::as_str) {
-            Some("host") => return Owner::Host,
-            Some("netns") => out = Owner::Netns,
+        match schema::type_of(edge.parent().metadata()) {
+            Some(node_type::HOST) => return Owner::Host,
+            Some(node_type::NETNS) => out = Owner::Netns,
             _ => {}
         }
     }
@@ -204,11 +174,8 @@ fn adoptable(graph: &Graph, ix: NodeIx, ifindex: Option<i64>, mac: Option<&str>)
 fn named_interfaces<'g>(graph: &'g Graph, name: &'g str) -> impl Iterator<Item = NodeIx> + 'g {
     graph.nodes().filter(move |ix| {
         let md = graph.node(*ix).metadata();
-        md.get("Name").and_then(Value::as_str) == Some(name)
-            && !matches!(
-                md.get("Type").and_then(Value::as_str),
-                Some("ovsbridge" | "ovsport" | "host" | "netns")
-            )
+        schema::str_of(md, schema::key::NAME) == Some(name)
+            && schema::may_be_interface(schema::type_of(md))
     })
 }
 

@@ -25,8 +25,7 @@ use super::mapping::{self, BRIDGE_KEYS, INTERFACE_KEYS, PORT_KEYS};
 use super::merge::{self, Owner};
 use super::rows::{Database, InterfaceRow};
 
-const OWNERSHIP: &str = "ownership";
-const LAYER2: &str = "layer2";
+use topotap_topology::schema::relation::{LAYER2, OWNERSHIP};
 
 /// The probe's memory of which graph node stands for which OVSDB row.
 #[derive(Debug)]
