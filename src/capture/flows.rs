@@ -8,18 +8,17 @@
 //! `CaptureNode()`/`Hops()`/`Node()` (the node each flow was captured on).
 
 use std::any::Any;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use topotap_grammar::ast::{Keyword, Param, Step, StepKind};
+use topotap_grammar::ast::{Param, Step, StepKind};
 use topotap_targets::flow::{Flow, FlowTable};
 use topotap_targets::packet::{decode, LinkType, Timestamp};
 use topotap_topology::gremlin::{
-    compile, CompileError, Compiled, EvalError, ExtOutput, Extensions, Output, StepExtension,
-    ValueFilter,
+    compile, pick, CompileError, Compiled, EvalError, ExtOutput, Extensions, Output, Records,
+    StepExtension, ValueFilter,
 };
 use topotap_topology::{Graph, Identifier};
 
@@ -228,34 +227,10 @@ fn flow_field(flow: &Flow, key: &str) -> Option<Value> {
     }
 }
 
-fn compare(a: &Option<Value>, b: &Option<Value>) -> Ordering {
-    match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
-        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
-        (Some(_), None) => Ordering::Greater,
-        (None, Some(_)) => Ordering::Less,
-        (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
-        (None, None) => Ordering::Equal,
-    }
-}
-
 fn string_param(step: &Step, i: usize) -> Option<&str> {
     match step.params.get(i) {
         Some(Param::Str(s)) => Some(s),
         _ => None,
-    }
-}
-
-fn int_param(step: &Step, i: usize) -> Result<usize, EvalError> {
-    match step.params.get(i) {
-        Some(Param::Int(n)) if *n >= 0 => Ok(*n as usize),
-        _ => Err(EvalError::new(format!(
-            "{} takes non-negative integers",
-            step.kind.name()
-        ))),
     }
 }
 
@@ -281,52 +256,10 @@ impl ExtOutput for FlowSet {
     }
 
     fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
-        let mut flows = self.0;
-        let ext = |flows| Ok(Output::Ext(Box::new(FlowSet(flows))));
+        let flows = self.0;
         match &step.kind {
             StepKind::Has => FlowSet(flows).filter(&step.params, false),
             StepKind::HasEither => FlowSet(flows).filter(&step.params, true),
-            StepKind::Count => Ok(Output::Value(json!(flows.len()))),
-            StepKind::Dedup => {
-                let keys: Vec<&str> = if step.params.is_empty() {
-                    vec!["TrackingID"]
-                } else {
-                    (0..step.params.len())
-                        .filter_map(|i| string_param(step, i))
-                        .collect()
-                };
-                let mut seen = HashSet::new();
-                flows.retain(|f| {
-                    let k: Vec<Option<Value>> = keys.iter().map(|k| f.field(k)).collect();
-                    k.iter().all(Option::is_none)
-                        || seen.insert(serde_json::to_string(&k).unwrap_or_default())
-                });
-                ext(flows)
-            }
-            StepKind::Sort => {
-                let (desc, key) = match step.params.as_slice() {
-                    [] => (false, "Last"),
-                    [Param::Str(k)] => (false, k.as_str()),
-                    [Param::Keyword(Keyword::Desc), Param::Str(k)] => (true, k.as_str()),
-                    [Param::Keyword(Keyword::Asc), Param::Str(k)] => (false, k.as_str()),
-                    _ => return Err(EvalError::new("Sort takes [ASC|DESC,] key")),
-                };
-                flows.sort_by_cached_key(|f| SortKey(f.field(key)));
-                if desc {
-                    flows.reverse();
-                }
-                ext(flows)
-            }
-            StepKind::Range => {
-                let (from, to) = (int_param(step, 0)?, int_param(step, 1)?);
-                let to = to.min(flows.len());
-                let from = from.min(to);
-                ext(flows.drain(from..to).collect())
-            }
-            StepKind::Limit => {
-                flows.truncate(int_param(step, 0)?);
-                ext(flows)
-            }
             StepKind::Values => {
                 let key =
                     string_param(step, 0).ok_or_else(|| EvalError::new("Values takes one key"))?;
@@ -376,27 +309,104 @@ impl ExtOutput for FlowSet {
         }
     }
 
+    fn records(&mut self) -> Option<&mut dyn Records> {
+        Some(self)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
 }
 
-/// Orders flow field values: numbers numerically, strings lexically, absent first.
-struct SortKey(Option<Value>);
+/// `Count`, `Dedup`, `Sort` and `Range`/`Limit` on flows are the core steps.
+impl Records for FlowSet {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 
-impl PartialEq for SortKey {
-    fn eq(&self, other: &Self) -> bool {
-        compare(&self.0, &other.0) == Ordering::Equal
+    fn field(&self, i: usize, key: &str) -> Option<Value> {
+        self.0.get(i).and_then(|f| f.field(key))
+    }
+
+    fn keep(&mut self, order: &[usize]) {
+        self.0 = pick(std::mem::take(&mut self.0), order);
+    }
+
+    fn default_sort_key(&self) -> &str {
+        "Last"
+    }
+
+    fn default_dedup_keys(&self) -> &[&str] {
+        &["TrackingID"]
     }
 }
-impl Eq for SortKey {}
-impl PartialOrd for SortKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topotap_targets::flow::synth::udp_frame;
+    use topotap_targets::flow::FlowTableConfig;
+    use topotap_topology::gremlin::Budget;
+
+    /// Three flows with 1, 2 and 3 client packets, the busiest first seen last.
+    fn flows() -> (Graph, Extensions) {
+        let mut table = FlowTable::new(FlowTableConfig::default());
+        for (flow, packets) in [(7u32, 3u64), (8, 1), (9, 2)] {
+            for p in 0..packets {
+                let frame = udp_frame(flow, false);
+                let ts = Timestamp::from_millis(1_000 * u64::from(flow) + p);
+                table.process(ts, &decode(LinkType::Ethernet, &frame), frame.len() as u32);
+            }
+        }
+        let registry = Arc::new(FlowRegistry::default());
+        registry.add(Arc::new(FlowSource {
+            node: Identifier::from("n"),
+            capture_id: "c".into(),
+            table: Mutex::new(table),
+        }));
+        let mut ext = Extensions::new();
+        ext.register(Arc::new(FlowsStep { registry }));
+        (Graph::new(), ext)
     }
-}
-impl Ord for SortKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare(&self.0, &other.0)
+
+    fn run(g: &Graph, ext: &Extensions, q: &str) -> Value {
+        compile(q, ext)
+            .unwrap_or_else(|e| panic!("{q}: {e}"))
+            .evaluate(g, &Budget::unlimited())
+            .unwrap_or_else(|e| panic!("{q}: {e}"))
+            .to_json(g)
+    }
+
+    #[test]
+    fn core_set_steps_work_on_flows() {
+        let (g, ext) = flows();
+        let packets = ".Values('Metric.ABPackets')";
+        for (q, want) in [
+            ("G.Flows().Count()", json!(3)),
+            (
+                &format!("G.Flows().Sort(DESC, 'Metric.ABPackets'){packets}"),
+                json!([3, 2, 1]),
+            ),
+            (
+                &format!("G.Flows().Sort('Metric.ABPackets').Limit(2){packets}"),
+                json!([1, 2]),
+            ),
+            // Default key: Last, ascending (flow 7 first, 9 last).
+            (&format!("G.Flows().Sort(){packets}"), json!([3, 1, 2])),
+            (
+                &format!("G.Flows().Sort().Range(1, 3){packets}"),
+                json!([1, 2]),
+            ),
+            ("G.Flows().Range(5, 9).Count()", json!(0)),
+            // Default keys: TrackingID, one per flow; every flow has the same server.
+            ("G.Flows().Dedup().Count()", json!(3)),
+            ("G.Flows().Dedup('Network.B').Count()", json!(1)),
+            (
+                "G.Flows().Has('Metric.ABPackets', GT(1)).Dedup('Network.B').Count()",
+                json!(1),
+            ),
+        ] {
+            assert_eq!(run(&g, &ext, q), want, "{q}");
+        }
     }
 }
