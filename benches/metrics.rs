@@ -15,6 +15,8 @@ mod capture {
 }
 #[path = "../src/metrics.rs"]
 mod metrics;
+#[path = "../src/netns.rs"]
+mod netns;
 
 use std::hint::black_box;
 use std::sync::atomic::Ordering;

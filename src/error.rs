@@ -103,7 +103,7 @@ impl From<crate::resources::StoreError> for Error {
     fn from(e: crate::resources::StoreError) -> Self {
         use crate::resources::StoreError;
         match e {
-            StoreError::Invalid(reason) => Error::Invalid(reason),
+            StoreError::Rejected(e) => e,
             StoreError::Duplicate => Error::conflict("duplicated resource"),
             StoreError::NotFound => Error::NotFound("not found".into()),
             StoreError::Storage(e) if e.no_space => Error::InsufficientStorage(e.message),

@@ -10,6 +10,7 @@ mod error;
 mod http;
 mod injection;
 mod metrics;
+mod netns;
 mod pcap;
 mod resources;
 mod server;

@@ -17,7 +17,7 @@ use topotap_targets::pcapfile::{PcapError, PcapStream};
 use topotap_topology::Identifier;
 
 use crate::capture::placer::Target;
-use crate::capture::{self, engine, Capture, SinkContext};
+use crate::capture::{self, engine, Capture, SinkContext, TargetType};
 use crate::cli::OfflineArgs;
 use crate::error::Error;
 
@@ -41,7 +41,7 @@ pub fn replay(capture: &Capture, ctx: &SinkContext, source: impl Read) -> Result
         if_index: 0,
         netns: None,
     };
-    let local = matches!(capture.target_type.as_str(), "" | "local");
+    let local = capture.target_kind() == TargetType::Local;
     let mut sink = if local {
         capture::local_sink(capture, &target, ctx, true)
     } else {
@@ -84,13 +84,18 @@ pub fn run(args: &OfflineArgs) -> ExitCode {
     }
 }
 
-fn run_inner(args: &OfflineArgs) -> Result<Value, String> {
-    if matches!(args.target_type.as_str(), "" | "local") {
-        return Err(
+fn run_inner(args: &OfflineArgs) -> Result<Value, Error> {
+    if TargetType::parse(&args.target_type) == Some(TargetType::Local) {
+        let exporters: Vec<&str> = TargetType::ALL
+            .iter()
+            .filter(|t| t.is_export())
+            .map(|t| t.as_str())
+            .collect();
+        return Err(Error::invalid(format!(
             "--target-type local keeps flows in a server's flow table: upload the file to \
-             /api/pcap instead, or name an exporter (netflowv5, ipfix, sflow, erspanv1, erspanv2)"
-                .into(),
-        );
+             /api/pcap instead, or name an exporter ({})",
+            exporters.join(", ")
+        )));
     }
     let mut capture = Capture {
         target_type: args.target_type.clone(),
@@ -115,12 +120,12 @@ fn run_inner(args: &OfflineArgs) -> Result<Value, String> {
     let result = if args.file.as_os_str() == "-" {
         replay(&capture, &ctx, io::stdin().lock())
     } else {
-        let file = File::open(&args.file).map_err(|e| format!("{name}: {e}"))?;
+        let file = File::open(&args.file).map_err(|e| Error::invalid(format!("{name}: {e}")))?;
         replay(&capture, &ctx, file)
     };
     // Past the parameters (validated above), only the file itself is invalid.
     result.map_err(|e| match e {
-        Error::Invalid(reason) => format!("{name}: {reason}"),
-        e => e.to_string(),
+        Error::Invalid(reason) => Error::Invalid(format!("{name}: {reason}")),
+        e => e,
     })
 }

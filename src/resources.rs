@@ -36,8 +36,8 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
 
     fn uuid(&self) -> &str;
     fn set_uuid(&mut self, uuid: String);
-    /// Validates a new resource and fills its defaults; the error is a one-line reason.
-    fn prepare(&mut self) -> Result<(), String>;
+    /// Validates a new resource and fills its defaults.
+    fn prepare(&mut self) -> Result<(), crate::error::Error>;
     /// Whether `other` already does what `self` asks for (answered with 409).
     fn duplicates(&self, other: &Self) -> bool;
     /// Output-only keys that are not fields of the type: accepted (and ignored) when a
@@ -72,7 +72,8 @@ enum Record<T> {
 /// Why a store operation failed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StoreError {
-    Invalid(String),
+    /// `Resource::prepare` refused it.
+    Rejected(crate::error::Error),
     Duplicate,
     NotFound,
     /// The change could not be made durable and was not made.
@@ -179,7 +180,7 @@ impl<T: Resource> Store<T> {
     /// Validates and stores a new resource under a fresh UUID; returns once it is
     /// durable.
     pub async fn create(&self, mut resource: T, ttl: Option<Duration>) -> Result<T, StoreError> {
-        resource.prepare().map_err(StoreError::Invalid)?;
+        resource.prepare().map_err(StoreError::Rejected)?;
         let done = {
             let mut st = self.mem.state.lock();
             if st
@@ -438,9 +439,9 @@ mod tests {
         fn set_uuid(&mut self, uuid: String) {
             self.uuid = uuid;
         }
-        fn prepare(&mut self) -> Result<(), String> {
+        fn prepare(&mut self) -> Result<(), crate::error::Error> {
             if self.name.is_empty() {
-                return Err("Name: required".into());
+                return Err(crate::error::Error::invalid("Name: required"));
             }
             Ok(())
         }
@@ -471,7 +472,9 @@ mod tests {
         let s = Store::<Thing>::open(None);
         assert_eq!(
             s.create(thing(""), None).await,
-            Err(StoreError::Invalid("Name: required".into()))
+            Err(StoreError::Rejected(crate::error::Error::invalid(
+                "Name: required"
+            )))
         );
         let a = s.create(thing("a"), None).await.unwrap();
         assert_ne!(a.uuid, "client-chosen");

@@ -212,6 +212,26 @@ async fn a_collector_that_cannot_be_resolved_is_unavailable_not_a_bad_request() 
     assert!(v.as_str().unwrap().contains("cannot resolve"), "{v}");
 }
 
+/// A collector address the kernel refuses a socket for (connecting a UDP socket to the
+/// broadcast address without `SO_BROADCAST` fails with EACCES; nothing is sent): the
+/// upload was fine, the server cannot serve it, so 503, not 400.
+#[tokio::test]
+async fn a_socket_that_cannot_be_opened_is_unavailable_not_a_bad_request() {
+    let t = Topotap::start_api_only();
+    let (s, v) = upload(
+        &t,
+        "?TargetType=netflowv5&Target=255.255.255.255:2055",
+        udp_pcap(10, 1),
+    )
+    .await;
+    assert_eq!(s, 503, "{v}");
+    let reason = v.as_str().unwrap();
+    assert!(
+        reason.contains("cannot open a UDP socket to 255.255.255.255:2055"),
+        "{v}"
+    );
+}
+
 /// Virtual memory of a process, in bytes.
 fn vm_size(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

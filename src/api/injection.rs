@@ -36,7 +36,7 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,
     };
-    item.validate().map_err(ApiError::bad_request)?;
+    item.validate()?;
     {
         let g = s.graph.read();
         item.resolve(&g, &s.extensions, &mut Rng::from_entropy())

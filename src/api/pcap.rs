@@ -62,9 +62,7 @@ fn parameters(query: &HashMap<String, String>) -> Result<Capture, ApiError> {
     }
     let mut capture: Capture = serde_json::from_value(Value::Object(obj))
         .map_err(|e| ApiError::bad_request(format!("invalid capture parameters: {e}")))?;
-    capture
-        .validate_parameters()
-        .map_err(ApiError::bad_request)?;
+    capture.validate_parameters()?;
     capture.apply_defaults();
     capture.uuid = Identifier::random().to_string();
     Ok(capture)

@@ -5,7 +5,6 @@
 //! other work ever runs in that namespace. Whatever the sink sends (export sockets) was
 //! opened before, in topotap's own namespace.
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::netns::InterfaceError;
 use topotap_targets::packet::{LinkType, Timestamp};
 use topotap_targets::pcapfile::PcapStream;
 use topotap_targets::send::SendCounters;
@@ -169,7 +170,7 @@ impl Worker {
             sink.finish(now());
             *sh.state.lock() = match result {
                 Ok(()) => WorkerState::Stopped,
-                Err(e) => WorkerState::Error(e),
+                Err(e) => WorkerState::Error(e.to_string()),
             };
         });
         match thread {
@@ -179,7 +180,7 @@ impl Worker {
                 thread: Some(t),
             },
             Err(e) => {
-                *shared.state.lock() = WorkerState::Error(format!("cannot start thread: {e}"));
+                *shared.state.lock() = WorkerState::Error(InterfaceError::Thread(e).to_string());
                 Worker {
                     shared,
                     export,
@@ -213,16 +214,13 @@ pub fn now() -> Timestamp {
     Timestamp::from_nanos(d.as_nanos() as u64)
 }
 
-fn enter_netns(path: &PathBuf) -> Result<(), String> {
-    let f =
-        File::open(path).map_err(|e| format!("cannot open namespace {}: {e}", path.display()))?;
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("cannot enter namespace {}: {e}", path.display()))
-}
-
-fn run(spec: &CaptureSpec, sink: &mut dyn PacketSink, shared: &WorkerShared) -> Result<(), String> {
+fn run(
+    spec: &CaptureSpec,
+    sink: &mut dyn PacketSink,
+    shared: &WorkerShared,
+) -> Result<(), InterfaceError> {
     if let Some(ns) = &spec.netns {
-        enter_netns(ns)?;
+        crate::netns::enter(ns)?;
     }
     let mut cap = pcap::Capture::from_device(spec.ifname.as_str())
         .and_then(|c| {
@@ -237,9 +235,17 @@ fn run(spec: &CaptureSpec, sink: &mut dyn PacketSink, shared: &WorkerShared) -> 
                 .open()
         })
         .and_then(|c| c.setnonblock())
-        .map_err(|e| format!("cannot capture on {}: {e}", spec.ifname))?;
+        .map_err(|source| InterfaceError::Open {
+            to: "capture on",
+            ifname: spec.ifname.clone(),
+            suffix: "",
+            source,
+        })?;
     cap.filter(&spec.bpf, true)
-        .map_err(|e| format!("cannot apply filter {:?}: {e}", spec.bpf))?;
+        .map_err(|source| InterfaceError::Filter {
+            filter: spec.bpf.clone(),
+            source,
+        })?;
     *shared.state.lock() = WorkerState::Active;
     let link = LinkType::from_u32(cap.get_datalink().0 as u32);
 
@@ -264,7 +270,13 @@ fn run(spec: &CaptureSpec, sink: &mut dyn PacketSink, shared: &WorkerShared) -> 
                 super::wait::readable(&cap, TICK);
                 feeder.poll_clock();
             }
-            Err(e) => return Err(format!("capture on {} failed: {e}", spec.ifname)),
+            Err(source) => {
+                return Err(InterfaceError::Failed {
+                    what: "capture",
+                    ifname: spec.ifname.clone(),
+                    source,
+                })
+            }
         }
         if last_stats.elapsed() >= Duration::from_millis(500) {
             // libpcap's own `ps_recv` lags behind on TPACKET_V3 (frames in a block not yet

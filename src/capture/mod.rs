@@ -30,7 +30,7 @@ impl Resource for Capture {
         self.uuid = uuid;
     }
 
-    fn prepare(&mut self) -> Result<(), String> {
+    fn prepare(&mut self) -> Result<(), Error> {
         self.validate()?;
         self.apply_defaults();
         self.count = 0;
@@ -70,8 +70,8 @@ pub fn sink_for(
     ctx: &SinkContext,
 ) -> Result<Box<dyn engine::PacketSink>, Error> {
     // What is left to fail once a capture is valid is the environment: a name that does
-    // not resolve, a socket that cannot be opened.
-    let open = Error::unavailable;
+    // not resolve, a socket that cannot be opened (`Unavailable`).
+    let open = Error::from;
     match capture.target_kind() {
         TargetType::Local => Ok(local_sink(capture, target, ctx, false)),
         TargetType::Sflow => Ok(Box::new(

@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Error;
+
 /// Capture engines. `pcap` and `afpacket` are both served by libpcap, which uses
 /// AF_PACKET with a memory-mapped ring on Linux.
 pub const CAPTURE_TYPES: &[&str] = &["pcap", "afpacket"];
@@ -61,6 +63,11 @@ impl TargetType {
     /// capture).
     pub fn is_export(self) -> bool {
         self != TargetType::Local
+    }
+
+    /// Whether it mirrors packets over GRE to a host (no port).
+    pub fn is_erspan(self) -> bool {
+        matches!(self, TargetType::ErspanV1 | TargetType::ErspanV2)
     }
 
     /// The collector port usually listened on (`None`: GRE, no port).
@@ -159,69 +166,76 @@ fn is_zero_i64(v: &i64) -> bool {
 
 impl Capture {
     /// Checks every field; the error is Skydive's `"<Field>: <reason>"`.
-    pub fn validate(&self) -> Result<(), String> {
-        super::flows::compile_query(&self.gremlin_query)
-            .map_err(|e| format!("GremlinQuery: Not a valid Gremlin expression: {e}"))?;
+    pub fn validate(&self) -> Result<(), Error> {
+        super::flows::compile_query(&self.gremlin_query).map_err(|e| {
+            Error::invalid(format!("GremlinQuery: Not a valid Gremlin expression: {e}"))
+        })?;
         self.validate_parameters()
     }
 
     /// Checks every field but the Gremlin query (also used for pcap uploads, which have
     /// none).
-    pub fn validate_parameters(&self) -> Result<(), String> {
+    pub fn validate_parameters(&self) -> Result<(), Error> {
         if !self.bpf_filter.is_empty() {
-            validate_bpf(&self.bpf_filter)
-                .map_err(|e| format!("BPFFilter: Not a valid BPF expression: {e}"))?;
+            validate_bpf(&self.bpf_filter).map_err(|e| {
+                Error::invalid(format!("BPFFilter: Not a valid BPF expression: {e}"))
+            })?;
         }
         if !self.capture_type.is_empty() && !CAPTURE_TYPES.contains(&self.capture_type.as_str()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Type: Not a valid capture type: {}, available types: [{}]",
                 self.capture_type,
                 CAPTURE_TYPES.join(" ")
-            ));
+            )));
         }
         if self.header_size != 0 && !(14..=4096).contains(&self.header_size) {
-            return Err("HeaderSize: A valid header size is >= 14 && <= 4096".into());
+            return Err(Error::invalid(
+                "HeaderSize: A valid header size is >= 14 && <= 4096",
+            ));
         }
         if !(0..=10).contains(&self.raw_packet_limit) {
-            return Err("RawPacketLimit: A valid raw packet limit size is >= 0 && <= 10".into());
+            return Err(Error::invalid(
+                "RawPacketLimit: A valid raw packet limit size is >= 0 && <= 10",
+            ));
         }
         if !self.layer_key_mode.is_empty()
             && !LAYER_KEY_MODES.contains(&self.layer_key_mode.as_str())
         {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "LayerKeyMode: Not a valid layer key mode: {}, available modes: [L2 L3]",
                 self.layer_key_mode
-            ));
+            )));
         }
         let kind = TargetType::parse(&self.target_type).ok_or_else(|| {
-            format!(
+            Error::invalid(format!(
                 "TargetType: Not a valid target type: {}, available types: [{}]",
                 self.target_type,
                 TargetType::NAMES.join(" ")
-            )
+            ))
         })?;
         if !self.target.is_empty() {
-            parse_target(&self.target).map_err(|e| format!("Target: Not a valid address: {e}"))?;
+            parse_target(&self.target)
+                .map_err(|e| Error::invalid(format!("Target: Not a valid address: {e}")))?;
         }
         if kind.is_export() && self.target.is_empty() {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Target: a {kind} target needs an address (host:port; port 0 for ERSPAN)"
-            ));
+            )));
         }
         if !kind.is_export() && !self.target.is_empty() {
-            return Err("TargetType: a Target needs a TargetType".into());
+            return Err(Error::invalid("TargetType: a Target needs a TargetType"));
         }
         if let (Some(usual), Ok((_, 0))) = (kind.usual_port(), parse_target(&self.target)) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Target: a {kind} target needs a port ({usual} is usual)"
-            ));
+            )));
         }
         if kind == TargetType::Ipfix && self.sampling_rate > 1 {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "SamplingRate: the ipfix target does not sample (SamplingRate {}: use 1, or the \
                  sflow or netflowv5 target)",
                 self.sampling_rate
-            ));
+            )));
         }
         Ok(())
     }
@@ -271,16 +285,30 @@ impl Capture {
 }
 
 /// Compiles a filter for Ethernet frames with libpcap, without any interface.
-pub fn validate_bpf(filter: &str) -> Result<(), String> {
-    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| e.to_string())?;
-    dead.compile(filter, true)
+pub fn validate_bpf(filter: &str) -> Result<(), pcap::Error> {
+    pcap::Capture::dead(pcap::Linktype::ETHERNET)?
+        .compile(filter, true)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+}
+
+/// Why a capture's `Target` is not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTarget {
+    #[error("{0}: missing port (host:port)")]
+    MissingPort(String),
+    #[error("{target}: invalid port {port:?}")]
+    InvalidPort { target: String, port: String },
+    #[error("{0}: missing host")]
+    MissingHost(String),
+    #[error("{0}: IPv6 addresses go in brackets ([::1]:2055)")]
+    BareIpv6(String),
+    #[error("{target}: invalid host name {host:?}")]
+    InvalidHost { target: String, host: String },
 }
 
 /// A capture target address: `host:port` with an IPv4/IPv6 literal (`[::1]:2055`) or a
 /// host name; a bare port means localhost. Returns host and port, unresolved.
-pub fn parse_target(target: &str) -> Result<(String, u16), String> {
+pub fn parse_target(target: &str) -> Result<(String, u16), BadTarget> {
     if let Ok(port) = target.parse::<u16>() {
         return Ok(("localhost".into(), port));
     }
@@ -289,23 +317,25 @@ pub fn parse_target(target: &str) -> Result<(String, u16), String> {
     }
     let (host, port) = target
         .rsplit_once(':')
-        .ok_or_else(|| format!("{target}: missing port (host:port)"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{target}: invalid port {port:?}"))?;
+        .ok_or_else(|| BadTarget::MissingPort(target.to_owned()))?;
+    let port: u16 = port.parse().map_err(|_| BadTarget::InvalidPort {
+        target: target.to_owned(),
+        port: port.to_owned(),
+    })?;
     if host.is_empty() {
-        return Err(format!("{target}: missing host"));
+        return Err(BadTarget::MissingHost(target.to_owned()));
     }
     if host.contains(':') && host.parse::<IpAddr>().is_err() {
-        return Err(format!(
-            "{target}: IPv6 addresses go in brackets ([::1]:2055)"
-        ));
+        return Err(BadTarget::BareIpv6(target.to_owned()));
     }
     let valid = host
         .split('.')
         .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if !valid {
-        return Err(format!("{target}: invalid host name {host:?}"));
+        return Err(BadTarget::InvalidHost {
+            target: target.to_owned(),
+            host: host.to_owned(),
+        });
     }
     Ok((host.to_owned(), port))
 }
@@ -394,7 +424,9 @@ mod tests {
         let unknown_step = capture("G.V().Nope()");
         assert_eq!(
             unknown_step.validate().unwrap_err(),
-            "GremlinQuery: Not a valid Gremlin expression: line 1, column 7: unknown step 'Nope'"
+            Error::invalid(
+                "GremlinQuery: Not a valid Gremlin expression: line 1, column 7: unknown step 'Nope'"
+            )
         );
         assert!(capture("G.V().Has('Name', NOPE('x'))").validate().is_err());
         // Extension steps and the steps of their values compile.
@@ -402,7 +434,9 @@ mod tests {
             .validate()
             .unwrap();
         for (c, want) in cases {
-            let err = c.validate().unwrap_err();
+            let Err(Error::Invalid(err)) = c.validate() else {
+                panic!("{c:?} should be invalid");
+            };
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
     }

@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 pub use resource::Injection;
 pub use runner::run;
 
+use crate::error::Error;
 use crate::resources::Resource;
 
 impl Resource for Injection {
@@ -40,10 +41,13 @@ impl Resource for Injection {
 
     /// Validates; the addresses must have been resolved against the graph before
     /// (the create route does it).
-    fn prepare(&mut self) -> Result<(), String> {
+    fn prepare(&mut self) -> Result<(), Error> {
         self.validate()?;
         if self.progress.plan.lock().is_none() {
-            return Err(format!("Src: no interface matches {:?}", self.src));
+            return Err(Error::invalid(format!(
+                "Src: no interface matches {:?}",
+                self.src
+            )));
         }
         self.state.clear();
         self.error.clear();

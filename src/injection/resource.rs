@@ -30,6 +30,8 @@ use serde_json::Value;
 use topotap_topology::gremlin::{Extensions, Output};
 use topotap_topology::{schema, Graph, Identifier, NodeIx};
 
+use crate::error::Error;
+
 use super::forge::{
     base64_decode, Headers, PacketPlan, Rng, Transport, DEFAULT_PAYLOAD_LEN, MAX_PAYLOAD_LEN,
 };
@@ -231,39 +233,41 @@ impl Progress {
 impl Injection {
     /// Checks every field on its own and fills the defaults; errors are
     /// `"<Field>: <reason>"`. Needs no graph.
-    pub fn validate(&mut self) -> Result<(), String> {
+    pub fn validate(&mut self) -> Result<(), Error> {
         if self.src.trim().is_empty() {
-            return Err("Src: a Gremlin query of the source interface is required".into());
+            return Err(Error::invalid(
+                "Src: a Gremlin query of the source interface is required",
+            ));
         }
         crate::capture::flows::compile_query(&self.src)
-            .map_err(|e| format!("Src: Not a valid Gremlin expression: {e}"))?;
+            .map_err(|e| Error::invalid(format!("Src: Not a valid Gremlin expression: {e}")))?;
         if !self.dst.is_empty() {
             crate::capture::flows::compile_query(&self.dst)
-                .map_err(|e| format!("Dst: Not a valid Gremlin expression: {e}"))?;
+                .map_err(|e| Error::invalid(format!("Dst: Not a valid Gremlin expression: {e}")))?;
         }
         let replay = !self.pcap.is_empty();
         let type_ok = TYPES.contains(&self.kind.as_str()) || (replay && self.kind.is_empty());
         if !type_ok {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Type: given type is not supported: {:?}, available types: [{}]",
                 self.kind,
                 TYPES.join(" ")
-            ));
+            )));
         }
         if self.mode.is_empty() {
             self.mode = "unique".into();
         }
         if !MODES.contains(&self.mode.as_str()) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Mode: given mode is not supported: {:?}, available modes: [unique random]",
                 self.mode
-            ));
+            )));
         }
         if self.count == 0 {
-            return Err("Count: must be at least 1".into());
+            return Err(Error::invalid("Count: must be at least 1"));
         }
         if self.increment_payload < 0 {
-            return Err("IncrementPayload: must not be negative".into());
+            return Err(Error::invalid("IncrementPayload: must not be negative"));
         }
         match self.increment.take() {
             None | Some(Value::Null) | Some(Value::Bool(false)) => {}
@@ -272,19 +276,25 @@ impl Injection {
                 self.increment_payload = n
                     .as_u64()
                     .and_then(|n| i64::try_from(n).ok())
-                    .ok_or("Increment: must be a boolean or a positive number")?;
+                    .ok_or_else(|| {
+                        Error::invalid("Increment: must be a boolean or a positive number")
+                    })?;
             }
             Some(Value::Bool(true)) | Some(Value::Number(_)) => {}
-            Some(_) => return Err("Increment: must be a boolean or a positive number".into()),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "Increment: must be a boolean or a positive number",
+                ))
+            }
         }
         if self.ttl == 0 {
             self.ttl = DEFAULT_TTL;
         }
         if self.payload.len() > MAX_PAYLOAD_LEN {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "Payload: at most {MAX_PAYLOAD_LEN} bytes, got {}",
                 self.payload.len()
-            ));
+            )));
         }
         let v6 = self.kind.ends_with('6');
         for (field, value, typed) in [
@@ -294,14 +304,15 @@ impl Injection {
             if value.is_empty() {
                 continue;
             }
-            let ip = parse_ip_or_cidr(value)
-                .ok_or_else(|| format!("{field}: not a valid IP address: {value:?}"))?;
+            let ip = parse_ip_or_cidr(value).ok_or_else(|| {
+                Error::invalid(format!("{field}: not a valid IP address: {value:?}"))
+            })?;
             if !replay && ip.is_ipv6() != v6 {
-                return Err(format!(
+                return Err(Error::invalid(format!(
                     "{field}: {ip} is not an IPv{} address (Type {})",
                     if v6 { 6 } else { 4 },
                     self.kind
-                ));
+                )));
             }
             *value = ip.to_string();
             *typed = Some(ip);
@@ -313,13 +324,15 @@ impl Injection {
             if value.is_empty() {
                 continue;
             }
-            let mac = parse_mac(value)
-                .ok_or_else(|| format!("{field}: not a valid MAC address: {value:?}"))?;
+            let mac = parse_mac(value).ok_or_else(|| {
+                Error::invalid(format!("{field}: not a valid MAC address: {value:?}"))
+            })?;
             *value = format_mac(&mac);
             *typed = Some(mac);
         }
         if replay {
-            let frames = replay_frames(&self.pcap).map_err(|e| format!("Pcap: {e}"))?;
+            let frames =
+                replay_frames(&self.pcap).map_err(|e| Error::invalid(format!("Pcap: {e}")))?;
             self.parsed.replay = Some(Arc::new(frames));
         }
         Ok(())
@@ -696,9 +709,14 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// The injection validated, or the reason it is invalid (never another kind).
     fn validated(v: Value) -> Result<Injection, String> {
         let mut i = parse(v);
-        i.validate().map(|_| i)
+        match i.validate() {
+            Ok(()) => Ok(i),
+            Err(Error::Invalid(reason)) => Err(reason),
+            Err(e) => panic!("not a client error: {e:?}"),
+        }
     }
 
     #[test]

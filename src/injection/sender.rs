@@ -6,13 +6,13 @@
 //! namespace never leaks into other work. It checks the stop flag at least every
 //! [`STOP_CHECK`], so a DELETE or a vanished interface ends it promptly.
 
-use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::forge::Forger;
 use super::resource::{JobState, Progress, SourceInterface};
+use crate::netns::InterfaceError;
 
 /// Longest sleep between two checks of the stop flag.
 pub const STOP_CHECK: Duration = Duration::from_millis(20);
@@ -41,28 +41,30 @@ pub fn spawn(job: Job) {
         let result = run(job);
         let stopped = p.stop.load(Ordering::Relaxed);
         p.finish(match result {
-            Err(e) => JobState::Error(e),
+            Err(e) => JobState::Error(e.to_string()),
             Ok(()) if stopped => JobState::Stopped,
             Ok(()) => JobState::Done,
         });
     });
     if let Err(e) = spawned {
-        progress.finish(JobState::Error(format!("cannot start a thread: {e}")));
+        progress.finish(JobState::Error(InterfaceError::Thread(e).to_string()));
     }
 }
 
-fn run(mut job: Job) -> Result<(), String> {
+fn run(mut job: Job) -> Result<(), InterfaceError> {
     let p = job.progress.clone();
     if let Some(ns) = &job.source.netns {
-        let f =
-            File::open(ns).map_err(|e| format!("cannot open namespace {}: {e}", ns.display()))?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("cannot enter namespace {}: {e}", ns.display()))?;
+        crate::netns::enter(ns)?;
     }
     let ifname = job.source.ifname.clone();
     let mut cap = pcap::Capture::from_device(ifname.as_str())
         .and_then(|c| c.snaplen(64).buffer_size(64 * 1024).open())
-        .map_err(|e| format!("cannot open {ifname} to send: {e}"))?;
+        .map_err(|source| InterfaceError::Open {
+            to: "open",
+            ifname: ifname.clone(),
+            suffix: " to send",
+            source,
+        })?;
     // Only sent, never read: keep the receive ring empty.
     let _ = cap.filter("ether[0] & 0 != 0", true);
     {
@@ -85,7 +87,11 @@ fn run(mut job: Job) -> Result<(), String> {
             }
             Frames::Replay(frames) => &frames[(i % frames.len() as u64) as usize],
         };
-        send(&mut cap, data).map_err(|e| format!("sending on {ifname} failed: {e}"))?;
+        send(&mut cap, data).map_err(|source| InterfaceError::Failed {
+            what: "sending",
+            ifname: ifname.clone(),
+            source,
+        })?;
         p.packets.fetch_add(1, Ordering::Relaxed);
         if i + 1 < job.count && !job.interval.is_zero() {
             // Paced from the schedule, not from the end of the previous send.

@@ -18,7 +18,7 @@ use topotap_targets::export::erspan::{ErspanConfig, ErspanSession, ErspanVersion
 use topotap_targets::packet::{LinkType, Timestamp};
 use topotap_targets::send::{GreSender, MAX_BATCH};
 
-use super::{resolve_collector, Collector};
+use super::{resolve_collector, Collector, OpenError};
 use crate::capture::engine::{ExportStats, PacketSink};
 use crate::capture::placer::Target;
 use crate::capture::Capture;
@@ -42,22 +42,22 @@ impl ErspanSink {
         capture: &Capture,
         target: &Target,
         version: ErspanVersion,
-    ) -> Result<Self, String> {
-        let Collector::Gre(peer) = resolve_collector(&capture.target_type, &capture.target)? else {
-            return Err(format!("{} is not an ERSPAN target", capture.target_type));
+    ) -> Result<Self, OpenError> {
+        let kind = capture.target_kind();
+        let Collector::Gre(peer) = resolve_collector(kind, &capture.target)? else {
+            return Err(OpenError::Target(format!("{kind} is not an ERSPAN target")));
         };
-        let sender = GreSender::open(peer)
-            .map_err(|e| format!("cannot open a raw GRE socket to {peer}: {e}"))?;
+        let sender = GreSender::open(peer).map_err(OpenError::socket("raw GRE", peer))?;
         // Never stall the capture thread on a full socket buffer: such sends fail and are counted.
         sender
             .set_nonblocking(true)
-            .map_err(|e| format!("cannot configure the GRE socket: {e}"))?;
+            .map_err(OpenError::socket("raw GRE", peer))?;
         let session = ErspanSession::new(ErspanConfig {
             version,
             session_id: session_id(&capture.uuid),
             if_index: u32::try_from(target.if_index).unwrap_or(0),
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpenError::Config(e.to_string()))?;
         Ok(Self {
             session,
             stats: ExportStats::new(sender.counters(), peer),

@@ -14,7 +14,7 @@
 use topotap_targets::export::ipfix::{IpfixConfig, IpfixExporter};
 use topotap_targets::export::pipeline::FlowTimeouts;
 
-use super::{capture_point_hash, connect_udp, meter, FlowExportSink};
+use super::{capture_point_hash, connect_udp, meter, FlowExportSink, OpenError};
 use crate::capture::placer::Target;
 use crate::capture::Capture;
 
@@ -27,12 +27,12 @@ impl IpfixSink {
         capture: &Capture,
         target: &Target,
         timeouts: FlowTimeouts,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OpenError> {
         if capture.sampling_rate > 1 {
-            return Err(format!(
+            return Err(OpenError::Config(format!(
                 "the ipfix target does not sample (SamplingRate {}: use 1, or the sflow or netflowv5 target)",
                 capture.sampling_rate
-            ));
+            )));
         }
         let sender = connect_udp(capture)?;
         let config = IpfixConfig {
@@ -40,7 +40,7 @@ impl IpfixSink {
             ingress_if_index: u32::try_from(target.if_index).unwrap_or(0),
             ..IpfixConfig::default()
         };
-        let exporter = IpfixExporter::new(config).map_err(|e| e.to_string())?;
+        let exporter = IpfixExporter::new(config).map_err(|e| OpenError::Config(e.to_string()))?;
         Ok(FlowExportSink::new(
             meter(capture, target, 1, timeouts),
             exporter,

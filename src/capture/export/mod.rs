@@ -15,6 +15,7 @@ pub mod ipfix;
 pub mod netflow;
 pub mod sflow;
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -25,7 +26,8 @@ use topotap_targets::send::{resolve_host, resolve_socket_addr, UdpExporter};
 
 use super::engine::{ExportFlow, ExportStats, PacketSink};
 use super::placer::Target;
-use super::{parse_target, Capture};
+use super::{parse_target, Capture, TargetType};
+use crate::error::Error;
 
 /// Where a capture's exports go, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,37 +48,73 @@ impl Collector {
     }
 }
 
-/// The usual port of a UDP target type, for messages.
-fn usual_port(target_type: &str) -> u16 {
-    match target_type {
-        "sflow" => 6343,
-        "ipfix" => 4739,
-        _ => 2055,
+/// Why a capture's sink could not be opened. What validation lets through can still
+/// fail here only because of the environment ([`OpenError::Resolve`],
+/// [`OpenError::Socket`]: unavailable, try again), or, for a target validation did not
+/// see, because of the capture itself ([`OpenError::Target`], [`OpenError::Config`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The target is not an address this target type can send to.
+    #[error("{0}")]
+    Target(String),
+    /// The collector's name does not resolve.
+    #[error("cannot resolve {kind} target {target}: {source}")]
+    Resolve {
+        kind: TargetType,
+        target: String,
+        source: io::Error,
+    },
+    /// The socket could not be opened or configured.
+    #[error("cannot open a {what} socket to {peer}: {source}")]
+    Socket {
+        what: &'static str,
+        peer: String,
+        source: io::Error,
+    },
+    /// The exporter refuses the capture's parameters.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl OpenError {
+    fn socket(what: &'static str, peer: impl ToString) -> impl FnOnce(io::Error) -> Self {
+        let peer = peer.to_string();
+        move |source| OpenError::Socket { what, peer, source }
+    }
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Target(_) | OpenError::Config(_) => Error::invalid(e),
+            OpenError::Resolve { .. } | OpenError::Socket { .. } => Error::unavailable(e),
+        }
     }
 }
 
 /// Resolves a capture's `Target` for its `TargetType`: `host:port` for the UDP formats,
 /// a host (any port ignored) for ERSPAN. Blocks on a name lookup: call it on a blocking
-/// thread, never on an async worker. The error says why, for the capture's `Error`.
-pub fn resolve_collector(target_type: &str, target: &str) -> Result<Collector, String> {
-    let (host, port) = parse_target(target)?;
-    if target_type.starts_with("erspan") {
-        return resolve_host(&host)
-            .map(Collector::Gre)
-            .map_err(|e| format!("cannot resolve ERSPAN target {host}: {e}"));
-    }
-    if port == 0 {
-        return Err(format!(
-            "{target_type} target {target} needs a port (usually {})",
-            usual_port(target_type)
-        ));
-    }
-    let addr = match host.parse::<IpAddr>() {
-        Ok(ip) => Ok(SocketAddr::new(ip, port)),
-        Err(_) => resolve_socket_addr(&format!("{host}:{port}")),
+/// thread, never on an async worker.
+pub fn resolve_collector(kind: TargetType, target: &str) -> Result<Collector, OpenError> {
+    let (host, port) = parse_target(target).map_err(|e| OpenError::Target(e.to_string()))?;
+    let resolve = |source| OpenError::Resolve {
+        kind,
+        target: target.to_owned(),
+        source,
     };
-    addr.map(Collector::Udp)
-        .map_err(|e| format!("cannot resolve {target_type} target {target}: {e}"))
+    match kind.usual_port() {
+        _ if kind.is_erspan() => resolve_host(&host).map(Collector::Gre).map_err(resolve),
+        None => Err(OpenError::Target(format!("{kind} does not export"))),
+        Some(usual) if port == 0 => Err(OpenError::Target(format!(
+            "{kind} target {target} needs a port (usually {usual})"
+        ))),
+        Some(_) => match host.parse::<IpAddr>() {
+            Ok(ip) => Ok(SocketAddr::new(ip, port)),
+            Err(_) => resolve_socket_addr(&format!("{host}:{port}")),
+        }
+        .map(Collector::Udp)
+        .map_err(resolve),
+    }
 }
 
 /// Every destination topotap exports to, to exclude from all captures (a target that
@@ -85,8 +123,8 @@ pub fn resolve_collector(target_type: &str, target: &str) -> Result<Collector, S
 pub fn export_flows(captures: &[Capture]) -> Vec<ExportFlow> {
     let mut out: Vec<ExportFlow> = captures
         .iter()
-        .filter(|c| !c.target.is_empty() && !matches!(c.target_type.as_str(), "" | "local"))
-        .filter_map(|c| resolve_collector(&c.target_type, &c.target).ok())
+        .filter(|c| !c.target.is_empty() && c.target_kind().is_export())
+        .filter_map(|c| resolve_collector(c.target_kind(), &c.target).ok())
         .map(|c| c.export_flow())
         .collect();
     out.sort();
@@ -96,11 +134,12 @@ pub fn export_flows(captures: &[Capture]) -> Vec<ExportFlow> {
 
 /// Resolves the capture's `Target` and connects a UDP socket to it, in the calling
 /// thread's namespace (topotap's: `sink_for` runs outside the capture thread).
-pub fn connect_udp(capture: &Capture) -> Result<UdpExporter, String> {
-    let Collector::Udp(peer) = resolve_collector(&capture.target_type, &capture.target)? else {
-        return Err(format!("{} is not a UDP target", capture.target_type));
+pub fn connect_udp(capture: &Capture) -> Result<UdpExporter, OpenError> {
+    let kind = capture.target_kind();
+    let Collector::Udp(peer) = resolve_collector(kind, &capture.target)? else {
+        return Err(OpenError::Target(format!("{kind} is not a UDP target")));
     };
-    UdpExporter::connect_addr(peer).map_err(|e| format!("cannot open a UDP socket to {peer}: {e}"))
+    UdpExporter::connect_addr(peer).map_err(OpenError::socket("UDP", peer))
 }
 
 /// The flow table of a capture point, with the export timeouts and 1-in-`sampling`
@@ -184,26 +223,29 @@ mod tests {
 
     #[test]
     fn collectors_resolve_by_target_type() {
+        use TargetType::*;
         assert_eq!(
-            resolve_collector("netflowv5", "127.0.0.1:2055"),
-            Ok(Collector::Udp("127.0.0.1:2055".parse().unwrap()))
+            resolve_collector(NetflowV5, "127.0.0.1:2055").unwrap(),
+            Collector::Udp("127.0.0.1:2055".parse().unwrap())
         );
         assert_eq!(
-            resolve_collector("sflow", "[::1]:6343"),
-            Ok(Collector::Udp("[::1]:6343".parse().unwrap()))
+            resolve_collector(Sflow, "[::1]:6343").unwrap(),
+            Collector::Udp("[::1]:6343".parse().unwrap())
         );
         assert_eq!(
-            resolve_collector("erspanv1", "[fd00::2]:0"),
-            Ok(Collector::Gre("fd00::2".parse().unwrap()))
+            resolve_collector(ErspanV1, "[fd00::2]:0").unwrap(),
+            Collector::Gre("fd00::2".parse().unwrap())
         );
-        let Ok(Collector::Udp(a)) = resolve_collector("ipfix", "localhost:4739") else {
+        let Ok(Collector::Udp(a)) = resolve_collector(Ipfix, "localhost:4739") else {
             panic!("localhost does not resolve");
         };
         assert!(a.ip().is_loopback() && a.port() == 4739);
-        let e = resolve_collector("ipfix", "127.0.0.1:0").unwrap_err();
-        assert!(e.contains("needs a port (usually 4739)"), "{e}");
-        let e = resolve_collector("netflowv5", "no-such-collector.invalid:2055").unwrap_err();
-        assert!(e.contains("cannot resolve"), "{e}");
+        let e = resolve_collector(Ipfix, "127.0.0.1:0").unwrap_err();
+        assert!(e.to_string().contains("needs a port (usually 4739)"), "{e}");
+        assert!(matches!(Error::from(e), Error::Invalid(_)));
+        let e = resolve_collector(NetflowV5, "no-such-collector.invalid:2055").unwrap_err();
+        assert!(e.to_string().contains("cannot resolve"), "{e}");
+        assert!(matches!(Error::from(e), Error::Unavailable(_)));
     }
 
     #[test]

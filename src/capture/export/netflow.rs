@@ -21,7 +21,7 @@
 use topotap_targets::export::netflow::{NetflowV5Config, NetflowV5Exporter};
 use topotap_targets::export::pipeline::FlowTimeouts;
 
-use super::{capture_point_hash, connect_udp, meter, FlowExportSink};
+use super::{capture_point_hash, connect_udp, meter, FlowExportSink, OpenError};
 use crate::capture::engine;
 use crate::capture::placer::Target;
 use crate::capture::Capture;
@@ -35,7 +35,7 @@ impl NetflowSink {
         capture: &Capture,
         target: &Target,
         timeouts: FlowTimeouts,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OpenError> {
         // Blocking: a full socket buffer delays the capture thread for a moment instead of losing
         // records (the kernel ring keeps capturing meanwhile).
         let sender = connect_udp(capture)?;
@@ -48,7 +48,8 @@ impl NetflowSink {
             sampling_interval: capture.sampling_rate.max(1),
             input_if_index: u32::try_from(target.if_index).unwrap_or(0),
         };
-        let exporter = NetflowV5Exporter::new(config).map_err(|e| e.to_string())?;
+        let exporter =
+            NetflowV5Exporter::new(config).map_err(|e| OpenError::Config(e.to_string()))?;
         Ok(FlowExportSink::new(
             meter(capture, target, config.sampling_interval, timeouts),
             exporter,

@@ -29,8 +29,8 @@ use topotap_targets::wire::Reader;
 use topotap_topology::Metadata;
 use topotap_topology::{Identifier, SharedGraph};
 
-use super::connect_udp;
 use super::erspan::fnv1a;
+use super::{connect_udp, OpenError};
 use crate::capture::engine::{ExportStats, PacketSink};
 use crate::capture::placer::Target;
 use crate::capture::{Capture, SinkContext};
@@ -49,13 +49,13 @@ pub struct SflowSink {
 
 impl SflowSink {
     /// Resolves the collector, opens the UDP socket and starts the agent; the error says why not.
-    pub fn open(capture: &Capture, target: &Target, ctx: &SinkContext) -> Result<Self, String> {
+    pub fn open(capture: &Capture, target: &Target, ctx: &SinkContext) -> Result<Self, OpenError> {
         let exporter = connect_udp(capture)?;
         let peer = exporter.peer();
         // Never stall the capture thread on a full socket buffer: such sends fail and are counted.
         exporter
             .set_nonblocking(true)
-            .map_err(|e| format!("cannot configure the UDP socket: {e}"))?;
+            .map_err(OpenError::socket("UDP", peer))?;
         let from = exporter.local_addr().ok().map(|a| a.ip());
         let point = format!("{}/{}", capture.uuid, target.node);
         let header_size = if capture.header_size > 0 {
@@ -76,7 +76,7 @@ impl SflowSink {
             seed: fnv1a(format!("seed/{point}").as_bytes()),
         };
         let agent = SflowAgent::new(config, crate::capture::engine::now())
-            .map_err(|e| format!("sFlow agent: {e}"))?;
+            .map_err(|e| OpenError::Config(format!("sFlow agent: {e}")))?;
         Ok(Self {
             agent,
             stats: ExportStats::new(exporter.counters(), peer),
