@@ -33,9 +33,9 @@ target/release/topotap allinone --listen "127.0.0.1:$port" --ovsdb none \
 tt=$!
 for _ in $(seq 100); do grep -q listening "$work/topotap.out" 2>/dev/null && break; sleep 0.1; done
 api=http://127.0.0.1:$port
-uuid=$(curl -sf -XPOST "$api/api/capture" \
+uuid=$(curl -sf -H 'Content-Type: application/json' -XPOST "$api/api/capture" \
   -d "{\"GremlinQuery\":\"G.V().Has('Name','${tag}r')\"}" | sed 's/.*"UUID":"\([^"]*\)".*/\1/')
-q() { curl -sf -XPOST "$api/api/topology" -d "{\"GremlinQuery\":\"$1\"}"; }
+q() { curl -sf -H 'Content-Type: application/json' -XPOST "$api/api/topology" -d "{\"GremlinQuery\":\"$1\"}"; }
 for _ in $(seq 100); do
   [ "$(q "G.V().Has('Captures.State','active').Count()")" = 1 ] && break; sleep 0.1
 done

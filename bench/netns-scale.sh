@@ -27,7 +27,7 @@ tt=$!
 for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
 api=http://127.0.0.1:$port
 ends() {  # veth ends of this run: the root ends are named ${p}rI, the namespace ends ${p}cI
-  curl -sf -XPOST "$api/api/topology" \
+  curl -sf -H 'Content-Type: application/json' -XPOST "$api/api/topology" \
     -d "{\"GremlinQuery\":\"G.V().Has('Type','veth','Name',REGEX('${p}[rc][0-9]+')).Count()\"}"
 }
 now_ms() { date +%s%3N; }
@@ -48,7 +48,7 @@ until [ "$(ends)" = "$want" ]; do
 done
 t2=$(now_ms)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$tt/status")
-total_veth=$(curl -sf -XPOST "$api/api/topology" -d "{\"GremlinQuery\":\"G.V().Has('Type','veth').Count()\"}")
+total_veth=$(curl -sf -H 'Content-Type: application/json' -XPOST "$api/api/topology" -d "{\"GremlinQuery\":\"G.V().Has('Type','veth').Count()\"}")
 
 for i in $(seq "$n"); do echo "netns del ${p}n$i"; done >"$work/del"
 t3=$(now_ms)

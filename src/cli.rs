@@ -229,6 +229,8 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_MAX_METADATA_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
     pub max_metadata_bytes: u64,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `500ms`, `10s`, `2m`, or a number of seconds (`1.5`); zero is refused.
@@ -254,6 +256,62 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Who may use the API, and from where.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Require a login: users and bcrypt password hashes, as made by `htpasswd -B`.
+    #[arg(long, env = "TOPOTAP_AUTH_HTPASSWD", value_name = "FILE")]
+    pub auth_htpasswd: Option<PathBuf>,
+
+    /// Each user's role, TOML: `[users]` then `name = "reader"|"operator"|"admin"`
+    /// (default without it: every user is admin).
+    #[arg(long, env = "TOPOTAP_AUTH_ROLES", value_name = "FILE")]
+    pub auth_roles: Option<PathBuf>,
+
+    /// Seconds a login token stays valid.
+    #[arg(long, env = "TOPOTAP_AUTH_TOKEN_TTL", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub auth_token_ttl: u64,
+
+    /// Serve the API without authentication on a non-loopback address (a warning is
+    /// logged every minute).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// A host name clients reach this server by (the Host header must be one of these,
+    /// an address it listens on, or localhost; repeatable).
+    #[arg(
+        long = "allowed-host",
+        env = "TOPOTAP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// An origin (scheme://host[:port]) whose web pages may call the API (CORS;
+    /// repeatable; none by default: the bundled UI needs none).
+    #[arg(
+        long = "cors-origin",
+        env = "TOPOTAP_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// A network (CIDR) captures may export to and injections may send to (repeatable;
+    /// default: anywhere only when authentication is off and the API listens on
+    /// loopback, else nowhere).
+    #[arg(
+        long = "allow-target",
+        env = "TOPOTAP_ALLOW_TARGETS",
+        value_delimiter = ','
+    )]
+    pub allow_targets: Vec<String>,
+
+    /// Write the audit log (JSON lines: captures, injections, pcap uploads, node and
+    /// edge writes) to this file instead of the normal log.
+    #[arg(long, env = "TOPOTAP_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

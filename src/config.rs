@@ -456,6 +456,17 @@ mod tests {
             "max-result-bytes" => ("1000", vec!["--max-result-bytes", "1000"]),
             "max-result-elements" => ("1000", vec!["--max-result-elements", "1000"]),
             "query-timeout" => ("\"2s\"", vec!["--query-timeout", "2s"]),
+            "auth-htpasswd" => ("\"/etc/h\"", vec!["--auth-htpasswd", "/etc/h"]),
+            "auth-roles" => ("\"/etc/r\"", vec!["--auth-roles", "/etc/r"]),
+            "auth-token-ttl" => ("60", vec!["--auth-token-ttl", "60"]),
+            "insecure-no-auth" => ("true", vec!["--insecure-no-auth"]),
+            "allowed-host" => ("[\"a.example\"]", vec!["--allowed-host", "a.example"]),
+            "cors-origin" => (
+                "[\"https://a.example\"]",
+                vec!["--cors-origin", "https://a.example"],
+            ),
+            "allow-target" => ("[\"127.0.0.0/8\"]", vec!["--allow-target", "127.0.0.0/8"]),
+            "audit-log" => ("\"/tmp/audit\"", vec!["--audit-log", "/tmp/audit"]),
             _ => return None,
         })
     }

@@ -43,6 +43,11 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// Output-only keys that are not fields of the type: accepted (and ignored) when a
     /// client sends a resource back.
     const OUTPUT_ONLY: &'static [&'static str] = &[];
+    /// Where this resource sends traffic (a capture's export target), checked against
+    /// `--allow-target` at create.
+    fn export_target(&self) -> Option<&str> {
+        None
+    }
     /// Fills output-only fields computed at read time (a capture's `Count`).
     fn decorate(&mut self, _graph: &topotap_topology::Graph) {}
 }

@@ -21,6 +21,8 @@ use topotap_topology::gremlin::Budget;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let trust =
+        Arc::new(crate::auth::Trust::new(&trust_options(&args)).map_err(anyhow::Error::msg)?);
     let host_id = match args.host_id.clone() {
         Some(h) if !h.is_empty() => h,
         _ => hostname(),
@@ -39,6 +41,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             inactive: Duration::from_secs(args.flow_export_inactive_timeout),
         },
         sflow_agent: args.sflow_agent_address,
+        targets: trust.targets.clone(),
+        namespaces: Default::default(),
     };
     // Opening the stores reads files: not on an async worker.
     let (g, h) = (graph.clone(), host_id.clone());
@@ -68,6 +72,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .context("cannot start the topology probes")?;
         Some(Arc::new(probes))
     };
+    if let Some(p) = &probes {
+        services.sinks.namespaces = crate::auth::netns::KnownNamespaces::new(p.namespace_check());
+    }
     services.status_sections = Arc::new(move || {
         let mut sections = serde_json::Map::new();
         if let Some(p) = &probes {
@@ -112,13 +119,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             shutdown_signal(),
         ));
     }
-    let routes = api::routes(state);
+    if args.trust.insecure_no_auth && !trust.auth_enabled() {
+        tokio::spawn(crate::auth::warn_open(local));
+    }
+    state.trust = trust;
+    let routes = api::secured(state);
     crate::http::serve(listener, routes, limits, shutdown_signal()).await;
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);
     background.join().await;
     info!("topotap stopped");
     Ok(())
+}
+
+fn trust_options(args: &ServerArgs) -> crate::auth::TrustOptions {
+    let t = &args.trust;
+    crate::auth::TrustOptions {
+        listen: Some(args.listen),
+        htpasswd: t.auth_htpasswd.clone(),
+        roles: t.auth_roles.clone(),
+        token_ttl: Duration::from_secs(t.auth_token_ttl),
+        allowed_hosts: t.allowed_hosts.clone(),
+        cors_origins: t.cors_origins.clone(),
+        allow_targets: t.allow_targets.clone(),
+        insecure_no_auth: t.insecure_no_auth,
+        audit_log: t.audit_log.clone(),
+        tls: false,
+    }
 }
 
 /// Logs on stderr, as text (coloured only when stderr is a terminal and `NO_COLOR` is

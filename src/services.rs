@@ -38,6 +38,10 @@ pub struct Config {
     pub export_timeouts: FlowTimeouts,
     /// sFlow agent address; `None`: the source address of the default route.
     pub sflow_agent: Option<std::net::IpAddr>,
+    /// Where captures may export and injections may send (`--allow-target`).
+    pub targets: crate::auth::AllowTargets,
+    /// The namespaces captures and injections may enter (those the probes found).
+    pub namespaces: crate::auth::netns::KnownNamespaces,
 }
 
 /// Everything the server runs, cheap to clone.
@@ -71,6 +75,8 @@ impl Services {
             flow_defaults: config.flow_defaults,
             export_timeouts: config.export_timeouts,
             sflow_agent: config.sflow_agent,
+            targets: config.targets,
+            namespaces: config.namespaces,
         };
         let mut extensions = Extensions::new();
         extensions.register(Arc::new(FlowsStep {

@@ -209,6 +209,7 @@ async fn bad_input_gets_one_line_4xx() {
     let huge = format!("{{\"GremlinQuery\":\"{}\"}}", "a".repeat(5 * 1024 * 1024));
     let sent = reqwest::Client::new()
         .post(t.url("/api/topology"))
+        .header("Content-Type", "application/json")
         .body(huge)
         .send()
         .await;
@@ -222,20 +223,24 @@ async fn bad_input_gets_one_line_4xx() {
 }
 
 #[tokio::test]
-async fn cors_preflight_allows_any_origin() {
-    let t = Topotap::start_api_only();
-    let resp = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, t.url("/api/topology"))
-        .header("Origin", "http://example.com")
-        .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+async fn cors_only_for_listed_origins() {
+    let t = Topotap::start(&["--no-probes", "--cors-origin", "http://ui.example.com"]);
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, t.url("/api/topology"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    let resp = preflight("http://example.com").await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
+    let resp = preflight("http://ui.example.com").await.unwrap();
+    assert_eq!(resp.status(), 204);
     assert_eq!(
         resp.headers()["access-control-allow-origin"],
-        "http://example.com"
+        "http://ui.example.com"
     );
 }
 

@@ -203,6 +203,7 @@ async fn ttl_expires_a_capture() {
     let t = Topotap::start_api_only();
     let resp = reqwest::Client::new()
         .post(t.url("/api/capture"))
+        .header("Content-Type", "application/json")
         .header("X-Resource-TTL", "300ms")
         .body(json!({"GremlinQuery": "G.V()"}).to_string())
         .send()
@@ -211,6 +212,7 @@ async fn ttl_expires_a_capture() {
     assert_eq!(resp.status(), 201);
     let resp = reqwest::Client::new()
         .post(t.url("/api/capture"))
+        .header("Content-Type", "application/json")
         .header("X-Resource-TTL", "soon")
         .body(json!({"GremlinQuery": "G.V().Has('a')"}).to_string())
         .send()

@@ -284,6 +284,7 @@ async fn invalid_injections_name_the_field() {
     // X-Resource-TTL expires a finished injection.
     let resp = reqwest::Client::new()
         .post(t.url("/api/injectpacket"))
+        .header("Content-Type", "application/json")
         .header("X-Resource-TTL", "500ms")
         .body(json!({"Src": src, "DstIP": "10.77.24.2", "DstMAC": "02:00:00:00:00:02", "Type": "udp4"}).to_string())
         .send()

@@ -17,6 +17,7 @@ use topotap_targets::wire::netflow5;
 async fn upload(t: &Topotap, query: &str, body: Vec<u8>) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(t.url(&format!("/api/pcap{query}")))
+        .header("Content-Type", "application/vnd.tcpdump.pcap")
         .body(body)
         .send()
         .await

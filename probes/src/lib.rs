@@ -111,6 +111,25 @@ impl Probes {
         v
     }
 
+    /// A check of namespace file paths: true for a file that is one of the network
+    /// namespaces the probes registered (an nsfs inode they know), false for anything
+    /// else (a path written into node metadata through the API, a regular file).
+    pub fn namespace_check(&self) -> impl Fn(&std::path::Path) -> bool + Send + Sync + 'static {
+        use std::os::unix::fs::MetadataExt;
+        let ctx = self.ctx.clone();
+        move |path: &std::path::Path| {
+            let (Ok(file), Ok(own)) = (
+                std::fs::metadata(path),
+                std::fs::metadata("/proc/self/ns/net"),
+            ) else {
+                return false;
+            };
+            // nsfs inodes all live on one device; a regular file elsewhere may share
+            // an inode number.
+            file.dev() == own.dev() && ctx.registry.lock().has_namespace(file.ino())
+        }
+    }
+
     /// One probe's status.
     pub fn probe_status(&self, name: &str) -> Option<ProbeStatus> {
         self.ctx.status.get(name)

@@ -42,8 +42,68 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
         item.resolve(&g, &s.extensions, &mut Rng::from_entropy())
             .map_err(ApiError::bad_request)?;
     }
+    allowed(s, &item).map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
     let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))
+}
+
+/// An injection may only send to `--allow-target` networks, from a namespace the probes
+/// found. A pcap replay's destinations are its packets' own.
+fn allowed(s: &AppState, item: &Injection) -> Result<(), String> {
+    let netns = item
+        .progress
+        .source
+        .lock()
+        .as_ref()
+        .and_then(|src| src.netns.clone());
+    if let Some(ns) = netns {
+        s.sinks.namespaces.check(&ns)?;
+    }
+    if item.pcap.is_empty() {
+        let ip: std::net::IpAddr = item
+            .dst_ip
+            .parse()
+            .map_err(|_| format!("DstIP: not a valid IP address: {:?}", item.dst_ip))?;
+        return s.sinks.targets.check_ip(ip);
+    }
+    if matches!(s.sinks.targets, crate::auth::AllowTargets::Everything) {
+        return Ok(());
+    }
+    let frames = crate::injection::resource::replay_frames(&item.pcap)?;
+    for (i, f) in frames.iter().enumerate() {
+        match ip_destination(f) {
+            Some(ip) => s.sinks.targets.check_ip(ip)?,
+            None => {
+                return Err(format!(
+                    "Pcap: packet {} is not IPv4 or IPv6: its destination cannot be checked against --allow-target",
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The IP destination of an Ethernet frame (one or two VLAN tags skipped).
+fn ip_destination(frame: &[u8]) -> Option<std::net::IpAddr> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
+    while matches!(ethertype, 0x8100 | 0x88a8) {
+        off += 4;
+        ethertype = u16::from_be_bytes([*frame.get(off)?, *frame.get(off + 1)?]);
+    }
+    let ip = frame.get(off + 2..)?;
+    match ethertype {
+        0x0800 => {
+            let b: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            Some(b.into())
+        }
+        0x86dd => {
+            let b: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            Some(b.into())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

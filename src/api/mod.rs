@@ -21,6 +21,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::Trust;
 use crate::error::Error;
 use crate::metrics::{self, Metrics};
 use crate::services::Services;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the API serves `/metrics` (not when it has a listener of its own).
     pub metrics_on_api: bool,
+    /// The trust boundary in front of the routes (see [`secured`]).
+    pub trust: Arc<Trust>,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             services,
             limits: RequestLimits::default(),
             subscribers,
+            trust: Arc::new(Trust::open_loopback()),
             metrics,
             metrics_on_api: true,
         }
@@ -248,7 +252,7 @@ pub fn unknown_field(key: &str) -> ApiError {
     ))
 }
 
-/// Every route of the API, with CORS and error recovery.
+/// Every route of the API, with error recovery (no access control: see [`secured`]).
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let api_root = warp::path!("api")
         .and(warp::get())
@@ -287,17 +291,6 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         )
     });
 
-    let cors = warp::cors()
-        .allow_any_origin()
-        .allow_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-        .allow_headers([
-            "X-Requested-With",
-            "Content-Type",
-            "Authorization",
-            "X-Auth-Token",
-            "X-Resource-TTL",
-        ]);
-
     api_root
         .or(status)
         .unify()
@@ -317,7 +310,6 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .unify()
         .or(metrics_route)
         .unify()
-        .with(cors)
         .map(Reply::into_response)
         .recover(recover)
         .unify()
@@ -356,6 +348,17 @@ pub fn metrics_route(
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         })
+}
+
+/// The API as served: [`routes`] behind the trust boundary ([`crate::auth::secure`]).
+pub fn secured(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    crate::auth::secure(state.trust.clone(), routes(state))
+}
+
+/// The remote address of the request's connection.
+pub fn remote() -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = Infallible> + Clone
+{
+    crate::http::remote()
 }
 
 fn status(s: &AppState) -> Value {
@@ -491,8 +494,6 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         Error::invalid(e).into()
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         Error::invalid(e).into()
-    } else if let Some(e) = rejection.find::<warp::filters::cors::CorsForbidden>() {
-        Error::forbidden(e).into()
     } else {
         Error::invalid(format!("{rejection:?}")).into()
     };

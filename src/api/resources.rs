@@ -35,8 +35,8 @@ pub fn routes<T: Resource>(
         .and(warp::header::optional::<String>("X-Resource-TTL"))
         .and(body.clone())
         .then(
-            |_s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| async move {
-                respond_now(create(&store, ttl, &b).await)
+            |s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| async move {
+                respond_now(create(&s, &store, ttl, &b).await)
             },
         );
     let show = base
@@ -116,8 +116,19 @@ fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
     Ok(reply_json(StatusCode::OK, &item))
 }
 
-async fn create<T: Resource>(store: &Store<T>, ttl: Option<String>, body: &[u8]) -> ApiResult {
+async fn create<T: Resource>(
+    s: &AppState,
+    store: &Store<T>,
+    ttl: Option<String>,
+    body: &[u8],
+) -> ApiResult {
     let item: T = parse_json_accepting(body, T::OUTPUT_ONLY)?;
+    if let Some(target) = item.export_target() {
+        s.sinks
+            .targets
+            .check_target(target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    }
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
         None => None,

@@ -41,6 +41,11 @@ impl Resource for Capture {
         Capture::duplicates(self, other)
     }
 
+    fn export_target(&self) -> Option<&str> {
+        let exported = self.target_kind() != TargetType::Local;
+        (exported && !self.target.is_empty()).then_some(self.target.as_str())
+    }
+
     /// `Count`: interfaces where this capture is active now, as the placer counts them.
     fn decorate(&mut self, graph: &Graph) {
         self.count = self.active.count(graph);
@@ -59,6 +64,10 @@ pub struct SinkContext {
     pub export_timeouts: topotap_targets::export::pipeline::FlowTimeouts,
     /// sFlow agent address; `None`: the source address of the default route.
     pub sflow_agent: Option<std::net::IpAddr>,
+    /// Where exports may go (`--allow-target`).
+    pub targets: crate::auth::AllowTargets,
+    /// The namespaces a capture may enter (those the probes found).
+    pub namespaces: crate::auth::netns::KnownNamespaces,
 }
 
 /// Builds the sink for a capture on one node, by its target type. Export sockets are
@@ -72,6 +81,14 @@ pub fn sink_for(
     // What is left to fail once a capture is valid is the environment: a name that does
     // not resolve, a socket that cannot be opened (`Unavailable`).
     let open = Error::from;
+    if let Some(ns) = &target.netns {
+        ctx.namespaces.check(ns).map_err(Error::forbidden)?;
+    }
+    if capture.target_kind() != TargetType::Local {
+        ctx.targets
+            .check_target(&capture.target)
+            .map_err(Error::forbidden)?;
+    }
     match capture.target_kind() {
         TargetType::Local => Ok(local_sink(capture, target, ctx, false)),
         TargetType::Sflow => Ok(Box::new(
