@@ -17,7 +17,7 @@ async fn send(
     let mut req = warp::test::request()
         .method(method)
         .path(path)
-        .remote_addr("127.0.0.1:40000".parse().unwrap())
+        .extension(crate::http::PeerAddr("127.0.0.1:40000".parse().unwrap()))
         .body(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
