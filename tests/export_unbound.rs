@@ -98,6 +98,7 @@ async fn live_sflow_samples_all_reach_a_sniffing_collector() {
 async fn upload(t: &Topotap, query: &str, body: Vec<u8>) -> Value {
     let resp = reqwest::Client::new()
         .post(t.url(&format!("/api/pcap{query}")))
+        .header("Content-Type", "application/vnd.tcpdump.pcap")
         .body(body)
         .send()
         .await

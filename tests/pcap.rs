@@ -427,7 +427,8 @@ fn a_stalled_upload_times_out() {
     let body = udp_pcap(10, 2);
     write!(
         conn,
-        "POST /api/pcap HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/pcap HTTP/1.1\r\nHost: {}\r\nContent-Type: application/vnd.tcpdump.pcap\r\n\
+         Content-Length: {}\r\n\r\n",
         t.addr,
         body.len() * 100
     )
