@@ -92,10 +92,17 @@ impl From<topotap_grammar::ParseError> for Error {
 }
 
 /// A query that cannot be evaluated on this graph is the client's mistake too
-/// (`Node 'abc' does not exist`, a step that cannot follow another).
+/// (`Node 'abc' does not exist`, a step that cannot follow another); one that runs out
+/// of its element or byte budget is too large, one that runs out of time cannot be
+/// served now.
 impl From<topotap_topology::gremlin::EvalError> for Error {
     fn from(e: topotap_topology::gremlin::EvalError) -> Self {
-        Error::Invalid(e.to_string())
+        use topotap_topology::gremlin::ErrorKind;
+        match e.kind {
+            ErrorKind::Invalid => Error::Invalid(e.to_string()),
+            ErrorKind::TooLarge => Error::TooLarge(e.to_string()),
+            ErrorKind::Timeout => Error::Unavailable(e.to_string()),
+        }
     }
 }
 
@@ -137,6 +144,11 @@ mod tests {
         assert_eq!(e.reason(), "Src: no interface matches");
         let e: Error = topotap_grammar::parse("G.V(").unwrap_err().into();
         assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+        use topotap_topology::gremlin::{ErrorKind, EvalError};
+        let e: Error = EvalError::with_kind(ErrorKind::TooLarge, "answer exceeds 10 bytes").into();
+        assert_eq!(e, Error::TooLarge("answer exceeds 10 bytes".into()));
+        let e: Error = EvalError::with_kind(ErrorKind::Timeout, "over 5 ms").into();
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
         let e: Error = crate::resources::StoreError::Duplicate.into();
         assert_eq!(e, Error::Conflict("duplicated resource".into()));
     }

@@ -102,7 +102,8 @@ impl Services {
     }
 
     /// The sections of `/api/status` the services know about: `Captures` (with the
-    /// store's last persistence failure) and whatever the server added.
+    /// store's last persistence failure and, by capture, why a query runs nowhere)
+    /// and whatever the server added.
     pub fn status_sections(&self) -> Map<String, Value> {
         let mut sections = Map::new();
         let mut store = Map::new();
@@ -110,6 +111,15 @@ impl Services {
             store.insert("Error".into(), e.into());
         }
         store.insert("IsMaster".into(), true.into());
+        let errors: Map<String, Value> = self
+            .captures
+            .list()
+            .into_iter()
+            .filter_map(|c| Some((c.uuid.clone(), c.active.error()?.into())))
+            .collect();
+        if !errors.is_empty() {
+            store.insert("QueryErrors".into(), Value::Object(errors));
+        }
         sections.insert("Captures".into(), Value::Object(store));
         sections.extend((self.status_sections)());
         sections
@@ -128,6 +138,7 @@ impl Services {
             graph: self.graph.clone(),
             captures: self.captures.clone(),
             extensions: self.extensions.clone(),
+            budget: self.query_budget,
             flows: self.sinks.flows.clone(),
             sinks,
             board: self.capture_board.clone(),

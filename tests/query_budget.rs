@@ -120,3 +120,85 @@ async fn a_query_over_its_time_budget_is_a_503() {
         "{v}"
     );
 }
+
+/// `GET /api/topology` (the whole graph) is held to the byte budget like a query: a
+/// 413 with a one-line reason once the graph is larger, and writes go on meanwhile.
+#[tokio::test]
+async fn the_whole_graph_over_the_byte_budget_is_a_413() {
+    let t = Topotap::start(&["--no-probes", "--max-result-bytes", "2000000"]);
+    cap_address_space(t.pid());
+    star(&t, 3, 900_000).await;
+    let (s, v) = t.request("GET", "/api/topology", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Nodes"].as_array().map(Vec::len), Some(4), "{v}");
+    assert_eq!(v["Edges"].as_array().map(Vec::len), Some(3), "{v}");
+    let body = json!({"ID": "big2", "Metadata": {"Name": "big2", "Type": "veth",
+                      "Blob": "y".repeat(900_000)}});
+    for id in ["big2", "big3"] {
+        let mut b = body.clone();
+        b["ID"] = json!(id);
+        let (s, v) = t.request("POST", "/api/node", Some(&b.to_string())).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = t.request("GET", "/api/topology", None).await;
+    assert_eq!(s, 413, "{v}");
+    let reason = v.as_str().unwrap_or("");
+    assert!(reason.contains("answer exceeds 2000000 bytes"), "{v}");
+    assert!(!reason.trim_end().contains('\n'), "one line: {reason:?}");
+    // Smaller again: answered.
+    let (s, v) = t.request("DELETE", "/api/node/big3", None).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    let (s, v) = t.request("DELETE", "/api/node/big2", None).await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+    let (s, v) = t.request("GET", "/api/topology", None).await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// A capture whose query runs out of its budget is not silently idle: the capture
+/// shows why (`Error`), and so does `/api/status`; one within the budget shows none.
+#[tokio::test]
+async fn a_capture_whose_query_is_over_its_budget_shows_the_error() {
+    let t = Topotap::start(&["--no-probes", "--max-result-elements", "5"]);
+    star(&t, 10, 0).await;
+    let create = |q: &str| json!({"GremlinQuery": q, "Name": q}).to_string();
+    let (s, big) = t
+        .request("POST", "/api/capture", Some(&create("G.V().Both()")))
+        .await;
+    assert_eq!(s, 201, "{big}");
+    let (s, small) = t
+        .request(
+            "POST",
+            "/api/capture",
+            Some(&create("G.V().Has('Name', 'leaf1')")),
+        )
+        .await;
+    assert_eq!(s, 201, "{small}");
+    let big = big["UUID"].as_str().unwrap().to_owned();
+    let small = small["UUID"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let (s, v) = t.request("GET", &format!("/api/capture/{big}"), None).await;
+        assert_eq!(s, 200, "{v}");
+        if v.get("Error").is_some() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        shown["Error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("result exceeds 5 elements"),
+        "{shown}"
+    );
+    assert_eq!(shown["Count"], 0, "{shown}");
+    let (_, v) = t
+        .request("GET", &format!("/api/capture/{small}"), None)
+        .await;
+    assert!(v.get("Error").is_none(), "{v}");
+    let (s, status) = t.request("GET", "/api/status", None).await;
+    assert_eq!(s, 200);
+    let errors = &status["Captures"]["QueryErrors"];
+    assert!(errors[&big].as_str().is_some(), "{status}");
+    assert!(errors.get(&small).is_none(), "{status}");
+}

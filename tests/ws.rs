@@ -321,3 +321,97 @@ async fn a_subscriber_that_never_reads_is_disconnected_and_memory_stays_bounded(
         "the stuck subscriber's connection was not closed"
     );
 }
+
+/// Filters run within the server's query budget: a `SyncRequest` over it is a 413, and
+/// a filter that grows over it with the graph gets the reason and a close frame, under
+/// an address-space cap so that a view growing without bound would fail the server.
+#[tokio::test]
+async fn a_filter_over_its_budget_gets_the_reason_and_is_disconnected() {
+    let t = Topotap::start_wrapped(
+        &["prlimit", "--as=2147483648", "--"],
+        &["--no-probes", "--max-result-bytes", "2000000"],
+    );
+    let mut ws = connect(&t, "?x-client-type=budget").await;
+    let filter = "G.V().Has('Type','veth').SubGraph()";
+    let reply = sync(&mut ws, "small", filter).await;
+    assert_eq!(reply["Status"], 200, "{reply}");
+    let big = |id: &str| {
+        json!({"ID": id, "Metadata": {"Name": id, "Type": "veth", "Blob": "x".repeat(1_000_000)}})
+            .to_string()
+    };
+    let (s, v) = t.request("POST", "/api/node", Some(&big("big1"))).await;
+    assert_eq!(s, 201, "{v}");
+    let added = next_json(&mut ws).await;
+    assert_eq!(added["Type"], "NodeAdded", "{added}");
+
+    // Another subscriber asks for more than the budget: a 413 with the reason, and it
+    // stays connected.
+    let mut other = connect(&t, "?x-client-type=other").await;
+    let (s, v) = t.request("POST", "/api/node", Some(&big("big2"))).await;
+    assert_eq!(s, 201, "{v}");
+    let reply = sync(&mut other, "too-big", "G.V().SubGraph()").await;
+    assert_eq!(reply["Status"], 413, "{reply}");
+    assert!(
+        reply["Obj"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answer exceeds 2000000 bytes"),
+        "{reply}"
+    );
+    // So is the whole graph, unfiltered.
+    let reply = sync(&mut other, "everything", "").await;
+    assert_eq!(reply["Status"], 413, "{reply}");
+    let reply = sync(&mut other, "fits", "G.V().Has('Name','big1').SubGraph()").await;
+    assert_eq!(reply["Status"], 200, "{reply}");
+
+    // The first filter now selects two big nodes: over the budget. Its subscriber gets
+    // the reason, then a close frame that says why.
+    let mut reason = None;
+    let mut close = None;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    if v["Status"] == 413 {
+                        reason = v["Obj"].as_str().map(str::to_owned);
+                    }
+                }
+                Message::Close(frame) => close = frame,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection was not closed");
+    let reason = reason.expect("a 413 with the reason before the close");
+    assert!(reason.contains("answer exceeds 2000000 bytes"), "{reason}");
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(
+        close.reason.as_str().contains("exceeds 2000000 bytes"),
+        "{close:?}"
+    );
+
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = ws_status(&t).await;
+        if status["DisconnectedOverBudget"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["DisconnectedOverBudget"], 1, "{status}");
+    assert_eq!(status["DisconnectedSlow"], 0, "{status}");
+    // The other subscriber still gets its changes.
+    let patch = json!([{"op": "add", "path": "/Metadata/Seq", "value": 1}]).to_string();
+    let (s, v) = t.request("PATCH", "/api/node/big1", Some(&patch)).await;
+    assert_eq!(s, 200, "{v}");
+    loop {
+        let msg = next_json(&mut other).await;
+        if msg["Type"] == "NodeUpdated" {
+            assert_eq!(msg["Obj"]["Metadata"]["Seq"], 1);
+            break;
+        }
+    }
+}

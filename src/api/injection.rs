@@ -37,11 +37,15 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
         None => None,
     };
     item.validate()?;
-    {
-        let g = s.graph.read();
-        item.resolve(&g, &s.extensions, &mut Rng::from_entropy())
-            .map_err(ApiError::bad_request)?;
-    }
+    // Queries are evaluated within the server's budget, off the async workers.
+    let (graph, ext, budget) = (s.graph.clone(), s.extensions.clone(), s.query_budget);
+    let item = tokio::task::spawn_blocking(move || {
+        let g = graph.read();
+        item.resolve(&g, &ext, &budget, &mut Rng::from_entropy())
+            .map(|()| item)
+    })
+    .await
+    .map_err(Error::from)??;
     allowed(s, &item).map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
     let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))

@@ -1,5 +1,8 @@
 //! `GET /api/topology` (the whole graph) and `POST /api/topology` (a Gremlin query).
 //!
+//! The whole graph is copied under the read lock and encoded after it is released,
+//! within the byte budget (`--max-result-bytes`): a 413 with a one-line reason beyond.
+//!
 //! A query is compiled (a 400 with the line and column of an unknown step or bad
 //! parameter), evaluated under the graph read lock within the server's query
 //! [`Budget`](topotap_topology::gremlin::Budget), snapshotted, and written after the lock
@@ -14,9 +17,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::{
-    missing_body, parse_json, reply_json_bytes, respond, with_state, ApiError, ApiResult, AppState,
-};
+use super::{missing_body, parse_json, respond, with_state, ApiError, ApiResult, AppState};
 
 /// Size of the chunks an answer is written in.
 const CHUNK: usize = 64 * 1024;
@@ -48,25 +49,17 @@ pub fn routes(
     index.or(search).unify()
 }
 
+/// The whole graph, copied under the read lock and written after it is released,
+/// within the server's byte budget (a 413 with a one-line reason beyond it).
 async fn index(s: &AppState) -> ApiResult {
     let graph = s.graph.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let g = graph.read();
-        let nodes: Vec<_> = g.nodes().map(|n| g.node(n)).collect();
-        let edges: Vec<_> = g.edges().map(|e| g.edge(e)).collect();
-        #[derive(serde::Serialize)]
-        struct Whole<N, E> {
-            #[serde(rename = "Nodes")]
-            nodes: N,
-            #[serde(rename = "Edges")]
-            edges: E,
-        }
-        serde_json::to_vec(&Whole { nodes, edges })
+    let budget = s.query_budget;
+    let answer = tokio::task::spawn_blocking(move || {
+        topotap_topology::gremlin::whole_graph(&graph, &budget).map_err(eval_error)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(reply_json_bytes(StatusCode::OK, bytes))
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(reply_answer(answer))
 }
 
 async fn search(s: AppState, body: Bytes) -> ApiResult {

@@ -19,6 +19,13 @@
 //! the elements that changed, never while serialising or sending. Filters are compiled
 //! once, when they are given.
 //!
+//! Every evaluation runs within the server's query budget (`--max-result-elements`,
+//! `--max-result-bytes`, `--query-timeout`), the subgraph's size included. A
+//! `SyncRequest` whose filter runs out of it gets a `SyncReply` with status 413 or 503
+//! and the reason; a filter that runs out of it later, as the graph grows, sends its
+//! subscribers that reply and closes their connections with the reason (close code
+//! 1008), so a filter never holds unbounded memory or the hub's time.
+//!
 //! Each subscriber has a bounded queue of messages (shared, already serialised). A
 //! subscriber whose queue is full (it stopped reading) is disconnected and counted in
 //! `/api/status` under `WebSocket`, so one stuck client costs bounded memory and never
@@ -35,8 +42,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc, Notify};
-use topotap_grammar::ast::Query;
-use topotap_topology::gremlin::Extensions;
+use topotap_topology::gremlin::{
+    compile, edge_size_lower_bound, node_size_lower_bound, too_many_bytes, Budget, Compiled,
+    ErrorKind, EvalError, Extensions, Snapshot,
+};
 use topotap_topology::{Edge, EdgeIx, Graph, GraphEvent, Identifier, Node, NodeIx, SharedGraph};
 use warp::filters::ws::{Message, WebSocket};
 use warp::http::HeaderMap;
@@ -57,6 +66,10 @@ pub const QUEUE_BYTES: usize = 32 << 20;
 const WRITE_BATCH: usize = 64;
 /// Requests from subscribers waiting for the hub; senders wait beyond this.
 const HUB_COMMANDS: usize = 1024;
+/// Close code of a subscriber whose filter ran out of its budget (policy violation).
+const CLOSE_BUDGET: u16 = 1008;
+/// Longest close reason a WebSocket close frame carries.
+const CLOSE_REASON_MAX: usize = 123;
 
 /// The JSON envelope of every message (`StructMessage`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,6 +122,7 @@ fn uuid() -> String {
 #[derive(Default)]
 struct Stats {
     disconnected_slow: AtomicU64,
+    disconnected_budget: AtomicU64,
     evaluations: AtomicU64,
     filters: AtomicU64,
 }
@@ -139,17 +153,18 @@ impl Subscribers {
     }
 
     /// The hub's request channel, starting the hub on first use.
-    fn hub(&mut self, graph: &SharedGraph, extensions: &Arc<Extensions>) -> mpsc::Sender<Command> {
+    fn hub(&mut self, graph: &SharedGraph, budget: Budget) -> mpsc::Sender<Command> {
         match &self.hub {
             Some(tx) if !tx.is_closed() => tx.clone(),
             _ => {
                 let (tx, rx) = mpsc::channel(HUB_COMMANDS);
                 let hub = Hub {
                     graph: graph.clone(),
-                    extensions: extensions.clone(),
+                    budget,
                     events: None,
                     subs: HashMap::new(),
                     groups: HashMap::new(),
+                    closing: Vec::new(),
                     stats: self.stats.clone(),
                 };
                 tokio::spawn(hub.run(rx));
@@ -170,14 +185,15 @@ impl Subscribers {
     }
 
     /// The `WebSocket` section of `/api/status`: subscribers, distinct filters being
-    /// evaluated, evaluations so far, and subscribers disconnected because they did
-    /// not read their messages.
+    /// evaluated, evaluations so far, subscribers disconnected because they did not
+    /// read their messages, and because their filter ran out of its budget.
     pub fn stats_json(&self) -> Value {
         json!({
             "Subscribers": self.live.len(),
             "Filters": self.stats.filters.load(Ordering::Relaxed),
             "FilterEvaluations": self.stats.evaluations.load(Ordering::Relaxed),
             "DisconnectedSlow": self.stats.disconnected_slow.load(Ordering::Relaxed),
+            "DisconnectedOverBudget": self.stats.disconnected_budget.load(Ordering::Relaxed),
             "QueueMessages": QUEUE_MESSAGES,
             "QueueBytes": QUEUE_BYTES,
         })
@@ -241,13 +257,55 @@ pub struct Filter {
     key: String,
     /// The text as the client gave it, for messages.
     text: String,
-    query: Query,
+    query: Compiled,
+}
+
+/// Why a filter gave no subgraph: the status of the `SyncReply` and the reason.
+#[derive(Debug, Clone)]
+struct FilterError {
+    kind: ErrorKind,
+    reason: String,
+}
+
+impl FilterError {
+    fn invalid(reason: String) -> Self {
+        FilterError {
+            kind: ErrorKind::Invalid,
+            reason,
+        }
+    }
+
+    fn eval(e: EvalError) -> Self {
+        let reason = match e.kind {
+            ErrorKind::Invalid => format!("Invalid Gremlin filter: {e}"),
+            _ => format!("Gremlin filter: {e}"),
+        };
+        FilterError {
+            kind: e.kind,
+            reason,
+        }
+    }
+
+    /// 400 for a filter that does not apply, 413 or 503 for one over its budget.
+    fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::Invalid => 400,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Timeout => 503,
+        }
+    }
+
+    /// Whether the filter ran out of its budget (its subscribers are disconnected).
+    fn over_budget(&self) -> bool {
+        self.kind != ErrorKind::Invalid
+    }
 }
 
 impl Filter {
-    pub fn compile(text: &str) -> Result<Filter, String> {
-        let query =
-            topotap_grammar::parse(text).map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
+    /// Compiles `text` with the server's extension steps; the error is a one-line
+    /// reason with the line and column of the culprit.
+    pub fn compile(text: &str, ext: &Extensions) -> Result<Filter, String> {
+        let query = compile(text, ext).map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
         Ok(Filter {
             key: query.to_string(),
             text: text.to_owned(),
@@ -255,16 +313,23 @@ impl Filter {
         })
     }
 
-    /// The subgraph the filter selects; it must return a graph (end in `SubGraph()`).
+    /// The subgraph the filter selects within `budget`; it must return a graph (end in
+    /// `SubGraph()`).
     fn evaluate(
         &self,
         graph: &Graph,
-        ext: &Extensions,
-    ) -> Result<(Vec<NodeIx>, Vec<EdgeIx>), String> {
-        let out = topotap_topology::gremlin::evaluate(&self.query, graph, ext)
-            .map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
-        out.into_subgraph()
-            .ok_or_else(|| format!("Gremlin query '{}' did not return a graph", self.text))
+        budget: &Budget,
+    ) -> Result<(Vec<NodeIx>, Vec<EdgeIx>), FilterError> {
+        let out = self
+            .query
+            .evaluate(graph, budget)
+            .map_err(FilterError::eval)?;
+        out.into_subgraph().ok_or_else(|| {
+            FilterError::invalid(format!(
+                "Gremlin query '{}' did not return a graph",
+                self.text
+            ))
+        })
     }
 }
 
@@ -318,6 +383,9 @@ enum Fresh<T> {
     Changed(T),
 }
 
+/// The whole graph's JSON for unfiltered subscribers, or why it is over the budget.
+type Whole = Result<Text, FilterError>;
+
 /// Elements whose ID appears in a batch of changes; `None` means anything may have
 /// changed (the hub lagged).
 type Touched = Option<HashSet<Identifier>>;
@@ -341,16 +409,42 @@ fn pick<T>(
     }
 }
 
-/// Evaluates `filter` under the read lock and copies out only what changed since `old`.
+/// Evaluates `filter` under the read lock within `budget` and copies out only what
+/// changed since `old`. The subgraph's JSON (the elements kept as last sent, a lower
+/// bound of the others) must fit the byte budget, checked before anything is copied.
 fn evaluate_fresh(
     graph: &SharedGraph,
-    ext: &Extensions,
+    budget: &Budget,
     filter: &Filter,
     old: &View,
     touched: &Touched,
-) -> Result<FreshView, String> {
+) -> Result<FreshView, FilterError> {
     let g = graph.read();
-    let (nodes, edges) = filter.evaluate(&g, ext)?;
+    let (nodes, edges) = filter.evaluate(&g, budget)?;
+    let max = budget.max_bytes;
+    let mut size = 0usize;
+    for ix in &nodes {
+        let n = g.node(*ix);
+        let s = match old.nodes.seen.get(n.id()) {
+            Some(seen) if seen.revision == n.revision() => seen.json.len(),
+            _ => node_size_lower_bound(n.metadata()),
+        };
+        size = size.saturating_add(s + 1);
+        if size > max {
+            return Err(FilterError::eval(too_many_bytes(max)));
+        }
+    }
+    for ix in &edges {
+        let e = g.edge(*ix);
+        let s = match old.edges.seen.get(e.id()) {
+            Some(seen) if seen.revision == e.revision() => seen.json.len(),
+            _ => edge_size_lower_bound(e.metadata()),
+        };
+        size = size.saturating_add(s + 1);
+        if size > max {
+            return Err(FilterError::eval(too_many_bytes(max)));
+        }
+    }
     let nodes = nodes
         .into_iter()
         .map(|ix| {
@@ -479,8 +573,10 @@ struct Outbox {
     tx: mpsc::Sender<Text>,
     /// Bytes queued and not yet taken by the writer.
     bytes: Arc<AtomicUsize>,
-    /// Told when the subscriber is dropped for not reading.
+    /// Told when the subscriber is dropped (for not reading, or with a reason).
     kicked: Arc<Notify>,
+    /// Close code and reason to send after what is queued, when dropped with a reason.
+    close: Arc<parking_lot::Mutex<Option<(u16, String)>>>,
 }
 
 impl Outbox {
@@ -490,6 +586,7 @@ impl Outbox {
             tx,
             bytes: Arc::default(),
             kicked: Arc::new(Notify::new()),
+            close: Arc::default(),
         };
         (outbox, rx)
     }
@@ -567,11 +664,14 @@ struct Group {
 
 struct Hub {
     graph: SharedGraph,
-    extensions: Arc<Extensions>,
+    /// Limits of each filter evaluation.
+    budget: Budget,
     /// Subscribed while there are subscribers.
     events: Option<broadcast::Receiver<Arc<GraphEvent>>>,
     subs: HashMap<u64, Sub>,
     groups: HashMap<String, Group>,
+    /// Subscribers to disconnect after this round's messages, with the reason.
+    closing: Vec<(u64, String)>,
     stats: Arc<Stats>,
 }
 
@@ -660,10 +760,15 @@ impl Hub {
                 self.events = Some(g.subscribe());
             }
             let all_lagged = lagged && self.subs.values().any(|s| s.mode == Mode::All);
-            (needs_snapshot || all_lagged).then(|| g.snapshot())
+            (needs_snapshot || all_lagged).then(|| Snapshot::whole(&g, &self.budget))
         };
-        let snapshot_json: Option<Text> = snapshot
-            .map(|(nodes, edges)| to_json_text(&json!({"Nodes": nodes, "Edges": edges})).into());
+        // The whole graph for unfiltered subscribers, within the byte budget like
+        // `GET /api/topology`, written after the lock is released.
+        let snapshot_json: Option<Whole> = snapshot.map(|s| {
+            s.and_then(|s| s.encode(&self.budget))
+                .map(|a| String::from_utf8_lossy(&a.to_vec()).into())
+                .map_err(FilterError::eval)
+        });
 
         let mut outgoing: Vec<(u64, Text)> = Vec::new();
         self.dispatch(&batch, lagged, snapshot_json.as_ref(), &mut outgoing);
@@ -683,7 +788,7 @@ impl Hub {
         &mut self,
         batch: &[Arc<GraphEvent>],
         lagged: bool,
-        snapshot: Option<&Text>,
+        snapshot: Option<&Whole>,
         out: &mut Vec<(u64, Text)>,
     ) {
         if batch.is_empty() && !lagged {
@@ -697,11 +802,22 @@ impl Hub {
             .collect();
         if !all.is_empty() {
             if lagged {
-                // Changes were lost: start again from a snapshot.
-                if let Some(obj) = snapshot {
-                    for id in &all {
-                        out.push((*id, graph_message("SyncReply", &uuid(), 200, obj)));
+                // Changes were lost: start again from a snapshot, or, if the whole graph
+                // is over the budget, disconnect with the reason.
+                match snapshot {
+                    Some(Ok(obj)) => {
+                        for id in &all {
+                            out.push((*id, graph_message("SyncReply", &uuid(), 200, obj)));
+                        }
                     }
+                    Some(Err(e)) => {
+                        let msg = error_message("SyncReply", &uuid(), e.status(), &e.reason);
+                        for id in &all {
+                            out.push((*id, msg.clone()));
+                            self.closing.push((*id, e.reason.clone()));
+                        }
+                    }
+                    None => {}
                 }
             } else {
                 for event in batch {
@@ -719,7 +835,8 @@ impl Hub {
     }
 
     /// Evaluates a group's filter again and queues the difference for its members.
-    /// When the evaluation fails the group keeps its view.
+    /// When the evaluation fails the group keeps its view; when it runs out of its
+    /// budget, every member gets the reason and is disconnected.
     fn refresh(&mut self, key: &str, touched: &Touched, out: &mut Vec<(u64, Text)>) {
         let Some(group) = self.groups.get_mut(key) else {
             return;
@@ -728,17 +845,25 @@ impl Hub {
             return;
         };
         self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
-        let Ok(fresh) = evaluate_fresh(&self.graph, &self.extensions, &group.filter, view, touched)
-        else {
-            return;
-        };
-        for msg in apply(view, fresh) {
-            out.extend(group.members.iter().map(|id| (*id, msg.clone())));
+        match evaluate_fresh(&self.graph, &self.budget, &group.filter, view, touched) {
+            Ok(fresh) => {
+                for msg in apply(view, fresh) {
+                    out.extend(group.members.iter().map(|id| (*id, msg.clone())));
+                }
+            }
+            Err(e) if e.over_budget() => {
+                let msg = error_message("SyncReply", &uuid(), e.status(), &e.reason);
+                for id in &group.members {
+                    out.push((*id, msg.clone()));
+                    self.closing.push((*id, e.reason.clone()));
+                }
+            }
+            Err(_) => {}
         }
     }
 
     /// A group for `filter`, evaluated if it is new; the error of its first evaluation.
-    fn group_view(&mut self, filter: &Arc<Filter>) -> Result<&View, String> {
+    fn group_view(&mut self, filter: &Arc<Filter>) -> Result<&View, FilterError> {
         let group = self
             .groups
             .entry(filter.key.clone())
@@ -750,7 +875,7 @@ impl Hub {
         if group.view.is_none() {
             self.stats.evaluations.fetch_add(1, Ordering::Relaxed);
             let mut view = View::default();
-            match evaluate_fresh(&self.graph, &self.extensions, filter, &view, &None) {
+            match evaluate_fresh(&self.graph, &self.budget, filter, &view, &None) {
                 Ok(fresh) => {
                     apply(&mut view, fresh);
                     group.view = Some(view);
@@ -766,7 +891,7 @@ impl Hub {
         self.groups[&filter.key]
             .view
             .as_ref()
-            .ok_or_else(|| "filter not evaluated".to_owned())
+            .ok_or_else(|| FilterError::invalid("filter not evaluated".to_owned()))
     }
 
     /// Moves a subscriber to `mode`, leaving its old group.
@@ -798,7 +923,7 @@ impl Hub {
         }
     }
 
-    fn command(&mut self, cmd: Command, snapshot: Option<&Text>, out: &mut Vec<(u64, Text)>) {
+    fn command(&mut self, cmd: Command, snapshot: Option<&Whole>, out: &mut Vec<(u64, Text)>) {
         match cmd {
             Command::Join { id, outbox, filter } => {
                 self.subs.insert(
@@ -814,13 +939,15 @@ impl Hub {
                     // A filter given at connection time applies from the start, as in
                     // Skydive; if it cannot be evaluated the subscriber waits for a
                     // SyncRequest.
-                    Ok(Some(f)) => {
-                        if self.group_view(&f).is_ok() {
-                            self.set_mode(id, Mode::Group(f.key.clone()), Some(f));
-                        } else {
-                            self.set_mode(id, Mode::Nothing, Some(f));
+                    Ok(Some(f)) => match self.group_view(&f) {
+                        Ok(_) => self.set_mode(id, Mode::Group(f.key.clone()), Some(f)),
+                        Err(e) if e.over_budget() => {
+                            let msg = error_message("SyncReply", &uuid(), e.status(), &e.reason);
+                            out.push((id, msg));
+                            self.closing.push((id, e.reason));
                         }
-                    }
+                        Err(_) => self.set_mode(id, Mode::Nothing, Some(f)),
+                    },
                     Err(()) => {}
                 }
             }
@@ -834,17 +961,27 @@ impl Hub {
                     Wanted::Filter(f) => Some(f),
                 };
                 match filter {
-                    None => {
-                        let obj = snapshot.map_or("{\"Nodes\":[],\"Edges\":[]}", |s| s);
-                        out.push((id, graph_message("SyncReply", &uuid, 200, obj)));
-                        self.set_mode(id, Mode::All, None);
-                    }
+                    None => match snapshot {
+                        Some(Err(e)) => {
+                            out.push((id, error_message("SyncReply", &uuid, e.status(), &e.reason)))
+                        }
+                        _ => {
+                            let obj = match snapshot {
+                                Some(Ok(obj)) => obj,
+                                _ => "{\"Nodes\":[],\"Edges\":[]}",
+                            };
+                            out.push((id, graph_message("SyncReply", &uuid, 200, obj)));
+                            self.set_mode(id, Mode::All, None);
+                        }
+                    },
                     Some(f) => match self.group_view(&f) {
                         Ok(view) => {
                             out.push((id, graph_message("SyncReply", &uuid, 200, &view.json())));
                             self.set_mode(id, Mode::Group(f.key.clone()), Some(f));
                         }
-                        Err(e) => out.push((id, error_message("SyncReply", &uuid, 400, &e))),
+                        Err(e) => {
+                            out.push((id, error_message("SyncReply", &uuid, e.status(), &e.reason)))
+                        }
                     },
                 }
             }
@@ -858,7 +995,8 @@ impl Hub {
         }
     }
 
-    /// Queues the messages; a subscriber whose queue is full is disconnected.
+    /// Queues the messages; a subscriber whose queue is full is disconnected, and so is
+    /// one whose filter ran out of its budget, after its last message.
     fn deliver(&mut self, outgoing: Vec<(u64, Text)>) {
         let mut kicked = HashSet::new();
         for (id, msg) in outgoing {
@@ -881,7 +1019,31 @@ impl Hub {
                 }
             }
         }
+        for (id, reason) in std::mem::take(&mut self.closing) {
+            if let Some(sub) = self.subs.remove(&id) {
+                *sub.outbox.close.lock() = Some((CLOSE_BUDGET, close_reason(&reason)));
+                sub.outbox.kicked.notify_one();
+                self.stats
+                    .disconnected_budget
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Mode::Group(key) = sub.mode {
+                    self.leave_group(&key, id);
+                }
+            }
+        }
     }
+}
+
+/// `reason` cut to what a close frame carries, on a character boundary.
+fn close_reason(reason: &str) -> String {
+    if reason.len() <= CLOSE_REASON_MAX {
+        return reason.to_owned();
+    }
+    let mut end = CLOSE_REASON_MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
 }
 
 fn event_id(event: &GraphEvent) -> &Identifier {
@@ -914,10 +1076,11 @@ async fn session(socket: WebSocket, state: AppState, params: Params, addr: Strin
             "Addr": addr,
             "ConnectTime": topotap_topology::now_ms(),
         }));
-        (id, subs.hub(&state.graph, &state.extensions))
+        (id, subs.hub(&state.graph, state.query_budget))
     };
     let (outbox, mut inbox) = Outbox::new();
-    let filter = match params.filter.as_deref().map(Filter::compile) {
+    let ext = state.extensions.clone();
+    let filter = match params.filter.as_deref().map(|f| Filter::compile(f, &ext)) {
         None => Ok(None),
         Some(Ok(f)) => Ok(Some(Arc::new(f))),
         Some(Err(_)) => Err(()),
@@ -971,7 +1134,7 @@ async fn session(socket: WebSocket, state: AppState, params: Params, addr: Strin
                     break;
                 }
                 if let Ok(text) = msg.to_str() {
-                    if let Some(cmd) = request(sub_id, text, &outbox) {
+                    if let Some(cmd) = request(sub_id, text, &outbox, &ext) {
                         if hub.send(cmd).await.is_err() {
                             break;
                         }
@@ -983,6 +1146,21 @@ async fn session(socket: WebSocket, state: AppState, params: Params, addr: Strin
             _ = writer => {}
             _ = reader => {}
             _ = outbox.kicked.notified() => {}
+        }
+        // Dropped with a reason: what is queued (the error), then a close frame that
+        // says why, within a bounded time.
+        let close = outbox.close.lock().take();
+        if let Some((code, reason)) = close {
+            let farewell = async {
+                while let Ok(m) = inbox.try_recv() {
+                    outbox.taken(m.len());
+                    if tx.feed(Message::text(&*m)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Message::close_with(code, reason)).await;
+            };
+            let _ = tokio::time::timeout(PING_INTERVAL, farewell).await;
         }
         let _ = hub.send(Command::Leave { id: sub_id }).await;
     }
@@ -999,8 +1177,8 @@ struct SyncRequest {
 
 /// Reads a client message: a valid `SyncRequest` becomes a command for the hub; any
 /// other message is answered here with a 400.
-fn request(id: u64, text: &str, outbox: &Outbox) -> Option<Command> {
-    match parse_request(text) {
+fn request(id: u64, text: &str, outbox: &Outbox, ext: &Extensions) -> Option<Command> {
+    match parse_request(text, ext) {
         Ok((uuid, wanted)) => Some(Command::Sync { id, uuid, wanted }),
         Err(reply) => {
             outbox.push(reply);
@@ -1009,7 +1187,7 @@ fn request(id: u64, text: &str, outbox: &Outbox) -> Option<Command> {
     }
 }
 
-fn parse_request(text: &str) -> Result<(String, Wanted), Text> {
+fn parse_request(text: &str, ext: &Extensions) -> Result<(String, Wanted), Text> {
     let msg: WsMessage = serde_json::from_str(text)
         .map_err(|e| error_message("Error", "", 400, &format!("invalid message: {e}")))?;
     if msg.namespace != "Graph" || msg.kind != "SyncRequest" {
@@ -1042,7 +1220,7 @@ fn parse_request(text: &str) -> Result<(String, Wanted), Text> {
     let wanted = match req.gremlin_filter {
         None => Wanted::Keep,
         Some(f) if f.trim().is_empty() => Wanted::All,
-        Some(f) => match Filter::compile(&f) {
+        Some(f) => match Filter::compile(&f, ext) {
             Ok(f) => Wanted::Filter(Arc::new(f)),
             Err(e) => return Err(error_message("SyncReply", &uuid, 400, &e)),
         },

@@ -34,6 +34,7 @@ impl Resource for Capture {
         self.validate()?;
         self.apply_defaults();
         self.count = 0;
+        self.error.clear();
         Ok(())
     }
 
@@ -46,9 +47,11 @@ impl Resource for Capture {
         (exported && !self.target.is_empty()).then_some(self.target.as_str())
     }
 
-    /// `Count`: interfaces where this capture is active now, as the placer counts them.
+    /// `Count`: interfaces where this capture is active now, as the placer counts them;
+    /// `Error`: why it runs nowhere, if its query failed.
     fn decorate(&mut self, graph: &Graph) {
         self.count = self.active.count(graph);
+        self.error = self.active.error().unwrap_or_default();
     }
 }
 

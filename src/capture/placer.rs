@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
-use topotap_topology::gremlin::{Extensions, Output};
+use topotap_topology::gremlin::{Budget, ErrorKind, Extensions, Output};
 use topotap_topology::{schema, Graph, GraphEvent, Identifier, NodeIx, SharedGraph};
 use tracing::{debug, warn};
 
@@ -69,16 +69,20 @@ pub type Key = (String, Identifier);
 /// Where every capture should run now.
 pub type Desired = BTreeMap<Key, (Capture, Target)>;
 
-/// The interfaces a capture is active on, kept by the placer and read by the API
-/// (`Count`). Shared by every copy of a capture resource.
+/// The interfaces a capture is active on, and why its query failed if it did, kept by
+/// the placer and read by the API (`Count`, `Error`). Shared by every copy of a
+/// capture resource.
 #[derive(Debug, Default)]
-pub struct ActiveOn(parking_lot::Mutex<Vec<Identifier>>);
+pub struct ActiveOn {
+    nodes: parking_lot::Mutex<Vec<Identifier>>,
+    error: parking_lot::Mutex<Option<String>>,
+}
 
 impl ActiveOn {
     /// How many of them are still in `g` (an interface that left the graph is no
     /// longer captured, even before the placer has stopped its thread).
     pub fn count(&self, g: &Graph) -> u64 {
-        self.0
+        self.nodes
             .lock()
             .iter()
             .filter(|n| g.find_node(n).is_some())
@@ -86,7 +90,16 @@ impl ActiveOn {
     }
 
     fn set(&self, nodes: Vec<Identifier>) {
-        *self.0.lock() = nodes;
+        *self.nodes.lock() = nodes;
+    }
+
+    /// Why the capture's query could not be evaluated at the last placement.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().clone()
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.error.lock() = error;
     }
 }
 
@@ -359,18 +372,38 @@ impl Default for Publisher {
     }
 }
 
-/// Where every capture should run: its query evaluated on `g`, each matched interface.
-/// Captures whose query fails are skipped (they were validated at create).
-pub fn desired(captures: &[Capture], g: &Graph, ext: &Extensions) -> Desired {
+/// Why a capture's query selects nothing to run on, by capture UUID.
+pub type QueryErrors = BTreeMap<String, String>;
+
+/// Where every capture should run: its stored query evaluated on `g` within `budget`,
+/// each matched interface. A capture whose query does not compile with `ext` or runs
+/// out of its budget (elements, bytes, time) runs nowhere and is in the errors; one
+/// whose query does not apply to this graph (`G.V('id')` of a node not there yet)
+/// just matches nothing.
+pub fn desired(
+    captures: &[Capture],
+    g: &Graph,
+    ext: &Extensions,
+    budget: &Budget,
+) -> (Desired, QueryErrors) {
     let mut desired = Desired::new();
+    let mut errors = QueryErrors::new();
     for c in captures {
-        let Ok(ast) = topotap_grammar::parse(&c.gremlin_query) else {
-            continue;
-        };
-        let nodes = match topotap_topology::gremlin::evaluate(&ast, g, ext) {
-            Ok(out) => matched_nodes(out),
+        let query = match c.query.get(&c.gremlin_query, ext) {
+            Ok(q) => q,
             Err(e) => {
+                errors.insert(c.uuid.clone(), format!("GremlinQuery: {e}"));
+                continue;
+            }
+        };
+        let nodes = match query.evaluate(g, budget) {
+            Ok(out) => matched_nodes(out),
+            Err(e) if e.kind == ErrorKind::Invalid => {
                 debug!(capture = %c.uuid, "query failed: {e}");
+                continue;
+            }
+            Err(e) => {
+                errors.insert(c.uuid.clone(), format!("GremlinQuery: {e}"));
                 continue;
             }
         };
@@ -380,7 +413,7 @@ pub fn desired(captures: &[Capture], g: &Graph, ext: &Extensions) -> Desired {
             }
         }
     }
-    desired
+    (desired, errors)
 }
 
 // ---------------------------------------------------------------------------------
@@ -392,6 +425,8 @@ pub struct Inputs {
     pub graph: SharedGraph,
     pub captures: Arc<Store<Capture>>,
     pub extensions: Arc<Extensions>,
+    /// Limits of each evaluation of a capture's query (the server's query budget).
+    pub budget: Budget,
     pub flows: Arc<FlowRegistry>,
     pub sinks: SinkFactory,
     /// Running capture points as `/metrics` shows them.
@@ -481,17 +516,24 @@ impl Shell {
         // Queries and the names of export targets: off the async workers.
         let computed = tokio::task::spawn_blocking(move || {
             let captures = inputs.captures.list();
-            let desired = {
+            let (desired, errors) = {
                 let g = inputs.graph.read();
-                desired(&captures, &g, &inputs.extensions)
+                desired(&captures, &g, &inputs.extensions, &inputs.budget)
             };
             let exports = super::export::export_flows(&captures);
-            (captures, desired, exports)
+            (captures, desired, errors, exports)
         })
         .await;
-        let Ok((captures, desired, exports)) = computed else {
+        let Ok((captures, desired, errors, exports)) = computed else {
             return;
         };
+        for c in &captures {
+            let error = errors.get(&c.uuid).cloned();
+            if error.is_some() && error != c.active.error() {
+                warn!(capture = %c.uuid, "runs nowhere: {}", error.as_deref().unwrap_or(""));
+            }
+            c.active.set_error(error);
+        }
         self.captures = captures;
         let actions = self.reconciler.plan(&desired);
         if actions.is_empty() {
@@ -949,16 +991,76 @@ mod tests {
             capture("c1", "G.V()"),
             capture("c2", "G.V().Has('Name', 'x')"),
         ];
-        let d = desired(&captures, &g, &Extensions::default());
+        let (d, errors) = desired(&captures, &g, &Extensions::default(), &Budget::default());
         assert_eq!(
             d.len(),
             1,
             "the netns is not an interface; c2 matches nothing"
         );
+        assert!(errors.is_empty(), "{errors:?}");
         let (c, t) = &d[&("c1".to_owned(), eth.id.clone())];
         assert_eq!(c.uuid, "c1");
         assert_eq!((t.ifname.as_str(), t.if_index), ("eth0", 2));
         assert_eq!(t.netns, Some(PathBuf::from("/var/run/netns/a")));
+        // The query was compiled once and is kept with the capture: every copy of it
+        // evaluates the same compiled query.
+        let first = captures[0].query.get("", &Extensions::default()).unwrap() as *const _;
+        let copy = captures[0].clone();
+        assert_eq!(
+            copy.query.get("", &Extensions::default()).unwrap() as *const _,
+            first
+        );
+    }
+
+    #[test]
+    fn a_query_over_its_budget_is_an_error_of_its_capture_not_a_silent_nothing() {
+        let mut g = Graph::new();
+        let md = |v: Value| v.as_object().unwrap().clone();
+        for i in 0..20 {
+            g.add_node(Node::new(
+                Identifier::from(format!("n{i}").as_str()),
+                md(json!({"Type": "veth", "Name": format!("eth{i}"), "IfIndex": i + 2})),
+                "h",
+                "test",
+            ))
+            .unwrap();
+            if i > 0 {
+                g.add_edge(Edge::new(
+                    Identifier::from("n0"),
+                    Identifier::from(format!("n{i}").as_str()),
+                    md(json!({"RelationType": "layer2"})),
+                    "h",
+                    "test",
+                ))
+                .unwrap();
+            }
+        }
+        // A walk is what grows a result: 38 nodes from 20.
+        let captures = [
+            capture("small", "G.V().Has('Name', 'eth1')"),
+            capture("big", "G.V().Both()"),
+            capture("node-not-there-yet", "G.V('nope')"),
+        ];
+        let budget = Budget {
+            max_elements: 10,
+            ..Budget::default()
+        };
+        let (d, errors) = desired(&captures, &g, &Extensions::default(), &budget);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d.contains_key(&("small".to_owned(), Identifier::from("n1"))));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors["big"].starts_with("GremlinQuery: ")
+                && errors["big"].contains("result exceeds 10 elements"),
+            "{errors:?}"
+        );
+        let slow = Budget {
+            timeout: Duration::ZERO,
+            ..Budget::default()
+        };
+        let (d, errors) = desired(&captures[1..2], &g, &Extensions::default(), &slow);
+        assert!(d.is_empty());
+        assert!(errors["big"].contains("time budget"), "{errors:?}");
     }
 }
 
@@ -1009,6 +1111,7 @@ mod shell_tests {
             graph: graph.clone(),
             captures,
             extensions: Arc::default(),
+            budget: Budget::default(),
             flows: Arc::default(),
             sinks,
             board: Arc::default(),

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
+use topotap_topology::gremlin::{compile, Compiled, Extensions};
 
 use crate::error::Error;
 
@@ -136,9 +137,46 @@ pub struct Capture {
     pub target: String,
     #[serde(rename = "TargetType", skip_serializing_if = "String::is_empty")]
     pub target_type: String,
+    /// Output only: why the capture runs nowhere (its query ran out of its budget), as
+    /// the placer last found it.
+    #[serde(rename = "Error", skip_serializing_if = "String::is_empty")]
+    pub error: String,
     /// Interfaces where it is active now, kept by the placer; shared by every copy.
     #[serde(skip)]
     pub active: Live,
+    /// The query compiled with the server's extensions, once; shared by every copy.
+    #[serde(skip)]
+    pub query: StoredQuery,
+}
+
+/// A capture's Gremlin query, compiled the first time the placer needs it and kept
+/// with the capture (every copy of the resource shares it), so placement evaluates it
+/// without parsing it again. Not part of what a capture is: it follows `GremlinQuery`.
+#[derive(Clone, Default)]
+pub struct StoredQuery(std::sync::Arc<std::sync::OnceLock<Result<Compiled, String>>>);
+
+impl StoredQuery {
+    /// The compiled query, compiling `text` with `ext` on first use.
+    pub fn get(&self, text: &str, ext: &Extensions) -> Result<&Compiled, &str> {
+        self.0
+            .get_or_init(|| {
+                compile(text, ext).map_err(|e| format!("Not a valid Gremlin expression: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+impl PartialEq for StoredQuery {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for StoredQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredQuery")
+    }
 }
 
 /// The placer's live count of a capture, shared by every copy of the resource. It is

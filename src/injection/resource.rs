@@ -27,7 +27,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use topotap_topology::gremlin::{Extensions, Output};
+use topotap_topology::gremlin::{
+    compile, Budget, Compiled, ErrorKind, EvalError, Extensions, Output,
+};
 use topotap_topology::{schema, Graph, Identifier, NodeIx};
 
 use crate::error::Error;
@@ -136,6 +138,9 @@ pub struct Parsed {
     pub dst_mac: Option<[u8; 6]>,
     /// The frames of `Pcap`, decoded once.
     pub replay: Option<Arc<Vec<Vec<u8>>>>,
+    /// `Src` and `Dst` compiled with the server's extensions at resolution.
+    pub src_query: Option<Compiled>,
+    pub dst_query: Option<Compiled>,
 }
 
 /// What an injection sends, from where, ready for the sending thread: built once at
@@ -339,19 +344,50 @@ impl Injection {
     }
 
     /// Finds the source interface and fills the addresses, ports and ids left out, from
-    /// the topology (see the module doc). Call after [`Injection::validate`].
-    pub fn resolve(&mut self, g: &Graph, ext: &Extensions, rng: &mut Rng) -> Result<(), String> {
-        let src_nodes = query_nodes(&self.src, g, ext).map_err(|e| format!("Src: {e}"))?;
+    /// the topology (see the module doc). `Src` and `Dst` are compiled with `ext` and
+    /// kept, and evaluated within `budget`: a query that runs out of it is
+    /// [`Error::TooLarge`] or [`Error::Unavailable`], anything else that does not
+    /// resolve is [`Error::Invalid`]. Call after [`Injection::validate`]; blocking
+    /// (evaluates queries).
+    pub fn resolve(
+        &mut self,
+        g: &Graph,
+        ext: &Extensions,
+        budget: &Budget,
+        rng: &mut Rng,
+    ) -> Result<(), Error> {
+        let src_query = compile(&self.src, ext)
+            .map_err(|e| Error::invalid(format!("Src: Not a valid Gremlin expression: {e}")))?;
+        let src_nodes = query_nodes(&src_query, g, budget).map_err(|e| query_error("Src", e))?;
+        self.parsed.src_query = Some(src_query);
         let (src_ix, source) = src_nodes
             .iter()
             .find_map(|ix| interface(g, *ix).map(|s| (*ix, s)))
-            .ok_or_else(|| format!("Src: no interface matches {:?}", self.src))?;
+            .ok_or_else(|| Error::invalid(format!("Src: no interface matches {:?}", self.src)))?;
+        let dst_ix = if self.dst.is_empty() {
+            None
+        } else {
+            let dst_query = compile(&self.dst, ext)
+                .map_err(|e| Error::invalid(format!("Dst: Not a valid Gremlin expression: {e}")))?;
+            let nodes = query_nodes(&dst_query, g, budget).map_err(|e| query_error("Dst", e))?;
+            self.parsed.dst_query = Some(dst_query);
+            Some(
+                *nodes.first().ok_or_else(|| {
+                    Error::invalid(format!("Dst: no node matches {:?}", self.dst))
+                })?,
+            )
+        };
         self.start_time = rfc3339_now();
         let replay = !self.pcap.is_empty();
         if !replay {
-            self.resolve_addresses(g, ext, src_ix, &source.ifname)?;
-            let (transport, _) = Transport::from_type(&self.kind)
-                .ok_or_else(|| format!("Type: given type is not supported: {:?}", self.kind))?;
+            self.resolve_addresses(g, src_ix, dst_ix, &source.ifname)
+                .map_err(Error::Invalid)?;
+            let (transport, _) = Transport::from_type(&self.kind).ok_or_else(|| {
+                Error::invalid(format!(
+                    "Type: given type is not supported: {:?}",
+                    self.kind
+                ))
+            })?;
             match transport {
                 Transport::IcmpEcho => {
                     if self.icmp_id == 0 {
@@ -368,7 +404,7 @@ impl Injection {
                 }
             }
         }
-        let plan = self.plan(source.clone(), rng)?;
+        let plan = self.plan(source.clone(), rng).map_err(Error::Invalid)?;
         *self.progress.source.lock() = Some(source);
         *self.progress.plan.lock() = Some(Arc::new(plan));
         Ok(())
@@ -425,22 +461,14 @@ impl Injection {
     fn resolve_addresses(
         &mut self,
         g: &Graph,
-        ext: &Extensions,
         src_ix: NodeIx,
+        dst_ix: Option<NodeIx>,
         ifname: &str,
     ) -> Result<(), String> {
         let v6 = self.kind.ends_with('6');
         let family = if v6 { "IPv6" } else { "IPv4" };
         let src = g.node(src_ix).metadata();
-        let dst_node = if self.dst.is_empty() {
-            None
-        } else {
-            let nodes = query_nodes(&self.dst, g, ext).map_err(|e| format!("Dst: {e}"))?;
-            let first = *nodes
-                .first()
-                .ok_or_else(|| format!("Dst: no node matches {:?}", self.dst))?;
-            Some(g.node(first).metadata())
-        };
+        let dst_node = dst_ix.map(|ix| g.node(ix).metadata());
         if self.parsed.src_ip.is_none() {
             let ip = first_address(src, v6).ok_or_else(|| {
                 format!("SrcIP: the source interface {ifname} has no {family} address; give SrcIP")
@@ -513,11 +541,20 @@ pub fn replay_frames(pcap_b64: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(frames)
 }
 
-/// The nodes a query selects, whatever the shape of its result.
-fn query_nodes(query: &str, g: &Graph, ext: &Extensions) -> Result<Vec<NodeIx>, String> {
-    let ast = topotap_grammar::parse(query)
-        .map_err(|e| format!("Not a valid Gremlin expression: {e}"))?;
-    let out = topotap_topology::gremlin::evaluate(&ast, g, ext).map_err(|e| e.to_string())?;
+/// `field: reason` of a query that could not be evaluated, as the kind of error its
+/// failure is (a budget that ran out is not the client's syntax).
+fn query_error(field: &str, e: EvalError) -> Error {
+    let reason = format!("{field}: {e}");
+    match e.kind {
+        ErrorKind::Invalid => Error::Invalid(reason),
+        ErrorKind::TooLarge => Error::TooLarge(reason),
+        ErrorKind::Timeout => Error::Unavailable(reason),
+    }
+}
+
+/// The nodes a query selects within `budget`, whatever the shape of its result.
+fn query_nodes(query: &Compiled, g: &Graph, budget: &Budget) -> Result<Vec<NodeIx>, EvalError> {
+    let out = query.evaluate(g, budget)?;
     Ok(match out {
         Output::Nodes(n) => n,
         Output::Graph { nodes, .. } => nodes,
@@ -895,9 +932,53 @@ mod tests {
     }
 
     fn resolved(v: Value) -> Result<Injection, String> {
-        let mut i = validated(v)?;
-        i.resolve(&graph(), &Extensions::default(), &mut Rng::new(1))?;
+        resolved_within(v, &Budget::default()).map_err(|e| e.to_string())
+    }
+
+    fn resolved_within(v: Value, budget: &Budget) -> Result<Injection, Error> {
+        let mut i = validated(v).map_err(Error::Invalid)?;
+        i.resolve(&graph(), &Extensions::default(), budget, &mut Rng::new(1))?;
         Ok(i)
+    }
+
+    #[test]
+    fn queries_are_kept_compiled_and_evaluated_within_the_budget() {
+        let v = json!({"Src": "G.V().Has('Type', 'veth')", "Dst": "G.V().Has('Name', 'peer')", "Type": "icmp4"});
+        let i = resolved_within(v.clone(), &Budget::default()).unwrap();
+        let canonical = compile("G.V().Has('Type', 'veth')", &Extensions::default())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            i.parsed.src_query.as_ref().map(ToString::to_string),
+            Some(canonical)
+        );
+        assert!(i.parsed.dst_query.is_some());
+        let tight = Budget {
+            max_elements: 1,
+            ..Budget::default()
+        };
+        // A walk is what grows a result.
+        let v = json!({"Src": "G.V().Both().Both().Has('Type', 'veth')", "Dst": "G.V().Has('Name', 'peer')", "Type": "icmp4"});
+        resolved_within(v.clone(), &Budget::default()).unwrap();
+        match resolved_within(v.clone(), &tight) {
+            Err(Error::TooLarge(r)) => {
+                assert!(
+                    r.starts_with("Src: ") && r.contains("result exceeds 1 elements"),
+                    "{r}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let slow = Budget {
+            timeout: std::time::Duration::ZERO,
+            ..Budget::default()
+        };
+        match resolved_within(v, &slow) {
+            Err(Error::Unavailable(r)) => {
+                assert!(r.starts_with("Src: ") && r.contains("time budget"), "{r}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use topotap_topology::gremlin::{answer, compile, Budget, ErrorKind, Extensions, Snapshot};
+use topotap_topology::gremlin::{
+    answer, compile, whole_graph, Budget, ErrorKind, Extensions, Snapshot,
+};
 use topotap_topology::{Edge, Graph, Metadata, Node, SharedGraph};
 
 fn md(v: serde_json::Value) -> Metadata {
@@ -122,6 +124,41 @@ fn an_exploding_answer_is_refused_before_it_is_built() {
     .unwrap();
     let a = answer(&shared, &q, &Budget::default()).unwrap();
     assert_eq!(a.to_vec(), b"10");
+}
+
+/// `GET /api/topology`: the whole graph, as `serde_json` writes it, within the byte
+/// budget; a graph over it is refused before it is copied.
+#[test]
+fn the_whole_graph_is_written_within_the_byte_budget() {
+    let g = star(10, 1000);
+    let expected = {
+        let (nodes, edges) = g.snapshot();
+        serde_json::to_vec(&json!({"Nodes": nodes, "Edges": edges})).unwrap()
+    };
+    let shared = SharedGraph::new(g, "h");
+    let a = whole_graph(&shared, &Budget::default()).unwrap();
+    assert_eq!(a.len(), expected.len());
+    let got: serde_json::Value = serde_json::from_slice(&a.to_vec()).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+    assert_eq!(got, want);
+
+    let small = Budget {
+        max_bytes: 2000,
+        ..Budget::default()
+    };
+    let e = whole_graph(&shared, &small).err().expect("too large");
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.to_string().contains("answer exceeds 2000 bytes"), "{e}");
+    // Exactly its size fits.
+    let exact = Budget {
+        max_bytes: expected.len(),
+        ..Budget::default()
+    };
+    assert_eq!(whole_graph(&shared, &exact).unwrap().len(), expected.len());
+
+    let empty = SharedGraph::new(Graph::new(), "h");
+    let a = whole_graph(&empty, &Budget::default()).unwrap();
+    assert_eq!(a.to_vec(), br#"{"Nodes":[],"Edges":[]}"#);
 }
 
 #[test]

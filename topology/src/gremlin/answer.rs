@@ -29,6 +29,17 @@ pub fn answer(graph: &SharedGraph, query: &Compiled, budget: &Budget) -> Result<
     snapshot.encode(budget)
 }
 
+/// The whole graph as `{"Nodes":[...],"Edges":[...]}` (`GET /api/topology`), within
+/// the byte budget: copied under the read lock (refused before copying when it would
+/// certainly be too large), encoded after the lock is released. Blocking.
+pub fn whole_graph(graph: &SharedGraph, budget: &Budget) -> Result<Answer, EvalError> {
+    let snapshot = {
+        let g = graph.read();
+        Snapshot::whole(&g, budget)?
+    };
+    snapshot.encode(budget)
+}
+
 /// The owned data of an answer, taken under the read lock.
 pub struct Snapshot {
     shape: Shape,
@@ -38,7 +49,12 @@ pub struct Snapshot {
 
 /// Element positions refer to `Snapshot::nodes` / `Snapshot::edges`.
 enum Shape {
-    Graph { nodes: Vec<u32>, edges: Vec<u32> },
+    Graph {
+        nodes: Vec<u32>,
+        edges: Vec<u32>,
+    },
+    /// Every node and edge, as an object rather than a one-element list.
+    Whole,
     Nodes(Vec<u32>),
     Edges(Vec<u32>),
     Paths(Vec<Vec<u32>>),
@@ -171,6 +187,33 @@ impl Snapshot {
         })
     }
 
+    /// Copies every node and edge of `graph`. Fails with
+    /// [`super::ErrorKind::TooLarge`] as soon as the graph's JSON would certainly exceed
+    /// `budget.max_bytes`, before copying.
+    pub fn whole(graph: &Graph, budget: &Budget) -> Result<Snapshot, EvalError> {
+        let max = budget.max_bytes;
+        let mut total = 0usize;
+        for ix in graph.nodes() {
+            let size = NODE_OVERHEAD + json_size_lower_bound_map(graph.node(ix).metadata());
+            total = total.saturating_add(size + 1);
+            if total > max {
+                return Err(too_many_bytes(max));
+            }
+        }
+        for ix in graph.edges() {
+            let size = EDGE_OVERHEAD + json_size_lower_bound_map(graph.edge(ix).metadata());
+            total = total.saturating_add(size + 1);
+            if total > max {
+                return Err(too_many_bytes(max));
+            }
+        }
+        Ok(Snapshot {
+            shape: Shape::Whole,
+            nodes: graph.nodes().map(|ix| graph.node(ix).to_owned()).collect(),
+            edges: graph.edges().map(|ix| graph.edge(ix).to_owned()).collect(),
+        })
+    }
+
     /// Writes the answer; fails with [`super::ErrorKind::TooLarge`] if it is longer than
     /// `budget.max_bytes`. Call without the graph lock.
     pub fn encode(self, budget: &Budget) -> Result<Answer, EvalError> {
@@ -220,6 +263,18 @@ impl Snapshot {
                 toks.push(Tok::Lit(b",\"Edges\":"));
                 list(&mut toks, edges, edge_base);
                 toks.push(Tok::Lit(b"}]"));
+            }
+            Shape::Whole => {
+                let all = |n: usize| (0..n as u32).collect::<Vec<u32>>();
+                toks.push(Tok::Lit(b"{\"Nodes\":"));
+                list(&mut toks, &all(edge_base as usize), 0);
+                toks.push(Tok::Lit(b",\"Edges\":"));
+                list(
+                    &mut toks,
+                    &all(pieces.len() - edge_base as usize),
+                    edge_base,
+                );
+                toks.push(Tok::Lit(b"}"));
             }
             Shape::Nodes(v) => list(&mut toks, v, 0),
             Shape::Edges(v) => list(&mut toks, v, edge_base),
@@ -278,6 +333,17 @@ impl std::io::Write for Bounded {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A lower bound of the JSON size of a node with metadata `m`, found without writing
+/// it: to refuse an answer before copying it out of the graph.
+pub fn node_size_lower_bound(m: &crate::Metadata) -> usize {
+    NODE_OVERHEAD + json_size_lower_bound_map(m)
+}
+
+/// A lower bound of the JSON size of an edge with metadata `m`.
+pub fn edge_size_lower_bound(m: &crate::Metadata) -> usize {
+    EDGE_OVERHEAD + json_size_lower_bound_map(m)
 }
 
 fn json_size_lower_bound_map(m: &crate::Metadata) -> usize {

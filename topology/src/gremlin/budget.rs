@@ -134,7 +134,8 @@ pub(crate) fn too_many_elements(max: usize) -> EvalError {
     )
 }
 
-pub(crate) fn too_many_bytes(max: usize) -> EvalError {
+/// The error of an answer longer than `max` bytes.
+pub fn too_many_bytes(max: usize) -> EvalError {
     EvalError::with_kind(
         ErrorKind::TooLarge,
         format!(

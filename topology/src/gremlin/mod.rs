@@ -53,8 +53,10 @@ use topotap_grammar::ast::{Query, Step};
 
 use crate::{EdgeIx, Graph, NodeIx};
 
-pub use answer::{answer, Answer, Snapshot};
-pub use budget::Budget;
+pub use answer::{
+    answer, edge_size_lower_bound, node_size_lower_bound, whole_graph, Answer, Snapshot,
+};
+pub use budget::{too_many_bytes, Budget};
 pub use compile::{compile, CompileError, Compiled, SortSpec};
 pub use eval::pick;
 pub use filter::ValueFilter;
