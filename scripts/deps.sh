@@ -9,6 +9,8 @@ if [ "$mode" = test ]; then
   # The package test: curl, systemd-analyze (systemd), strip (binutils); promtool
   # (prometheus) for the metrics tests.
   pkgs+=(curl systemd binutils prometheus)
+  # The TLS tests make their CA and certificates with the openssl command.
+  pkgs+=(openssl)
   # The browser tests need Node.js and npm; the machine image may bring its own.
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)

@@ -312,6 +312,20 @@ pub struct TrustArgs {
     /// edge writes) to this file instead of the normal log.
     #[arg(long, env = "TOPOTAP_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+
+    /// Serve the API over TLS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, env = "TOPOTAP_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TOPOTAP_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Client certificates signed by this CA (PEM) authenticate machines as their
+    /// subject common name (needs --tls-cert). With --auth-htpasswd a certificate is
+    /// optional; without it, every client must present one.
+    #[arg(long, env = "TOPOTAP_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +342,22 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json, global = true)]
     pub format: Format,
+
+    /// Log in as this user (POST /login) and send the token with the command.
+    #[arg(long, env = "TOPOTAP_USERNAME", global = true)]
+    pub username: Option<String>,
+
+    /// The password of --username.
+    #[arg(long, env = "TOPOTAP_PASSWORD", global = true, hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Trust the server's certificate when this CA (PEM) signed it (https:// analyzers).
+    #[arg(long, env = "TOPOTAP_CACERT", value_name = "FILE", global = true)]
+    pub cacert: Option<PathBuf>,
+
+    /// Do not check the server's TLS certificate (testing only).
+    #[arg(long, global = true)]
+    pub insecure: bool,
 
     #[command(subcommand)]
     pub command: ClientCommand,

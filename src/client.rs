@@ -15,7 +15,19 @@ use crate::injection::forge::base64_encode;
 use crate::resources::parse_go_duration;
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.analyzer)?;
+    let mut api = Api::new(
+        &args.analyzer,
+        &TlsOptions {
+            cacert: args.cacert.clone(),
+            insecure: args.insecure,
+        },
+    )?;
+    match (&args.username, &args.password) {
+        (Some(user), Some(password)) => api.login(user, password).await?,
+        (Some(_), None) => bail!("--username needs --password (or TOPOTAP_PASSWORD)"),
+        (None, Some(_)) => bail!("--password needs --username (or TOPOTAP_USERNAME)"),
+        (None, None) => {}
+    }
     let (value, columns): (Value, Option<&[&str]>) = match &args.command {
         ClientCommand::Status => (api.call(Method::GET, "/api/status", None).await?, None),
         ClientCommand::Topology { command } => match command {
@@ -209,24 +221,80 @@ fn ttl_header(s: &str) -> anyhow::Result<Option<String>> {
     Ok(Some(s.to_owned()))
 }
 
+/// How the client checks the server's TLS certificate.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// A CA (PEM) trusted on top of the system's.
+    pub cacert: Option<std::path::PathBuf>,
+    /// Accept any certificate.
+    pub insecure: bool,
+}
+
 /// A client of one topotap API.
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    /// The token of `login`, sent as `X-Auth-Token`.
+    token: Option<String>,
 }
 
 impl Api {
-    pub fn new(analyzer: &str) -> anyhow::Result<Self> {
+    pub fn new(analyzer: &str, tls: &TlsOptions) -> anyhow::Result<Self> {
         let base = if analyzer.starts_with("http://") || analyzer.starts_with("https://") {
             analyzer.trim_end_matches('/').to_owned()
+        } else if tls.cacert.is_some() || tls.insecure {
+            format!("https://{}", analyzer.trim_end_matches('/'))
         } else {
             format!("http://{}", analyzer.trim_end_matches('/'))
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Api { base, http })
+        let mut builder =
+            reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5));
+        if let Some(path) = &tls.cacert {
+            let certs =
+                crate::tls::read_certs(path, "the CA (--cacert)").map_err(|e| anyhow!(e))?;
+            for c in certs {
+                let cert = reqwest::Certificate::from_der(c.as_ref())
+                    .with_context(|| format!("the CA (--cacert) {}", path.display()))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if tls.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
+        Ok(Api {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// Logs in (`POST /login`) and keeps the token for the next requests.
+    pub async fn login(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
+        let url = format!("{}/login", self.base);
+        let req = self
+            .http
+            .post(&url)
+            .form(&[("username", user), ("password", password)]);
+        let answer = self
+            .send(req, &url)
+            .await
+            .with_context(|| format!("cannot log in as {user:?}"))?;
+        let token = answer
+            .get("Token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("cannot log in as {user:?}: the answer has no Token"))?;
+        // An empty token: the server has authentication off.
+        self.token = (!token.is_empty()).then(|| token.to_owned());
+        Ok(())
+    }
+
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, url);
+        match &self.token {
+            Some(t) => req.header("X-Auth-Token", t),
+            None => req,
+        }
     }
 
     /// Sends a request; returns the JSON answer (`null` for an empty body).
@@ -275,7 +343,7 @@ impl Api {
         ttl: Option<String>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url);
+        let mut req = self.request(method, &url);
         if let Some(t) = ttl {
             req = req.header("X-Resource-TTL", t);
         }
@@ -289,8 +357,7 @@ impl Api {
     pub async fn post_bytes(&self, path_and_query: &str, body: Vec<u8>) -> anyhow::Result<Value> {
         let url = format!("{}{}", self.base, path_and_query);
         let req = self
-            .http
-            .post(&url)
+            .request(Method::POST, &url)
             .header("Content-Type", "application/vnd.tcpdump.pcap")
             .body(body);
         self.send(req, &url).await

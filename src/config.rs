@@ -467,6 +467,9 @@ mod tests {
             ),
             "allow-target" => ("[\"127.0.0.0/8\"]", vec!["--allow-target", "127.0.0.0/8"]),
             "audit-log" => ("\"/tmp/audit\"", vec!["--audit-log", "/tmp/audit"]),
+            "tls-cert" => ("\"/etc/c.pem\"", vec!["--tls-cert", "/etc/c.pem"]),
+            "tls-key" => ("\"/etc/k.pem\"", vec!["--tls-key", "/etc/k.pem"]),
+            "tls-client-ca" => ("\"/etc/ca.pem\"", vec!["--tls-client-ca", "/etc/ca.pem"]),
             _ => return None,
         })
     }

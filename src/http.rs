@@ -23,10 +23,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::{debug, warn};
 use warp::reply::Response;
 use warp::Filter;
+
+use crate::tls::ClientCert;
 
 /// What one server accepts from its clients.
 #[derive(Clone, Copy, Debug)]
@@ -60,11 +63,13 @@ pub fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallib
     warp::ext::optional::<PeerAddr>().map(|p: Option<PeerAddr>| p.map(|PeerAddr(a)| a))
 }
 
-/// Serves `filter` on `listener` until `shutdown` completes.
+/// Serves `filter` on `listener` until `shutdown` completes; over TLS when `tls` is
+/// given (the handshake has [`ServeLimits::header_read_timeout`] to finish).
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -102,8 +107,28 @@ pub async fn serve<F>(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let filter = filter.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            serve_connection(stream, peer, filter, &builder, watcher).await;
+            match tls {
+                None => serve_connection(stream, peer, None, filter, &builder, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let client = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(crate::tls::common_name)
+                                .map(ClientCert);
+                            serve_connection(stream, peer, client, filter, &builder, watcher).await
+                        }
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -137,10 +162,12 @@ fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one connection (any byte stream: plain TCP, or TLS on top of it).
+/// Serves one connection (any byte stream: plain TCP, or TLS on top of it); `client` is
+/// the verified client certificate's name, given to each request as an extension.
 pub async fn serve_connection<I, F>(
     io: I,
     peer: SocketAddr,
+    client: Option<ClientCert>,
     filter: F,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
@@ -151,6 +178,9 @@ pub async fn serve_connection<I, F>(
     let service = warp::service(filter);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
+        if let Some(c) = &client {
+            req.extensions_mut().insert(c.clone());
+        }
         let mut service = service.clone();
         service.call(req)
     });
@@ -195,9 +225,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, api::routes(state), limits, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve(
+            listener,
+            api::routes(state),
+            limits,
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         (addr, stop, task)
     }
 

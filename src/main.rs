@@ -16,6 +16,7 @@ mod pcap;
 mod resources;
 mod server;
 mod services;
+mod tls;
 mod ui;
 
 use std::process::ExitCode;

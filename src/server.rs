@@ -21,6 +21,7 @@ use topotap_topology::gremlin::Budget;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
+    let tls = tls_acceptor(&args).map_err(anyhow::Error::msg)?;
     let trust =
         Arc::new(crate::auth::Trust::new(&trust_options(&args)).map_err(anyhow::Error::msg)?);
     let host_id = match args.host_id.clone() {
@@ -92,7 +93,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     info!(%local, host = %host_id, "topotap API listening");
     // Scripts wait for this line to know the API is up.
-    println!("listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{local}");
 
     let mut state = AppState::new(services);
     state.limits = RequestLimits {
@@ -116,6 +118,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             metrics,
             route,
             limits,
+            None,
             shutdown_signal(),
         ));
     }
@@ -124,7 +127,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     state.trust = trust;
     let routes = api::secured(state);
-    crate::http::serve(listener, routes, limits, shutdown_signal()).await;
+    crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);
     background.join().await;
@@ -144,8 +147,32 @@ fn trust_options(args: &ServerArgs) -> crate::auth::TrustOptions {
         allow_targets: t.allow_targets.clone(),
         insecure_no_auth: t.insecure_no_auth,
         audit_log: t.audit_log.clone(),
-        tls: false,
+        tls: t.tls_cert.is_some(),
+        client_certs: t.tls_client_ca.is_some(),
     }
+}
+
+/// The TLS acceptor of `--tls-cert`/`--tls-key` (and `--tls-client-ca`), if given.
+fn tls_acceptor(args: &ServerArgs) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    let t = &args.trust;
+    let (cert, key) = match (&t.tls_cert, &t.tls_key) {
+        (None, None) => {
+            if t.tls_client_ca.is_some() {
+                return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+            }
+            return Ok(None);
+        }
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+    };
+    let config = crate::tls::server_config(&crate::tls::TlsFiles {
+        cert,
+        key,
+        client_ca: t.tls_client_ca.as_deref(),
+        require_client_cert: t.auth_htpasswd.is_none(),
+    })?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 /// Logs on stderr, as text (coloured only when stderr is a terminal and `NO_COLOR` is

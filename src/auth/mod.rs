@@ -16,8 +16,10 @@
 //!    `/login` is the exception, an HTML-form POST as in Skydive. DELETE carries no body
 //!    and always needs a CORS preflight, which step 2 refuses.
 //! 4. **Authentication** (with `--auth-htpasswd`): a token from `POST /login`, as the
-//!    `authtoken` cookie, `X-Auth-Token` or `Authorization: Bearer`, or HTTP Basic. The
-//!    web UI's files and `/login` are open; everything else answers 401 without one.
+//!    `authtoken` cookie, `X-Auth-Token` or `Authorization: Bearer`, or HTTP Basic. With
+//!    `--tls-client-ca`, a client certificate the TLS handshake verified authenticates
+//!    its connection as the certificate's subject common name. The web UI's files and
+//!    `/login` are open; everything else answers 401 without one.
 //! 5. **Role**: reader for reads, queries and WebSocket; operator for captures and pcap
 //!    uploads; admin for everything else that writes. 403 names the missing role.
 //!
@@ -45,6 +47,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::api::{reply_error, reply_json, ApiError};
+use crate::tls::ClientCert;
 pub use audit::AuditLog;
 use htpasswd::Htpasswd;
 pub use roles::{Role, Roles};
@@ -70,6 +73,8 @@ pub struct TrustOptions {
     pub insecure_no_auth: bool,
     pub audit_log: Option<PathBuf>,
     pub tls: bool,
+    /// Verified TLS client certificates authenticate (`--tls-client-ca`).
+    pub client_certs: bool,
 }
 
 /// The gate's configuration and state.
@@ -85,6 +90,7 @@ pub struct Trust {
     pub targets: AllowTargets,
     pub audit: AuditLog,
     tls: bool,
+    client_certs: bool,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     basic_cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
 }
@@ -105,14 +111,15 @@ impl Trust {
             Some(p) => Some(Htpasswd::load(p)?),
             None => None,
         };
-        let roles = match (&opts.roles, &users) {
-            (Some(_), None) => {
-                return Err("--auth-roles needs --auth-htpasswd (roles are given to users)".into())
-            }
-            (Some(p), Some(_)) => Some(Roles::load(p)?),
+        let roles = match (&opts.roles, users.is_some() || opts.client_certs) {
+            (Some(_), false) => return Err(
+                "--auth-roles needs --auth-htpasswd or --tls-client-ca (roles are given to users)"
+                    .into(),
+            ),
+            (Some(p), true) => Some(Roles::load(p)?),
             (None, _) => None,
         };
-        if let (Some(r), Some(u)) = (&roles, &users) {
+        if let (Some(r), Some(u), false) = (&roles, &users, opts.client_certs) {
             for name in r.users() {
                 if !u.contains(name) {
                     tracing::warn!(
@@ -126,15 +133,16 @@ impl Trust {
             tracing::info!(users = u.len(), "authentication on");
         }
         let loopback = opts.listen.is_none_or(|a| a.ip().is_loopback());
-        if users.is_none() && !loopback && !opts.insecure_no_auth {
+        let authenticated = users.is_some() || opts.client_certs;
+        if !authenticated && !loopback && !opts.insecure_no_auth {
             let listen = opts.listen.map(|a| a.to_string()).unwrap_or_default();
             return Err(format!(
                 "refusing to serve the API on {listen} without authentication: anyone who reaches \
-                 it could capture and inject traffic. Give --auth-htpasswd FILE (and --tls-cert/--tls-key), \
+                 it could capture and inject traffic. Give --auth-htpasswd FILE (and --tls-cert/--tls-key) or --tls-client-ca FILE, \
                  listen on 127.0.0.1, or pass --insecure-no-auth to run it open anyway"
             ));
         }
-        let targets = if opts.allow_targets.is_empty() && users.is_none() && loopback {
+        let targets = if opts.allow_targets.is_empty() && !authenticated && loopback {
             AllowTargets::Everything
         } else {
             AllowTargets::Only(AllowTargets::parse(&opts.allow_targets)?)
@@ -171,6 +179,7 @@ impl Trust {
             targets,
             audit,
             tls: opts.tls,
+            client_certs: opts.client_certs,
             failures: Mutex::default(),
             basic_cache: Mutex::default(),
         })
@@ -181,8 +190,9 @@ impl Trust {
         Self::new(&TrustOptions::default()).expect("the default options are valid")
     }
 
+    /// Whether requests must authenticate (passwords, tokens or client certificates).
     pub fn auth_enabled(&self) -> bool {
-        self.users.is_some()
+        self.users.is_some() || self.client_certs
     }
 
     fn role_of(&self, user: &str) -> Option<Role> {
@@ -259,9 +269,11 @@ impl Trust {
         password: String,
         peer: Option<IpAddr>,
     ) -> Result<String, Denied> {
-        let Some(_) = &self.users else {
-            return Ok(user);
-        };
+        if self.users.is_none() {
+            return Err(Denied::unauthorized(
+                "password logins are off (no --auth-htpasswd): present a client certificate",
+            ));
+        }
         if let Some(wait) = self.throttled(peer) {
             return Err(self.too_many(peer, wait));
         }
@@ -455,11 +467,16 @@ where
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(crate::api::remote())
+        .and(warp::ext::optional::<ClientCert>())
         .and_then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, peer| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  peer,
+                  client: Option<ClientCert>| {
                 let t = t.clone();
                 async move {
-                    check(&t, method, path.as_str(), &headers, peer)
+                    check(&t, method, path.as_str(), &headers, peer, client)
                         .await
                         .map_err(refuse)
                 }
@@ -488,6 +505,7 @@ async fn check(
     path: &str,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
+    client: Option<ClientCert>,
 ) -> Result<Passed, Response> {
     let action = audit::action(method.as_str(), path);
     let audited = |user: Option<&str>, d: Denied| -> Response {
@@ -573,13 +591,17 @@ async fn check(
 
     let required = required_role(&method, path);
     let peer_ip = peer.map(|p| p.ip());
-    let user = match (&trust.users, required) {
-        (None, _) | (Some(_), None) => None,
-        (Some(_), Some(need)) => {
-            let user = trust
-                .authenticate(headers, peer_ip)
-                .await
-                .map_err(|d| audited(None, d))?;
+    let user = match (trust.auth_enabled(), required) {
+        (false, _) | (true, None) => None,
+        (true, Some(need)) => {
+            let user = match client {
+                // A certificate the TLS handshake verified against --tls-client-ca.
+                Some(ClientCert(name)) => name,
+                None => trust
+                    .authenticate(headers, peer_ip)
+                    .await
+                    .map_err(|d| audited(None, d))?,
+            };
             let Some(role) = trust.role_of(&user) else {
                 return Err(audited(
                     Some(&user),
@@ -726,7 +748,7 @@ async fn login(
 ) -> Response {
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
-    if trust.users.is_none() {
+    if !trust.auth_enabled() {
         // Authentication is off: nothing to log in to; say so, as a success.
         return reply_json(
             StatusCode::OK,

@@ -2,6 +2,7 @@
 //! HTTP client for its API.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod collector;
 pub mod net;
 pub mod nfdump;
@@ -17,6 +18,8 @@ use serde_json::{json, Value};
 pub struct Topotap {
     child: Child,
     pub addr: String,
+    /// `http`, or `https` with `--tls-cert`.
+    pub scheme: String,
     pub host_id: String,
     http: reqwest::Client,
 }
@@ -62,28 +65,54 @@ impl Topotap {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read topotap's first line");
-        let addr = line
+        let (scheme, addr) = line
             .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+            .strip_prefix("listening on ")
+            .and_then(|url| url.split_once("://"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (scheme, addr) = (scheme.to_owned(), addr.to_owned());
         Topotap {
             child,
             addr,
+            scheme,
             host_id,
             http: reqwest::Client::new(),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
+    }
+
+    /// Trusts the CA (PEM file) that signed the server's certificate from now on.
+    pub fn trust_ca(mut self, ca_pem: &str) -> Self {
+        let pem = std::fs::read(ca_pem).expect("read the CA");
+        self.http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"))
+            .build()
+            .unwrap();
+        self
     }
 
     /// Sends a request and returns the status and the body as JSON (`Null` when the
     /// body is empty, a JSON string when it is not JSON).
     pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// [`Topotap::request`] with extra headers.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(method, self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(b) = body {
             req = req
                 .header("Content-Type", "application/json")
