@@ -14,6 +14,8 @@ mod metrics;
 mod netns;
 mod pcap;
 mod resources;
+#[cfg(test)]
+mod runtime_tests;
 mod server;
 mod services;
 mod tls;

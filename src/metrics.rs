@@ -112,6 +112,7 @@ impl Metrics {
     /// The scrape: Prometheus text (version 0.0.4) unless `accept` asks for OpenMetrics.
     /// Returns the body and its content type.
     pub fn render(&self, accept: Option<&str>) -> (String, &'static str) {
+        topotap_topology::blocking::section("metrics scrape");
         let mut out = String::with_capacity(64 * 1024);
         if wants_openmetrics(accept) {
             // Writing to a String cannot fail.

@@ -122,6 +122,7 @@ impl<T: Resource> Store<T> {
         let mut entries = BTreeMap::new();
         let mut load_error = None;
         let log = dir.and_then(|dir| {
+            topotap_topology::blocking::section("state store load");
             let (startup, error) = load(dir, &mut entries);
             load_error = error;
             let path = dir.join(format!("{}s.log", T::NAME));

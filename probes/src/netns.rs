@@ -4,7 +4,7 @@
 //! periodically). Each namespace gets a `netns` node owned by the host and its own
 //! netlink probe; when it goes, so does the node with everything it owns.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -170,7 +170,7 @@ impl NetnsWatcher {
                 }
                 _ = tick.tick() => {
                     self.reconcile_dirs(&mut events, &mut checks);
-                    self.scan_proc();
+                    self.scan_proc().await;
                     self.ctx.status.set_counter(STATUS, "Namespaces", self.namespaces.len() as u64);
                 }
             }
@@ -397,12 +397,60 @@ impl NetnsWatcher {
     }
 
     /// Namespaces held by processes only: registered under `<comm>-<pid>`, dropped when
-    /// no process holds them any more.
-    fn scan_proc(&mut self) {
-        let mut held: HashMap<NsKey, (u32, u64)> = HashMap::new();
-        let Ok(rd) = std::fs::read_dir("/proc") else {
+    /// no process holds them any more. The scan of `/proc` runs on a blocking thread.
+    async fn scan_proc(&mut self) {
+        let root = self.root;
+        let known: HashSet<NsKey> = self.namespaces.keys().copied().collect();
+        let Ok(scan) = tokio::task::spawn_blocking(move || scan_processes(root, &known)).await
+        else {
             return;
         };
+        let gone: Vec<NsKey> = self
+            .namespaces
+            .iter()
+            .filter(|(k, w)| w.source == Source::Process && !scan.held.contains(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.unregister(k);
+        }
+        for found in scan.new {
+            if self.namespaces.contains_key(&found.ino) {
+                continue;
+            }
+            self.register(
+                found.ino,
+                found.dev,
+                found.name,
+                &found.path,
+                Arc::new(found.file),
+                Source::Process,
+            );
+        }
+    }
+}
+
+/// What a scan of `/proc` found: every namespace a process holds (but topotap's own),
+/// and those not known before, opened.
+struct ProcScan {
+    held: HashSet<NsKey>,
+    new: Vec<ProcNamespace>,
+}
+
+struct ProcNamespace {
+    ino: NsKey,
+    dev: u64,
+    /// `<comm>-<pid>` of the lowest pid holding it.
+    name: String,
+    path: PathBuf,
+    file: File,
+}
+
+/// Lists `/proc/*/ns/net` and opens the namespaces not in `known`. Blocks.
+fn scan_processes(root: NsKey, known: &HashSet<NsKey>) -> ProcScan {
+    topotap_topology::blocking::section("/proc scan");
+    let mut held: HashMap<NsKey, (u32, u64)> = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
         for entry in rd.filter_map(|e| e.ok()) {
             let Some(pid) = entry
                 .file_name()
@@ -416,7 +464,7 @@ impl NetnsWatcher {
                 continue;
             };
             let ino = m.ino();
-            if ino == self.root {
+            if ino == root {
                 continue;
             }
             let e = held.entry(ino).or_insert((pid, m.dev()));
@@ -424,42 +472,37 @@ impl NetnsWatcher {
                 *e = (pid, m.dev());
             }
         }
-        let gone: Vec<NsKey> = self
-            .namespaces
-            .iter()
-            .filter(|(k, w)| w.source == Source::Process && !held.contains_key(k))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in gone {
-            self.unregister(k);
+    }
+    let mut new = Vec::new();
+    for (&ino, &(pid, dev)) in &held {
+        if known.contains(&ino) {
+            continue;
         }
-        for (ino, (pid, dev)) in held {
-            if self.namespaces.contains_key(&ino) {
+        let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(pid, error = %e, "opening process namespace");
                 continue;
             }
-            let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::debug!(pid, error = %e, "opening process namespace");
-                    continue;
-                }
-            };
-            match nsfs_identity(&file) {
-                Some((i, _)) if i == ino => {}
-                _ => continue, // the process exited and its pid was reused
-            }
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim().to_owned())
-                .unwrap_or_default();
-            self.register(
-                ino,
-                dev,
-                format!("{comm}-{pid}"),
-                &path,
-                Arc::new(file),
-                Source::Process,
-            );
+        };
+        match nsfs_identity(&file) {
+            Some((i, _)) if i == ino => {}
+            _ => continue, // the process exited and its pid was reused
         }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_default();
+        new.push(ProcNamespace {
+            ino,
+            dev,
+            name: format!("{comm}-{pid}"),
+            path,
+            file,
+        });
+    }
+    ProcScan {
+        held: held.into_keys().collect(),
+        new,
     }
 }

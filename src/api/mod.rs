@@ -267,7 +267,16 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let status = warp::path!("api" / "status")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .map(|s: AppState| reply_json(StatusCode::OK, &status(&s)));
+        .then(|s: AppState| async move {
+            // Locks the graph and the probes' registry: off the async workers.
+            match tokio::task::spawn_blocking(move || status(&s)).await {
+                Ok(status) => reply_json(StatusCode::OK, &status),
+                Err(e) => reply_error(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.to_string(),
+                )),
+            }
+        });
 
     let body = limited_body(
         MAX_JSON_BODY,
@@ -341,8 +350,16 @@ pub fn metrics_route(
         })
         .untuple_one()
         .and(warp::header::optional::<String>("accept"))
-        .map(move |accept: Option<String>| {
-            let (body, content_type) = metrics.render(accept.as_deref());
+        .then(move |accept: Option<String>| {
+            let metrics = metrics.clone();
+            async move {
+                // Reads /proc (process metrics): off the async workers.
+                tokio::task::spawn_blocking(move || metrics.render(accept.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| (e.to_string(), "text/plain"))
+            }
+        })
+        .map(|(body, content_type): (String, &'static str)| {
             let mut resp = Response::new(body.into());
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -362,6 +379,7 @@ pub fn remote() -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error 
 }
 
 fn status(s: &AppState) -> Value {
+    topotap_topology::blocking::section("/api/status");
     let (nodes, edges) = {
         let g = s.graph.read();
         (g.node_count(), g.edge_count())

@@ -395,6 +395,7 @@ impl Writer {
         for r in batch {
             buf.extend_from_slice(&r.line);
         }
+        topotap_topology::blocking::section("state store write and sync");
         let file = self.file.as_ref().expect("opened by compact");
         let start = self.len;
         let written = self
@@ -468,6 +469,7 @@ impl Writer {
         let tmp_err = |what: &str, e: io::Error| PersistError::io(what, &self.tmp, &e);
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| PersistError::io("create", &self.dir, &e))?;
+        topotap_topology::blocking::section("state store compaction");
         let file = File::create(&self.tmp).map_err(|e| tmp_err("create", e))?;
         let mut out = io::BufWriter::new(file);
         let mut len = 0u64;

@@ -1,6 +1,7 @@
 //! The topology graph: store, change events, identities and the Gremlin evaluator.
 #![forbid(unsafe_code)]
 
+pub mod blocking;
 pub mod element;
 pub mod graph;
 pub mod gremlin;

@@ -76,6 +76,7 @@ impl Compiled {
 
     /// Evaluates over `graph` within `budget`.
     pub fn evaluate(&self, graph: &Graph, budget: &Budget) -> Result<Output, EvalError> {
+        crate::blocking::section("Gremlin evaluation");
         eval::Evaluator::new(graph, Meter::new(budget)).run(&self.query.steps, &self.ops)
     }
 }
