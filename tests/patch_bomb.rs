@@ -5,25 +5,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
 
-/// Caps the address space of the running server at 3 GB: an unbounded patch (23.6 GB
-/// before the metadata limit) fails the allocation instead of taking the machine.
-fn cap_address_space(pid: u32) {
-    let out = Command::new("prlimit")
-        .args([&format!("--pid={pid}"), "--as=3000000000"])
-        .output()
-        .expect("run prlimit");
-    assert!(
-        out.status.success(),
-        "prlimit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// The server's address-space cap: an unbounded allocation fails instead of taking the machine.
+const AS_CAP: u64 = 3_000_000_000;
 
 /// A field of `/proc/PID/status` in kB (`VmHWM`: the peak resident set).
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
@@ -74,7 +62,7 @@ async fn assert_refused(t: &Topotap, path: &str) {
 #[tokio::test]
 async fn the_patch_bomb_is_a_quick_413_and_changes_nothing() {
     let t = Topotap::start_api_only();
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     let tag = rand_tag();
     let (node, peer, edge) = (
         format!("bomb-{tag}"),

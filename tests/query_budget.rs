@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Topotap;
 use serde_json::json;
 
-/// Caps the address space of the running server at 3 GB.
-fn cap_address_space(pid: u32) {
-    let out = Command::new("prlimit")
-        .args([&format!("--pid={pid}"), "--as=3000000000"])
-        .output()
-        .expect("run prlimit");
-    assert!(
-        out.status.success(),
-        "prlimit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// The server's address-space cap: an unbounded allocation fails instead of taking the machine.
+const AS_CAP: u64 = 3_000_000_000;
 
 async fn star(t: &Topotap, leaves: usize, big: usize) {
     let (s, v) = t
@@ -55,7 +44,7 @@ async fn star(t: &Topotap, leaves: usize, big: usize) {
 #[tokio::test]
 async fn an_exploding_answer_is_a_quick_413_and_writes_go_through() {
     let t = Topotap::start_api_only();
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     // A 1 MB node: just under the default metadata limit (1 MiB).
     star(&t, 10, 1_000_000).await;
     let q = "G.V().Both().Both().Both().Both().Both().Both().Both().Both()";
@@ -110,7 +99,7 @@ async fn an_exploding_answer_is_a_quick_413_and_writes_go_through() {
 #[tokio::test]
 async fn a_query_over_its_time_budget_is_a_503() {
     let t = Topotap::start(&["--no-probes", "--query-timeout", "50ms"]);
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     star(&t, 300, 0).await;
     let q = format!("G.V(){}", ".Both().Dedup()".repeat(3000));
     let (s, v) = t.try_query(&q).await;
@@ -126,7 +115,7 @@ async fn a_query_over_its_time_budget_is_a_503() {
 #[tokio::test]
 async fn the_whole_graph_over_the_byte_budget_is_a_413() {
     let t = Topotap::start(&["--no-probes", "--max-result-bytes", "2000000"]);
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     star(&t, 3, 900_000).await;
     let (s, v) = t.request("GET", "/api/topology", None).await;
     assert_eq!(s, 200, "{v}");

@@ -28,19 +28,7 @@ use serde_json::{json, Value};
 
 /// Address-space cap of the server under test: a runaway allocation fails there, not
 /// on the machine.
-const AS_CAP: &str = "3000000000";
-
-fn cap_address_space(pid: u32) {
-    let out = Command::new("prlimit")
-        .args([&format!("--pid={pid}"), &format!("--as={AS_CAP}")])
-        .output()
-        .expect("run prlimit");
-    assert!(
-        out.status.success(),
-        "prlimit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+const AS_CAP: u64 = 3_000_000_000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -382,7 +370,7 @@ async fn a_seeded_fuzz_never_gets_a_5xx_and_memory_stays_bounded() {
     let count = env_or("TOPOTAP_FUZZ_REQUESTS", 2_000u64);
     let seconds = env_or("TOPOTAP_FUZZ_SECONDS", 25u64);
     let t = Topotap::start_api_only();
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     let tag = rand_tag();
     let deadline = Instant::now() + Duration::from_secs(seconds);
 
@@ -533,7 +521,7 @@ async fn namespace_churn_leaves_the_graph_exact_and_captures_placed() {
     let p = format!("z{}", rand_tag());
     let slots = 6u64;
     let t = Topotap::start(&["--ovsdb", "none"]);
-    cap_address_space(t.pid());
+    common::cap_address_space(t.pid(), AS_CAP);
     let mut c = Cleanup::new();
     // Whatever the churn leaves, even when the test fails.
     for i in 0..slots {

@@ -550,6 +550,22 @@ async fn namespace_held_only_by_a_process_comes_and_goes_with_it() {
     expect(&graph, &q, json!(0)).await;
 }
 
+/// A bind mount of a namespace file made by a test, unmounted and removed when dropped.
+struct Unmount(String);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        // `ip netns` makes the directory a shared mount: there can be stacked copies.
+        for _ in 0..4 {
+            let _ = Command::new("umount")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_namespace_under_two_paths_is_one_node() {
     let t = tag();
@@ -560,19 +576,6 @@ async fn one_namespace_under_two_paths_is_one_node() {
     let first = format!("/var/run/netns/{ns}");
     let second = format!("/var/run/netns/{t}m");
     std::fs::File::create(&second).unwrap();
-    struct Unmount(String);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            // `ip netns` makes the directory a shared mount: there can be stacked copies.
-            for _ in 0..4 {
-                let _ = Command::new("umount")
-                    .arg(&self.0)
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
     let alias = Unmount(second.clone());
     let ok = Command::new("mount")
         .args(["--bind", &first, &second])
@@ -629,18 +632,6 @@ async fn a_namespace_takes_the_name_of_the_path_that_remains() {
     let first = format!("/var/run/netns/{ns}");
     let alias_name = format!("{t}s");
     let second = format!("/var/run/netns/{alias_name}");
-    struct Unmount(String);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            for _ in 0..4 {
-                let _ = Command::new("umount")
-                    .arg(&self.0)
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(&first).unwrap().ino();
     expect(

@@ -235,3 +235,17 @@ pub fn rand_tag() -> String {
     );
     format!("{:06x}", h.finish() & 0xff_ffff)
 }
+
+/// Caps the address space of a running process (the server under test) at `bytes`, so that
+/// an unbounded allocation fails in it instead of taking the machine.
+pub fn cap_address_space(pid: u32, bytes: u64) {
+    let out = Command::new("prlimit")
+        .args([format!("--pid={pid}"), format!("--as={bytes}")])
+        .output()
+        .expect("run prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
