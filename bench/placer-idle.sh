@@ -28,7 +28,7 @@ for i in $(seq "$n"); do
 done | ip -n "$tag" -batch -
 ticks=$(getconf CLK_TCK)
 api=http://127.0.0.1:$port
-q() { curl -sf -XPOST "$api/api/topology" -d "{\"GremlinQuery\":\"$1\"}"; }
+q() { curl -sf -XPOST -H "Content-Type: application/json" "$api/api/topology" -d "{\"GremlinQuery\":\"$1\"}"; }
 # Sum of the revisions of the captured nodes: how many times they were rewritten.
 revisions() {
   q "G.V().Has('Type','netns','Name','$tag').Out().Has('Name',REGEX('d[0-9]+'))" |
@@ -46,7 +46,7 @@ for bin in "$@"; do
     sleep 0.1
   done
   for i in $(seq "$n"); do
-    curl -sf -XPOST "$api/api/capture" \
+    curl -sf -XPOST -H "Content-Type: application/json" "$api/api/capture" \
       -d "{\"GremlinQuery\":\"G.V().Has('Type','netns','Name','$tag').Out().Has('Name','d$i')\"}" >/dev/null
   done
   for _ in $(seq 300); do
