@@ -13,33 +13,11 @@ use topotap_probes::ProbesConfig;
 use topotap_topology::{blocking, Graph, SharedGraph};
 use warp::http::StatusCode;
 
+use crate::api::test_support::call;
 use crate::api::{self, AppState};
 use crate::services::{Config, Services};
 
 const HOST: &str = "no-blocking-test";
-
-async fn call(
-    api: &(impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
-          + Clone
-          + 'static),
-    method: &str,
-    path: &str,
-    body: Value,
-) -> (StatusCode, String) {
-    let resp = warp::test::request()
-        .method(method)
-        .path(path)
-        .header("content-type", "application/json")
-        .body(if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        })
-        .reply(api)
-        .await;
-    let text = String::from_utf8_lossy(resp.body()).into_owned();
-    (resp.status(), text)
-}
 
 #[test]
 fn the_services_never_block_their_runtime() {
@@ -101,7 +79,7 @@ fn the_services_never_block_their_runtime() {
             &api,
             "POST",
             "/api/capture",
-            json!({"GremlinQuery": "G.V().Has('Name', 'no-such-interface-here')"}),
+            &json!({"GremlinQuery": "G.V().Has('Name', 'no-such-interface-here')"}).to_string(),
         )
         .await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -114,22 +92,23 @@ fn the_services_never_block_their_runtime() {
             &api,
             "POST",
             "/api/topology",
-            json!({"GremlinQuery": "G.V().Has('Type', 'host')"}),
+            &json!({"GremlinQuery": "G.V().Has('Type', 'host')"}).to_string(),
         )
         .await;
         assert_eq!(st, StatusCode::OK, "{body}");
         assert!(body.contains(HOST), "{body}");
-        let (st, body) = call(&api, "GET", "/api/status", Value::Null).await;
+        let (st, body) = call(&api, "GET", "/api/status", "").await;
         assert_eq!(st, StatusCode::OK, "{body}");
         assert!(body.contains("\"Probes\""), "{body}");
-        let (st, body) = call(&api, "GET", "/metrics", Value::Null).await;
+        let (st, body) = call(&api, "GET", "/metrics", "").await;
         assert_eq!(st, StatusCode::OK, "{body}");
         // An injection whose source resolves to no interface: evaluated, then refused.
         let (st, body) = call(
             &api,
             "POST",
             "/api/injectpacket",
-            json!({"Src": "G.V().Has('Name', 'no-such-interface-here')", "Type": "icmp4"}),
+            &json!({"Src": "G.V().Has('Name', 'no-such-interface-here')", "Type": "icmp4"})
+                .to_string(),
         )
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
@@ -160,7 +139,7 @@ fn the_services_never_block_their_runtime() {
         assert!(update.is_text());
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        let (st, body) = call(&api, "DELETE", &format!("/api/capture/{uuid}"), Value::Null).await;
+        let (st, body) = call(&api, "DELETE", &format!("/api/capture/{uuid}"), "").await;
         assert!(st.is_success(), "{st} {body}");
         let _ = stop.send(true);
         background.join().await;

@@ -616,27 +616,8 @@ mod tests {
     use serde_json::json;
     use warp::http::StatusCode;
 
-    use crate::api::{routes, test_support::state};
-
-    async fn call(
-        api: &(impl warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
-              + Clone
-              + 'static),
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> (StatusCode, String) {
-        let resp = warp::test::request()
-            .method(method)
-            .path(path)
-            .body(body)
-            .reply(api)
-            .await;
-        (
-            resp.status(),
-            String::from_utf8_lossy(resp.body()).into_owned(),
-        )
-    }
+    use crate::api::routes;
+    use crate::api::test_support::{call, state};
 
     #[tokio::test]
     async fn a_patch_that_doubles_the_metadata_stops_at_the_limit_and_changes_nothing() {

@@ -527,14 +527,9 @@ pub(crate) mod test_support {
         let graph = SharedGraph::new(Graph::new(), "test-host");
         AppState::new(Services::new(graph, "test-host", Default::default()))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::test_support::state;
-    use super::*;
-
-    async fn call(
+    /// One request through the routes, as JSON: the status and the body as text.
+    pub async fn call(
         filter: &(impl Filter<Extract = (Response,), Error = Infallible> + Clone + 'static),
         method: &str,
         path: &str,
@@ -543,6 +538,7 @@ mod tests {
         let resp = warp::test::request()
             .method(method)
             .path(path)
+            .header("content-type", "application/json")
             .body(body)
             .reply(filter)
             .await;
@@ -551,6 +547,12 @@ mod tests {
             String::from_utf8_lossy(resp.body()).into_owned(),
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{call, state};
+    use super::*;
 
     #[tokio::test]
     async fn topology_query_shapes_and_errors_without_a_socket() {
