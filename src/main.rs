@@ -10,6 +10,8 @@ mod config;
 mod error;
 mod http;
 mod injection;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod malloc;
 mod metrics;
 mod netns;
 mod pcap;
@@ -26,6 +28,9 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 
 fn main() -> ExitCode {
+    // Before any thread exists, so every arena obeys it.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    malloc::tune();
     let invocation = match config::parse(std::env::args_os()) {
         Ok(inv) => inv,
         Err(config::ParseError::Clap(e)) => e.exit(),
