@@ -84,8 +84,10 @@ async fn send(http: &reqwest::Client, method: reqwest::Method, url: String, body
     assert!(resp.status().is_success(), "{}", resp.status());
 }
 
-fn node(id: &str, kind: &str) -> Value {
-    json!({"ID": id, "Metadata": {"Name": id, "Type": kind, "MTU": 1500}})
+/// Creates a node with `POST /api/node`.
+async fn post_node(http: &reqwest::Client, api: &str, id: &str, kind: &str) {
+    let body = json!({"ID": id, "Metadata": {"Name": id, "Type": kind, "MTU": 1500}});
+    send(http, reqwest::Method::POST, format!("{api}/api/node"), body).await;
 }
 
 struct Outcome {
@@ -106,14 +108,7 @@ async fn run(
     let api = format!("http://{}", server.addr);
     for i in 0..start_nodes {
         let kind = if i % 2 == 0 { "veth" } else { "netns" };
-        let body = node(&format!("start-{i}"), kind);
-        send(
-            &http,
-            reqwest::Method::POST,
-            format!("{api}/api/node"),
-            body,
-        )
-        .await;
+        post_node(&http, &api, &format!("start-{i}"), kind).await;
     }
 
     let filter = if filtered { FILTER } else { "" };
@@ -161,26 +156,8 @@ async fn run(
     let t0 = Instant::now();
     for i in 0..changes.saturating_sub(1) {
         match i % 3 {
-            0 => {
-                let body = node(&format!("veth-{i}"), "veth");
-                send(
-                    &http,
-                    reqwest::Method::POST,
-                    format!("{api}/api/node"),
-                    body,
-                )
-                .await
-            }
-            1 => {
-                let body = node(&format!("bridge-{i}"), "bridge");
-                send(
-                    &http,
-                    reqwest::Method::POST,
-                    format!("{api}/api/node"),
-                    body,
-                )
-                .await
-            }
+            0 => post_node(&http, &api, &format!("veth-{i}"), "veth").await,
+            1 => post_node(&http, &api, &format!("bridge-{i}"), "bridge").await,
             _ => {
                 let patch = json!([{"op": "replace", "path": "/Metadata/MTU", "value": 1400 + i}]);
                 let url = format!("{api}/api/node/veth-{}", i - 2);
@@ -188,14 +165,7 @@ async fn run(
             }
         }
     }
-    let body = node("end-marker", "veth");
-    send(
-        &http,
-        reqwest::Method::POST,
-        format!("{api}/api/node"),
-        body,
-    )
-    .await;
+    post_node(&http, &api, "end-marker", "veth").await;
 
     let mut last = t0;
     let mut total = 0usize;
