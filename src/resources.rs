@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, warn};
 
+use crate::error::Error;
+
 pub use log::PersistError;
 
 /// A kind of stored resource.
@@ -385,9 +387,21 @@ fn load<T: Resource>(
     (startup, load_error)
 }
 
+/// A time to live that is not a Go duration (Skydive's wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid ttl: time: invalid duration \"{0}\"")]
+pub struct InvalidDuration(pub String);
+
+/// A TTL the client sent is the client's mistake.
+impl From<InvalidDuration> for Error {
+    fn from(e: InvalidDuration) -> Self {
+        Error::invalid(e)
+    }
+}
+
 /// Parses a Go duration (`300ms`, `5s`, `1m30s`, `1.5h`) as `X-Resource-TTL` carries it.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid ttl: time: invalid duration \"{s}\"");
+pub fn parse_go_duration(s: &str) -> Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration(s.to_owned());
     let mut rest = s.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -711,7 +725,10 @@ mod tests {
             Duration::from_secs(5400)
         );
         for bad in ["", "5", "s", "5x", "-1s", "1e3s"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
+            assert_eq!(
+                Error::from(parse_go_duration(bad).unwrap_err()),
+                Error::Invalid(format!("invalid ttl: time: invalid duration \"{bad}\"")),
+            );
         }
     }
 }

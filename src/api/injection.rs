@@ -6,9 +6,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{
-    parse_json_accepting, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
-};
+use super::{parse_json_accepting, reply_json, respond_now, with_state, ApiResult, AppState};
 use crate::error::Error;
 use crate::injection::forge::Rng;
 use crate::injection::Injection;
@@ -33,7 +31,7 @@ pub fn routes(
 async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
     let mut item: Injection = parse_json_accepting(body, Injection::OUTPUT_ONLY)?;
     let ttl = match ttl {
-        Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
+        Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
         None => None,
     };
     item.validate()?;
@@ -46,14 +44,15 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
     })
     .await
     .map_err(Error::from)??;
-    allowed(s, &item).map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+    allowed(s, &item)?;
     let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))
 }
 
 /// An injection may only send to `--allow-target` networks, from a namespace the probes
-/// found. A pcap replay's destinations are its packets' own.
-fn allowed(s: &AppState, item: &Injection) -> Result<(), String> {
+/// found. A pcap replay's destinations are its packets' own. Refusals are
+/// [`Error::Forbidden`].
+fn allowed(s: &AppState, item: &Injection) -> Result<(), Error> {
     let netns = item
         .progress
         .source
@@ -61,27 +60,26 @@ fn allowed(s: &AppState, item: &Injection) -> Result<(), String> {
         .as_ref()
         .and_then(|src| src.netns.clone());
     if let Some(ns) = netns {
-        s.sinks.namespaces.check(&ns)?;
+        s.sinks.namespaces.check(&ns).map_err(Error::Forbidden)?;
     }
-    if item.pcap.is_empty() {
-        let ip: std::net::IpAddr = item
+    let Some(frames) = &item.parsed.replay else {
+        let ip = item
+            .parsed
             .dst_ip
-            .parse()
-            .map_err(|_| format!("DstIP: not a valid IP address: {:?}", item.dst_ip))?;
-        return s.sinks.targets.check_ip(ip);
-    }
+            .ok_or_else(|| Error::internal("DstIP: not resolved"))?;
+        return s.sinks.targets.check_ip(ip).map_err(Error::Forbidden);
+    };
     if matches!(s.sinks.targets, crate::auth::AllowTargets::Everything) {
         return Ok(());
     }
-    let frames = crate::injection::resource::replay_frames(&item.pcap)?;
     for (i, f) in frames.iter().enumerate() {
         match ip_destination(f) {
-            Some(ip) => s.sinks.targets.check_ip(ip)?,
+            Some(ip) => s.sinks.targets.check_ip(ip).map_err(Error::Forbidden)?,
             None => {
-                return Err(format!(
+                return Err(Error::forbidden(format!(
                     "Pcap: packet {} is not IPv4 or IPv6: its destination cannot be checked against --allow-target",
                     i + 1
-                ))
+                )))
             }
         }
     }

@@ -60,8 +60,15 @@ fn parameters(query: &HashMap<String, String>) -> Result<Capture, ApiError> {
         };
         obj.insert(k.clone(), value);
     }
-    let mut capture: Capture = serde_json::from_value(Value::Object(obj))
-        .map_err(|e| ApiError::bad_request(format!("invalid capture parameters: {e}")))?;
+    let mut capture: Capture =
+        serde_path_to_error::deserialize(Value::Object(obj)).map_err(|e| {
+            let path = e.path().to_string();
+            if path.is_empty() || path == "." {
+                ApiError::bad_request(format!("invalid capture parameters: {}", e.into_inner()))
+            } else {
+                ApiError::bad_request(format!("{path}: {}", e.into_inner()))
+            }
+        })?;
     capture.validate_parameters()?;
     capture.apply_defaults();
     capture.uuid = Identifier::random().to_string();
@@ -88,11 +95,14 @@ async fn upload<B: Buf>(
         let chunk = match tokio::time::timeout(idle, body.next()).await {
             Ok(Some(chunk)) => chunk
                 .map(|mut b| b.copy_to_bytes(b.remaining()))
-                .map_err(|e| e.to_string()),
+                .map_err(io::Error::other),
             Ok(None) => break,
             Err(_) => {
                 timed_out = true;
-                Err("the request body stopped arriving".to_owned())
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request body stopped arriving",
+                ))
             }
         };
         let failed = chunk.is_err();
@@ -113,14 +123,15 @@ async fn upload<B: Buf>(
     Ok(reply_json(StatusCode::ACCEPTED, &summary?))
 }
 
-/// The request body as a blocking [`Read`], fed chunk by chunk by the async side.
+/// The request body as a blocking [`Read`], fed chunk by chunk by the async side; a
+/// body that fails to arrive is the reader's I/O error.
 struct BodyReader {
-    rx: mpsc::Receiver<Result<Bytes, String>>,
+    rx: mpsc::Receiver<io::Result<Bytes>>,
     chunk: Bytes,
 }
 
 impl BodyReader {
-    fn new(rx: mpsc::Receiver<Result<Bytes, String>>) -> Self {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
         BodyReader {
             rx,
             chunk: Bytes::new(),
@@ -133,7 +144,7 @@ impl Read for BodyReader {
         while self.chunk.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => return Err(io::Error::other(e)),
+                Some(Err(e)) => return Err(e),
                 None => return Ok(0),
             }
         }

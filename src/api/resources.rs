@@ -130,7 +130,7 @@ async fn create<T: Resource>(
             .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
     }
     let ttl = match ttl {
-        Some(t) => Some(parse_go_duration(&t).map_err(ApiError::bad_request)?),
+        Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
         None => None,
     };
     let created = store.create(item, ttl).await.map_err(Error::from)?;

@@ -53,6 +53,7 @@ use warp::reply::Response;
 use warp::{Filter as _, Rejection, Reply};
 
 use super::{with_state, AppState};
+use crate::error::Error;
 
 /// Interval between server pings; a client that stops answering is dropped by the
 /// transport once writes fail.
@@ -302,10 +303,11 @@ impl FilterError {
 }
 
 impl Filter {
-    /// Compiles `text` with the server's extension steps; the error is a one-line
-    /// reason with the line and column of the culprit.
-    pub fn compile(text: &str, ext: &Extensions) -> Result<Filter, String> {
-        let query = compile(text, ext).map_err(|e| format!("Invalid Gremlin filter: {e}"))?;
+    /// Compiles `text` with the server's extension steps; the error is
+    /// [`Error::Invalid`], a one-line reason with the line and column of the culprit.
+    pub fn compile(text: &str, ext: &Extensions) -> Result<Filter, Error> {
+        let query = compile(text, ext)
+            .map_err(|e| Error::invalid(format!("Invalid Gremlin filter: {e}")))?;
         Ok(Filter {
             key: query.to_string(),
             text: text.to_owned(),
@@ -1222,7 +1224,7 @@ fn parse_request(text: &str, ext: &Extensions) -> Result<(String, Wanted), Text>
         Some(f) if f.trim().is_empty() => Wanted::All,
         Some(f) => match Filter::compile(&f, ext) {
             Ok(f) => Wanted::Filter(Arc::new(f)),
-            Err(e) => return Err(error_message("SyncReply", &uuid, 400, &e)),
+            Err(e) => return Err(error_message("SyncReply", &uuid, 400, e.reason())),
         },
     };
     Ok((uuid, wanted))

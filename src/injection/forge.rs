@@ -297,63 +297,30 @@ impl Forger {
     }
 }
 
+/// Standard base64, padding optional when decoding, as Go reads and writes `[]byte` in
+/// JSON (it does not insist on zero trailing bits either).
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 /// Standard base64 (RFC 4648, with padding), as Go encodes `[]byte` in JSON.
 pub fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    BASE64.encode(data)
 }
 
 /// Decodes standard base64; padding is optional and whitespace (line breaks) ignored.
-pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    let mut padding = 0;
-    for (i, c) in text.bytes().enumerate() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return Err(format!("illegal base64 data at input byte {i}")),
-        };
-        if padding > 0 {
-            return Err(format!("illegal base64 data at input byte {i}"));
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine;
+    if text.bytes().any(|c| c.is_ascii_whitespace()) {
+        let packed: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        BASE64.decode(packed)
+    } else {
+        BASE64.decode(text)
     }
-    if bits >= 6 || padding > 2 {
-        return Err("truncated base64 data".into());
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

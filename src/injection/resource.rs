@@ -380,8 +380,7 @@ impl Injection {
         self.start_time = rfc3339_now();
         let replay = !self.pcap.is_empty();
         if !replay {
-            self.resolve_addresses(g, src_ix, dst_ix, &source.ifname)
-                .map_err(Error::Invalid)?;
+            self.resolve_addresses(g, src_ix, dst_ix, &source.ifname)?;
             let (transport, _) = Transport::from_type(&self.kind).ok_or_else(|| {
                 Error::invalid(format!(
                     "Type: given type is not supported: {:?}",
@@ -404,21 +403,25 @@ impl Injection {
                 }
             }
         }
-        let plan = self.plan(source.clone(), rng).map_err(Error::Invalid)?;
+        let plan = self.plan(source.clone(), rng)?;
         *self.progress.source.lock() = Some(source);
         *self.progress.plan.lock() = Some(Arc::new(plan));
         Ok(())
     }
 
     /// What to send, from the fields as validated and resolved.
-    fn plan(&self, source: SourceInterface, rng: &mut Rng) -> Result<InjectionPlan, String> {
+    fn plan(&self, source: SourceInterface, rng: &mut Rng) -> Result<InjectionPlan, Error> {
         let frames = match &self.parsed.replay {
             Some(frames) => PlannedFrames::Replay(frames.clone()),
             None => {
-                let (transport, _) = Transport::from_type(&self.kind)
-                    .ok_or_else(|| format!("Type: given type is not supported: {:?}", self.kind))?;
+                let (transport, _) = Transport::from_type(&self.kind).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "Type: given type is not supported: {:?}",
+                        self.kind
+                    ))
+                })?;
                 let p = &self.parsed;
-                let missing = |field: &str| format!("{field}: not resolved");
+                let missing = |field: &str| Error::invalid(format!("{field}: not resolved"));
                 let headers = Headers {
                     transport,
                     src_mac: p.src_mac.ok_or_else(|| missing("SrcMAC"))?,
@@ -464,14 +467,16 @@ impl Injection {
         src_ix: NodeIx,
         dst_ix: Option<NodeIx>,
         ifname: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let v6 = self.kind.ends_with('6');
         let family = if v6 { "IPv6" } else { "IPv4" };
         let src = g.node(src_ix).metadata();
         let dst_node = dst_ix.map(|ix| g.node(ix).metadata());
         if self.parsed.src_ip.is_none() {
             let ip = first_address(src, v6).ok_or_else(|| {
-                format!("SrcIP: the source interface {ifname} has no {family} address; give SrcIP")
+                Error::invalid(format!(
+                    "SrcIP: the source interface {ifname} has no {family} address; give SrcIP"
+                ))
             })?;
             self.src_ip = ip.to_string();
             self.parsed.src_ip = Some(ip);
@@ -479,11 +484,15 @@ impl Injection {
         let dst_ip = match self.parsed.dst_ip {
             Some(ip) => ip,
             None => {
-                let node = dst_node.ok_or(
-                    "DstIP: no destination: give Dst (a Gremlin query) or DstIP and DstMAC",
-                )?;
+                let node = dst_node.ok_or_else(|| {
+                    Error::invalid(
+                        "DstIP: no destination: give Dst (a Gremlin query) or DstIP and DstMAC",
+                    )
+                })?;
                 let ip = first_address(node, v6).ok_or_else(|| {
-                    format!("DstIP: the destination node has no {family} address; give DstIP")
+                    Error::invalid(format!(
+                        "DstIP: the destination node has no {family} address; give DstIP"
+                    ))
                 })?;
                 self.dst_ip = ip.to_string();
                 self.parsed.dst_ip = Some(ip);
@@ -492,7 +501,9 @@ impl Injection {
         };
         if self.parsed.src_mac.is_none() {
             let mac = node_mac(src).ok_or_else(|| {
-                format!("SrcMAC: the source interface {ifname} has no MAC; give SrcMAC")
+                Error::invalid(format!(
+                    "SrcMAC: the source interface {ifname} has no MAC; give SrcMAC"
+                ))
             })?;
             self.src_mac = format_mac(&mac);
             self.parsed.src_mac = Some(mac);
@@ -500,16 +511,16 @@ impl Injection {
         if self.parsed.dst_mac.is_none() {
             let mac = match next_hop(src, dst_ip) {
                 Some(gateway) if gateway != dst_ip => neighbor_mac(src, gateway).ok_or_else(|| {
-                    format!(
+                    Error::invalid(format!(
                         "DstMAC: {dst_ip} is routed through {gateway}, whose MAC is not in the \
                          neighbors of {ifname}; give DstMAC"
-                    )
+                    ))
                 })?,
                 _ => dst_node
                     .and_then(node_mac)
                     .or_else(|| neighbor_mac(src, dst_ip))
                     .ok_or_else(|| {
-                        format!("DstMAC: cannot find the MAC of {dst_ip}: no destination node MAC and no neighbor entry on {ifname}; give DstMAC")
+                        Error::invalid(format!("DstMAC: cannot find the MAC of {dst_ip}: no destination node MAC and no neighbor entry on {ifname}; give DstMAC"))
                     })?,
             };
             self.dst_mac = format_mac(&mac);
@@ -519,24 +530,34 @@ impl Injection {
     }
 }
 
+/// Why a base64 pcap file cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("not valid base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error(transparent)]
+    Pcap(#[from] topotap_targets::pcapfile::PcapError),
+    #[error("link type {0} cannot be replayed on an interface: only Ethernet captures")]
+    LinkType(u32),
+    #[error("the capture holds no packet")]
+    Empty,
+}
+
 /// The frames of a base64 pcap file: Ethernet only, at least one.
-pub fn replay_frames(pcap_b64: &str) -> Result<Vec<Vec<u8>>, String> {
+pub fn replay_frames(pcap_b64: &str) -> Result<Vec<Vec<u8>>, ReplayError> {
     use topotap_targets::packet::LinkType;
     let bytes = base64_decode(pcap_b64)?;
-    let reader = topotap_targets::pcapfile::PcapReader::new(&bytes).map_err(|e| e.to_string())?;
+    let reader = topotap_targets::pcapfile::PcapReader::new(&bytes)?;
     let mut frames = Vec::new();
     for record in reader {
-        let r = record.map_err(|e| e.to_string())?;
+        let r = record?;
         if r.link_type != LinkType::Ethernet {
-            return Err(format!(
-                "link type {} cannot be replayed on an interface: only Ethernet captures",
-                r.link_type.to_u32()
-            ));
+            return Err(ReplayError::LinkType(r.link_type.to_u32()));
         }
         frames.push(r.data.to_vec());
     }
     if frames.is_empty() {
-        return Err("the capture holds no packet".into());
+        return Err(ReplayError::Empty);
     }
     Ok(frames)
 }
