@@ -85,7 +85,9 @@ pub fn run(args: &OfflineArgs) -> ExitCode {
 }
 
 fn run_inner(args: &OfflineArgs) -> Result<Value, Error> {
-    if TargetType::parse(&args.target_type) == Some(TargetType::Local) {
+    let target_type = TargetType::from_field(&args.target_type)
+        .map_err(|e| Error::invalid(format!("TargetType: {e}")))?;
+    if target_type.unwrap_or_default() == TargetType::Local {
         let exporters: Vec<&str> = TargetType::ALL
             .iter()
             .filter(|t| t.is_export())
@@ -98,7 +100,7 @@ fn run_inner(args: &OfflineArgs) -> Result<Value, Error> {
         )));
     }
     let mut capture = Capture {
-        target_type: args.target_type.clone(),
+        target_type,
         target: args.target.clone(),
         sampling_rate: args.sampling_rate,
         header_size: args.header_size,

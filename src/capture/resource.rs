@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
-use topotap_topology::gremlin::{compile, Compiled, Extensions};
+use topotap_topology::gremlin::{compile, CompileError, Compiled, Extensions};
 
 use crate::error::Error;
 
@@ -49,15 +49,12 @@ impl TargetType {
         Self::NAMES[Self::ALL.iter().position(|t| *t == self).unwrap_or(0)]
     }
 
-    /// A `TargetType` field: empty is `local`.
-    pub fn parse(s: &str) -> Option<TargetType> {
+    /// A `TargetType` field as clients send it: empty is no type (`local`).
+    pub fn from_field(s: &str) -> Result<Option<TargetType>, UnknownTargetType> {
         if s.is_empty() {
-            return Some(TargetType::Local);
+            return Ok(None);
         }
-        Self::NAMES
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Self::ALL[i])
+        s.parse().map(Some)
     }
 
     /// Whether packets leave topotap (and the destination must be excluded from every
@@ -85,6 +82,51 @@ impl TargetType {
 impl std::fmt::Display for TargetType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A `TargetType` that is none of ours; the message is Skydive's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Not a valid target type: {0}, available types: [{names}]",
+    names = TargetType::NAMES.join(" ")
+)]
+pub struct UnknownTargetType(pub String);
+
+impl std::str::FromStr for TargetType {
+    type Err = UnknownTargetType;
+
+    /// One of [`TargetType::NAMES`], exactly.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+            .ok_or_else(|| UnknownTargetType(s.to_owned()))
+    }
+}
+
+impl Serialize for TargetType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `TargetType` as clients send it: absent, `null` or `""` is none.
+fn target_type_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<TargetType>, D::Error> {
+    let s = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(s) => TargetType::from_field(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -135,8 +177,14 @@ pub struct Capture {
     pub extra_layers: i64,
     #[serde(rename = "Target", skip_serializing_if = "String::is_empty")]
     pub target: String,
-    #[serde(rename = "TargetType", skip_serializing_if = "String::is_empty")]
-    pub target_type: String,
+    /// As the client gave it: `None` when it gave none (served as `local`), so that a
+    /// capture is echoed as it was sent.
+    #[serde(
+        rename = "TargetType",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "target_type_field"
+    )]
+    pub target_type: Option<TargetType>,
     /// Output only: why the capture runs nowhere (its query ran out of its budget), as
     /// the placer last found it.
     #[serde(rename = "Error", skip_serializing_if = "String::is_empty")]
@@ -153,17 +201,17 @@ pub struct Capture {
 /// with the capture (every copy of the resource shares it), so placement evaluates it
 /// without parsing it again. Not part of what a capture is: it follows `GremlinQuery`.
 #[derive(Clone, Default)]
-pub struct StoredQuery(std::sync::Arc<std::sync::OnceLock<Result<Compiled, String>>>);
+pub struct StoredQuery(std::sync::Arc<std::sync::OnceLock<Result<Compiled, InvalidQuery>>>);
+
+/// A stored query that does not compile with the server's extensions.
+#[derive(Debug, thiserror::Error)]
+#[error("Not a valid Gremlin expression: {0}")]
+pub struct InvalidQuery(#[from] CompileError);
 
 impl StoredQuery {
     /// The compiled query, compiling `text` with `ext` on first use.
-    pub fn get(&self, text: &str, ext: &Extensions) -> Result<&Compiled, &str> {
-        self.0
-            .get_or_init(|| {
-                compile(text, ext).map_err(|e| format!("Not a valid Gremlin expression: {e}"))
-            })
-            .as_ref()
-            .map_err(String::as_str)
+    pub fn get(&self, text: &str, ext: &Extensions) -> Result<&Compiled, &InvalidQuery> {
+        self.0.get_or_init(|| Ok(compile(text, ext)?)).as_ref()
     }
 }
 
@@ -244,13 +292,7 @@ impl Capture {
                 self.layer_key_mode
             )));
         }
-        let kind = TargetType::parse(&self.target_type).ok_or_else(|| {
-            Error::invalid(format!(
-                "TargetType: Not a valid target type: {}, available types: [{}]",
-                self.target_type,
-                TargetType::NAMES.join(" ")
-            ))
-        })?;
+        let kind = self.target_kind();
         if !self.target.is_empty() {
             parse_target(&self.target)
                 .map_err(|e| Error::invalid(format!("Target: Not a valid address: {e}")))?;
@@ -288,9 +330,9 @@ impl Capture {
         }
     }
 
-    /// Where its traffic goes (`local` for a value that did not validate).
+    /// Where its traffic goes.
     pub fn target_kind(&self) -> TargetType {
-        TargetType::parse(&self.target_type).unwrap_or_default()
+        self.target_type.unwrap_or_default()
     }
 
     /// The engine that serves this capture.
@@ -381,6 +423,7 @@ pub fn parse_target(target: &str) -> Result<(String, u16), BadTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn capture(q: &str) -> Capture {
         Capture {
@@ -444,16 +487,8 @@ mod tests {
             ),
             (
                 Capture {
-                    target_type: "carrier-pigeon".into(),
-                    target: "1.2.3.4:5".into(),
-                    ..capture("G.V()")
-                },
-                "TargetType: Not a valid target type: carrier-pigeon",
-            ),
-            (
-                Capture {
                     target: "1.2.3.4".into(),
-                    target_type: "local".into(),
+                    target_type: Some(TargetType::Local),
                     ..capture("G.V()")
                 },
                 "Target: Not a valid address",
@@ -482,11 +517,16 @@ mod tests {
     #[test]
     fn target_types_round_trip_and_match_the_ui() {
         for (t, name) in TargetType::ALL.iter().zip(TargetType::NAMES) {
-            assert_eq!(TargetType::parse(name), Some(*t));
+            assert_eq!(name.parse::<TargetType>(), Ok(*t));
+            assert_eq!(TargetType::from_field(name), Ok(Some(*t)));
             assert_eq!(t.as_str(), name);
+            assert_eq!(serde_json::to_value(t).unwrap(), name);
         }
-        assert_eq!(TargetType::parse(""), Some(TargetType::Local));
-        assert_eq!(TargetType::parse("Local"), None);
+        assert_eq!(TargetType::from_field(""), Ok(None));
+        assert_eq!(
+            "Local".parse::<TargetType>(),
+            Err(UnknownTargetType("Local".into()))
+        );
         // The web UI offers the same list.
         let js = include_str!("../../web/ui/js/panels/captures.js");
         let line = js
@@ -498,6 +538,77 @@ mod tests {
         ui.sort_unstable();
         ours.sort_unstable();
         assert_eq!(ui, ours, "web/ui/js/panels/captures.js: {line}");
+    }
+
+    #[test]
+    fn target_types_are_parsed_with_the_capture_and_echoed_as_sent() {
+        let parse = |body: Value| serde_json::from_value::<Capture>(body);
+        for (sent, typed) in [
+            (json!({"GremlinQuery": "G.V()"}), None),
+            (json!({"GremlinQuery": "G.V()", "TargetType": ""}), None),
+            (json!({"GremlinQuery": "G.V()", "TargetType": null}), None),
+            (
+                json!({"GremlinQuery": "G.V()", "TargetType": "local"}),
+                Some(TargetType::Local),
+            ),
+            (
+                json!({"GremlinQuery": "G.V()", "TargetType": "sflow", "Target": "127.0.0.1:6343"}),
+                Some(TargetType::Sflow),
+            ),
+        ] {
+            let c = parse(sent.clone()).unwrap();
+            assert_eq!(c.target_type, typed, "{sent}");
+            c.validate().unwrap();
+            let echoed = serde_json::to_value(&c).unwrap();
+            let given = sent
+                .get("TargetType")
+                .filter(|t| !matches!(t.as_str(), None | Some("")));
+            assert_eq!(echoed.get("TargetType"), given, "{sent} -> {echoed}");
+        }
+        // An unknown type is refused with the field named (the API prefixes the path)
+        // and the list of the known ones.
+        let e = parse(json!({"GremlinQuery": "G.V()", "TargetType": "carrier-pigeon"}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "Not a valid target type: carrier-pigeon, available types: \
+             [local sflow erspanv1 erspanv2 netflowv5 ipfix]"
+        );
+    }
+
+    /// Lines of `captures.log` as the version before `TargetType` was typed wrote them
+    /// (`Store` framing: CRC32 then the JSON record).
+    #[tokio::test]
+    async fn captures_stored_with_string_target_types_still_load() {
+        let records = [
+            r#"{"Put":{"resource":{"UUID":"9b0c6a52-7a4c-4d3f-8a39-1b6f1c3e2a10","GremlinQuery":"G.V().Has('Name', 'eth0')","Count":0,"SamplingRate":1,"PollingInterval":0,"ExtraTCPMetric":false,"IPDefrag":false,"ReassembleTCP":false,"LayerKeyMode":"L2","Target":"127.0.0.1:2055","TargetType":"netflowv5"}}}"#,
+            r#"{"Put":{"resource":{"UUID":"3f1e2d4c-5b6a-4978-8c1d-2e3f4a5b6c7d","GremlinQuery":"G.V().Has('Type', 'veth')","Count":0,"SamplingRate":1,"PollingInterval":0,"ExtraTCPMetric":false,"IPDefrag":false,"ReassembleTCP":false,"LayerKeyMode":"L2"}}}"#,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Vec::new();
+        for r in records {
+            log.extend_from_slice(
+                format!("{:08x} {r}\n", crc32fast::hash(r.as_bytes())).as_bytes(),
+            );
+        }
+        std::fs::write(dir.path().join("captures.log"), log).unwrap();
+        let store = crate::resources::Store::<Capture>::open(Some(dir.path()));
+        assert_eq!(store.persist_error(), None);
+        let nf = store
+            .get("9b0c6a52-7a4c-4d3f-8a39-1b6f1c3e2a10")
+            .expect("loaded");
+        assert_eq!(nf.target_type, Some(TargetType::NetflowV5));
+        assert_eq!(nf.target_kind(), TargetType::NetflowV5);
+        assert_eq!(nf.target, "127.0.0.1:2055");
+        let local = store
+            .get("3f1e2d4c-5b6a-4978-8c1d-2e3f4a5b6c7d")
+            .expect("loaded");
+        assert_eq!(local.target_type, None);
+        assert_eq!(local.target_kind(), TargetType::Local);
+        // And written back the same way.
+        let line = serde_json::to_string(&nf).unwrap();
+        assert!(line.contains(r#""TargetType":"netflowv5""#), "{line}");
     }
 
     #[test]

@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn export_flows_are_resolved_once_each() {
         let capture = |ty: &str, target: &str| Capture {
-            target_type: ty.into(),
+            target_type: TargetType::from_field(ty).unwrap(),
             target: target.into(),
             ..Capture::default()
         };
