@@ -1,7 +1,8 @@
 //! The server's services on a current-thread runtime whose one thread refuses blocking
 //! work ([`topotap_topology::blocking`]): state-store syncs, Gremlin evaluation (HTTP
 //! queries, WebSocket filters, capture placement, injection resolution), `/api/status`,
-//! `/metrics` and the probes' `/proc` scans must all run on blocking threads. Were any
+//! `/metrics`, the probes' `/proc` scans and their reads of the netns directories must
+//! all run on blocking threads. Were any
 //! of them run on the runtime's thread, it would be recorded (and, on a real
 //! current-thread runtime, stall every other task meanwhile).
 
@@ -22,6 +23,9 @@ const HOST: &str = "no-blocking-test";
 #[test]
 fn the_services_never_block_their_runtime() {
     let state_dir = tempfile::tempdir().expect("a temporary state directory");
+    // A netns directory with a file that is not a namespace: listed and checked.
+    let netns_dir = tempfile::tempdir().expect("a temporary netns directory");
+    std::fs::write(netns_dir.path().join("not-a-namespace"), b"").expect("a file");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,7 +38,7 @@ fn the_services_never_block_their_runtime() {
             graph.clone(),
             ProbesConfig {
                 host_id: HOST.into(),
-                netns_paths: Vec::new(),
+                netns_paths: vec![netns_dir.path().to_owned()],
                 proc_scan_interval: Duration::from_millis(20),
                 metrics_interval: Duration::from_millis(50),
                 ovsdb: None,
@@ -112,6 +116,15 @@ fn the_services_never_block_their_runtime() {
         )
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+
+        // A file appears in the netns directory (an inotify event, then checks).
+        tokio::task::spawn_blocking({
+            let path = netns_dir.path().join("appeared");
+            move || std::fs::write(path, b"")
+        })
+        .await
+        .expect("the write ran")
+        .expect("a file");
 
         // A graph change: the subscriber's filter is evaluated and the change sent.
         // Meanwhile the /proc scan and the interface counters run a few times.

@@ -75,30 +75,41 @@ fn nsfs_identity(file: &File) -> Option<(u64, u64)> {
 }
 
 /// Opens `path` and checks it is a mounted namespace, retrying after each of `delays`
-/// while it is being set up.
+/// while it is being set up. The file is opened on a blocking thread.
 async fn check_path(path: PathBuf, delays: &'static [u64]) -> Option<Found> {
     for delay in delays {
         tokio::time::sleep(Duration::from_millis(*delay)).await;
-        let file = match File::open(&path) {
-            Ok(f) => f,
+        let p = path.clone();
+        let opened = tokio::task::spawn_blocking(move || open_namespace(&p))
+            .await
+            .ok()?;
+        let (file, ino, dev) = match opened {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "opening netns file");
                 continue;
             }
         };
-        if let Some((ino, dev)) = nsfs_identity(&file) {
-            let file = match crate::nsenter::unpinned(file).await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::debug!(path = %path.display(), error = %e, "reopening namespace");
-                    return None;
-                }
-            };
-            return Some((path, Arc::new(file), ino, dev));
-        }
+        let file = match crate::nsenter::unpinned(file).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "reopening namespace");
+                return None;
+            }
+        };
+        return Some((path, Arc::new(file), ino, dev));
     }
     None
+}
+
+/// Opens `path` and, if it is a namespace, returns it with its `(inode, device)`.
+/// Blocking.
+fn open_namespace(path: &Path) -> std::io::Result<Option<(File, u64, u64)>> {
+    topotap_topology::blocking::section("netns file check");
+    let file = File::open(path)?;
+    Ok(nsfs_identity(&file).map(|(ino, dev)| (file, ino, dev)))
 }
 
 fn basename(path: &Path) -> String {
@@ -143,7 +154,7 @@ impl NetnsWatcher {
                         }
                     };
                     if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                        self.reconcile_dirs(&mut events, &mut checks);
+                        self.reconcile_dirs(&events, &mut checks).await;
                         continue;
                     }
                     let Some(dir) = self.dir_watches.get(&ev.wd).cloned() else { continue };
@@ -169,7 +180,7 @@ impl NetnsWatcher {
                     }
                 }
                 _ = tick.tick() => {
-                    self.reconcile_dirs(&mut events, &mut checks);
+                    self.reconcile_dirs(&events, &mut checks).await;
                     self.scan_proc().await;
                     self.ctx.status.set_counter(STATUS, "Namespaces", self.namespaces.len() as u64);
                 }
@@ -178,51 +189,42 @@ impl NetnsWatcher {
     }
 
     /// Watches directories that appeared, and makes the known paths match the listing.
-    fn reconcile_dirs(
+    /// The directories are read on a blocking thread.
+    async fn reconcile_dirs(
         &mut self,
-        events: &mut inotify::EventStream<Vec<u8>>,
+        events: &inotify::EventStream<Vec<u8>>,
         checks: &mut JoinSet<Option<Found>>,
     ) {
-        for dir in self.dirs.clone() {
-            if !self.dir_watches.values().any(|d| *d == dir) && dir.is_dir() {
-                match events.watches().add(
-                    &dir,
-                    WatchMask::CREATE
-                        | WatchMask::DELETE
-                        | WatchMask::MOVED_FROM
-                        | WatchMask::MOVED_TO
-                        | WatchMask::DELETE_SELF,
-                ) {
-                    Ok(wd) => {
-                        self.dir_watches.insert(wd, dir.clone());
-                    }
-                    Err(e) => {
-                        self.ctx
-                            .status
-                            .error(STATUS, format!("watching {}: {e}", dir.display()));
-                        continue;
-                    }
+        let dirs: Vec<(PathBuf, bool)> = self
+            .dirs
+            .iter()
+            .map(|d| (d.clone(), self.dir_watches.values().any(|w| w == d)))
+            .collect();
+        let known: Vec<(PathBuf, NsKey)> =
+            self.paths.iter().map(|(p, k)| (p.clone(), *k)).collect();
+        let watches = events.watches();
+        let Ok(listings) =
+            tokio::task::spawn_blocking(move || list_dirs(&dirs, &known, watches)).await
+        else {
+            return;
+        };
+        for l in listings {
+            match l.watch {
+                None => {}
+                Some(Ok(wd)) => {
+                    self.dir_watches.insert(wd, l.dir.clone());
+                }
+                Some(Err(e)) => {
+                    self.ctx
+                        .status
+                        .error(STATUS, format!("watching {}: {e}", l.dir.display()));
+                    continue;
                 }
             }
-            let listed: BTreeSet<PathBuf> = std::fs::read_dir(&dir)
-                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-                .unwrap_or_default();
-            // Known paths that vanished or now name another namespace.
-            let known: Vec<(PathBuf, NsKey)> = self
-                .paths
-                .iter()
-                .filter(|(p, _)| p.parent() == Some(dir.as_path()))
-                .map(|(p, k)| (p.clone(), *k))
-                .collect();
-            for (p, key) in known {
-                let same = std::fs::metadata(&p)
-                    .map(|m| m.ino() == key)
-                    .unwrap_or(false);
-                if !listed.contains(&p) || !same {
-                    self.remove_path(&p);
-                }
+            for p in &l.stale {
+                self.remove_path(p);
             }
-            for p in listed {
+            for p in l.listed {
                 if !self.paths.contains_key(&p) && self.pending.insert(p.clone()) {
                     // Not a namespace yet (or not at all): checked once, without waiting.
                     checks.spawn(check_path(p, &[0]));
@@ -428,6 +430,75 @@ impl NetnsWatcher {
             );
         }
     }
+}
+
+/// A watched directory as [`list_dirs`] found it.
+struct DirListing {
+    dir: PathBuf,
+    /// The watch added now that the directory exists, or why it could not be added
+    /// (then the directory was not listed).
+    watch: Option<std::io::Result<WatchDescriptor>>,
+    /// Its entries.
+    listed: BTreeSet<PathBuf>,
+    /// Known paths in it that vanished or now name another namespace.
+    stale: Vec<PathBuf>,
+}
+
+/// Lists each directory of `dirs` (`true`: already watched), first adding a watch to
+/// those that now exist, so that no file created meanwhile goes unseen. `known` are the
+/// namespace paths found so far. Blocking: directory reads and stats.
+fn list_dirs(
+    dirs: &[(PathBuf, bool)],
+    known: &[(PathBuf, NsKey)],
+    mut watches: inotify::Watches,
+) -> Vec<DirListing> {
+    topotap_topology::blocking::section("netns directory listing");
+    let mut out = Vec::with_capacity(dirs.len());
+    for (dir, watched) in dirs {
+        let mut watch = None;
+        if !watched && dir.is_dir() {
+            let added = watches.add(
+                dir,
+                WatchMask::CREATE
+                    | WatchMask::DELETE
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::MOVED_TO
+                    | WatchMask::DELETE_SELF,
+            );
+            let failed = added.is_err();
+            watch = Some(added);
+            if failed {
+                out.push(DirListing {
+                    dir: dir.clone(),
+                    watch,
+                    listed: BTreeSet::new(),
+                    stale: Vec::new(),
+                });
+                continue;
+            }
+        }
+        let listed: BTreeSet<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let stale = known
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+            .filter(|(p, key)| {
+                let same = std::fs::metadata(p)
+                    .map(|m| m.ino() == *key)
+                    .unwrap_or(false);
+                !listed.contains(p) || !same
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        out.push(DirListing {
+            dir: dir.clone(),
+            watch,
+            listed,
+            stale,
+        });
+    }
+    out
 }
 
 /// What a scan of `/proc` found: every namespace a process holds (but topotap's own),
