@@ -233,8 +233,17 @@ pub struct ServerArgs {
     pub trust: TrustArgs,
 }
 
+/// Why a duration option does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("invalid duration {0:?}: use e.g. 500ms, 10s or 2m")]
+    Syntax(String),
+    #[error("invalid duration {0:?}: must be more than 0 and at most a day")]
+    OutOfRange(String),
+}
+
 /// `500ms`, `10s`, `2m`, or a number of seconds (`1.5`); zero is refused.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, BadDuration> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -248,12 +257,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let x: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 10s or 2m"))?;
+        .map_err(|_| BadDuration::Syntax(s.to_owned()))?;
     let secs = x * scale;
     if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err(format!(
-            "invalid duration {s:?}: must be more than 0 and at most a day"
-        ));
+        return Err(BadDuration::OutOfRange(s.to_owned()));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
@@ -595,4 +602,26 @@ pub enum TopologyCommand {
     },
     /// Print the whole graph.
     Export,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_or_say_why_not() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 2m "), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_duration("soon").unwrap_err().to_string(),
+            "invalid duration \"soon\": use e.g. 500ms, 10s or 2m"
+        );
+        assert_eq!(
+            parse_duration("0s"),
+            Err(BadDuration::OutOfRange("0s".into()))
+        );
+        assert!(matches!(parse_duration("2d"), Err(BadDuration::Syntax(_))));
+    }
 }

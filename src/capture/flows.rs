@@ -150,7 +150,7 @@ impl StepExtension for FlowsStep {
         "Flows"
     }
 
-    fn check(&self, step: &Step) -> Result<(), String> {
+    fn check(&self, step: &Step) -> Result<(), EvalError> {
         if step.params.is_empty() {
             Ok(())
         } else {
@@ -236,7 +236,7 @@ fn string_param(step: &Step, i: usize) -> Option<&str> {
 
 impl FlowSet {
     fn filter(self, params: &[Param], either: bool) -> Result<Output, EvalError> {
-        let filter = ValueFilter::new(params, either).map_err(EvalError::new)?;
+        let filter = ValueFilter::new(params, either)?;
         let flows = self
             .0
             .into_iter()

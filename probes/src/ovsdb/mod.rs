@@ -103,26 +103,35 @@ pub enum Address {
     Tcp(String),
 }
 
-impl std::str::FromStr for Address {
-    type Err = String;
+/// Why an OVSDB address does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAddress {
+    #[error("empty socket path in '{0}'")]
+    EmptyPath(String),
+    #[error("'{0}' needs host:port")]
+    NoPort(String),
+    #[error("unsupported OVSDB address '{0}' (expected unix:PATH or tcp:HOST:PORT)")]
+    Unsupported(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Address {
+    type Err = BadAddress;
+
+    fn from_str(s: &str) -> Result<Self, BadAddress> {
         if let Some(path) = s.strip_prefix("unix:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(format!("empty socket path in '{s}'"));
+                return Err(BadAddress::EmptyPath(s.to_owned()));
             }
             Ok(Address::Unix(path.to_owned()))
         } else if let Some(hostport) = s.strip_prefix("tcp:") {
             let hostport = hostport.strip_prefix("//").unwrap_or(hostport);
             if !hostport.contains(':') {
-                return Err(format!("'{s}' needs host:port"));
+                return Err(BadAddress::NoPort(s.to_owned()));
             }
             Ok(Address::Tcp(hostport.to_owned()))
         } else {
-            Err(format!(
-                "unsupported OVSDB address '{s}' (expected unix:PATH or tcp:HOST:PORT)"
-            ))
+            Err(BadAddress::Unsupported(s.to_owned()))
         }
     }
 }
@@ -158,7 +167,7 @@ impl Probe {
             Ok(a) => a,
             Err(e) => {
                 warn!("OVSDB probe disabled: {e}");
-                self.status.lock().last_error = Some(e);
+                self.status.lock().last_error = Some(e.to_string());
                 return;
             }
         };
@@ -383,9 +392,18 @@ mod tests {
             "tcp:127.0.0.1:6640".parse(),
             Ok(Address::Tcp("127.0.0.1:6640".into()))
         );
-        assert!("ssl:1.2.3.4:6640".parse::<Address>().is_err());
-        assert!("tcp:localhost".parse::<Address>().is_err());
-        assert!("unix:".parse::<Address>().is_err());
+        assert_eq!(
+            "ssl:1.2.3.4:6640".parse::<Address>(),
+            Err(BadAddress::Unsupported("ssl:1.2.3.4:6640".into()))
+        );
+        assert_eq!(
+            "tcp:localhost".parse::<Address>().unwrap_err().to_string(),
+            "'tcp:localhost' needs host:port"
+        );
+        assert_eq!(
+            "unix:".parse::<Address>(),
+            Err(BadAddress::EmptyPath("unix:".into()))
+        );
     }
 
     #[test]

@@ -353,7 +353,7 @@ impl Op {
             }
             K::Extension(name) => match ext.get(name) {
                 Some(x) => {
-                    x.check(step).map_err(err)?;
+                    x.check(step)?;
                     Op::Ext(x.clone())
                 }
                 None if !strict || ext.is_value_step(name) => Op::ValueStep,

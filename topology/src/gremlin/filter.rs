@@ -12,6 +12,7 @@ use regex::Regex;
 use serde_json::{Number, Value};
 use topotap_grammar::ast::{Param, Predicate};
 
+use super::EvalError;
 use crate::element::{lookup, Lookup};
 use crate::{EdgeRef, Metadata, NodeRef};
 
@@ -586,9 +587,11 @@ pub struct ValueFilter(Filter);
 impl ValueFilter {
     /// Compiles `k1, v1, k2, v2, ...` (or a single `k`: key present); `either` ORs the
     /// clauses like `HasEither`.
-    pub fn new(params: &[Param], either: bool) -> Result<ValueFilter, String> {
+    pub fn new(params: &[Param], either: bool) -> Result<ValueFilter, EvalError> {
         let combine = if either { Combine::Any } else { Combine::All };
-        Filter::from_params(params, combine).map(ValueFilter)
+        Filter::from_params(params, combine)
+            .map(ValueFilter)
+            .map_err(EvalError::new)
     }
 
     /// Whether the element whose fields `lookup` resolves (by key as written, without a

@@ -149,9 +149,9 @@ pub trait StepExtension: Send + Sync {
     /// The step name as registered (matched case-insensitively).
     fn name(&self) -> &str;
 
-    /// Checks the step's parameters when the query is compiled; the message is located
-    /// at the step.
-    fn check(&self, step: &Step) -> Result<(), String> {
+    /// Checks the step's parameters when the query is compiled; return
+    /// [`EvalError::new`] (the compiler locates it at the step).
+    fn check(&self, step: &Step) -> Result<(), EvalError> {
         let _ = step;
         Ok(())
     }
