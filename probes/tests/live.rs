@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use topotap_probes::{start, Probes, ProbesConfig};
-use topotap_topology::gremlin::{evaluate, Extensions};
+use topotap_topology::gremlin::{compile, Budget, Extensions};
 use topotap_topology::{Graph, GraphEvent, SharedGraph};
 
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -63,9 +63,11 @@ async fn probes() -> (SharedGraph, Probes) {
 }
 
 fn gremlin(graph: &SharedGraph, query: &str) -> Value {
-    let q = topotap_grammar::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let q = compile(query, &Extensions::default()).unwrap_or_else(|e| panic!("{query}: {e}"));
     let g = graph.read();
-    let out = evaluate(&q, &g, &Extensions::default()).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let out = q
+        .evaluate(&g, &Budget::default())
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
     out.to_json(&g)
 }
 
