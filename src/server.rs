@@ -113,17 +113,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
         info!(local = %metrics.local_addr()?, "metrics listening");
-        let route = api::metrics_only_routes(state.metrics.clone());
+        // Behind the same gate as the API (Host, Origin, authentication, the reader
+        // role) and with the same TLS: what the API would not show a stranger, the
+        // metrics do not either.
+        let route = crate::auth::secure(
+            trust.clone(),
+            api::metrics_only_routes(state.metrics.clone()),
+        );
         tokio::spawn(crate::http::serve(
             metrics,
             route,
             limits,
-            None,
+            tls.clone(),
             shutdown_signal(),
         ));
     }
     if args.trust.insecure_no_auth && !trust.auth_enabled() {
-        tokio::spawn(crate::auth::warn_open(local));
+        if !local.ip().is_loopback() {
+            tokio::spawn(crate::auth::warn_open(local, "the API"));
+        }
+        if let Some(m) = args.metrics_listen.filter(|m| !m.ip().is_loopback()) {
+            tokio::spawn(crate::auth::warn_open(m, "/metrics"));
+        }
     }
     state.trust = trust;
     let routes = api::secured(state);
@@ -139,6 +150,7 @@ fn trust_options(args: &ServerArgs) -> crate::auth::TrustOptions {
     let t = &args.trust;
     crate::auth::TrustOptions {
         listen: Some(args.listen),
+        metrics_listen: args.metrics_listen,
         htpasswd: t.auth_htpasswd.clone(),
         roles: t.auth_roles.clone(),
         token_ttl: Duration::from_secs(t.auth_token_ttl),

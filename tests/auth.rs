@@ -520,3 +520,84 @@ async fn the_client_logs_in_with_flags_or_the_environment() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--username needs --password"));
 }
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// `GET /metrics` on the metrics listener through loopback: status and body.
+async fn scrape(port: u16, authorization: Option<&str>) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics"));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                return (s, r.text().await.unwrap());
+            }
+            Err(e) if Instant::now() > deadline => panic!("metrics listener: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_beyond_loopback_need_authentication_like_the_api() {
+    // Every address, no authentication: refused at start, as the API would be.
+    let (code, err) = start_fails(&["--metrics-listen", "0.0.0.0:0"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains(
+            "refusing to serve /metrics on 0.0.0.0:0 (--metrics-listen) without authentication"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("--auth-htpasswd") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // With authentication the metrics listener asks for it, as the API does: the
+    // reader role is enough.
+    let users = Users::new();
+    let port = free_port();
+    let metrics = format!("0.0.0.0:{port}");
+    let t = users.start(&["--metrics-listen", &metrics]);
+    let (s, body) = scrape(port, None).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(body.starts_with("authentication required"), "{body}");
+    let (s, body) = scrape(port, Some(&basic("rita", "wrong"))).await;
+    assert_eq!((s, body.trim()), (401, "wrong user name or password"));
+    let (s, body) = scrape(port, Some(&basic("nemo", "nemo-pw"))).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = scrape(port, Some(&basic("rita", "rita-pw"))).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("topotap_graph_nodes"), "{body}");
+    // A token from the API's /login works there too.
+    let (_, v, _) = login(&t, "rita", "rita-pw").await;
+    let bearer = format!("Bearer {}", v["Token"].as_str().unwrap());
+    assert_eq!(scrape(port, Some(&bearer)).await.0, 200);
+    drop(t);
+
+    // --insecure-no-auth serves it open on purpose.
+    let port = free_port();
+    let metrics = format!("0.0.0.0:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let t = Topotap::start(&[
+        "--no-probes",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+        "--metrics-listen",
+        &metrics,
+        "--insecure-no-auth",
+    ]);
+    let (s, body) = scrape(port, None).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("topotap_graph_nodes 0"), "{body}");
+    drop(t);
+}

@@ -13,13 +13,14 @@
 //! 3. **Content type**: POST, PUT and PATCH must say what they send, with a type no HTML
 //!    form can produce: `application/json` (PATCH: also `application/json-patch+json`;
 //!    `/api/pcap`: also `application/octet-stream`, `application/vnd.tcpdump.pcap`);
-//!    `/login` is the exception, an HTML-form POST as in Skydive. DELETE carries no body
+//!    `/login` is the exception, an HTML-form POST as in Skydive (and `/logout`, which has
+//!    no body and only expires the caller's cookie). DELETE carries no body
 //!    and always needs a CORS preflight, which step 2 refuses.
 //! 4. **Authentication** (with `--auth-htpasswd`): a token from `POST /login`, as the
 //!    `authtoken` cookie, `X-Auth-Token` or `Authorization: Bearer`, or HTTP Basic. With
 //!    `--tls-client-ca`, a client certificate the TLS handshake verified authenticates
-//!    its connection as the certificate's subject common name. The web UI's files and
-//!    `/login` are open; everything else answers 401 without one.
+//!    its connection as the certificate's subject common name. The web UI's files,
+//!    `/login` and `/logout` are open; everything else answers 401 without one.
 //! 5. **Role**: reader for reads, queries and WebSocket; operator for captures and pcap
 //!    uploads; admin for everything else that writes. 403 names the missing role.
 //!
@@ -57,6 +58,8 @@ use token::TokenKey;
 /// Failed logins allowed from one address within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// The answer header naming the authenticated user.
+pub const USER_HEADER: &str = "x-topotap-user";
 /// How long a verified HTTP Basic password is remembered (bcrypt costs milliseconds).
 const BASIC_CACHE: Duration = Duration::from_secs(300);
 
@@ -64,6 +67,8 @@ const BASIC_CACHE: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug, Default)]
 pub struct TrustOptions {
     pub listen: Option<SocketAddr>,
+    /// `--metrics-listen`: `/metrics` on a listener of its own, behind the same gate.
+    pub metrics_listen: Option<SocketAddr>,
     pub htpasswd: Option<PathBuf>,
     pub roles: Option<PathBuf>,
     pub token_ttl: Duration,
@@ -80,6 +85,7 @@ pub struct TrustOptions {
 /// The gate's configuration and state.
 pub struct Trust {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     allowed_hosts: Vec<String>,
     cors_origins: Vec<String>,
     users: Option<Htpasswd>,
@@ -142,6 +148,16 @@ impl Trust {
                  listen on 127.0.0.1, or pass --insecure-no-auth to run it open anyway"
             ));
         }
+        if let Some(m) = opts.metrics_listen {
+            if !authenticated && !m.ip().is_loopback() && !opts.insecure_no_auth {
+                return Err(format!(
+                    "refusing to serve /metrics on {m} (--metrics-listen) without authentication: \
+                     anyone who reaches it could read the host's interfaces, captures and flows. \
+                     Give --auth-htpasswd FILE (Prometheus then scrapes with basic_auth) or --tls-client-ca FILE, \
+                     listen on 127.0.0.1, or pass --insecure-no-auth to serve it open anyway"
+                ));
+            }
+        }
         let targets = if opts.allow_targets.is_empty() && !authenticated && loopback {
             AllowTargets::Everything
         } else {
@@ -162,6 +178,7 @@ impl Trust {
         };
         Ok(Trust {
             listen: opts.listen,
+            metrics_listen: opts.metrics_listen,
             allowed_hosts: opts
                 .allowed_hosts
                 .iter()
@@ -215,10 +232,10 @@ impl Trust {
         {
             Ok(ip) => {
                 ip.is_loopback()
-                    || match self.listen {
-                        Some(l) => l.ip().is_unspecified() || l.ip() == ip,
-                        None => false,
-                    }
+                    || [self.listen, self.metrics_listen]
+                        .into_iter()
+                        .flatten()
+                        .any(|l| l.ip().is_unspecified() || l.ip() == ip)
             }
             Err(_) => false,
         }
@@ -439,6 +456,10 @@ fn accepted_types(method: &Method, path: &str) -> Option<&'static [&'static str]
         return None;
     }
     let path = path.trim_end_matches('/');
+    if path == "/logout" {
+        // No body; it only expires the caller's own cookie.
+        return None;
+    }
     Some(if path == "/login" {
         &["application/x-www-form-urlencoded"]
     } else if path == "/api/pcap" {
@@ -563,6 +584,47 @@ async fn check(
         }
     }
 
+    // From here on a listed origin may read why it was refused (a 401 that asks for a
+    // login, a 415, a 403 naming the role), as it may read the answers that succeed.
+    check_request(trust, method, path, headers, peer, client, cors.clone())
+        .await
+        .map_err(|mut resp| {
+            if let Some(o) = cors {
+                let h = resp.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            resp
+        })
+}
+
+/// The rest of the gate, once Host and Origin passed: content type, authentication, role.
+async fn check_request(
+    trust: &Arc<Trust>,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    client: Option<ClientCert>,
+    cors: Option<HeaderValue>,
+) -> Result<Passed, Response> {
+    let action = audit::action(method.as_str(), path);
+    let audited = |user: Option<&str>, d: Denied| -> Response {
+        if let Some(a) = &action {
+            trust.audit.record(audit::Entry {
+                user,
+                source: peer,
+                action: a,
+                resource: json!({ "Path": path }),
+                status: d.error.status.as_u16(),
+            });
+        }
+        d.into_response()
+    };
     if let Some(types) = accepted_types(&method, path) {
         let got = headers
             .get(header::CONTENT_TYPE)
@@ -672,6 +734,12 @@ async fn finish(trust: Arc<Trust>, passed: Passed, mut resp: Response) -> Respon
         );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
+    if let Some(user) = &passed.identity.user {
+        // Who the caller is logged in as: the web UI shows it next to "Log out".
+        if let Ok(v) = HeaderValue::from_str(user) {
+            resp.headers_mut().insert(USER_HEADER, v);
+        }
+    }
     let Some(action) = audit::action(passed.method.as_str(), &passed.path) else {
         return resp;
     };
@@ -715,7 +783,8 @@ async fn finish(trust: Arc<Trust>, passed: Passed, mut resp: Response) -> Respon
 }
 
 /// `POST /login` (form fields `username`, `password`) → 200 `{"Token", "Permissions"}`
-/// and the `authtoken` cookie; `GET /login` → 302 to `/`.
+/// and the `authtoken` cookie; `GET /login` → 302 to `/`; `POST /logout` → 204 and the
+/// cookie expired (the web UI's cookie is HttpOnly: its scripts cannot drop it).
 fn login_routes(
     trust: Arc<Trust>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -731,6 +800,16 @@ fn login_routes(
                 async move { login(t, form, peer).await }
             },
         );
+    let logout = warp::path!("logout").and(warp::post()).map(move || {
+        let mut resp = warp::reply().into_response();
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        let secure = if trust.tls { "; Secure" } else { "" };
+        let cookie = format!("authtoken=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        resp
+    });
     let get = warp::path!("login").and(warp::get()).map(|| {
         let mut resp = warp::reply().into_response();
         *resp.status_mut() = StatusCode::FOUND;
@@ -738,7 +817,7 @@ fn login_routes(
             .insert(header::LOCATION, HeaderValue::from_static("/"));
         resp
     });
-    post.or(get).unify()
+    post.or(get).unify().or(logout).unify()
 }
 
 async fn login(
@@ -854,14 +933,19 @@ fn same_origin(origin: &str, host: &str, tls: bool) -> bool {
     }
 }
 
-/// Warns every minute that the API is open to anyone who reaches it.
-pub async fn warn_open(listen: SocketAddr) {
+/// Warns every minute that `what` (the API, /metrics) is open to anyone who reaches it.
+pub async fn warn_open(listen: SocketAddr, what: &'static str) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let risk = if what == "the API" {
+        "they can capture and inject traffic"
+    } else {
+        "they can read the host's interfaces, captures and flows"
+    };
     loop {
         tick.tick().await;
         tracing::warn!(
             %listen,
-            "--insecure-no-auth: the API is open to anyone who reaches {listen}: they can capture and inject traffic"
+            "--insecure-no-auth: {what} is open to anyone who reaches {listen}: {risk}"
         );
     }
 }
