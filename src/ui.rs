@@ -29,6 +29,7 @@ const ASSETS: &[Asset] = assets![
     "ui/js/main.js",
     "ui/js/api.js",
     "ui/js/dom.js",
+    "ui/js/login.js",
     "ui/js/graph.js",
     "ui/js/layout.js",
     "ui/js/render.js",

@@ -34,6 +34,10 @@ export async function request(method, path, body, headers = {}) {
     throw new ApiError(0, `cannot reach the server: ${e.message}`);
   }
   const text = await resp.text();
+  if (resp.status === 401) {
+    // Not logged in (any more): main.js shows the login form.
+    window.dispatchEvent(new CustomEvent('topotap:unauthorized', { detail: text.trim() }));
+  }
   if (!resp.ok) {
     throw new ApiError(resp.status, text.trim() || `${resp.status} ${resp.statusText}`);
   }

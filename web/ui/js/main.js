@@ -5,6 +5,7 @@ import { $, clear, gq, h } from './dom.js';
 import { Graph } from './graph.js';
 import { CapturesPanel } from './panels/captures.js';
 import { caretPre, ConsolePanel } from './panels/console.js';
+import { LoginForm, logout, session, showUser } from './login.js';
 import { InjectionsPanel } from './panels/injections.js';
 import { NodePanel } from './panels/node.js';
 import { legendEntries, shapePath } from './styles.js';
@@ -57,7 +58,52 @@ class App {
     const saved = localStorage.getItem('topotap.filter') || '';
     $('#filter').value = saved;
     this.subscriber.filter = this.normalizeFilter(saved);
+    this.loginForm = new LoginForm($('#login'));
+    window.addEventListener('topotap:unauthorized', (ev) => this.unauthorized(ev.detail));
+    this.begin();
+  }
+
+  // ---- login (only when the server asks for it) -------------------------------------
+
+  /** Logs in first if the API answers 401, then subscribes to the graph. */
+  async begin(reason) {
+    let s;
+    try {
+      s = await session();
+    } catch {
+      // Unreachable: the subscriber shows it and retries; a 401 later brings the form.
+      s = { ok: true, user: null };
+    }
+    while (!s.ok) {
+      await this.loginForm.show(reason || loginReason(s.reason));
+      reason = '';
+      s = await session();
+    }
+    this.user = s.user;
+    showUser(s.user, () => this.logout());
     this.subscriber.start();
+  }
+
+  /** A call answered 401: the session ended (expired token, server restarted). */
+  unauthorized(reason) {
+    if (this.loginForm.shown) return;
+    this.subscriber.stop();
+    this.user = null;
+    showUser(null);
+    this.begin(loginReason(reason));
+  }
+
+  async logout() {
+    this.subscriber.stop();
+    try {
+      await logout();
+    } finally {
+      this.user = null;
+      showUser(null);
+      this.synced = false;
+      this.graph.reset({ Nodes: [], Edges: [] });
+      this.begin('Logged out.');
+    }
   }
 
   // ---- connection -------------------------------------------------------------------
@@ -78,6 +124,19 @@ class App {
     if (state === 'connecting') {
       $('#conn-text').textContent = 'connecting…';
       return;
+    }
+    if (state === 'idle') {
+      // Logged out: nothing to reconnect to until the next login.
+      $('#conn-text').textContent = 'logged out';
+      banner.classList.add('hidden');
+      return;
+    }
+    // A WebSocket refused for want of a login looks like any failed connection: ask the
+    // API whether that is why (only when this server has logins at all).
+    if (state === 'disconnected' && this.user && !this.loginForm.shown) {
+      session()
+        .then((s) => !s.ok && this.unauthorized(s.reason))
+        .catch(() => {});
     }
     // Disconnected or reconnecting: what is shown may be out of date.
     $('#conn-text').textContent = state === 'reconnecting' ? 'reconnecting…' : 'disconnected';
@@ -308,6 +367,11 @@ class App {
     this.console.setQuery(q);
     this.console.run();
   }
+}
+
+/** What the login form says about a 401's reason (the first one needs no explanation). */
+function loginReason(reason) {
+  return !reason || reason.startsWith('authentication required') ? '' : reason;
 }
 
 const app = new App();

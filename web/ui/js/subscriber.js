@@ -96,6 +96,19 @@ export class Subscriber {
     }, delay);
   }
 
+  /** Closes the socket and stops reconnecting (logged out); start() begins again. */
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const ws = this.ws;
+    this.ws = null;
+    this.pendingSync = null;
+    this.attempt = 0;
+    this.connects = 0;
+    if (ws) ws.close();
+    this.setState('idle', {});
+  }
+
   /** Reconnect now instead of waiting for the timer (user action). */
   retryNow() {
     if (this.ws) return;
