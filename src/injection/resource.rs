@@ -897,6 +897,37 @@ mod tests {
         assert_eq!(replay_frames(&b64).unwrap(), vec![vec![1u8; 14]]);
     }
 
+    #[test]
+    fn pcaps_that_cannot_be_replayed_say_why_and_are_client_errors() {
+        use topotap_targets::packet::{LinkType, Timestamp};
+        let file = |link: LinkType, packets: usize| {
+            let mut file = Vec::new();
+            let mut w = topotap_targets::pcapfile::PcapWriter::new(&mut file, link, 65535).unwrap();
+            for _ in 0..packets {
+                w.write_packet(Timestamp::ZERO, 20, &[0x45; 20]).unwrap();
+            }
+            w.flush().unwrap();
+            super::super::forge::base64_encode(&file)
+        };
+        let e = replay_frames("not*base64").unwrap_err();
+        assert!(matches!(e, ReplayError::Base64(_)), "{e:?}");
+        assert!(e.to_string().starts_with("not valid base64: "), "{e}");
+        let e = replay_frames(&file(LinkType::Raw, 1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "link type 101 cannot be replayed on an interface: only Ethernet captures"
+        );
+        let e = replay_frames(&file(LinkType::Ethernet, 0)).unwrap_err();
+        assert!(matches!(e, ReplayError::Empty), "{e:?}");
+        let e = replay_frames("AAAA").unwrap_err();
+        assert!(matches!(e, ReplayError::Pcap(_)), "{e:?}");
+        // At create, any of them is a 400 naming the field.
+        let Err(reason) = validated(json!({"Src": "G.V()", "Pcap": file(LinkType::Raw, 1)})) else {
+            panic!("a raw-IP capture was accepted for replay");
+        };
+        assert!(reason.starts_with("Pcap: link type 101"), "{reason}");
+    }
+
     /// ns `a` holding `eth0` (10.0.0.1/24 + a default route via 10.0.0.254) and a
     /// destination node `peer`.
     fn graph() -> Graph {

@@ -155,7 +155,7 @@ pub struct SortSpec {
 
 impl SortSpec {
     /// `Sort()`'s parameters; the grammar has already checked their shape.
-    pub fn of(p: &[Param]) -> Result<SortSpec, String> {
+    pub fn of(p: &[Param]) -> Result<SortSpec, EvalError> {
         let (desc, key) = match p {
             [] => (false, None),
             [Param::Str(k)] => (false, Some(k.clone())),
@@ -164,9 +164,9 @@ impl SortSpec {
             [Param::Keyword(Keyword::Asc), Param::Str(k)] => (false, Some(k.clone())),
             [Param::Keyword(Keyword::Desc), Param::Str(k)] => (true, Some(k.clone())),
             _ => {
-                return Err(
-                    "Sort takes no parameters, a string key, or ASC|DESC and a string key".into(),
-                )
+                return Err(err(
+                    "Sort takes no parameters, a string key, or ASC|DESC and a string key",
+                ))
             }
         };
         Ok(SortSpec { desc, key })
@@ -301,7 +301,7 @@ impl Op {
                 [n] => Op::Range(0, index(n, "Limit")?),
                 _ => return Err(err("Limit takes exactly one integer parameter")),
             },
-            K::Sort => Op::Sort(SortSpec::of(p).map_err(err)?),
+            K::Sort => Op::Sort(SortSpec::of(p)?),
             K::Values => Op::Values(Key::parse(one_string(p, "Values")?)),
             K::ValueMap => {
                 let names = strings(p, "ValueMap")?;
