@@ -176,18 +176,104 @@ pub async fn serve_connection<I, F>(
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let service = warp::service(filter);
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        // HTTP/2: a body the application left unread comes back here (see DrainOnDrop).
+        let (unread_tx, mut unread) = tokio::sync::oneshot::channel();
+        let unread_tx = (req.version() == hyper::Version::HTTP_2).then_some(unread_tx);
+        let mut req = req.map(|body| DrainOnDrop {
+            inner: Some(body),
+            unread: unread_tx,
+        });
         req.extensions_mut().insert(PeerAddr(peer));
         if let Some(c) = &client {
             req.extensions_mut().insert(c.clone());
         }
         let mut service = service.clone();
-        service.call(req)
+        let answer = service.call(req);
+        async move {
+            let resp = answer.await;
+            if let Ok(body) = unread.try_recv() {
+                finish_upload(body).await;
+            }
+            resp
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Most of a request body an HTTP/2 stream reads before its early answer, and for how
+/// long. A body announced as larger (`Content-Length`, e.g. a 413) is not read at all.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// A request body that, over HTTP/2, goes back to [`serve_connection`] when the
+/// application drops it unread, so the rest of the upload is read before the answer is
+/// sent. An answer that comes first (a refusal before the body was looked at: 401, 403,
+/// 415) otherwise races the client's upload: the stream ends with `RST_STREAM(NO_ERROR)`,
+/// and clients still sending (curl 7.88: "HTTP error before end of send, stop sending")
+/// fail the request with a stream error although RFC 9113 §8.1 allows it. HTTP/1.1 keeps
+/// hyper's own handling.
+struct DrainOnDrop {
+    inner: Option<Incoming>,
+    unread: Option<tokio::sync::oneshot::Sender<Incoming>>,
+}
+
+impl hyper::body::Body for DrainOnDrop {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut().inner.as_mut() {
+            Some(b) => std::pin::Pin::new(b).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_else(|| hyper::body::SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        if let (Some(body), Some(tx)) = (self.inner.take(), self.unread.take()) {
+            let size = hyper::body::Body::size_hint(&body).lower();
+            if !hyper::body::Body::is_end_stream(&body) && size <= DRAIN_BYTES as u64 {
+                let _ = tx.send(body);
+            }
+        }
+    }
+}
+
+/// Reads what is left of an HTTP/2 request body (at most [`DRAIN_BYTES`], for at most
+/// [`DRAIN_TIME`]; beyond that the stream is reset, as an early answer always was) and
+/// drops it.
+async fn finish_upload(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Accept errors are the listener's, not a client's: a full file table (EMFILE) clears

@@ -97,8 +97,9 @@ pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, String> 
             files.key.display()
         )
     })?;
-    // HTTP/1.1 (WebSocket upgrades need it).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 when the client offers it; HTTP/1.1 for the others and for WebSocket
+    // upgrades (clients open those on a connection of their own, without `h2`).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

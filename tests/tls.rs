@@ -322,3 +322,90 @@ fn tls_flags_are_checked_at_start() {
     let err = run(&["--tls-cert", &cert, "--tls-key", &other_key]);
     assert!(err.contains("do not make a TLS identity"), "{err}");
 }
+
+/// HTTP/2 over TLS (ALPN `h2`), with curl: answers that come before the request body
+/// was read (401, 415) close their stream cleanly, so curl, which stops uploading when
+/// an error answer arrives early, gets them every time and not a stream error.
+#[tokio::test]
+async fn http2_over_tls_answers_refusals_cleanly() {
+    let ca = TestCa::new("topotap h2 CA");
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("h2user:{}\n", bcrypt::hash("h2-pw", 4).unwrap()),
+    )
+    .unwrap();
+    let t = start_tls(&ca, &["--auth-htpasswd", htpasswd.to_str().unwrap()]);
+    let cacert = ca.ca();
+    let h2 = |extra: &[&str], path: &str| {
+        let mut args = vec!["--http2", "--cacert", &cacert, "-o", "/dev/null"];
+        args.extend_from_slice(&["-w", "%{http_version} %{http_code}"]);
+        args.extend_from_slice(extra);
+        let url = t.url(path);
+        args.push(&url);
+        let out = curl(&args);
+        assert!(
+            out.status.success(),
+            "curl {args:?}: exit {:?}: {}",
+            out.status.code(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    assert_eq!(h2(&["-u", "h2user:h2-pw"], "/api"), "2 200");
+
+    let body = dir.path().join("body.txt");
+    std::fs::write(&body, "x".repeat(256 * 1024)).unwrap();
+    let body_arg = format!("@{}", body.display());
+    // A slow upload: the refusal is decided long before the body is in, every time.
+    for (auth, content_type, path, want) in [
+        ("", "application/json", "/api/topology", "2 401"),
+        ("h2user:h2-pw", "text/plain", "/api/node", "2 415"),
+    ] {
+        let header = format!("Content-Type: {content_type}");
+        let mut args = vec!["--limit-rate", "400K", "-X", "POST", "-H", &header];
+        args.extend_from_slice(&["--data-binary", &body_arg]);
+        if !auth.is_empty() {
+            args.extend_from_slice(&["-u", auth]);
+        }
+        assert_eq!(h2(&args, path), want);
+    }
+    for i in 0..20 {
+        // No credentials: 401 before the body is read.
+        let json = r#"{"GremlinQuery":"G.V()"}"#;
+        let no_auth = [
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            json,
+        ];
+        assert_eq!(h2(&no_auth, "/api/topology"), "2 401", "round {i}");
+        // Not JSON: 415 before the (larger) body is read.
+        let text_plain = [
+            "-u",
+            "h2user:h2-pw",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            &body_arg,
+        ];
+        assert_eq!(h2(&text_plain, "/api/node"), "2 415", "round {i}");
+    }
+    let node = r#"{"ID":"h2-n1","Metadata":{"Name":"h2-n1","Type":"device"}}"#;
+    let create = [
+        "-u",
+        "h2user:h2-pw",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        node,
+    ];
+    assert_eq!(h2(&create, "/api/node"), "2 201");
+}
