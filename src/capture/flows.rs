@@ -132,6 +132,8 @@ impl PacketSink for LocalSink {
     fn finish(&mut self, now: Timestamp) {
         if self.retain {
             self.tick(now);
+            // Kept for queries only: no more packets will come.
+            self.source.table.lock().shrink_to_fit();
             self.registry.retain(self.source.clone());
         } else {
             self.registry

@@ -762,3 +762,31 @@ fn slot_is_compact() {
     assert!(slot <= 184, "slot is {slot} bytes");
     assert!(std::mem::size_of::<Flow>() <= 176);
 }
+
+#[test]
+fn a_shrunk_table_keeps_its_flows_and_gives_back_the_index() {
+    let mut table = FlowTable::new(FlowTableConfig {
+        max_flows: 500_000,
+        ..config()
+    });
+    for sport in 0..100u16 {
+        let f = v4_frame(IP_A, IP_B, 17, &udp(10_000 + sport, 53, 10), true);
+        feed(&mut table, t(u64::from(sport)), &f);
+    }
+    let sized = table.memory_footprint();
+    table.shrink_to_fit();
+    let shrunk = table.memory_footprint();
+    assert!(
+        shrunk * 20 < sized,
+        "{sized} bytes sized for 500,000 flows, {shrunk} shrunk to 100"
+    );
+    assert_eq!(table.len(), 100);
+    // Known flows are still found (no new flow for their packets), new ones still fit.
+    for sport in 0..200u16 {
+        let f = v4_frame(IP_A, IP_B, 17, &udp(10_000 + sport, 53, 10), true);
+        feed(&mut table, t(1_000 + u64::from(sport)), &f);
+    }
+    assert_eq!(table.len(), 200);
+    let packets: u64 = table.flows().map(|f| f.metric().ab_packets).sum();
+    assert_eq!(packets, 300);
+}

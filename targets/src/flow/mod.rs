@@ -179,9 +179,7 @@ impl FlowTable {
     pub fn new(config: FlowTableConfig) -> FlowTable {
         let max_flows = config.max_flows.clamp(1, NIL as usize - 1);
         let index = HashTable::with_capacity(max_flows);
-        // hashbrown keeps buckets at most 7/8 full: one u32 plus one control byte per bucket.
-        let buckets = (index.capacity() * 8 / 7).next_power_of_two();
-        let index_bytes = buckets * (std::mem::size_of::<u32>() + 1);
+        let index_bytes = index_bytes(index.capacity());
         FlowTable {
             mode: config.layer_key_mode,
             max_flows,
@@ -401,6 +399,19 @@ impl FlowTable {
             .filter_map(|s| s.flow.as_ref())
     }
 
+    /// Gives back the index capacity the flows do not use. The index is sized for
+    /// `max_flows` up front (no rehash pause while packets arrive); a table that will
+    /// see no more packets (a finished pcap upload kept for queries) then costs what its
+    /// flows need instead. Later packets still work; the index grows again as needed.
+    pub fn shrink_to_fit(&mut self) {
+        let (chunks, hasher, mode) = (&self.chunks, &self.hasher, self.mode);
+        self.index
+            .shrink_to_fit(|&i| rehash(chunks, hasher, mode, i));
+        self.index_bytes = index_bytes(self.index.capacity());
+        self.pending.shrink_to_fit();
+        self.out.shrink_to_fit();
+    }
+
     /// Bytes held by the table's own structures (slab, index, queues), excluding the shared identity.
     pub fn memory_footprint(&self) -> usize {
         let slab: usize = self.chunks.iter().map(|c| c.capacity()).sum::<usize>();
@@ -531,6 +542,16 @@ fn slot(chunks: &[Vec<Slot>], i: u32) -> &Slot {
 
 fn slot_mut(chunks: &mut [Vec<Slot>], i: u32) -> &mut Slot {
     &mut chunks[(i >> CHUNK_SHIFT) as usize][i as usize & (CHUNK - 1)]
+}
+
+/// Heap bytes of an index that can hold `capacity` flows without growing.
+fn index_bytes(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    // hashbrown keeps buckets at most 7/8 full: one u32 plus one control byte per bucket.
+    let buckets = (capacity * 8 / 7).next_power_of_two();
+    buckets * (std::mem::size_of::<u32>() + 1)
 }
 
 fn rehash(chunks: &[Vec<Slot>], hasher: &DefaultHashBuilder, mode: LayerKeyMode, i: u32) -> u64 {
