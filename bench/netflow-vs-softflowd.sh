@@ -39,9 +39,10 @@ for tool in nfcapd nfdump softflowd; do
   command -v "$tool" >/dev/null || { echo "$tool missing: apt-get install -y nfdump softflowd" >&2; exit 1; }
 done
 
+release=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --locked -q -p topotap --bin topotap \
   -p topotap-targets --example flow_export_pcap --example gen_pcap
-./target/release/examples/gen_pcap "$work/in.pcap" "$packets" "$flows" >/dev/null
+"$release"/examples/gen_pcap "$work/in.pcap" "$packets" "$flows" >/dev/null
 echo "pcap: $packets packets over $flows flows, $(stat -c %s "$work/in.pcap") bytes; export: $format"
 cat "$work/in.pcap" >/dev/null # warm the page cache for both
 
@@ -90,8 +91,8 @@ for r in $(seq "$rounds"); do
     dir="$work/$r-$exporter"
     start_nfcapd "$port" "$dir"
     case "$exporter" in
-      topotap) t=$(timed ./target/release/topotap pcap "$work/in.pcap" --target-type "$target_type" --target "127.0.0.1:$port") ;;
-      library) t=$(timed ./target/release/examples/flow_export_pcap "$work/in.pcap" "127.0.0.1:$port" "$format") ;;
+      topotap) t=$(timed "$release"/topotap pcap "$work/in.pcap" --target-type "$target_type" --target "127.0.0.1:$port") ;;
+      library) t=$(timed "$release"/examples/flow_export_pcap "$work/in.pcap" "127.0.0.1:$port" "$format") ;;
       *) t=$(timed softflowd -r "$work/in.pcap" -n "127.0.0.1:$port" -v "$version" -d -c none -m $((flows * 2))) ;;
     esac
     sleep 0.3 # let nfcapd drain its socket

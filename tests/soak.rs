@@ -306,6 +306,9 @@ fn fuzz_request(r: &mut Rng, tag: &str) -> (&'static str, String, Vec<u8>) {
     }
 }
 
+/// Captures a fuzz client keeps before it deletes its oldest.
+const CAPTURES_PER_CLIENT: usize = 16;
+
 /// Sends `count` fuzz requests from `clients` tasks (or stops at `deadline`); returns
 /// the answers by status and the 5xx seen (other than 503/507), with their requests.
 async fn fuzz(
@@ -329,8 +332,18 @@ async fn fuzz(
                 .build()
                 .unwrap();
             let mut r = Rng(seed ^ (c + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+            // The captures this client created; beyond the cap the oldest is deleted (as
+            // one of the requests), so the stored state stays bounded however long the
+            // fuzz runs and any growth of the resident set is the server's own.
+            let mut captures = std::collections::VecDeque::new();
             while sent.fetch_add(1, Ordering::Relaxed) < count && Instant::now() < deadline {
-                let (method, path, body) = fuzz_request(&mut r, &tag);
+                let (method, path, body) = match captures.len() > CAPTURES_PER_CLIENT {
+                    true => {
+                        let uuid: String = captures.pop_front().unwrap();
+                        ("DELETE", format!("/api/capture/{uuid}"), Vec::new())
+                    }
+                    false => fuzz_request(&mut r, &tag),
+                };
                 let req = http
                     .request(method.parse().unwrap(), format!("{base}{path}"))
                     .header("Content-Type", "application/json")
@@ -338,7 +351,11 @@ async fn fuzz(
                 let status = match req.send().await {
                     Ok(resp) => {
                         let s = resp.status().as_u16();
-                        let _ = resp.bytes().await;
+                        let answer = resp.bytes().await.unwrap_or_default();
+                        if s == 201 && path == "/api/capture" {
+                            let created: Value = serde_json::from_slice(&answer).unwrap();
+                            captures.push_back(created["UUID"].as_str().unwrap().to_owned());
+                        }
                         s
                     }
                     Err(e) => {
@@ -369,38 +386,55 @@ async fn a_seeded_fuzz_never_gets_a_5xx_and_memory_stays_bounded() {
     let seed = env_or("TOPOTAP_FUZZ_SEED", 0x70907a9u64);
     let count = env_or("TOPOTAP_FUZZ_REQUESTS", 2_000u64);
     let seconds = env_or("TOPOTAP_FUZZ_SECONDS", 25u64);
-    let t = Topotap::start_api_only();
-    common::cap_address_space(t.pid(), AS_CAP);
+    // `TOPOTAP_FUZZ_WRAPPER`: a command that runs the binary, e.g. `heaptrack -o OUT`.
+    let wrapper = std::env::var("TOPOTAP_FUZZ_WRAPPER").unwrap_or_default();
+    let wrapper: Vec<&str> = wrapper.split_whitespace().collect();
+    let t = Topotap::start_wrapped(&wrapper, &["--no-probes"]);
+    let pid = match wrapper.is_empty() {
+        true => t.pid(),
+        false => server_pid(t.pid()),
+    };
+    common::cap_address_space(pid, AS_CAP);
     let tag = rand_tag();
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    // `TOPOTAP_FUZZ_RSS_EVERY`: print the resident set after every so many requests.
+    let every = env_or("TOPOTAP_FUZZ_RSS_EVERY", count);
+    let sample = |sent: u64| {
+        println!(
+            "fuzz rss: {sent} requests: VmRSS {} kB, RssAnon {} kB, RssFile {} kB",
+            status_kb(pid, "VmRSS"),
+            status_kb(pid, "RssAnon"),
+            status_kb(pid, "RssFile")
+        );
+    };
+    sample(0);
 
     // A tenth first, to warm up; then the rest, with the resident set compared.
     let (mut statuses, mut bad) = fuzz(&t, seed, count / 10, 4, deadline, &tag).await;
-    let rss_warm = status_kb(t.pid(), "VmRSS");
-    let (rest, more_bad) = fuzz(
-        &t,
-        seed.rotate_left(17),
-        count - count / 10,
-        4,
-        deadline,
-        &tag,
-    )
-    .await;
-    for (s, n) in rest {
-        *statuses.entry(s).or_default() += n;
+    let rss_warm = status_kb(pid, "VmRSS");
+    sample(count / 10);
+    let mut sent = count / 10;
+    while sent < count && Instant::now() < deadline {
+        let n = every.min(count - sent);
+        let chunk_seed = seed.rotate_left(17) ^ sent;
+        let (rest, more_bad) = fuzz(&t, chunk_seed, n, 4, deadline, &tag).await;
+        for (s, n) in rest {
+            *statuses.entry(s).or_default() += n;
+        }
+        bad.extend(more_bad);
+        sent += n;
+        if every < count {
+            sample(sent);
+        }
     }
-    bad.extend(more_bad);
-    let rss_end = status_kb(t.pid(), "VmRSS");
-    let peak = status_kb(t.pid(), "VmHWM");
+    let rss_end = status_kb(pid, "VmRSS");
+    let peak = status_kb(pid, "VmHWM");
     let total: u64 = statuses.values().sum();
     println!(
         "fuzz seed {seed:#x}: {total} requests, statuses {statuses:?}; RSS {rss_warm} kB \
          after warm-up, {rss_end} kB at the end, peak {peak} kB"
     );
-    assert!(
-        alive(t.pid()),
-        "topotap died under the fuzz (seed {seed:#x})"
-    );
+    assert!(alive(pid), "topotap died under the fuzz (seed {seed:#x})");
     assert!(
         bad.is_empty(),
         "seed {seed:#x}: {} bad answers, first: {:#?}",
@@ -425,6 +459,35 @@ async fn a_seeded_fuzz_never_gets_a_5xx_and_memory_stays_bounded() {
     let body = json!({"ID": n, "Metadata": {"Name": n, "Type": "veth"}}).to_string();
     let (s, v) = t.request("POST", "/api/node", Some(&body)).await;
     assert_eq!(s, 201, "{v}");
+    if !wrapper.is_empty() {
+        // A clean exit, so that a profiler running the server writes its report.
+        sh(&format!("kill -TERM {pid}"));
+        while alive(pid) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The server process a wrapper started: its child named `topotap`.
+fn server_pid(wrapper: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("pgrep")
+            .args(["-P", &wrapper.to_string(), "-x", "topotap"])
+            .output()
+            .expect("pgrep");
+        if let Some(pid) = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+        {
+            return pid.parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no topotap process under {wrapper}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Names of the links in a namespace (`None`: the root), as `ip` lists them.

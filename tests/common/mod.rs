@@ -60,11 +60,21 @@ impl Topotap {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn topotap");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("read topotap's first line");
+        if !wrapper.is_empty() {
+            // A wrapper may print lines of its own first, and more when it exits.
+            while !line.is_empty() && !line.starts_with("listening on ") {
+                line.clear();
+                stdout
+                    .read_line(&mut line)
+                    .expect("read the wrapper's output");
+            }
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        }
         let (scheme, addr) = line
             .trim()
             .strip_prefix("listening on ")
