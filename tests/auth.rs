@@ -260,6 +260,43 @@ async fn malformed_and_expired_tokens_are_401_with_a_reason() {
         .await;
     assert_eq!(s, 401);
     assert!(one_line(&v).starts_with("unsupported Authorization scheme"));
+    // Empty and oversized credentials, and the token as a cookie.
+    let huge = "a".repeat(60_000);
+    for (name, value, reason) in [
+        ("authorization", "Bearer", "malformed token"),
+        ("authorization", "Bearer ", "malformed token"),
+        ("authorization", "Basic", "malformed Basic credentials"),
+        ("x-auth-token", huge.as_str(), "malformed token"),
+        ("cookie", "authtoken=garbage", "malformed token"),
+        ("cookie", "authtoken=", "malformed token"),
+    ] {
+        let (s, v) = t.request_with("GET", "/api", None, &[(name, value)]).await;
+        assert_eq!((s, one_line(&v)), (401, reason), "{name}: {value:.40}");
+    }
+    // Broken login forms: a one-line reason, never the API's "method not allowed".
+    let post_login = |body: Vec<u8>| {
+        let url = t.url("/login");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, body) = post_login(format!("username=rita&password={huge}").into_bytes()).await;
+    assert_eq!(
+        (s, body.trim()),
+        (413, "login form larger than 16384 bytes")
+    );
+    let (s, body) = post_login(b"%ZZ=\xff&&==&username".to_vec()).await;
+    assert_eq!(
+        (s, body.trim()),
+        (401, "username and password form fields are required")
+    );
 
     // The one-second token runs out.
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -60,6 +60,8 @@ pub const MAX_FAILURES: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// The answer header naming the authenticated user.
 pub const USER_HEADER: &str = "x-topotap-user";
+/// Largest `POST /login` form.
+const LOGIN_FORM_LIMIT: u64 = 16 * 1024;
 /// How long a verified HTTP Basic password is remembered (bcrypt costs milliseconds).
 const BASIC_CACHE: Duration = Duration::from_secs(300);
 
@@ -789,9 +791,9 @@ fn login_routes(
     trust: Arc<Trust>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let t = trust.clone();
-    let post = warp::path!("login")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(16 * 1024))
+    // The form's own errors are answered here: past this route the API's routes would
+    // answer a POST /login with "method not allowed".
+    let form = warp::body::content_length_limit(LOGIN_FORM_LIMIT)
         .and(warp::body::form::<HashMap<String, String>>())
         .and(crate::api::remote())
         .then(
@@ -799,7 +801,25 @@ fn login_routes(
                 let t = t.clone();
                 async move { login(t, form, peer).await }
             },
-        );
+        )
+        .recover(|r: Rejection| async move {
+            let error = if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("login form larger than {LOGIN_FORM_LIMIT} bytes"),
+                )
+            } else if r.find::<warp::reject::LengthRequired>().is_some() {
+                ApiError::new(
+                    StatusCode::LENGTH_REQUIRED,
+                    "the login form needs a Content-Length",
+                )
+            } else {
+                ApiError::bad_request("malformed login form: expected username=...&password=...")
+            };
+            Ok::<_, Infallible>(reply_error(error))
+        })
+        .unify();
+    let post = warp::path!("login").and(warp::post()).and(form);
     let logout = warp::path!("logout").and(warp::post()).map(move || {
         let mut resp = warp::reply().into_response();
         *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -873,7 +893,7 @@ fn unix_now() -> u64 {
 
 /// `Basic xyz` → `xyz` (scheme names are case-insensitive).
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
-    let (s, rest) = value.split_once(' ')?;
+    let (s, rest) = value.split_once(' ').unwrap_or((value, ""));
     s.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
