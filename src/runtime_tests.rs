@@ -1,8 +1,8 @@
 //! The server's services on a current-thread runtime whose one thread refuses blocking
 //! work ([`topotap_topology::blocking`]): state-store syncs, Gremlin evaluation (HTTP
 //! queries, WebSocket filters, capture placement, injection resolution), `/api/status`,
-//! `/metrics`, the probes' `/proc` scans and their reads of the netns directories must
-//! all run on blocking threads. Were any
+//! `/metrics`, the probes' `/proc` scans and their reads of the netns directories and
+//! files must all run on blocking threads. Were any
 //! of them run on the runtime's thread, it would be recorded (and, on a real
 //! current-thread runtime, stall every other task meanwhile).
 
@@ -19,6 +19,46 @@ use crate::api::{self, AppState};
 use crate::services::{Config, Services};
 
 const HOST: &str = "no-blocking-test";
+
+/// A network namespace made for the test and bind-mounted at `mount`; both undone on
+/// drop, whatever happened.
+struct MountedNetns {
+    name: String,
+    mount: std::path::PathBuf,
+}
+
+impl MountedNetns {
+    fn new(mount: std::path::PathBuf) -> Self {
+        let ns = MountedNetns {
+            name: format!("tt-noblock-{}", std::process::id()),
+            mount,
+        };
+        run(&["ip", "netns", "add", &ns.name]);
+        std::fs::write(&ns.mount, b"").expect("the mount point");
+        let source = format!("/run/netns/{}", ns.name);
+        run(&["mount", "--bind", &source, &ns.mount.to_string_lossy()]);
+        ns
+    }
+}
+
+impl Drop for MountedNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(argv: &[&str]) {
+    let status = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .status()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(status.success(), "{argv:?}: {status}");
+}
 
 #[test]
 fn the_services_never_block_their_runtime() {
@@ -117,14 +157,29 @@ fn the_services_never_block_their_runtime() {
         .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
 
-        // A file appears in the netns directory (an inotify event, then checks).
-        tokio::task::spawn_blocking({
-            let path = netns_dir.path().join("appeared");
-            move || std::fs::write(path, b"")
+        // A namespace appears in the netns directory (an inotify event, then the file
+        // is checked and its node added).
+        let mount = netns_dir.path().join("appeared");
+        let netns = tokio::task::spawn_blocking({
+            let mount = mount.clone();
+            move || MountedNetns::new(mount)
         })
         .await
-        .expect("the write ran")
-        .expect("a file");
+        .expect("the namespace is made");
+        let path = json!(mount.to_string_lossy());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let has_node = || {
+            let g = graph.read();
+            let mut nodes = g.nodes();
+            nodes.any(|n| g.node(n).metadata().get("Path") == Some(&path))
+        };
+        while !has_node() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no netns node for {path}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // A graph change: the subscriber's filter is evaluated and the change sent.
         // Meanwhile the /proc scan and the interface counters run a few times.
@@ -157,6 +212,9 @@ fn the_services_never_block_their_runtime() {
         let _ = stop.send(true);
         background.join().await;
         drop(ws);
+        tokio::task::spawn_blocking(move || drop(netns))
+            .await
+            .expect("the namespace is removed");
     });
     assert_eq!(blocking::violations(), Vec::<String>::new());
 }

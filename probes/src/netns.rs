@@ -104,6 +104,12 @@ async fn check_path(path: PathBuf, delays: &'static [u64]) -> Option<Found> {
     None
 }
 
+/// The inode of `path`, if it exists. Blocking.
+fn inode_of(path: &Path) -> Option<u64> {
+    topotap_topology::blocking::section("netns file check");
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
 /// Opens `path` and, if it is a namespace, returns it with its `(inode, device)`.
 /// Blocking.
 fn open_namespace(path: &Path) -> std::io::Result<Option<(File, u64, u64)>> {
@@ -173,7 +179,12 @@ impl NetnsWatcher {
                 Some(found) = checks.join_next() => {
                     if let Ok(Some(found)) = found {
                         self.pending.remove(&found.0);
-                        self.add_path(found);
+                        let path = found.0.clone();
+                        let now = tokio::task::spawn_blocking(move || inode_of(&path))
+                            .await
+                            .ok()
+                            .flatten();
+                        self.add_path(found, now);
                     }
                     if checks.is_empty() {
                         self.pending.clear();
@@ -233,12 +244,13 @@ impl NetnsWatcher {
         }
     }
 
-    fn add_path(&mut self, (path, file, ino, dev): Found) {
+    /// Adds a namespace file found by a check; `now` is the file's inode as it is
+    /// now (`None`: gone).
+    fn add_path(&mut self, (path, file, ino, dev): Found, now: Option<u64>) {
         // The file may have been removed or replaced since it was checked: every later
         // removal has its own event, processed after this.
-        match std::fs::metadata(&path) {
-            Ok(m) if m.ino() == ino => {}
-            _ => return,
+        if now != Some(ino) {
+            return;
         }
         if ino == self.root {
             return;
