@@ -86,7 +86,11 @@ async fn send(http: &reqwest::Client, method: reqwest::Method, url: String, body
 
 /// Creates a node with `POST /api/node`.
 async fn post_node(http: &reqwest::Client, api: &str, id: &str, kind: &str) {
-    let body = json!({"ID": id, "Metadata": {"Name": id, "Type": kind, "MTU": 1500}});
+    let mut body = json!({"ID": id, "Metadata": {"Name": id, "Type": kind, "MTU": 1500}});
+    if kind == "netns" {
+        // Skydive's schema (and earlier builds) require a namespace's path.
+        body["Metadata"]["Path"] = json!(format!("/var/run/netns/{id}"));
+    }
     send(http, reqwest::Method::POST, format!("{api}/api/node"), body).await;
 }
 
