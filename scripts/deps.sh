@@ -12,7 +12,8 @@ if [ "$mode" = test ]; then
   # The TLS tests make their CA and certificates with the openssl command.
   pkgs+=(openssl)
   # The web UI login test makes its htpasswd file with `htpasswd -B` (apache2-utils);
-  # tests/skydive_client.rs installs Skydive's Python client from PyPI into a venv.
+  # tests/skydive_client.rs installs Skydive's Python client from PyPI into a venv,
+  # scripts/pytools.sh schemathesis and openapi-spec-validator (tests/openapi.rs).
   pkgs+=(apache2-utils python3 python3-venv)
   # The browser tests need Node.js and npm; the machine image may bring its own.
   command -v node >/dev/null || pkgs+=(nodejs)

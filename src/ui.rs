@@ -95,15 +95,17 @@ fn index() -> Response {
 
 /// `GET /`, `GET /topology` and `GET /ui/<path>`.
 pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let root = warp::path::end().map(index);
-    let topology = warp::path!("topology").map(index);
+    // The path first, then the method: a POST to a path no route has is a 404.
+    let root = warp::path::end().and(warp::get()).map(index);
+    let topology = warp::path!("topology").and(warp::get()).map(index);
     let files = warp::path("ui")
+        .and(warp::get())
         .and(warp::path::tail())
         .map(|tail: warp::path::Tail| match tail.as_str() {
             "" => index(),
             rest => find(&format!("ui/{rest}")).map_or_else(not_found, serve),
         });
-    warp::get().and(root.or(topology).unify().or(files).unify())
+    root.or(topology).unify().or(files).unify()
 }
 
 #[cfg(test)]

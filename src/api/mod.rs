@@ -6,6 +6,7 @@
 
 mod elements;
 mod injection;
+pub mod openapi;
 mod pcap;
 mod resources;
 mod topology;
@@ -198,7 +199,8 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
 
 /// Parses a JSON body into `T`; the 400 reason names the offending field
 /// (`SamplingRate: invalid type: string "x", expected u32 at line 1 column 42`). An
-/// empty body, and a top-level key `T` does not know, are 400s too.
+/// empty body, a body that is not a JSON object, and a top-level key `T` does not know,
+/// are 400s too.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     parse_json_accepting(body, &[])
 }
@@ -209,8 +211,13 @@ pub fn parse_json_accepting<T: serde::de::DeserializeOwned>(
     body: &[u8],
     accepted: &[&str],
 ) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(missing_body("a JSON object"));
+    };
+    // Serde reads a struct from a JSON array too (`[]` is a capture with every field
+    // left out): every body of this API is an object.
+    if *first != b'{' {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
     }
     let mut unknown: Option<String> = None;
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -258,11 +265,17 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .and(warp::get())
         .and(with_state(state.clone()))
         .map(|s: AppState| {
-            reply_json(
-                StatusCode::OK,
-                &json!({"Host": s.host_id, "Version": env!("CARGO_PKG_VERSION"), "Service": "analyzer"}),
-            )
+            let info = openapi::ApiInfo {
+                host: s.host_id.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                service: "analyzer".to_owned(),
+            };
+            reply_json(StatusCode::OK, &info)
         });
+
+    let document = warp::path!("api" / "openapi.json")
+        .and(warp::get())
+        .map(|| reply_json_bytes(StatusCode::OK, openapi::ApiDoc::json().to_vec()));
 
     let status = warp::path!("api" / "status")
         .and(warp::get())
@@ -302,6 +315,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
 
     api_root
         .or(status)
+        .unify()
+        .or(document)
         .unify()
         .or(topology)
         .unify()
@@ -592,6 +607,11 @@ mod tests {
                 reason,
                 "request body is empty: expected a JSON object with GremlinQuery\n"
             );
+        }
+        for body in ["[]", "[\"G.V()\"]", "\"G.V()\"", "null"] {
+            let (st, reason) = call(&api, "POST", "/api/topology", body).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(reason, "request body must be a JSON object\n", "{body}");
         }
         let (st, reason) = call(&api, "POST", "/api/topology", r#"{"Gremlin":"G.V()"}"#).await;
         assert_eq!(st, StatusCode::BAD_REQUEST);

@@ -851,7 +851,7 @@ async fn login(
         // Authentication is off: nothing to log in to; say so, as a success.
         return reply_json(
             StatusCode::OK,
-            &json!({"Token": "", "Permissions": Role::Admin.permissions()}),
+            &login_reply(String::new(), Some(Role::Admin)),
         );
     }
     if user.is_empty() {
@@ -867,13 +867,9 @@ async fn login(
     };
     let ttl = trust.token_ttl.as_secs();
     let token = trust.tokens.issue(&user, unix_now() + ttl);
-    let permissions = trust
-        .role_of(&user)
-        .map(Role::permissions)
-        .unwrap_or_default();
     let mut resp = reply_json(
         StatusCode::OK,
-        &json!({"Token": token, "Permissions": permissions}),
+        &login_reply(token.clone(), trust.role_of(&user)),
     );
     let secure = if trust.tls { "; Secure" } else { "" };
     let cookie =
@@ -882,6 +878,19 @@ async fn login(
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The answer to a login: the token and what the user's role may do.
+fn login_reply(token: String, role: Option<Role>) -> crate::api::openapi::LoginReply {
+    crate::api::openapi::LoginReply {
+        token,
+        permissions: role
+            .map(Role::permissions)
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
 fn unix_now() -> u64 {

@@ -130,6 +130,20 @@ fn target_type_field<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// The OpenAPI schema of a `TargetType` field: a name, empty or `null` for `local`.
+fn target_type_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let names = TargetType::NAMES
+        .iter()
+        .map(|n| serde_json::Value::from(*n));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            names.chain([serde_json::Value::from(""), serde_json::Value::Null]),
+        ))
+        .build()
+}
+
 pub const LAYER_KEY_MODES: &[&str] = &["L2", "L3"];
 
 /// Default snapshot length when `HeaderSize` is 0: whole frames.
@@ -137,7 +151,7 @@ pub const DEFAULT_SNAPLEN: u32 = 65_535;
 
 /// A capture as clients send and receive it. Field order and `omitempty` rules are
 /// Skydive's; extra keys that clients send are accepted and ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Capture {
     #[serde(rename = "UUID")]
@@ -154,6 +168,7 @@ pub struct Capture {
     pub capture_type: String,
     /// Output only: interfaces where this capture is active, computed at read time.
     #[serde(rename = "Count")]
+    #[schema(read_only)]
     pub count: u64,
     #[serde(rename = "Port", skip_serializing_if = "is_zero_i64")]
     pub port: i64,
@@ -184,10 +199,12 @@ pub struct Capture {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "target_type_field"
     )]
+    #[schema(schema_with = target_type_schema)]
     pub target_type: Option<TargetType>,
     /// Output only: why the capture runs nowhere (its query ran out of its budget), as
     /// the placer last found it.
     #[serde(rename = "Error", skip_serializing_if = "String::is_empty")]
+    #[schema(read_only)]
     pub error: String,
     /// Interfaces where it is active now, kept by the placer; shared by every copy.
     #[serde(skip)]

@@ -48,51 +48,69 @@ pub const DEFAULT_TTL: u8 = 64;
 
 /// A packet injection as clients send and receive it; field names and order are
 /// Skydive's. Keys clients send as `null` take their default.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Injection {
     #[serde(rename = "UUID", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub uuid: String,
     /// Gremlin query of the source interface.
     #[serde(rename = "Src", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub src: String,
     /// Gremlin query of the destination node (optional with `DstIP` and `DstMAC`).
     #[serde(rename = "Dst", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dst: String,
     #[serde(rename = "SrcIP", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub src_ip: String,
     #[serde(rename = "DstIP", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dst_ip: String,
     #[serde(rename = "SrcMAC", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub src_mac: String,
     #[serde(rename = "DstMAC", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dst_mac: String,
     #[serde(rename = "SrcPort", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub src_port: u16,
     #[serde(rename = "DstPort", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dst_port: u16,
     #[serde(rename = "Type", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub kind: String,
     /// Payload of every packet; empty = 56 random letters for ICMP and UDP, none for a
     /// TCP SYN.
     #[serde(rename = "Payload", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub payload: String,
     #[serde(rename = "ICMPID", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub icmp_id: u16,
     #[serde(rename = "Count", default = "one", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub count: u64,
     /// Milliseconds between packets.
     #[serde(rename = "Interval", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub interval: u64,
     #[serde(rename = "Mode", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub mode: String,
     /// Bytes appended to the payload after each packet.
     #[serde(rename = "IncrementPayload", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub increment_payload: i64,
     /// Skydive's Python client name for payload growth: `true` or a byte count.
     #[serde(rename = "Increment", skip_serializing)]
+    #[schema(write_only, value_type = Option<serde_json::Value>)]
     pub increment: Option<Value>,
     #[serde(rename = "StartTime", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub start_time: String,
     /// A base64 pcap file whose frames are replayed instead of forged packets.
     #[serde(
@@ -100,8 +118,10 @@ pub struct Injection {
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
+    #[schema(nullable)]
     pub pcap: String,
     #[serde(rename = "TTL", default = "default_ttl", deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub ttl: u8,
     /// Output only.
     #[serde(
@@ -109,9 +129,11 @@ pub struct Injection {
         skip_serializing_if = "String::is_empty",
         skip_deserializing
     )]
+    #[schema(read_only)]
     pub state: String,
     /// Output only: packets sent so far.
     #[serde(rename = "PacketCount", skip_deserializing)]
+    #[schema(read_only)]
     pub packet_count: u64,
     /// Output only: why the injection failed.
     #[serde(
@@ -119,6 +141,7 @@ pub struct Injection {
         skip_serializing_if = "String::is_empty",
         skip_deserializing
     )]
+    #[schema(read_only)]
     pub error: String,
     /// Where it runs and how far it got, shared by every copy of this resource.
     #[serde(skip)]

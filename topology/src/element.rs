@@ -20,19 +20,25 @@ pub fn now_ms() -> i64 {
 }
 
 /// A node as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Node {
     #[serde(rename = "ID")]
+    #[schema(value_type = String, min_length = 1)]
     pub id: Identifier,
     #[serde(rename = "Metadata", default, deserialize_with = "metadata_or_empty")]
+    #[schema(schema_with = node_metadata_schema, required = true)]
     pub metadata: Metadata,
     #[serde(rename = "Host", default)]
     pub host: String,
     #[serde(rename = "Origin", default)]
     pub origin: String,
     #[serde(rename = "CreatedAt", default)]
+    /// Milliseconds since the Unix epoch; `null` or absent in a request: now.
+    #[schema(nullable)]
     pub created_at: i64,
     #[serde(rename = "UpdatedAt", default)]
+    /// Milliseconds since the Unix epoch; `null` or absent in a request: now.
+    #[schema(nullable)]
     pub updated_at: i64,
     /// Always `null` for live elements.
     #[serde(rename = "DeletedAt", default)]
@@ -42,28 +48,71 @@ pub struct Node {
 }
 
 /// An edge as the API shows it: a node's fields plus `Parent` and `Child`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Edge {
     #[serde(rename = "ID")]
+    #[schema(value_type = String, min_length = 1)]
     pub id: Identifier,
     #[serde(rename = "Metadata", default, deserialize_with = "metadata_or_empty")]
+    #[schema(schema_with = edge_metadata_schema, required = true)]
     pub metadata: Metadata,
     #[serde(rename = "Host", default)]
     pub host: String,
     #[serde(rename = "Origin", default)]
     pub origin: String,
     #[serde(rename = "CreatedAt", default)]
+    /// Milliseconds since the Unix epoch; `null` or absent in a request: now.
+    #[schema(nullable)]
     pub created_at: i64,
     #[serde(rename = "UpdatedAt", default)]
+    /// Milliseconds since the Unix epoch; `null` or absent in a request: now.
+    #[schema(nullable)]
     pub updated_at: i64,
     #[serde(rename = "DeletedAt", default)]
     pub deleted_at: Option<i64>,
     #[serde(rename = "Revision", default)]
     pub revision: i64,
     #[serde(rename = "Parent")]
+    #[schema(value_type = String, min_length = 1)]
     pub parent: Identifier,
     #[serde(rename = "Child")]
+    #[schema(value_type = String, min_length = 1)]
     pub child: Identifier,
+}
+
+/// A node's metadata as the API requires it: any keys, with non-empty `Type` and `Name`.
+fn node_metadata_schema() -> utoipa::openapi::Object {
+    metadata_schema(
+        "A node's properties: any keys, with non-empty Type and Name.",
+        &["Type", "Name"],
+    )
+}
+
+/// An edge's metadata as the API requires it: any keys, with a non-empty `RelationType`.
+fn edge_metadata_schema() -> utoipa::openapi::Object {
+    metadata_schema(
+        "An edge's properties: any keys, with a non-empty RelationType.",
+        &["RelationType"],
+    )
+}
+
+fn metadata_schema(description: &str, required: &[&str]) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let mut b = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)));
+    for key in required {
+        b = b
+            .property(
+                *key,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
+            .required(*key);
+    }
+    b.build()
 }
 
 fn metadata_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
