@@ -62,8 +62,9 @@ async fn the_served_document_is_valid_openapi() {
     assert!(text(&out).contains("OK"), "{}", text(&out));
 }
 
-/// Every operation of the document, positive and negative data, a bounded number of
-/// cases each (about a minute on two cores).
+/// Every operation of the document, positive and negative data, in every phase
+/// (examples, coverage, fuzzing, stateful), a bounded number of cases each (under a
+/// minute on two cores).
 #[test]
 fn schemathesis_finds_no_failure_against_a_live_server() {
     let venv = pytools();
@@ -78,9 +79,6 @@ fn schemathesis_finds_no_failure_against_a_live_server() {
         .arg(&schemathesis)
         .args(["run", &t.url("/api/openapi.json"), "--checks", CHECKS])
         .args(["--mode", "all", "--max-examples", "25", "--workers", "2"])
-        // The coverage phase trips a CPython 3.11 bug (`SystemError: AST constructor
-        // recursion depth mismatch`, in Hypothesis describing a strategy) on Debian 12.
-        .args(["--phases", "examples,fuzzing,stateful"])
         .args(["--request-timeout", "20", "--suppress-health-check", "all"])
         .arg("--report-dir")
         .arg(report.path())
@@ -114,6 +112,6 @@ fn schemathesis_finds_no_failure_against_a_live_server() {
         .lines()
         .find_map(|l| l.trim().split_once(" generated, ")?.0.parse().ok())
         .unwrap_or_else(|| panic!("no test case count in:\n{output}"));
-    assert!(generated >= 300, "only {generated} test cases:\n{output}");
+    assert!(generated >= 1000, "only {generated} test cases:\n{output}");
     drop(t);
 }
