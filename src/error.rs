@@ -3,7 +3,7 @@
 //!
 //! Every fallible operation of the services (stores, queries, captures, injections,
 //! uploads) returns [`Error`]; the HTTP layer maps it to a status in one place
-//! (`impl From<Error> for api::ApiError`), the CLI prints the reason. The reason is
+//! (`impl From<Error> for http::ApiError`), the CLI prints the reason. The reason is
 //! the text clients see: Skydive's wording where it had one
 //! (`GremlinQuery: Not a valid Gremlin expression: ...`).
 

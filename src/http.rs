@@ -26,8 +26,11 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 use tracing::{debug, warn};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Reply};
+
+use crate::error::Error;
 
 use crate::tls::ClientCert;
 
@@ -61,6 +64,94 @@ pub struct PeerAddr(pub SocketAddr);
 /// `warp::addr::remote`, which only warp's own server fills in).
 pub fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
     warp::ext::optional::<PeerAddr>().map(|p: Option<PeerAddr>| p.map(|PeerAddr(a)| a))
+}
+
+/// An API failure: an HTTP status and a one-line reason.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message.to_string())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+/// The one mapping from application errors to HTTP statuses.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.reason())
+    }
+}
+
+/// Renders an error as Skydive did (`http.Error`): plain text, the reason and a newline.
+/// Reasons are folded onto one line.
+pub fn reply_error(err: ApiError) -> Response {
+    let line = err.message.replace(['\n', '\r'], " ");
+    let mut resp = format!("{line}\n").into_response();
+    *resp.status_mut() = err.status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// Skydive's answer to a successful DELETE: 200, `text/plain`, no body.
+pub fn reply_deleted() -> Response {
+    let mut resp = "".into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// A JSON reply with Skydive's content type.
+pub fn reply_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => reply_json_bytes(status, bytes),
+        Err(e) => reply_error(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Error while encoding response: {e}"),
+        )),
+    }
+}
+
+pub fn reply_json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut resp = Response::new(bytes.into_response().into_body());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    resp
 }
 
 /// Serves `filter` on `listener` until `shutdown` completes; over TLS when `tls` is

@@ -24,6 +24,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Trust;
 use crate::error::Error;
+pub use crate::http::{reply_deleted, reply_error, reply_json, reply_json_bytes, ApiError};
 use crate::metrics::{self, Metrics};
 use crate::services::Services;
 
@@ -93,95 +94,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// An API failure: an HTTP status and a one-line reason.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message.to_string())
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-}
-
-/// The one mapping from application errors to HTTP statuses.
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.reason())
-    }
-}
-
 pub type ApiResult = Result<Response, ApiError>;
-
-/// Renders an error as Skydive did (`http.Error`): plain text, the reason and a newline.
-/// Reasons are folded onto one line.
-pub fn reply_error(err: ApiError) -> Response {
-    let line = err.message.replace(['\n', '\r'], " ");
-    let mut resp = format!("{line}\n").into_response();
-    *resp.status_mut() = err.status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        "X-Content-Type-Options",
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
-}
-
-/// Skydive's answer to a successful DELETE: 200, `text/plain`, no body.
-pub fn reply_deleted() -> Response {
-    let mut resp = "".into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    resp
-}
-
-/// A JSON reply with Skydive's content type.
-pub fn reply_json(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => reply_json_bytes(status, bytes),
-        Err(e) => reply_error(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Error while encoding response: {e}"),
-        )),
-    }
-}
-
-pub fn reply_json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    let mut resp = Response::new(bytes.into_response().into_body());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
-    resp
-}
 
 /// Collapses a handler result into a response.
 pub fn respond(result: ApiResult) -> Result<Response, Infallible> {
@@ -385,12 +298,6 @@ pub fn metrics_route(
 /// The API as served: [`routes`] behind the trust boundary ([`crate::auth::secure`]).
 pub fn secured(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     crate::auth::secure(state.trust.clone(), routes(state))
-}
-
-/// The remote address of the request's connection.
-pub fn remote() -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = Infallible> + Clone
-{
-    crate::http::remote()
 }
 
 fn status(s: &AppState) -> Value {

@@ -47,7 +47,7 @@ use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::api::{reply_error, reply_json, ApiError};
+use crate::http::{reply_error, reply_json, ApiError};
 use crate::tls::ClientCert;
 pub use audit::AuditLog;
 use htpasswd::Htpasswd;
@@ -489,7 +489,7 @@ where
     let gate = warp::method()
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
-        .and(crate::api::remote())
+        .and(crate::http::remote())
         .and(warp::ext::optional::<ClientCert>())
         .and_then(
             move |method: Method,
@@ -795,7 +795,7 @@ fn login_routes(
     // answer a POST /login with "method not allowed".
     let form = warp::body::content_length_limit(LOGIN_FORM_LIMIT)
         .and(warp::body::form::<HashMap<String, String>>())
-        .and(crate::api::remote())
+        .and(crate::http::remote())
         .then(
             move |form: HashMap<String, String>, peer: Option<SocketAddr>| {
                 let t = t.clone();
