@@ -60,21 +60,21 @@ fn allowed(s: &AppState, item: &Injection) -> Result<(), Error> {
         .as_ref()
         .and_then(|src| src.netns.clone());
     if let Some(ns) = netns {
-        s.sinks.namespaces.check(&ns).map_err(Error::Forbidden)?;
+        s.sinks.namespaces.check(&ns).map_err(Error::forbidden)?;
     }
     let Some(frames) = &item.parsed.replay else {
         let ip = item
             .parsed
             .dst_ip
             .ok_or_else(|| Error::internal("DstIP: not resolved"))?;
-        return s.sinks.targets.check_ip(ip).map_err(Error::Forbidden);
+        return s.sinks.targets.check_ip(ip).map_err(Error::forbidden);
     };
     if matches!(s.sinks.targets, crate::auth::AllowTargets::Everything) {
         return Ok(());
     }
     for (i, f) in frames.iter().enumerate() {
         match ip_destination(f) {
-            Some(ip) => s.sinks.targets.check_ip(ip).map_err(Error::Forbidden)?,
+            Some(ip) => s.sinks.targets.check_ip(ip).map_err(Error::forbidden)?,
             None => {
                 return Err(Error::forbidden(format!(
                     "Pcap: packet {} is not IPv4 or IPv6: its destination cannot be checked against --allow-target",

@@ -127,7 +127,7 @@ async fn create<T: Resource>(
         s.sinks
             .targets
             .check_target(target)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
+            .map_err(Error::forbidden)?;
     }
     let ttl = match ttl {
         Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),

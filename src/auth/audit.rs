@@ -4,10 +4,18 @@
 //! (target `audit`).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+
+/// The audit log file cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit log {}: {error}", path.display())]
+pub struct AuditError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
 
 pub struct AuditLog {
     file: Option<Mutex<std::fs::File>>,
@@ -27,12 +35,15 @@ impl AuditLog {
         AuditLog { file: None }
     }
 
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+            .map_err(|error| AuditError {
+                path: path.to_owned(),
+                error,
+            })?;
         Ok(AuditLog {
             file: Some(Mutex::new(file)),
         })

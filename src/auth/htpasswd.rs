@@ -6,7 +6,34 @@
 //! not to discover later.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What is wrong with an htpasswd file's text.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("line {0}: expected `user:hash`")]
+    NoColon(usize),
+    #[error("line {0}: empty user name")]
+    EmptyName(usize),
+    #[error("line {line} (user {user:?}): not a bcrypt hash; make the file with `htpasswd -B`")]
+    NotBcrypt { line: usize, user: String },
+    #[error("line {line}: user {user:?} appears twice")]
+    Duplicate { line: usize, user: String },
+    #[error("no users in the file")]
+    NoUsers,
+}
+
+/// An htpasswd file that cannot be used: the path and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the htpasswd file {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("htpasswd file {}: {error}", path.display())]
+    Syntax { path: PathBuf, error: SyntaxError },
+}
 
 /// The users of an htpasswd file.
 #[derive(Debug, Default)]
@@ -17,13 +44,18 @@ pub struct Htpasswd {
 impl Htpasswd {
     /// Reads and checks `path`. The error names the file and, for a bad line, its number
     /// and what is wrong with it.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the htpasswd file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("htpasswd file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse(&text).map_err(|error| LoadError::Syntax {
+            path: path.to_owned(),
+            error,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let mut users = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim_end_matches('\r');
@@ -31,23 +63,25 @@ impl Htpasswd {
                 continue;
             }
             let n = i + 1;
-            let (name, hash) = line
-                .split_once(':')
-                .ok_or_else(|| format!("line {n}: expected `user:hash`"))?;
+            let (name, hash) = line.split_once(':').ok_or(SyntaxError::NoColon(n))?;
             if name.is_empty() {
-                return Err(format!("line {n}: empty user name"));
+                return Err(SyntaxError::EmptyName(n));
             }
             if !is_bcrypt(hash) {
-                return Err(format!(
-                    "line {n} (user {name:?}): not a bcrypt hash; make the file with `htpasswd -B`"
-                ));
+                return Err(SyntaxError::NotBcrypt {
+                    line: n,
+                    user: name.to_owned(),
+                });
             }
             if users.insert(name.to_owned(), hash.to_owned()).is_some() {
-                return Err(format!("line {n}: user {name:?} appears twice"));
+                return Err(SyntaxError::Duplicate {
+                    line: n,
+                    user: name.to_owned(),
+                });
             }
         }
         if users.is_empty() {
-            return Err("no users in the file".into());
+            return Err(SyntaxError::NoUsers);
         }
         Ok(Htpasswd { users })
     }
@@ -118,18 +152,21 @@ mod tests {
             ("bob:$2y$05$short", "not a bcrypt hash"),
             ("", "no users"),
         ] {
-            let err = Htpasswd::parse(text).unwrap_err();
+            let err = Htpasswd::parse(text).unwrap_err().to_string();
             assert!(err.contains(reason), "{text:?}: {err}");
         }
         let dup = format!("a:{hash}\na:{hash}\n");
         assert!(Htpasswd::parse(&dup)
             .unwrap_err()
+            .to_string()
             .contains("line 2: user \"a\" appears twice"));
     }
 
     #[test]
     fn unreadable_file_error_names_the_path_and_reason() {
-        let err = Htpasswd::load(Path::new("/nonexistent/dir/users.htpasswd")).unwrap_err();
+        let err = Htpasswd::load(Path::new("/nonexistent/dir/users.htpasswd"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/dir/users.htpasswd"), "{err}");
         assert!(err.contains("No such file"), "{err}");
     }

@@ -65,6 +65,39 @@ const LOGIN_FORM_LIMIT: u64 = 16 * 1024;
 /// How long a verified HTTP Basic password is remembered (bcrypt costs milliseconds).
 const BASIC_CACHE: Duration = Duration::from_secs(300);
 
+/// Why the gate cannot be built from the options: a start-up error naming the flag or
+/// file and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error(transparent)]
+    Htpasswd(#[from] htpasswd::LoadError),
+    #[error(transparent)]
+    Roles(#[from] roles::LoadError),
+    #[error("--auth-roles needs --auth-htpasswd or --tls-client-ca (roles are given to users)")]
+    RolesWithoutUsers,
+    #[error(
+        "refusing to serve the API on {listen} without authentication: anyone who reaches \
+         it could capture and inject traffic. Give --auth-htpasswd FILE (and --tls-cert/--tls-key) or --tls-client-ca FILE, \
+         listen on 127.0.0.1, or pass --insecure-no-auth to run it open anyway"
+    )]
+    OpenApi { listen: String },
+    #[error(
+        "refusing to serve /metrics on {listen} (--metrics-listen) without authentication: \
+         anyone who reaches it could read the host's interfaces, captures and flows. \
+         Give --auth-htpasswd FILE (Prometheus then scrapes with basic_auth) or --tls-client-ca FILE, \
+         listen on 127.0.0.1, or pass --insecure-no-auth to serve it open anyway"
+    )]
+    OpenMetrics { listen: SocketAddr },
+    #[error(transparent)]
+    AllowTarget(#[from] targets::BadCidr),
+    #[error("--cors-origin {0:?}: expected scheme://host[:port], e.g. https://ui.example.org")]
+    CorsOrigin(String),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Random(#[from] token::NoRandom),
+}
+
 /// What the gate needs to know, from the command line.
 #[derive(Clone, Debug, Default)]
 pub struct TrustOptions {
@@ -114,16 +147,13 @@ pub struct Identity {
 impl Trust {
     /// Builds the gate from the options, with the start-up checks: readable htpasswd and
     /// roles files, no open API beyond loopback unless asked for.
-    pub fn new(opts: &TrustOptions) -> Result<Self, String> {
+    pub fn new(opts: &TrustOptions) -> Result<Self, TrustError> {
         let users = match &opts.htpasswd {
             Some(p) => Some(Htpasswd::load(p)?),
             None => None,
         };
         let roles = match (&opts.roles, users.is_some() || opts.client_certs) {
-            (Some(_), false) => return Err(
-                "--auth-roles needs --auth-htpasswd or --tls-client-ca (roles are given to users)"
-                    .into(),
-            ),
+            (Some(_), false) => return Err(TrustError::RolesWithoutUsers),
             (Some(p), true) => Some(Roles::load(p)?),
             (None, _) => None,
         };
@@ -144,20 +174,11 @@ impl Trust {
         let authenticated = users.is_some() || opts.client_certs;
         if !authenticated && !loopback && !opts.insecure_no_auth {
             let listen = opts.listen.map(|a| a.to_string()).unwrap_or_default();
-            return Err(format!(
-                "refusing to serve the API on {listen} without authentication: anyone who reaches \
-                 it could capture and inject traffic. Give --auth-htpasswd FILE (and --tls-cert/--tls-key) or --tls-client-ca FILE, \
-                 listen on 127.0.0.1, or pass --insecure-no-auth to run it open anyway"
-            ));
+            return Err(TrustError::OpenApi { listen });
         }
         if let Some(m) = opts.metrics_listen {
             if !authenticated && !m.ip().is_loopback() && !opts.insecure_no_auth {
-                return Err(format!(
-                    "refusing to serve /metrics on {m} (--metrics-listen) without authentication: \
-                     anyone who reaches it could read the host's interfaces, captures and flows. \
-                     Give --auth-htpasswd FILE (Prometheus then scrapes with basic_auth) or --tls-client-ca FILE, \
-                     listen on 127.0.0.1, or pass --insecure-no-auth to serve it open anyway"
-                ));
+                return Err(TrustError::OpenMetrics { listen: m });
             }
         }
         let targets = if opts.allow_targets.is_empty() && !authenticated && loopback {
@@ -168,11 +189,7 @@ impl Trust {
         let cors_origins = opts
             .cors_origins
             .iter()
-            .map(|o| {
-                normalize_origin(o).ok_or_else(|| {
-                    format!("--cors-origin {o:?}: expected scheme://host[:port], e.g. https://ui.example.org")
-                })
-            })
+            .map(|o| normalize_origin(o).ok_or_else(|| TrustError::CorsOrigin(o.clone())))
             .collect::<Result<_, _>>()?;
         let audit = match &opts.audit_log {
             Some(p) => AuditLog::open(p)?,

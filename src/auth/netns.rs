@@ -5,8 +5,13 @@
 //! created or patched with `Path: "/etc/passwd"`), so the path itself is never trusted:
 //! it must be a namespace file that the probes registered (same inode on nsfs).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A namespace path the probes did not find (a 403).
+#[derive(Debug, thiserror::Error)]
+#[error("namespace path {} was not found by topotap's probes: not entered", .0.display())]
+pub struct UnknownNamespace(pub PathBuf);
 
 type Check = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
 
@@ -20,13 +25,10 @@ impl KnownNamespaces {
     }
 
     /// `Ok` if `path` may be entered, else the one-line reason.
-    pub fn check(&self, path: &Path) -> Result<(), String> {
+    pub fn check(&self, path: &Path) -> Result<(), UnknownNamespace> {
         match &self.0 {
             Some(known) if known(path) => Ok(()),
-            _ => Err(format!(
-                "namespace path {} was not found by topotap's probes: not entered",
-                path.display()
-            )),
+            _ => Err(UnknownNamespace(path.to_owned())),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! in, and every API call answers 403.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -58,6 +58,23 @@ struct RolesFile {
     users: BTreeMap<String, Role>,
 }
 
+/// What is wrong with a roles file's text, on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.to_string().lines().collect::<Vec<_>>().join(" "))]
+pub struct SyntaxError(toml::de::Error);
+
+/// A roles file that cannot be used: the path and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the roles file {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("roles file {}: {error}", path.display())]
+    Syntax { path: PathBuf, error: SyntaxError },
+}
+
 /// Every user's role.
 #[derive(Debug, Default)]
 pub struct Roles {
@@ -65,15 +82,19 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the roles file {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("roles file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse(&text).map_err(|error| LoadError::Syntax {
+            path: path.to_owned(),
+            error,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: RolesFile = toml::from_str(text)
-            .map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))?;
+    pub fn parse(text: &str) -> Result<Self, SyntaxError> {
+        let file: RolesFile = toml::from_str(text).map_err(SyntaxError)?;
         Ok(Roles {
             users: file.users.into_iter().collect(),
         })
@@ -100,7 +121,9 @@ mod tests {
         assert_eq!(r.role_of("carol"), None);
         assert!(Role::Admin > Role::Operator && Role::Operator > Role::Reader);
 
-        let err = Roles::parse("[users]\nalice = \"root\"\n").unwrap_err();
+        let err = Roles::parse("[users]\nalice = \"root\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown variant `root`"), "{err}");
         assert!(!err.contains('\n'));
         assert!(Roles::parse("[groups]\n").is_err());

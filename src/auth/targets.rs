@@ -4,6 +4,17 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use ipnet::IpNet;
 
+/// A `--allow-target` value that is neither a CIDR nor an address.
+#[derive(Debug, thiserror::Error)]
+#[error("--allow-target {0:?}: not a CIDR such as 10.0.0.0/8")]
+pub struct BadCidr(pub String);
+
+/// A target outside `--allow-target` (a 403): what was refused, and the reason naming
+/// the allowed networks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(String);
+
 /// The networks exports and injections may reach.
 #[derive(Clone, Debug, Default)]
 pub enum AllowTargets {
@@ -16,12 +27,12 @@ pub enum AllowTargets {
 }
 
 impl AllowTargets {
-    pub fn parse(list: &[String]) -> Result<Vec<IpNet>, String> {
+    pub fn parse(list: &[String]) -> Result<Vec<IpNet>, BadCidr> {
         list.iter()
             .map(|s| {
                 s.parse::<IpNet>()
                     .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("--allow-target {s:?}: not a CIDR such as 10.0.0.0/8"))
+                    .map_err(|_| BadCidr(s.clone()))
             })
             .collect()
     }
@@ -39,9 +50,9 @@ impl AllowTargets {
         }
     }
 
-    /// The 403 reason for `what` (an address, or a name and what it resolved to).
-    pub fn refusal(&self, what: &str) -> String {
-        match self {
+    /// The 403 for `what` (an address, or a name and what it resolved to).
+    fn refusal(&self, what: &str) -> Refused {
+        Refused(match self {
             AllowTargets::Everything => String::new(),
             AllowTargets::Only(nets) if nets.is_empty() => format!(
                 "{what} is outside --allow-target (none given: exports and injections need \
@@ -51,11 +62,11 @@ impl AllowTargets {
                 let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
                 format!("{what} is outside --allow-target {}", list.join(", "))
             }
-        }
+        })
     }
 
     /// Checks an address.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
         if self.allows(ip) {
             Ok(())
         } else {
@@ -66,7 +77,7 @@ impl AllowTargets {
     /// Checks an export target, `host:port` (a name resolves here; every address it
     /// resolves to must be allowed). An unparsable target is left to the caller's own
     /// validation.
-    pub fn check_target(&self, target: &str) -> Result<(), String> {
+    pub fn check_target(&self, target: &str) -> Result<(), Refused> {
         if matches!(self, AllowTargets::Everything) || target.is_empty() {
             return Ok(());
         }
@@ -103,19 +114,21 @@ mod tests {
         assert!(allow.check_ip("::ffff:127.0.0.9".parse().unwrap()).is_ok());
         let err = allow.check_target("198.51.100.7:2055").unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "target 198.51.100.7:2055 (198.51.100.7) is outside --allow-target 127.0.0.0/8, fd00::1/128"
         );
         let none = AllowTargets::Only(vec![]);
         assert!(none
             .check_ip("127.0.0.1".parse().unwrap())
             .unwrap_err()
+            .to_string()
             .contains("none given"));
         assert!(AllowTargets::Everything
             .check_target("198.51.100.7:1")
             .is_ok());
         assert!(AllowTargets::parse(&["10.0.0.0/33".into()])
             .unwrap_err()
+            .to_string()
             .contains("not a CIDR"));
     }
 }

@@ -405,7 +405,7 @@ fn startup_checks() {
             ..Default::default()
         })
     };
-    let err = open("0.0.0.0:8082", false).err().unwrap();
+    let err = open("0.0.0.0:8082", false).err().unwrap().to_string();
     assert!(
         err.starts_with("refusing to serve the API on 0.0.0.0:8082 without authentication"),
         "{err}"
@@ -425,7 +425,8 @@ fn startup_checks() {
         ..Default::default()
     })
     .err()
-    .unwrap();
+    .unwrap()
+    .to_string();
     assert!(
         err.starts_with("cannot read the htpasswd file /nonexistent/htpasswd: "),
         "{err}"
@@ -435,7 +436,8 @@ fn startup_checks() {
         ..Default::default()
     })
     .err()
-    .unwrap();
+    .unwrap()
+    .to_string();
     assert!(err.contains("--auth-roles needs --auth-htpasswd"), "{err}");
 }
 

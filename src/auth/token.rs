@@ -35,12 +35,15 @@ impl std::fmt::Display for TokenError {
     }
 }
 
+/// The system's random source failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw a random token key")]
+pub struct NoRandom;
+
 impl TokenKey {
-    pub fn random() -> Result<Self, String> {
+    pub fn random() -> Result<Self, NoRandom> {
         let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| "cannot draw a random token key".to_owned())?;
+        SystemRandom::new().fill(&mut bytes).map_err(|_| NoRandom)?;
         Ok(TokenKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
         })
