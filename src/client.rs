@@ -251,7 +251,7 @@ impl Api {
             reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5));
         if let Some(path) = &tls.cacert {
             let certs =
-                crate::tls::read_certs(path, "the CA (--cacert)").map_err(|e| anyhow!(e))?;
+                crate::tls::read_certs(path, "the CA (--cacert)").map_err(anyhow::Error::msg)?;
             for c in certs {
                 let cert = reqwest::Certificate::from_der(c.as_ref())
                     .with_context(|| format!("the CA (--cacert) {}", path.display()))?;

@@ -165,18 +165,21 @@ fn trust_options(args: &ServerArgs) -> crate::auth::TrustOptions {
 }
 
 /// The TLS acceptor of `--tls-cert`/`--tls-key` (and `--tls-client-ca`), if given.
-fn tls_acceptor(args: &ServerArgs) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+fn tls_acceptor(
+    args: &ServerArgs,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, crate::tls::TlsError> {
+    use crate::tls::TlsError;
     let t = &args.trust;
     let (cert, key) = match (&t.tls_cert, &t.tls_key) {
         (None, None) => {
             if t.tls_client_ca.is_some() {
-                return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+                return Err(TlsError::CaWithoutCert);
             }
             return Ok(None);
         }
         (Some(c), Some(k)) => (c, k),
-        (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
-        (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+        (Some(_), None) => return Err(TlsError::CertWithoutKey),
+        (None, Some(_)) => return Err(TlsError::KeyWithoutCert),
     };
     let config = crate::tls::server_config(&crate::tls::TlsFiles {
         cert,

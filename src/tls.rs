@@ -1,7 +1,7 @@
 //! TLS for the API (rustls): the server's certificate and key, and optionally a CA
 //! whose client certificates authenticate machines.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -25,6 +25,41 @@ pub struct TlsFiles<'a> {
     pub require_client_cert: bool,
 }
 
+/// Why TLS cannot be set up from the flags: the flag or file and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("--tls-client-ca needs --tls-cert and --tls-key")]
+    CaWithoutCert,
+    #[error("--tls-cert needs --tls-key")]
+    CertWithoutKey,
+    #[error("--tls-key needs --tls-cert")]
+    KeyWithoutCert,
+    #[error("cannot read {what} {}: {reason}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot read {what} {}: no PEM certificate (BEGIN CERTIFICATE) in it", path.display())]
+    NoCertificate { what: &'static str, path: PathBuf },
+    #[error("cannot read the private key (--tls-key) {}: {reason}", path.display())]
+    Key { path: PathBuf, reason: String },
+    #[error("TLS: {0}")]
+    Protocols(rustls::Error),
+    #[error("the client CA (--tls-client-ca) {}: {reason}", path.display())]
+    ClientCa { path: PathBuf, reason: String },
+    #[error(
+        "the certificate {} and key {} do not make a TLS identity: {error}",
+        cert.display(),
+        key.display()
+    )]
+    Identity {
+        cert: PathBuf,
+        key: PathBuf,
+        error: rustls::Error,
+    },
+}
+
 /// The *ring* provider, the backend this workspace builds rustls with (its deprecation
 /// is about post-quantum key exchange, which the other backend, aws-lc-rs, would add at
 /// the cost of a C/cmake build).
@@ -34,15 +69,22 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Reads the PEM certificates of `path`; at least one.
-pub fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read {what} {}: {}", path.display(), pem_reason(e)))?;
+        .map_err(|e| TlsError::Read {
+            what,
+            path: path.to_owned(),
+            reason: pem_reason(e),
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "cannot read {what} {}: no PEM certificate (BEGIN CERTIFICATE) in it",
-            path.display()
-        ));
+        return Err(TlsError::NoCertificate {
+            what,
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -56,25 +98,23 @@ fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
 }
 
 /// The rustls server configuration for these files, with clear errors naming the file.
-pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = read_certs(files.cert, "the certificate (--tls-cert)")?;
-    let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| {
-        format!(
-            "cannot read the private key (--tls-key) {}: {}",
-            files.key.display(),
-            pem_reason(e)
-        )
+    let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| TlsError::Key {
+        path: files.key.to_owned(),
+        reason: pem_reason(e),
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(TlsError::Protocols)?;
     let builder = match files.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for c in read_certs(ca, "the client CA (--tls-client-ca)")? {
-                roots.add(c).map_err(|e| {
-                    format!("the client CA (--tls-client-ca) {}: {e}", ca.display())
+                roots.add(c).map_err(|e| TlsError::ClientCa {
+                    path: ca.to_owned(),
+                    reason: e.to_string(),
                 })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
@@ -83,20 +123,19 @@ pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<ServerConfig>, String> 
             } else {
                 verifier.allow_unauthenticated()
             };
-            builder.with_client_cert_verifier(
-                verifier.build().map_err(|e| {
-                    format!("the client CA (--tls-client-ca) {}: {e}", ca.display())
-                })?,
-            )
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::ClientCa {
+                path: ca.to_owned(),
+                reason: e.to_string(),
+            })?)
         }
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!(
-            "the certificate {} and key {} do not make a TLS identity: {e}",
-            files.cert.display(),
-            files.key.display()
-        )
-    })?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|error| TlsError::Identity {
+            cert: files.cert.to_owned(),
+            key: files.key.to_owned(),
+            error,
+        })?;
     // HTTP/2 when the client offers it; HTTP/1.1 for the others and for WebSocket
     // upgrades (clients open those on a connection of their own, without `h2`).
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
