@@ -238,8 +238,10 @@ async fn malformed_and_expired_tokens_are_401_with_a_reason() {
     assert_eq!(s, 200, "{v}");
     let token = v["Token"].as_str().unwrap().to_owned();
     let mut forged = token.clone();
+    // The signature's last base64 character carries 4 bits and two zero pad bits: change a
+    // carried bit ('A' = 0, 'E' = 4), or the forgery is a malformed token, not a wrong one.
     let last = forged.pop().unwrap();
-    forged.push(if last == 'A' { 'B' } else { 'A' });
+    forged.push(if last == 'A' { 'E' } else { 'A' });
     for (bad, reason) in [
         ("garbage", "malformed token"),
         ("v1.%%%.1.x", "malformed token"),
