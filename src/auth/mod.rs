@@ -538,6 +538,27 @@ where
         .unify()
 }
 
+/// A refused request's answer, recorded in the audit log first when it is an audited action.
+fn refused(
+    trust: &Trust,
+    action: Option<&str>,
+    user: Option<&str>,
+    source: Option<SocketAddr>,
+    path: &str,
+    d: Denied,
+) -> Response {
+    if let Some(action) = action {
+        trust.audit.record(audit::Entry {
+            user,
+            source,
+            action,
+            resource: json!({ "Path": path }),
+            status: d.error.status.as_u16(),
+        });
+    }
+    d.into_response()
+}
+
 /// The gate itself: `Ok` lets the request through, `Err` is its answer.
 async fn check(
     trust: &Arc<Trust>,
@@ -548,18 +569,8 @@ async fn check(
     client: Option<ClientCert>,
 ) -> Result<Passed, Response> {
     let action = audit::action(method.as_str(), path);
-    let audited = |user: Option<&str>, d: Denied| -> Response {
-        if let Some(a) = &action {
-            trust.audit.record(audit::Entry {
-                user,
-                source: peer,
-                action: a,
-                resource: json!({ "Path": path }),
-                status: d.error.status.as_u16(),
-            });
-        }
-        d.into_response()
-    };
+    let audited =
+        |user: Option<&str>, d: Denied| refused(trust, action.as_deref(), user, peer, path, d);
 
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     if let Some(h) = host {
@@ -632,18 +643,8 @@ async fn check_request(
     cors: Option<HeaderValue>,
 ) -> Result<Passed, Response> {
     let action = audit::action(method.as_str(), path);
-    let audited = |user: Option<&str>, d: Denied| -> Response {
-        if let Some(a) = &action {
-            trust.audit.record(audit::Entry {
-                user,
-                source: peer,
-                action: a,
-                resource: json!({ "Path": path }),
-                status: d.error.status.as_u16(),
-            });
-        }
-        d.into_response()
-    };
+    let audited =
+        |user: Option<&str>, d: Denied| refused(trust, action.as_deref(), user, peer, path, d);
     if let Some(types) = accepted_types(&method, path) {
         let got = headers
             .get(header::CONTENT_TYPE)
