@@ -8,6 +8,7 @@ pub mod net;
 pub mod nfdump;
 pub mod ovs;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ pub struct Topotap {
     pub scheme: String,
     pub host_id: String,
     http: reqwest::Client,
+    /// The state directory made for this server, removed after it is stopped (none when
+    /// the test passes its own `--state-dir`).
+    _state: Option<tempfile::TempDir>,
 }
 
 impl Topotap {
@@ -47,13 +51,19 @@ impl Topotap {
             }
             None => Command::new(bin),
         };
+        let state = (!extra.contains(&"--state-dir")).then(|| {
+            tempfile::Builder::new()
+                .prefix("topotap-test-")
+                .tempdir()
+                .expect("make a state directory")
+        });
         let mut child = command
             .args(["allinone", "--listen", "127.0.0.1:0", "--host-id", &host_id])
-            .args(if extra.contains(&"--state-dir") {
-                Vec::new()
-            } else {
-                vec!["--state-dir".to_owned(), state_dir()]
-            })
+            .args(
+                state
+                    .iter()
+                    .flat_map(|d| [OsStr::new("--state-dir"), d.path().as_os_str()]),
+            )
             .args(extra)
             .env("TOPOTAP_LOG", "warn")
             .stdout(Stdio::piped())
@@ -87,6 +97,7 @@ impl Topotap {
             scheme,
             host_id,
             http: reqwest::Client::new(),
+            _state: state,
         }
     }
 
@@ -222,15 +233,6 @@ pub fn stop_child(child: &mut Option<Child>, signal: &str, timeout: Duration) {
         let _ = c.kill();
         let _ = c.wait();
     }
-}
-
-fn state_dir() -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "topotap-test-{}-{}",
-        std::process::id(),
-        rand_tag()
-    ));
-    dir.to_string_lossy().into_owned()
 }
 
 /// A short random tag for unique names (interface names are at most 15 bytes).
