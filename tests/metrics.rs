@@ -280,6 +280,52 @@ fn version_revision() -> String {
         .unwrap_or_default()
 }
 
+/// The example configuration's `basic_auth` block, uncommented, scrapes a topotap whose
+/// API (and so /metrics) needs a user with the `reader` role.
+#[tokio::test]
+async fn prometheus_scrapes_behind_basic_auth_as_the_example_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let hash = bcrypt::hash("scrape-pw", 5).unwrap();
+    std::fs::write(path("htpasswd"), format!("prometheus:{hash}\n")).unwrap();
+    std::fs::write(path("roles.toml"), "[users]\nprometheus = \"reader\"\n").unwrap();
+    std::fs::write(path("topotap.password"), "scrape-pw").unwrap();
+    let (h, r) = (path("htpasswd"), path("roles.toml"));
+    let t = Topotap::start(&["--no-probes", "--auth-htpasswd", &h, "--auth-roles", &r]);
+    let (s, _) = t.request("GET", "/metrics", None).await;
+    assert_eq!(s, 401, "an anonymous scrape is refused");
+
+    let password = path("topotap.password");
+    let prom = Prometheus::start_with(&t.addr, |example, _| {
+        let block = [
+            "# basic_auth:",
+            "#   username: prometheus",
+            "#   password_file: /etc/prometheus/topotap.password",
+        ];
+        let commented = block.join("\n    ");
+        assert!(example.contains(&commented), "{example}");
+        let live = block
+            .iter()
+            .map(|l| l[2..].replace("/etc/prometheus/topotap.password", &password))
+            .collect::<Vec<_>>()
+            .join("\n    ");
+        example.replace(&commented, &live)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = prom.query("up{job=\"topotap\"}").await;
+        assert_eq!(status, 200, "{body}");
+        if body["data"]["result"][0]["value"][1] == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped topotap with the example's basic_auth: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test]
 async fn metrics_on_a_listener_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,6 +364,11 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(target: &str) -> Self {
+        Self::start_with(target, |example, _| example.to_owned())
+    }
+
+    /// Starts with the example configuration as `edit(example, temp dir)` rewrites it.
+    fn start_with(target: &str, edit: impl FnOnce(&str, &std::path::Path) -> String) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let example = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -325,7 +376,7 @@ impl Prometheus {
         ))
         .unwrap();
         assert!(example.contains("127.0.0.1:8082") && example.contains("scrape_interval: 15s"));
-        let config = example
+        let config = edit(&example, dir.path())
             .replace("127.0.0.1:8082", target)
             .replace("scrape_interval: 15s", "scrape_interval: 1s");
         let path = dir.path().join("prometheus.yml");
