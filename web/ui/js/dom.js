@@ -20,6 +20,15 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/**
+ * Appends children as h() does: null, undefined and false are skipped (the DOM's own
+ * append would show them as the text "null").
+ */
+export function put(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const c of children) {
     if (c === undefined || c === null || c === false) continue;
@@ -67,6 +76,7 @@ export function gq(s) {
 /** A simple table: columns [{label, value: row => cell, class?}], rows. */
 export function table(columns, rows, { onRowClick, empty = 'nothing' } = {}) {
   if (!rows.length) return h('div', { class: 'empty' }, empty);
+  columns = columns.filter(Boolean);
   return h(
     'table',
     { class: 'grid' },

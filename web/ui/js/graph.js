@@ -5,8 +5,9 @@
 // ovsbridge -> ovsport), except that a Linux bridge member is grouped under its bridge
 // (layer2 edge bridge -> member without a Type), so a bridge collapses with its ports.
 
-const COLLAPSE_CHILDREN = 12; // a netns/bridge with more direct members starts collapsed
+const COLLAPSE_CHILDREN = 12; // on a big graph, a netns/bridge with more direct members starts collapsed
 const COLLAPSE_HOST_CHILDREN = 40; // hosts start collapsed only when there are several
+export const BIG_GRAPH = 300; // nodes: from here on, big groups start collapsed
 
 export class Graph {
   constructor() {
@@ -126,10 +127,12 @@ export function visibleGraph(graph, overrides) {
   let hosts = 0;
   for (const n of graph.nodes.values()) if (n.Metadata?.Type === 'host') hosts++;
 
+  const big = graph.nodes.size > BIG_GRAPH;
   const isCollapsed = (id) => {
     const kids = children.get(id);
     if (!kids || kids.length === 0) return false;
     if (overrides.has(id)) return overrides.get(id);
+    if (!big) return false;
     const type = graph.nodes.get(id)?.Metadata?.Type;
     if (type === 'host') return hosts > 1 && kids.length > COLLAPSE_HOST_CHILDREN;
     return kids.length > COLLAPSE_CHILDREN;
@@ -175,4 +178,85 @@ export function visibleGraph(graph, overrides) {
     if (cls === 'layer2' || (cls === 'other' && v.cls === 'ownership')) v.cls = cls;
   }
   return { nodes, rep, hidden, children, collapsed, parent, edges: [...agg.values()] };
+}
+
+/** The node's name as text ('' when it has none). */
+export function nameOf(node) {
+  const n = node?.Metadata?.Name;
+  return n === undefined || n === null ? '' : String(n);
+}
+
+/** Ownership parent of every node: Map child -> parent (the namespace or host it lives in). */
+export function ownerParents(graph) {
+  const owner = new Map();
+  for (const e of graph.edges.values()) {
+    if (e.Metadata?.RelationType !== 'ownership') continue;
+    if (!graph.nodes.has(e.Parent) || !graph.nodes.has(e.Child)) continue;
+    if (!owner.has(e.Child)) owner.set(e.Child, e.Parent);
+  }
+  return owner;
+}
+
+/**
+ * A readable label for every node: its name, or `ns/name` when another node has the
+ * same name (four `eth0` become `vm1/eth0`, `vm2/eth0`...), or a short ID when unnamed.
+ */
+export function nodeLabels(graph) {
+  const owner = ownerParents(graph);
+  const count = new Map();
+  for (const n of graph.nodes.values()) {
+    const name = nameOf(n);
+    if (name) count.set(name, (count.get(name) || 0) + 1);
+  }
+  const labels = new Map();
+  for (const [id, n] of graph.nodes) {
+    const name = nameOf(n);
+    if (!name) {
+      labels.set(id, id.slice(0, 8));
+      continue;
+    }
+    const up = owner.get(id);
+    const upName = up !== undefined ? nameOf(graph.nodes.get(up)) : '';
+    labels.set(id, count.get(name) > 1 && upName ? `${upName}/${name}` : name);
+  }
+  return labels;
+}
+
+/**
+ * How an interface is wired: its namespace (or host), veth peer, the bridge it is a
+ * port of, and, for a bridge, its ports. IDs only; the caller names them.
+ */
+export function relationsOf(graph, id) {
+  const out = { owner: null, peers: [], bridges: [], ports: [], links: [] };
+  const typeOf = (nid) => graph.nodes.get(nid)?.Metadata?.Type;
+  const me = typeOf(id);
+  for (const eid of graph.incident.get(id) || []) {
+    const e = graph.edges.get(eid);
+    if (!e) continue;
+    const other = e.Parent === id ? e.Child : e.Parent;
+    if (!graph.nodes.has(other) || other === id) continue;
+    const rel = e.Metadata?.RelationType;
+    const kind = e.Metadata?.Type;
+    if (rel === 'ownership') {
+      if (e.Child === id && !out.owner) out.owner = other;
+      else if (e.Parent === id && me === 'ovsbridge' && typeOf(other) === 'ovsport' && !out.ports.includes(other)) out.ports.push(other);
+      continue;
+    }
+    if (rel !== 'layer2') {
+      out.links.push(other);
+      continue;
+    }
+    const otherType = typeOf(other);
+    if (kind === 'veth') out.peers.push(other);
+    else if (!kind && me === 'bridge' && e.Parent === id) out.ports.push(other);
+    else if (!kind && otherType === 'bridge' && e.Child === id) out.bridges.push(other);
+    else if (otherType === 'ovsport' && me !== 'ovsbridge') {
+      // An interface attached to an OVS port: its bridge is the port's owner.
+      out.bridges.push(other);
+    } else if (me === 'ovsport' && otherType === 'ovsbridge') out.bridges.push(other);
+    else if (me === 'ovsbridge' && otherType === 'ovsport') {
+      if (!out.ports.includes(other)) out.ports.push(other);
+    } else out.links.push(other);
+  }
+  return out;
 }

@@ -1,198 +1,269 @@
-// Force layout for the displayed graph, cheap enough for thousands of nodes: springs
-// along edges, short-range repulsion through a uniform grid (O(n) per tick instead of
-// O(n^2)), collision by radius and a weak pull to the centre. It runs a few ticks per
-// animation frame within a time budget, so the page stays responsive while it settles.
+// Compound layout: hosts contain namespaces and bridges, which contain their interfaces,
+// each drawn as a box. Deterministic and stable:
+// - the children of a box keep the order in which they were first seen (sorted by kind
+//   and name the first time), so a new node goes at the end and moves nothing else;
+// - a box keeps the width it was given while its content still fits it reasonably;
+// - both are remembered in localStorage by node ID, so a reload draws the same picture.
+// An interface whose veth peer sits in a sibling box (the host end of a namespace's
+// veth) is placed beside that box, so a link is a short line.
+//
+// Sizes are in world units; the renderer scales them.
 
-const CELL = 90;
-const REPULSION = 1600;
-const GRAVITY = 0.004;
-const DECAY = 0.55;
-const ALPHA_MIN = 0.004;
-const ALPHA_DECAY = 0.985;
-const MAX_STEP = 40;
+export const CW = 96; // leaf cell width
+export const CH = 50; // leaf cell height
+export const ICON_Y = 19; // icon centre below the top of a leaf cell
+export const LABEL_Y = 41; // label centre below the top of a leaf cell
+export const HEADER = 28; // box title bar
+export const PAD = 8; // inside a box, around its content
+export const GAP = 12; // between boxes
+const MIN_BOX_W = 140;
+const ASPECT = 1.6; // target width / height of a box's content
+const HYSTERESIS = 1.3; // a remembered width is kept while within this factor of the ideal
+const STORE_KEY = 'topotap.layout.v1';
+const STORE_MAX_GROUPS = 4000;
+
+function loadMemory() {
+  try {
+    const m = JSON.parse(localStorage.getItem(STORE_KEY) || '{}');
+    return m && typeof m === 'object' ? m : {};
+  } catch {
+    return {};
+  }
+}
 
 export class Layout {
   constructor() {
-    this.pos = new Map(); // node id -> {x, y, vx, vy, fixed}
-    this.alpha = 0;
-    this.ids = [];
-    this.radius = new Map();
-    this.springs = [];
+    this.pos = new Map(); // displayed id -> {x, y}: centre of its icon
+    this.boxes = new Map(); // expanded group id -> {x, y, w, h, depth}
+    this.cells = new Map(); // leaf id -> {x, y, w, h}
+    this.boxOrder = []; // expanded groups, parents before children
+    this.bounds = null; // {x0, y0, x1, y1} of everything laid out
+    this.memory = loadMemory(); // group id ('' for the top level) -> {o: [child ids], w}
+    this.stale = false;
+    this.saveTimer = null;
   }
 
+  /** The layout is computed at once: nothing is ever still moving. */
   get running() {
-    return this.alpha > ALPHA_MIN;
+    return false;
   }
 
-  reheat(alpha = 1) {
-    this.alpha = Math.max(this.alpha, alpha);
+  /** Asks for the layout to be computed again on the next frame. */
+  reheat() {
+    this.stale = true;
+  }
+
+  /** Forgets remembered orders and widths (the next compute starts from sorted order). */
+  reset() {
+    this.memory = {};
+    try {
+      localStorage.removeItem(STORE_KEY);
+    } catch {
+      /* storage unavailable: nothing remembered */
+    }
   }
 
   /**
-   * Takes a new displayed graph. `anchor(id)` names where a node that has no position
-   * yet should appear (its group parent or the group it was hidden in).
+   * ids: displayed node ids; parentOf: Map id -> displayed group holding it;
+   * keyOf(id): sort key for first placement; links: Map id -> [displayed ids it is
+   * linked to, veth peers first]; aspect: width/height wanted for the top level.
    */
-  setGraph(ids, edges, radius, anchor) {
-    this.ids = ids;
-    this.radius = radius;
-    const n = ids.length;
-    let placed = 0;
-    // New nodes go on a sunflower spiral around their anchor (golden-angle steps,
-    // radius growing with the square root of the count): even density from the
-    // start, so no grid cell is crowded and the first ticks are as cheap as the last.
-    const slots = new Map();
-    const rot = Math.random() * Math.PI * 2;
-    const place = (id, ap, key) => {
-      const i = slots.get(key) || 0;
-      slots.set(key, i + 1);
-      const r = (ap ? 42 : 0) + 30 * Math.sqrt(i + (ap ? 0 : 0.5));
-      const ang = rot + i * 2.399963;
-      this.pos.set(id, { x: (ap ? ap.x : 0) + Math.cos(ang) * r, y: (ap ? ap.y : 0) + Math.sin(ang) * r, vx: 0, vy: 0, fixed: false });
-      placed++;
-    };
-    // Place parents before children so anchors have positions.
-    let pending = ids.filter((id) => !this.pos.has(id));
-    for (let pass = 0; pass < 6 && pending.length; pass++) {
-      const later = [];
-      for (const id of pending) {
-        const a = anchor(id);
-        const ap = a && this.pos.get(a);
-        if (ap) place(id, ap, a);
-        else if (!a || pass === 5) place(id, null, '');
-        else later.push(id);
+  compute(ids, parentOf, keyOf, links, aspect = ASPECT) {
+    this.stale = false;
+    const kids = new Map();
+    const roots = [];
+    for (const id of ids) {
+      const p = parentOf.get(id);
+      if (p === undefined) roots.push(id);
+      else {
+        let l = kids.get(p);
+        if (!l) kids.set(p, (l = []));
+        l.push(id);
       }
-      pending = later;
     }
-    // Spring strength and bias as in d3-force: a hub (a host owning a thousand
-    // interfaces) is pulled by each link in proportion to its degree, so the sum of
-    // its springs cannot fling it away; the leaf end does most of the moving.
-    const degree = new Map();
-    for (const e of edges) {
-      degree.set(e.a, (degree.get(e.a) || 0) + 1);
-      degree.set(e.b, (degree.get(e.b) || 0) + 1);
-    }
-    this.springs = edges.map((e) => {
-      const da = degree.get(e.a);
-      const db = degree.get(e.b);
-      return {
-        a: e.a,
-        b: e.b,
-        len: e.cls === 'ownership' ? 55 : e.cls === 'layer2' ? 75 : 110,
-        k: (e.cls === 'ownership' ? 0.6 : 0.9) / Math.min(da, db),
-        bias: da / (da + db), // share of the correction applied to b
-      };
-    });
-    if (placed) this.reheat(placed > n / 3 ? 1 : 0.5);
-    return placed;
-  }
+    const isBox = (id) => kids.has(id);
+    const depthOf = new Map();
 
-  /** Moves positions of nodes no longer displayed out of the way of memory growth. */
-  forget(keep) {
-    for (const id of this.pos.keys()) if (!keep.has(id)) this.pos.delete(id);
-  }
+    // Children in remembered order, new ones after them in sorted order.
+    const ordered = (gid, list) => {
+      const mem = this.memory[gid];
+      const present = new Set(list);
+      const known = mem && Array.isArray(mem.o) ? mem.o.filter((id) => present.has(id)) : [];
+      const seen = new Set(known);
+      const fresh = list.filter((id) => !seen.has(id)).sort((a, b) => cmp(keyOf(a), keyOf(b)) || cmp(a, b));
+      const out = known.concat(fresh);
+      this.memory[gid] = { o: out, w: mem?.w };
+      return out;
+    };
 
-  /** Runs ticks for at most budgetMs; returns true if positions changed. */
-  step(budgetMs) {
-    if (!this.running || this.ids.length === 0) return false;
-    const t0 = performance.now();
-    let ticks = 0;
-    do {
-      this.tick();
-      ticks++;
-    } while (this.running && performance.now() - t0 < budgetMs && ticks < 50);
-    return true;
-  }
+    // Satellites: a leaf linked into a sibling box is drawn beside that box.
+    const sibling = (gid, other) => {
+      let x = other;
+      for (let guard = 0; guard < 32 && x !== undefined; guard++) {
+        const p = parentOf.get(x);
+        if (p === gid) return x;
+        x = p;
+      }
+      return undefined;
+    };
 
-  tick() {
-    const alpha = this.alpha;
-    const ids = this.ids;
-    const n = ids.length;
-    const P = new Array(n);
-    const R = new Float64Array(n);
-    const grid = new Map();
-    for (let i = 0; i < n; i++) {
-      const p = this.pos.get(ids[i]);
-      P[i] = p;
-      R[i] = this.radius.get(ids[i]) || 7;
-      const key = ((Math.floor(p.x / CELL) + 32768) << 16) | (Math.floor(p.y / CELL) + 32768);
-      let cell = grid.get(key);
-      if (!cell) grid.set(key, (cell = []));
-      cell.push(i);
-    }
-    // Short-range repulsion and collision.
-    for (let i = 0; i < n; i++) {
-      const p = P[i];
-      const cx = Math.floor(p.x / CELL);
-      const cy = Math.floor(p.y / CELL);
-      for (let dx = -1; dx <= 1; dx++) {
-        for (let dy = -1; dy <= 1; dy++) {
-          const cell = grid.get(((cx + dx + 32768) << 16) | (cy + dy + 32768));
-          if (!cell) continue;
-          // A crowded cell (a dragged pile) is sampled, bounding the cost of a tick.
-          const stride = cell.length > 48 ? Math.ceil(cell.length / 48) : 1;
-          for (let c = 0; c < cell.length; c += stride) {
-            const j = cell[c];
-            if (j <= i) continue;
-            const q = P[j];
-            let ddx = q.x - p.x;
-            let ddy = q.y - p.y;
-            let d2 = ddx * ddx + ddy * ddy;
-            if (d2 === 0) {
-              ddx = Math.random() - 0.5;
-              ddy = Math.random() - 0.5;
-              d2 = ddx * ddx + ddy * ddy;
-            }
-            if (d2 > CELL * CELL * 2) continue;
-            const d = Math.sqrt(d2);
-            let f = (REPULSION * alpha) / d2;
-            const minD = R[i] + R[j] + 6;
-            if (d < minD) f += ((minD - d) / d) * 0.5;
-            f = Math.min(f, 8);
-            const fx = (ddx / d) * f;
-            const fy = (ddy / d) * f;
-            p.vx -= fx;
-            p.vy -= fy;
-            q.vx += fx;
-            q.vy += fy;
+    const size = new Map(); // id -> {w, h} of a box (content + frame) or leaf
+    const plans = new Map(); // group id ('' = top) -> placement plan of its content
+
+    const planContent = (gid, list, wantAspect) => {
+      const order = ordered(gid, list);
+      const boxes = [];
+      const leaves = [];
+      const sats = new Map(); // box id -> [leaf ids]
+      for (const id of order) {
+        if (isBox(id)) {
+          boxes.push(id);
+          continue;
+        }
+        let host;
+        for (const o of links.get(id) || []) {
+          const s = o === undefined ? undefined : sibling(gid, o);
+          if (s !== undefined && s !== id && isBox(s)) {
+            host = s;
+            break;
           }
         }
+        if (host !== undefined) {
+          let l = sats.get(host);
+          if (!l) sats.set(host, (l = []));
+          l.push(id);
+        } else leaves.push(id);
       }
-    }
-    // Springs.
-    for (const s of this.springs) {
-      const p = this.pos.get(s.a);
-      const q = this.pos.get(s.b);
-      if (!p || !q) continue;
-      const dx = q.x + q.vx - p.x - p.vx;
-      const dy = q.y + q.vy - p.y - p.vy;
-      const d = Math.sqrt(dx * dx + dy * dy) || 1;
-      const l = ((d - s.len) / d) * s.k * alpha;
-      q.vx -= dx * l * s.bias;
-      q.vy -= dy * l * s.bias;
-      p.vx += dx * l * (1 - s.bias);
-      p.vy += dy * l * (1 - s.bias);
-    }
-    // Gravity, integration.
-    for (let i = 0; i < n; i++) {
-      const p = P[i];
-      if (p.fixed) {
-        p.vx = p.vy = 0;
+      // Each box with its satellites is one item.
+      const items = boxes.map((id) => {
+        const b = size.get(id);
+        const s = sats.get(id) || [];
+        const perCol = Math.max(1, Math.floor(b.h / CH));
+        const satCols = s.length ? Math.ceil(s.length / perCol) : 0;
+        const satRows = satCols ? Math.ceil(s.length / satCols) : 0;
+        return { id, sats: s, satCols, satRows, w: b.w + satCols * CW + (satCols ? 4 : 0), h: Math.max(b.h, satRows * CH) };
+      });
+      let area = leaves.length * CW * CH;
+      let maxW = leaves.length ? CW : 0;
+      for (const it of items) {
+        area += (it.w + GAP) * (it.h + GAP);
+        maxW = Math.max(maxW, it.w);
+      }
+      let ideal = Math.max(maxW, Math.sqrt(area * wantAspect));
+      if (!items.length && leaves.length) {
+        const cols = leaves.length <= 3 ? leaves.length : Math.max(1, Math.round(ideal / CW));
+        ideal = cols * CW;
+      }
+      const mem = this.memory[gid];
+      let W = ideal;
+      if (mem.w && mem.w >= maxW && mem.w <= ideal * HYSTERESIS && mem.w >= ideal / HYSTERESIS) W = mem.w;
+      mem.w = Math.ceil(W);
+      // Shelf packing of the boxes, then the loose leaves in a grid under them.
+      const placed = [];
+      let x = 0;
+      let y = 0;
+      let rowH = 0;
+      let usedW = 0;
+      for (const it of items) {
+        if (x > 0 && x + it.w > W) {
+          x = 0;
+          y += rowH + GAP;
+          rowH = 0;
+        }
+        placed.push({ it, x, y });
+        x += it.w + GAP;
+        usedW = Math.max(usedW, x - GAP);
+        rowH = Math.max(rowH, it.h);
+      }
+      if (items.length) y += rowH + (leaves.length ? GAP : 0);
+      const cols = Math.max(1, Math.min(leaves.length, Math.floor((Math.max(W, usedW) + 1e-6) / CW)));
+      const grid = leaves.map((id, i) => ({ id, x: (i % cols) * CW, y: y + Math.floor(i / cols) * CH }));
+      if (leaves.length) usedW = Math.max(usedW, cols * CW);
+      const h = y + (leaves.length ? Math.ceil(leaves.length / cols) * CH : items.length ? -GAP : 0);
+      plans.set(gid, { placed, grid });
+      return { w: usedW, h: Math.max(0, h) };
+    };
+
+    // Sizes bottom-up (deepest groups first).
+    const post = [];
+    const visit = (id, depth) => {
+      depthOf.set(id, depth);
+      for (const c of kids.get(id) || []) visit(c, depth + 1);
+      post.push(id);
+    };
+    for (const r of roots) visit(r, 0);
+    for (const id of post) {
+      if (!isBox(id)) {
+        size.set(id, { w: CW, h: CH });
         continue;
       }
-      p.vx -= p.x * GRAVITY * alpha;
-      p.vy -= p.y * GRAVITY * alpha;
-      p.vx *= DECAY;
-      p.vy *= DECAY;
-      // Bounded steps: no configuration can blow the layout up.
-      const v2 = p.vx * p.vx + p.vy * p.vy;
-      if (v2 > MAX_STEP * MAX_STEP) {
-        const f = MAX_STEP / Math.sqrt(v2);
-        p.vx *= f;
-        p.vy *= f;
-      }
-      p.x += p.vx;
-      p.y += p.vy;
+      const c = planContent(id, kids.get(id), ASPECT);
+      size.set(id, { w: Math.max(MIN_BOX_W, c.w + 2 * PAD), h: c.h + HEADER + 2 * PAD });
     }
-    this.alpha *= ALPHA_DECAY;
+    const top = planContent('', roots, aspect);
+
+    // Positions top-down.
+    this.pos = new Map();
+    this.boxes = new Map();
+    this.cells = new Map();
+    this.boxOrder = [];
+    const leafAt = (id, x, y) => {
+      this.cells.set(id, { x, y, w: CW, h: CH });
+      this.pos.set(id, { x: x + CW / 2, y: y + ICON_Y });
+    };
+    const placeContent = (gid, ox, oy) => {
+      const plan = plans.get(gid);
+      for (const { it, x, y } of plan.placed) {
+        // Satellites left of their box, the box right of them.
+        it.sats.forEach((sid, i) => {
+          const col = Math.floor(i / it.satRows);
+          const row = i % it.satRows;
+          leafAt(sid, ox + x + col * CW, oy + y + row * CH);
+        });
+        placeBox(it.id, ox + x + it.satCols * CW + (it.satCols ? 4 : 0), oy + y);
+      }
+      for (const { id, x, y } of plan.grid) leafAt(id, ox + x, oy + y);
+    };
+    const placeBox = (id, x, y) => {
+      const s = size.get(id);
+      this.boxes.set(id, { x, y, w: s.w, h: s.h, depth: depthOf.get(id) || 0 });
+      this.boxOrder.push(id);
+      this.pos.set(id, { x: x + 16, y: y + HEADER / 2 });
+      placeContent(id, x + PAD, y + HEADER + PAD);
+    };
+    placeContent('', 0, 0);
+    this.bounds = { x0: 0, y0: 0, x1: Math.max(top.w, 1), y1: Math.max(top.h, 1) };
+    this.scheduleSave();
   }
+
+  /** World rectangle of a displayed node: its box, or its leaf cell. */
+  rectOf(id) {
+    return this.boxes.get(id) || this.cells.get(id) || null;
+  }
+
+  scheduleSave() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.save(), 400);
+  }
+
+  save() {
+    const keys = Object.keys(this.memory);
+    if (keys.length > STORE_MAX_GROUPS) {
+      // Keep what is displayed now; drop the oldest of the rest.
+      const keep = new Set(['', ...this.boxes.keys()]);
+      for (const k of keys) if (!keep.has(k) && Object.keys(this.memory).length > STORE_MAX_GROUPS) delete this.memory[k];
+    }
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify(this.memory));
+    } catch {
+      /* quota or storage off: the layout is still deterministic, only not remembered */
+    }
+  }
+}
+
+// Natural order: ns2 before ns10.
+const collator = new Intl.Collator('en', { numeric: true });
+
+function cmp(a, b) {
+  return collator.compare(a, b);
 }

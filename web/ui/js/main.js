@@ -1,8 +1,8 @@
 // topotap web UI: wires the subscriber, the topology view and the side panels.
 
 import { ApiError, gremlin, nodeIdsOf } from './api.js';
-import { $, clear, gq, h } from './dom.js';
-import { Graph } from './graph.js';
+import { $, clear, gq, h, put } from './dom.js';
+import { Graph, nameOf, ownerParents } from './graph.js';
 import { CapturesPanel } from './panels/captures.js';
 import { caretPre, ConsolePanel } from './panels/console.js';
 import { LoginForm, logout, session, showUser } from './login.js';
@@ -52,6 +52,7 @@ class App {
 
     this.bindTopbar();
     this.bindToolbar();
+    this.bindSearch();
     this.bindTabs();
     this.buildLegend();
 
@@ -178,7 +179,8 @@ class App {
     bar.classList.remove('hidden');
     const err = new ApiError(400, message);
     const pos = err.position;
-    bar.append(
+    put(
+      bar,
       h('div', { class: 'qe-body' }, h('strong', null, `${label}: `), h('span', { class: 'qe-msg' }, message), pos && pos.line === 1 ? caretPre(query, Math.max(1, pos.column), `${label.toLowerCase()}-caret`) : null),
       h('button', { class: 'btn ghost small', type: 'button', onclick: () => bar.classList.add('hidden') }, 'Dismiss'),
     );
@@ -198,6 +200,8 @@ class App {
       const result = await gremlin(q);
       const ids = nodeIdsOf(result);
       this.view.setHighlight(ids);
+      // Bring what was found into view, clear of the bars around the canvas.
+      if (ids.size) this.view.fitTo(ids);
       this.clearQueryError();
       $('#counts').dataset.highlight = String(ids.size);
       this.updateCounts();
@@ -243,6 +247,11 @@ class App {
       else if (ev.key === '-') this.view.zoomBy(1 / 1.2);
       else if (ev.key === '0' || ev.key === 'f') this.view.fit();
       else if (ev.key === 'Escape') this.view.select(null);
+      else if (ev.key === '/') {
+        ev.preventDefault();
+        $('#search').focus();
+        $('#search').select();
+      }
     });
   }
 
@@ -285,7 +294,7 @@ class App {
     legend.append(
       h('div', { class: 'legend-sep' }),
       h('div', { class: 'legend-row' }, h('span', { class: 'line l2' }), h('span', null, 'layer2')),
-      h('div', { class: 'legend-row' }, h('span', { class: 'line own' }), h('span', null, 'ownership')),
+      h('div', { class: 'legend-row' }, h('span', { class: 'box' }), h('span', null, 'ownership (box)')),
       h('div', { class: 'legend-row' }, h('span', { class: 'ring' }), h('span', null, 'collapsed group')),
     );
   }
@@ -330,7 +339,18 @@ class App {
     }
     const md = node.Metadata || {};
     const hidden = this.view.view?.hidden.get(id);
-    clear(tip).append(h('strong', null, md.Name ?? id), h('span', { class: 'muted' }, ` ${md.Type ?? ''}`), hidden ? h('div', { class: 'muted small' }, `${hidden} members hidden — click to expand`) : null);
+    const owner = ownerParents(this.graph).get(id);
+    const ownerNode = owner && this.graph.nodes.get(owner);
+    const addrs = [...list(md.IPV4), ...list(md.IPV6)];
+    put(
+      clear(tip),
+      h('strong', null, this.view.labelOf(id)),
+      md.Type ? h('span', { class: 'muted' }, ` ${md.Type}`) : null,
+      ownerNode ? h('div', { class: 'muted small' }, `in ${ownerNode.Metadata?.Type ?? 'node'} ${this.view.labelOf(owner)}`) : null,
+      addrs.length ? h('div', { class: 'mono small' }, addrs.join(', ')) : null,
+      md.State ? h('div', { class: 'small' }, `state ${md.State}`) : null,
+      hidden ? h('div', { class: 'muted small' }, `${hidden} members hidden — click to expand`) : null,
+    );
     tip.style.left = `${x + 14}px`;
     tip.style.top = `${y + 14}px`;
     tip.classList.remove('hidden');
@@ -352,6 +372,112 @@ class App {
     this.view.select(id, { center: true });
   }
 
+  // ---- search: a node by name, address or MAC --------------------------------------
+
+  /** Nodes matching `text`, best first: exact name or address, then prefix, then substring. */
+  findNodes(text, limit = 12) {
+    const q = text.trim().toLowerCase();
+    if (!q) return [];
+    const hits = [];
+    for (const [id, n] of this.graph.nodes) {
+      const md = n.Metadata || {};
+      const label = this.view.labelOf(id);
+      const names = [label.toLowerCase(), nameOf(n).toLowerCase()];
+      const addrs = [...list(md.IPV4), ...list(md.IPV6)].map((a) => String(a).toLowerCase());
+      const bare = addrs.map((a) => a.split('/')[0]);
+      const mac = typeof md.MAC === 'string' ? md.MAC.toLowerCase() : '';
+      let score = -1;
+      let extra = '';
+      if (names.includes(q)) score = 0;
+      else if (bare.includes(q) || addrs.includes(q) || mac === q) score = 0;
+      else if (names.some((x) => x.startsWith(q))) score = 1;
+      else if (bare.some((a) => a.startsWith(q)) || (mac && mac.startsWith(q))) score = 1;
+      else if (names.some((x) => x.includes(q))) score = 2;
+      else if (addrs.some((a) => a.includes(q)) || (mac && mac.includes(q)) || id.toLowerCase() === q) score = 2;
+      if (score < 0) continue;
+      const matchedAddr = addrs.find((a) => a.includes(q)) || (mac.includes(q) ? mac : '');
+      extra = [md.Type, matchedAddr || addrs[0]].filter(Boolean).join(' · ');
+      hits.push({ id, label, extra, score });
+    }
+    hits.sort((a, b) => a.score - b.score || a.label.localeCompare(b.label) || a.id.localeCompare(b.id));
+    return hits.slice(0, limit);
+  }
+
+  bindSearch() {
+    const input = $('#search');
+    const results = $('#search-results');
+    const status = $('#search-status');
+    let hits = [];
+    const hide = () => {
+      results.classList.add('hidden');
+      input.setAttribute('aria-expanded', 'false');
+    };
+    const go = (hit) => {
+      hide();
+      input.value = hit.label;
+      status.textContent = `${hit.label}${hit.extra ? ` (${hit.extra})` : ''}`;
+      this.selectNode(hit.id);
+    };
+    const show = () => {
+      hits = this.findNodes(input.value);
+      clear(results);
+      if (!input.value.trim()) {
+        status.textContent = '';
+        hide();
+        return;
+      }
+      status.textContent = hits.length ? `${hits.length}${hits.length === 12 ? '+' : ''} found` : 'no node matches';
+      if (!hits.length) {
+        hide();
+        return;
+      }
+      results.append(
+        ...hits.map((hit, i) =>
+          h(
+            'li',
+            { role: 'option', id: `search-hit-${i}` },
+            h(
+              'button',
+              { type: 'button', class: 'search-hit', dataset: { id: hit.id }, onclick: () => go(hit) },
+              h('span', { class: 'hit-name' }, hit.label),
+              hit.extra ? h('span', { class: 'hit-extra' }, hit.extra) : null,
+            ),
+          ),
+        ),
+      );
+      results.classList.remove('hidden');
+      input.setAttribute('aria-expanded', 'true');
+    };
+    input.addEventListener('input', show);
+    input.addEventListener('focus', () => input.value.trim() && show());
+    input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'ArrowDown' && hits.length) {
+        ev.preventDefault();
+        results.querySelector('button')?.focus();
+      } else if (ev.key === 'Escape') hide();
+    });
+    results.addEventListener('keydown', (ev) => {
+      const buttons = [...results.querySelectorAll('button')];
+      const i = buttons.indexOf(document.activeElement);
+      if (ev.key === 'ArrowDown' && i < buttons.length - 1) buttons[i + 1].focus();
+      else if (ev.key === 'ArrowUp') (i > 0 ? buttons[i - 1] : input).focus();
+      else if (ev.key === 'Escape') {
+        hide();
+        input.focus();
+      } else return;
+      ev.preventDefault();
+    });
+    $('#search-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      hits = this.findNodes(input.value);
+      if (hits.length) go(hits[0]);
+      else status.textContent = input.value.trim() ? 'no node matches' : '';
+    });
+    document.addEventListener('pointerdown', (ev) => {
+      if (!$('#search-form').contains(ev.target)) hide();
+    });
+  }
+
   captureFor(node) {
     this.showTab('captures');
     this.captures.prefill(node);
@@ -367,6 +493,12 @@ class App {
     this.console.setQuery(q);
     this.console.run();
   }
+}
+
+/** A metadata value as a list (absent or null: empty). */
+function list(v) {
+  if (v === undefined || v === null) return [];
+  return Array.isArray(v) ? v.filter((x) => x !== null && x !== undefined) : [v];
 }
 
 /** What the login form says about a 401's reason (the first one needs no explanation). */

@@ -1,10 +1,13 @@
-// Canvas renderer. Everything of one kind goes into one path and is filled or stroked
-// once (edges by class, nodes by type), only what is on screen is drawn, and labels are
-// drawn only when they can be read, so a frame of a few thousand nodes stays cheap.
+// Canvas renderer. Group boxes first, then everything of one kind in one path filled or
+// stroked once (edges by class), nodes as cached sprites, only what is on screen, and
+// labels only where they can be read without overlapping another, so a frame of a few
+// thousand nodes stays cheap and readable.
 
+import { CW, HEADER, LABEL_Y } from './layout.js';
 import { shapePath, styleFor } from './styles.js';
 
 const MAX_LABELS = 700;
+const LONG_EDGE = 500; // world units
 
 function cssVar(name, fallback) {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -20,6 +23,8 @@ export class Renderer {
     this.height = 0;
     this.dpr = 1;
     this.sprites = new Map();
+    this.widths = new Map();
+    this.labelRects = [];
     this.readTheme();
   }
 
@@ -78,8 +83,35 @@ export class Renderer {
     return { x: (sx - this.t.x) / this.t.k, y: (sy - this.t.y) / this.t.k };
   }
 
+  /** Width in px of `text` in the current font (cached per font). */
+  textWidth(text) {
+    const key = `${this.ctx.font}|${text}`;
+    let w = this.widths.get(key);
+    if (w === undefined) {
+      if (this.widths.size > 20000) this.widths.clear();
+      w = this.ctx.measureText(text).width;
+      this.widths.set(key, w);
+    }
+    return w;
+  }
+
+  /** `text` cut with an ellipsis to at most maxW px (current font), or '' if nothing fits. */
+  fitText(text, maxW) {
+    if (this.textWidth(text) <= maxW) return text;
+    if (maxW < 18) return '';
+    let lo = 1;
+    let hi = text.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.textWidth(`${text.slice(0, mid)}…`) <= maxW) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo >= 2 ? `${text.slice(0, lo)}…` : '';
+  }
+
   /**
-   * scene: {ids, pos, radius, nodeOf(id), edges, hidden (Map), collapsed (Set),
+   * scene: {ids, pos, boxes (Map id -> {x,y,w,h,depth}), boxOrder, cells, radius,
+   *         nodeOf(id), labelOf(id), edges, hidden (Map), collapsed (Set),
    *         groups (Set of ids with members), selected, hover, highlight (Set|null)}
    */
   draw(scene) {
@@ -96,18 +128,44 @@ export class Renderer {
     const y1 = (this.height - t.y) / t.k + pad;
     const { pos, radius } = scene;
     const inView = (p) => p.x >= x0 && p.x <= x1 && p.y >= y0 && p.y <= y1;
+    const rectInView = (b) => b.x <= x1 && b.x + b.w >= x0 && b.y <= y1 && b.y + b.h >= y0;
     const hl = scene.highlight;
     const dim = hl && hl.size > 0;
-
-    // Edges, one path per class.
     const px = 1 / t.k;
-    const paths = { ownership: new Path2D(), layer2: new Path2D(), other: new Path2D(), hl: new Path2D() };
+
+    // Boxes, parents first: a tinted body, a stronger title bar, a border of the type's colour.
+    const shownBoxes = [];
+    for (const id of scene.boxOrder) {
+      const b = scene.boxes.get(id);
+      if (!b || !rectInView(b)) continue;
+      shownBoxes.push(id);
+      const type = scene.nodeOf(id)?.Metadata?.Type;
+      const style = styleFor(type);
+      const faded = dim && !hl.has(id);
+      ctx.globalAlpha = faded ? 0.05 : type === 'host' ? 0.05 : 0.1;
+      ctx.fillStyle = style.color;
+      ctx.fillRect(b.x, b.y, b.w, b.h);
+      if (b.h * t.k > 6) {
+        ctx.globalAlpha = faded ? 0.08 : 0.2;
+        ctx.fillRect(b.x, b.y, b.w, Math.min(b.h, HEADER));
+      }
+      ctx.globalAlpha = faded ? 0.25 : 0.75;
+      ctx.lineWidth = (dim && hl.has(id) ? 2.5 : 1) * px;
+      ctx.strokeStyle = dim && hl.has(id) ? theme.highlight : style.color;
+      ctx.strokeRect(b.x, b.y, b.w, b.h);
+    }
+    ctx.globalAlpha = 1;
+
+    // Edges, one path per class (ownership is shown by containment and not passed here).
+    const paths = { ownership: new Path2D(), layer2: new Path2D(), other: new Path2D(), far: new Path2D(), hl: new Path2D() };
     for (const e of scene.edges) {
       const p = pos.get(e.a);
       const q = pos.get(e.b);
       if (!p || !q) continue;
       if ((p.x < x0 && q.x < x0) || (p.x > x1 && q.x > x1) || (p.y < y0 && q.y < y0) || (p.y > y1 && q.y > y1)) continue;
-      const path = dim && hl.has(e.a) && hl.has(e.b) ? paths.hl : paths[e.cls];
+      // Long links (to a bridge across the host) are drawn fainter than short ones.
+      const far = (p.x - q.x) ** 2 + (p.y - q.y) ** 2 > LONG_EDGE * LONG_EDGE;
+      const path = dim && hl.has(e.a) && hl.has(e.b) ? paths.hl : far ? paths.far : paths[e.cls];
       path.moveTo(p.x, p.y);
       path.lineTo(q.x, q.y);
     }
@@ -125,6 +183,10 @@ export class Renderer {
     ctx.strokeStyle = theme.other;
     ctx.stroke(paths.other);
     ctx.setLineDash([]);
+    ctx.globalAlpha = dim ? 0.15 : 0.3;
+    ctx.lineWidth = 1 * px;
+    ctx.strokeStyle = theme.layer2;
+    ctx.stroke(paths.far);
     ctx.globalAlpha = 1;
     if (dim) {
       ctx.lineWidth = 2 * px;
@@ -134,7 +196,8 @@ export class Renderer {
 
     // Nodes: one pre-rendered sprite per type and on-screen size, copied with
     // drawImage. Filling one huge path of thousands of shapes is far slower in a
-    // software-rasterised canvas than blitting small bitmaps.
+    // software-rasterised canvas than blitting small bitmaps. A group's icon sits in
+    // its title bar, smaller.
     const visible = [];
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     const scale = t.k * dpr;
@@ -143,7 +206,7 @@ export class Renderer {
       if (!p || !inView(p)) continue;
       const type = scene.nodeOf(id)?.Metadata?.Type;
       const style = styleFor(type);
-      const r = radius.get(id) || style.r;
+      const r = scene.boxes.has(id) ? 8 : radius.get(id) || style.r;
       const sprite = this.sprite(type, style, r * scale);
       ctx.globalAlpha = dim && !hl.has(id) ? 0.25 : 1;
       ctx.drawImage(sprite, Math.round((p.x * t.k + t.x) * dpr - sprite.width / 2), Math.round((p.y * t.k + t.y) * dpr - sprite.height / 2));
@@ -152,23 +215,17 @@ export class Renderer {
     ctx.globalAlpha = 1;
     ctx.setTransform(dpr * t.k, 0, 0, dpr * t.k, dpr * t.x, dpr * t.y);
 
-    // Groups: a ring; collapsed ones get a dashed ring and a member count.
-    const ringSolid = new Path2D();
+    // Collapsed groups: a dashed ring and a member count.
     const ringDashed = new Path2D();
     const badges = [];
     for (const id of visible) {
-      if (!scene.groups.has(id)) continue;
+      if (!scene.collapsed.has(id)) continue;
       const p = pos.get(id);
       const r = (radius.get(id) || 10) + 4;
-      const collapsed = scene.collapsed.has(id);
-      const ring = collapsed ? ringDashed : ringSolid;
-      ring.moveTo(p.x + r, p.y);
-      ring.arc(p.x, p.y, r, 0, Math.PI * 2);
-      if (collapsed) badges.push([p, r, scene.hidden.get(id) || 0]);
+      ringDashed.moveTo(p.x + r, p.y);
+      ringDashed.arc(p.x, p.y, r, 0, Math.PI * 2);
+      badges.push([p, r, scene.hidden.get(id) || 0]);
     }
-    ctx.lineWidth = 1.2 * px;
-    ctx.strokeStyle = theme.layer2;
-    ctx.stroke(ringSolid);
     ctx.setLineDash([3 * px, 2.5 * px]);
     ctx.lineWidth = 1.6 * px;
     ctx.strokeStyle = theme.label;
@@ -176,15 +233,19 @@ export class Renderer {
     ctx.setLineDash([]);
 
     // Highlight halos, hover and selection.
+    const ringOf = (id, extra) => {
+      const b = scene.boxes.get(id);
+      const p = pos.get(id);
+      if (b) return (path) => path.rect(b.x - extra / 2, b.y - extra / 2, b.w + extra, b.h + extra);
+      const r = (radius.get(id) || 7) + extra;
+      return (path) => {
+        path.moveTo(p.x + r, p.y);
+        path.arc(p.x, p.y, r, 0, Math.PI * 2);
+      };
+    };
     if (dim) {
       const halo = new Path2D();
-      for (const id of visible) {
-        if (!hl.has(id)) continue;
-        const p = pos.get(id);
-        const r = (radius.get(id) || 7) + 7;
-        halo.moveTo(p.x + r, p.y);
-        halo.arc(p.x, p.y, r, 0, Math.PI * 2);
-      }
+      for (const id of visible) if (hl.has(id) && !scene.boxes.has(id)) ringOf(id, 7)(halo);
       ctx.lineWidth = 2.5 * px;
       ctx.strokeStyle = theme.highlight;
       ctx.stroke(halo);
@@ -193,26 +254,52 @@ export class Renderer {
       [scene.hover, theme.label, 1.5],
       [scene.selected, theme.accent, 3],
     ]) {
-      const p = id && pos.get(id);
-      if (!p) continue;
-      const r = (radius.get(id) || 7) + 9;
-      ctx.beginPath();
-      ctx.arc(p.x, p.y, r, 0, Math.PI * 2);
+      if (!id || !pos.get(id)) continue;
+      const path = new Path2D();
+      ringOf(id, scene.boxes.has(id) ? 6 : 9)(path);
       ctx.lineWidth = w * px;
       ctx.strokeStyle = color;
-      ctx.stroke();
+      ctx.stroke(path);
     }
 
-    // Screen-space text: badges and labels.
+    // Screen-space text: badges, then labels. Labels never overlap: each is placed only
+    // if its rectangle is free (a grid of buckets of placed rectangles), in order of
+    // importance: the selection, highlighted nodes, group titles, then interfaces, whose
+    // labels appear only when their cell is wide enough on screen to hold them.
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.textBaseline = 'middle';
     ctx.textAlign = 'center';
     ctx.font = '600 10px system-ui, sans-serif';
+    const placedRects = [];
+    const buckets = new Map();
+    const BW = 64;
+    const BH = 32;
+    const free = (r) => {
+      for (let bx = Math.floor(r.x / BW); bx <= Math.floor((r.x + r.w) / BW); bx++) {
+        for (let by = Math.floor(r.y / BH); by <= Math.floor((r.y + r.h) / BH); by++) {
+          for (const o of buckets.get(bx * 65536 + by) || []) {
+            if (r.x < o.x + o.w && o.x < r.x + r.w && r.y < o.y + o.h && o.y < r.y + r.h) return false;
+          }
+        }
+      }
+      return true;
+    };
+    const take = (r) => {
+      placedRects.push(r);
+      for (let bx = Math.floor(r.x / BW); bx <= Math.floor((r.x + r.w) / BW); bx++) {
+        for (let by = Math.floor(r.y / BH); by <= Math.floor((r.y + r.h) / BH); by++) {
+          const key = bx * 65536 + by;
+          let l = buckets.get(key);
+          if (!l) buckets.set(key, (l = []));
+          l.push(r);
+        }
+      }
+    };
     for (const [p, r, count] of badges) {
       const sx = p.x * t.k + t.x + r * t.k * 0.75;
       const sy = p.y * t.k + t.y - r * t.k * 0.75;
       const text = `+${count}`;
-      const w = ctx.measureText(text).width + 8;
+      const w = this.textWidth(text) + 8;
       ctx.fillStyle = theme.accent;
       ctx.beginPath();
       ctx.roundRect(sx - w / 2, sy - 8, w, 16, 8);
@@ -221,57 +308,76 @@ export class Renderer {
       ctx.fillText(text, sx, sy + 0.5);
     }
 
-    const bigOnly = t.k < 0.55;
-    if (t.k >= 0.25) {
-      ctx.font = '11px system-ui, sans-serif';
-      ctx.lineWidth = 3;
-      ctx.lineJoin = 'round';
-      ctx.strokeStyle = theme.labelHalo;
-      let drawn = 0;
-      const order = [];
-      const first = new Set();
-      // Selected, highlighted and group nodes are labelled first.
-      for (const id of visible) {
-        const important = id === scene.selected || (dim && hl.has(id)) || scene.groups.has(id);
-        if (important) {
-          order.push(id);
-          first.add(id);
+    const LABEL_H = 14;
+    const labels = [];
+    const leafRoom = CW * t.k - 6;
+    const want = (id, bold) => {
+      const b = scene.boxes.get(id);
+      const full = scene.labelOf(id);
+      if (b) {
+        const bx = b.x * t.k + t.x;
+        const by = b.y * t.k + t.y;
+        const bw = b.w * t.k;
+        const bh = b.h * t.k;
+        if (HEADER * t.k >= 12) {
+          // In the title bar, right of the icon.
+          const room = bw - 30 * t.k - 6;
+          return { full, room, x: bx + 28 * t.k, y: by + (HEADER * t.k) / 2, align: 'left', bold: true };
         }
+        // A big box names itself in its top-left corner, a small one in its middle.
+        if (bh >= 80 && bw >= 80) return { full, room: bw - 8, x: bx + 4, y: by + LABEL_H / 2 + 2, align: 'left', bold: true };
+        if (bw >= 24 && bh >= LABEL_H + 2) return { full, room: bw - 4, x: bx + bw / 2, y: by + bh / 2, align: 'center', bold: true };
+        return null;
       }
-      if (!bigOnly) {
-        for (const id of visible) {
-          if (order.length >= MAX_LABELS) break;
-          if (!first.has(id)) order.push(id);
-        }
+      const p = pos.get(id);
+      const c = scene.cells.get(id);
+      const room = c ? leafRoom : 120;
+      if (room < 24 && !bold) return null;
+      const r = radius.get(id) || 7;
+      return { full, room: Math.max(room, bold ? 90 : 0), x: p.x * t.k + t.x, y: c ? (c.y + LABEL_Y) * t.k + t.y : p.y * t.k + t.y + r * t.k + 9, align: 'center', bold };
+    };
+    const order = [];
+    const seen = new Set();
+    const push = (id, bold) => {
+      if (!seen.has(id)) {
+        seen.add(id);
+        order.push([id, bold]);
       }
-      // Labels that would overlap one already drawn are skipped (a coarse occupancy
-      // grid in screen space), so a dense view stays readable.
-      const taken = new Set();
-      const CW = 24;
-      const CH = 13;
-      for (const id of order) {
-        if (drawn >= MAX_LABELS) break;
-        const p = pos.get(id);
-        const node = scene.nodeOf(id);
-        const name = String(node?.Metadata?.Name ?? id.slice(0, 8));
-        const r = radius.get(id) || 7;
-        const sx = p.x * t.k + t.x;
-        const sy = p.y * t.k + t.y + r * t.k + 9;
-        const half = name.length * 3.1 + 2;
-        const cx0 = Math.floor((sx - half) / CW);
-        const cx1 = Math.floor((sx + half) / CW);
-        const cy = Math.floor(sy / CH);
-        let free = true;
-        for (let cx = cx0; cx <= cx1 && free; cx++) if (taken.has(cx * 65536 + cy)) free = false;
-        if (!free) continue;
-        for (let cx = cx0; cx <= cx1; cx++) taken.add(cx * 65536 + cy);
-        ctx.globalAlpha = dim && !hl.has(id) ? 0.4 : 1;
-        ctx.strokeText(name, sx, sy);
-        ctx.fillStyle = theme.label;
-        ctx.fillText(name, sx, sy);
-        drawn++;
+    };
+    if (scene.selected && pos.has(scene.selected)) push(scene.selected, true);
+    if (dim) for (const id of visible) if (hl.has(id)) push(id, true);
+    for (const id of shownBoxes) push(id, false);
+    for (const id of visible) if (scene.collapsed.has(id)) push(id, false);
+    if (t.k >= 0.35) for (const id of visible) push(id, false);
+    ctx.lineWidth = 3;
+    ctx.lineJoin = 'round';
+    ctx.strokeStyle = theme.labelHalo;
+    for (const [id, bold] of order) {
+      if (labels.length >= MAX_LABELS) break;
+      const l = want(id, bold);
+      if (!l) continue;
+      ctx.font = l.bold ? '600 11px system-ui, sans-serif' : '11px system-ui, sans-serif';
+      let text = this.fitText(l.full, l.room);
+      if (text !== l.full) {
+        const short = scene.shortOf(id);
+        if (short) text = this.fitText(short, l.room);
       }
-      ctx.globalAlpha = 1;
+      if (!text) continue;
+      const w = this.textWidth(text);
+      const rect = { x: l.align === 'left' ? l.x : l.x - w / 2, y: l.y - LABEL_H / 2, w, h: LABEL_H, text, id };
+      if (rect.x + w < 0 || rect.x > this.width || rect.y + LABEL_H < 0 || rect.y > this.height) continue;
+      if (!free(rect)) continue;
+      take(rect);
+      labels.push(rect);
+      ctx.textAlign = l.align;
+      ctx.globalAlpha = dim && !hl.has(id) ? 0.4 : 1;
+      ctx.strokeText(text, l.x, l.y);
+      ctx.fillStyle = theme.label;
+      ctx.fillText(text, l.x, l.y);
     }
+    ctx.globalAlpha = 1;
+    ctx.textAlign = 'center';
+    // What was labelled, in CSS pixels of the canvas: read by the browser tests.
+    this.labelRects = labels;
   }
 }

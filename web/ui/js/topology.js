@@ -1,17 +1,20 @@
 // The topology view: the client graph, what is displayed of it (collapsed groups), the
-// layout, the canvas and the pointer interactions (pan, zoom, drag, select, expand).
+// compound layout, the canvas and the pointer interactions (pan, zoom, select, expand).
 
-import { visibleGraph } from './graph.js';
+import { nameOf, nodeLabels, visibleGraph } from './graph.js';
 import { Layout } from './layout.js';
 import { Renderer } from './render.js';
 import { styleFor } from './styles.js';
 
-const MIN_ZOOM = 0.05;
+const MIN_ZOOM = 0.02;
 const MAX_ZOOM = 6;
-const LAYOUT_BUDGET_MS = 8;
-// While the user pans or zooms, the layout yields most of the frame to drawing.
-const LAYOUT_BUDGET_INTERACTIVE_MS = 2;
-const INTERACTION_WINDOW_MS = 300;
+const MAX_FIT_ZOOM = 1.6;
+const FIT_PAD = 24;
+const MAX_RADIUS = 16;
+
+// First-placement order of a group's members: namespaces, then bridges, then the rest;
+// interfaces: physical first, then by kind, each by name.
+const RANK = { netns: 0, bridge: 1, ovsbridge: 2, host: 3, device: 0, vlan: 1, vxlan: 1, internal: 2, ovsport: 2, veth: 3 };
 
 export class TopologyView {
   constructor(canvas, graph, { onSelect, onHover } = {}) {
@@ -21,6 +24,8 @@ export class TopologyView {
     this.layout = new Layout();
     this.overrides = new Map(); // group id -> collapsed (bool), set by the user
     this.view = null;
+    this.labels = new Map();
+    this.labelsVersion = -1;
     this.selected = null;
     this.hover = null;
     this.highlight = null;
@@ -34,7 +39,6 @@ export class TopologyView {
     this.frameScheduled = false;
     this.lastInteraction = -Infinity;
     graph.onChange((kind, id) => {
-      if (kind === 'reset') this.autoFit = this.autoFit || this.layout.pos.size === 0;
       if (kind === 'node-deleted' && id === this.selected) {
         this.selected = null;
         this.onSelect(null);
@@ -44,6 +48,7 @@ export class TopologyView {
     this.bindPointer();
     new ResizeObserver(() => {
       this.renderer.resize();
+      if (this.autoFit) this.fit(false);
       this.invalidate();
     }).observe(canvas);
     this.renderer.resize();
@@ -59,54 +64,80 @@ export class TopologyView {
     }
   }
 
+  /** Display labels (`ns/eth0` where a name is ambiguous), recomputed when the graph changed. */
+  labelMap() {
+    if (this.labelsVersion !== this.graph.version) {
+      this.labels = nodeLabels(this.graph);
+      this.labelsVersion = this.graph.version;
+    }
+    return this.labels;
+  }
+
+  labelOf(id) {
+    return this.labelMap().get(id) ?? nameOf(this.graph.nodes.get(id)) ?? '';
+  }
+
   rebuild() {
-    const prevRep = this.view?.rep;
     const v = visibleGraph(this.graph, this.overrides);
+    const labels = this.labelMap();
     const radius = new Map();
     const groups = new Set();
+    const shown = new Set(v.nodes);
+    // The group holding each displayed node (its ancestors are all expanded, or it would be hidden).
+    const parentOf = new Map();
     for (const id of v.nodes) {
       const style = styleFor(this.graph.nodes.get(id)?.Metadata?.Type);
       const hidden = v.hidden.get(id) || 0;
-      radius.set(id, style.r + (hidden ? Math.min(16, 2.2 * Math.sqrt(hidden)) : 0));
+      radius.set(id, Math.min(MAX_RADIUS, style.r + (hidden ? 3 : 0)));
       if (v.children.get(id)?.length) groups.add(id);
-    }
-    const neighbour = new Map();
-    for (const e of v.edges) {
-      if (!neighbour.has(e.a)) neighbour.set(e.a, e.b);
-      if (!neighbour.has(e.b)) neighbour.set(e.b, e.a);
-    }
-    const anchor = (id) => {
-      const was = prevRep?.get(id);
-      if (was && was !== id && this.layout.pos.has(was)) return was;
       const p = v.parent.get(id);
-      if (p !== undefined) return v.rep.get(p);
-      return neighbour.get(id);
-    };
-    // Nodes that reappear after a collapse start again from their group.
-    if (prevRep) {
-      for (const id of v.nodes) {
-        const was = prevRep.get(id);
-        if (was && was !== id) this.layout.pos.delete(id);
-      }
+      if (p !== undefined && shown.has(p)) parentOf.set(id, p);
     }
-    this.layout.setGraph(v.nodes, v.edges, radius, anchor);
-    this.layout.forget(new Set(v.nodes));
-    this.view = { ...v, radius, groups };
+    // Links other than ownership, veth peers first: they place the host end of a veth
+    // beside its namespace.
+    const links = new Map();
+    const addLink = (a, b, first) => {
+      let l = links.get(a);
+      if (!l) links.set(a, (l = []));
+      if (first) l.unshift(b);
+      else l.push(b);
+    };
+    for (const e of this.graph.edges.values()) {
+      if (e.Metadata?.RelationType === 'ownership') continue;
+      const a = v.rep.get(e.Parent);
+      const b = v.rep.get(e.Child);
+      if (a === undefined || b === undefined || a === b) continue;
+      const veth = e.Metadata?.Type === 'veth';
+      addLink(a, b, veth);
+      addLink(b, a, veth);
+    }
+    const keyOf = (id) => {
+      const n = this.graph.nodes.get(id);
+      const type = n?.Metadata?.Type;
+      return `${RANK[type] ?? 5}\u0000${type ?? ''}\u0000${labels.get(id) ?? ''}`;
+    };
+    const aspect = this.renderer.width > 0 && this.renderer.height > 0 ? this.renderer.width / this.renderer.height : 1.6;
+    this.layout.compute(v.nodes, parentOf, keyOf, links, aspect);
+    // Containment shows ownership (and bridge membership): those edges are not drawn.
+    const within = (inner, outer) => {
+      for (let p = parentOf.get(inner), guard = 0; p !== undefined && guard < 64; p = parentOf.get(p), guard++) if (p === outer) return true;
+      return false;
+    };
+    const edges = v.edges.filter((e) => (e.cls === 'ownership' ? !within(e.b, e.a) && !within(e.a, e.b) : parentOf.get(e.b) !== e.a && parentOf.get(e.a) !== e.b));
+    this.view = { ...v, radius, groups, parentOf, drawnEdges: edges };
     this.structure = this.graph.structureVersion;
     if (this.selected && !this.graph.nodes.has(this.selected)) this.selected = null;
+    if (this.autoFit) this.fit(false);
   }
 
   frame() {
     this.frameScheduled = false;
     const t0 = performance.now();
-    if (!this.view || this.structure !== this.graph.structureVersion || this.needRebuild) {
+    if (!this.view || this.structure !== this.graph.structureVersion || this.needRebuild || this.layout.stale) {
       this.needRebuild = false;
       this.rebuild();
     }
-    const interacting = t0 - this.lastInteraction < INTERACTION_WINDOW_MS;
-    const moved = this.layout.step(interacting ? LAYOUT_BUDGET_INTERACTIVE_MS : LAYOUT_BUDGET_MS);
-    if (moved && this.autoFit) this.fit(false);
-    if (this.dirty || moved) {
+    if (this.dirty) {
       this.dirty = false;
       const d0 = performance.now();
       this.renderer.draw(this.scene());
@@ -115,15 +146,6 @@ export class TopologyView {
       if (this.drawTimes.length > 240) this.drawTimes.shift();
     }
     this.lastFrameWork = performance.now() - t0;
-    // One loop only: invalidate() during this frame may already have asked for the next.
-    if (this.layout.running) {
-      if (!this.frameScheduled) {
-        this.frameScheduled = true;
-        requestAnimationFrame(() => this.frame());
-      }
-    } else if (this.autoFit && moved) {
-      this.autoFit = false;
-    }
   }
 
   scene() {
@@ -131,9 +153,19 @@ export class TopologyView {
     return {
       ids: v.nodes,
       pos: this.layout.pos,
+      boxes: this.layout.boxes,
+      boxOrder: this.layout.boxOrder,
+      cells: this.layout.cells,
       radius: v.radius,
       nodeOf: (id) => this.graph.nodes.get(id),
-      edges: v.edges,
+      labelOf: (id) => this.labels.get(id) ?? id.slice(0, 8),
+      // Inside the box of its namespace a node can go by its bare name.
+      shortOf: (id) => {
+        const name = nameOf(this.graph.nodes.get(id));
+        const owner = this.view.parentOf.get(id);
+        return name && owner !== undefined && this.labels.get(id)?.startsWith(`${nameOf(this.graph.nodes.get(owner))}/`) ? name : null;
+      },
+      edges: v.drawnEdges,
       hidden: v.hidden,
       collapsed: v.collapsed,
       groups: v.groups,
@@ -159,7 +191,6 @@ export class TopologyView {
   setOverride(id, collapsed) {
     this.overrides.set(id, collapsed);
     this.needRebuild = true;
-    this.layout.reheat(0.4);
     this.invalidate();
   }
 
@@ -186,15 +217,22 @@ export class TopologyView {
     }
     if (changed) {
       this.needRebuild = true;
-      this.layout.reheat(0.4);
       this.invalidate();
+    }
+    return changed;
+  }
+
+  /** Rebuilds now if anything asked for it (so positions are current). */
+  settle() {
+    if (!this.view || this.needRebuild || this.layout.stale || this.structure !== this.graph.structureVersion) {
+      this.needRebuild = false;
+      this.rebuild();
     }
   }
 
   expandAll() {
     for (const id of this.view?.children.keys() || []) this.overrides.set(id, false);
     this.needRebuild = true;
-    this.layout.reheat(0.8);
     this.autoFit = true;
     this.invalidate();
   }
@@ -206,21 +244,23 @@ export class TopologyView {
       this.overrides.set(id, type !== 'host');
     }
     this.needRebuild = true;
-    this.layout.reheat(0.8);
     this.autoFit = true;
     this.invalidate();
   }
 
+  /** Selects a node; `center` brings it to the middle of the view, readable. */
   select(id, { center = false } = {}) {
     this.selected = id;
     if (id) this.reveal(id);
     if (center && id) {
-      const rebuiltFirst = () => {
-        const p = this.layout.pos.get(this.view.rep.get(id));
-        if (p) this.centerOn(p.x, p.y);
-      };
-      if (this.needRebuild) requestAnimationFrame(rebuiltFirst);
-      else rebuiltFirst();
+      this.settle();
+      const p = this.layout.pos.get(this.view.rep.get(id));
+      if (p) {
+        this.autoFit = false;
+        const t = this.renderer.t;
+        if (t.k < 1) t.k = 1;
+        this.centerOn(p.x, p.y);
+      }
     }
     this.onSelect(id);
     this.invalidate();
@@ -255,27 +295,42 @@ export class TopologyView {
     this.invalidate();
   }
 
-  /** Fits the displayed graph in the canvas. */
+  /** Fits the whole displayed graph in the canvas. */
   fit(userAction = true) {
-    if (userAction) this.autoFit = false;
-    const ids = this.view?.nodes || [];
-    if (!ids.length) return;
+    if (userAction) {
+      this.autoFit = false;
+      this.settle();
+    }
+    const b = this.layout.bounds;
+    if (!b || !this.view?.nodes.length) return;
+    this.fitRect(b.x0, b.y0, b.x1, b.y1, 2);
+  }
+
+  /** Fits the displayed nodes standing for `ids` (e.g. the highlighted ones). */
+  fitTo(ids) {
+    this.settle();
     let x0 = Infinity;
     let y0 = Infinity;
     let x1 = -Infinity;
     let y1 = -Infinity;
     for (const id of ids) {
-      const p = this.layout.pos.get(id);
-      if (!p) continue;
-      x0 = Math.min(x0, p.x);
-      y0 = Math.min(y0, p.y);
-      x1 = Math.max(x1, p.x);
-      y1 = Math.max(y1, p.y);
+      const r = this.layout.rectOf(this.view.rep.get(id));
+      if (!r) continue;
+      x0 = Math.min(x0, r.x);
+      y0 = Math.min(y0, r.y);
+      x1 = Math.max(x1, r.x + r.w);
+      y1 = Math.max(y1, r.y + r.h);
     }
+    if (x0 === Infinity) return;
+    this.autoFit = false;
+    this.fitRect(x0, y0, x1, y1, MAX_FIT_ZOOM);
+  }
+
+  fitRect(x0, y0, x1, y1, maxK) {
     const w = this.renderer.width;
     const h = this.renderer.height;
-    const pad = 60;
-    const k = Math.min(2, Math.max(MIN_ZOOM, Math.min((w - 2 * pad) / (x1 - x0 || 1), (h - 2 * pad) / (y1 - y0 || 1))));
+    if (w <= 0 || h <= 0) return;
+    const k = Math.min(maxK, Math.max(MIN_ZOOM, Math.min((w - 2 * FIT_PAD) / (x1 - x0 || 1), (h - 2 * FIT_PAD) / (y1 - y0 || 1))));
     const t = this.renderer.t;
     t.k = k;
     t.x = w / 2 - ((x0 + x1) / 2) * k;
@@ -283,21 +338,33 @@ export class TopologyView {
     this.invalidate();
   }
 
-  /** The displayed node under screen point (sx, sy), or null. */
+  /** The displayed node under screen point (sx, sy), or null: a leaf's cell, a box's title bar. */
   pick(sx, sy) {
     if (!this.view) return null;
     const w = this.renderer.toWorld(sx, sy);
-    const slack = 4 / this.renderer.t.k;
+    for (const [id, c] of this.layout.cells) {
+      if (w.x >= c.x && w.x < c.x + c.w && w.y >= c.y && w.y < c.y + c.h) return id;
+    }
     let best = null;
-    let bestD = Infinity;
-    for (const id of this.view.nodes) {
-      const p = this.layout.pos.get(id);
-      if (!p) continue;
-      const r = (this.view.radius.get(id) || 7) + slack;
-      const d = (p.x - w.x) ** 2 + (p.y - w.y) ** 2;
-      if (d <= r * r && d < bestD) {
+    let bestDepth = -1;
+    for (const [id, b] of this.layout.boxes) {
+      if (w.x >= b.x && w.x < b.x + b.w && w.y >= b.y && w.y < b.y + 28 && b.depth > bestDepth) {
         best = id;
-        bestD = d;
+        bestDepth = b.depth;
+      }
+    }
+    return best;
+  }
+
+  /** The expanded group whose box is under screen point (sx, sy), deepest first. */
+  boxAt(sx, sy) {
+    const w = this.renderer.toWorld(sx, sy);
+    let best = null;
+    let bestDepth = -1;
+    for (const [id, b] of this.layout.boxes) {
+      if (w.x >= b.x && w.x < b.x + b.w && w.y >= b.y && w.y < b.y + b.h && b.depth > bestDepth) {
+        best = id;
+        bestDepth = b.depth;
       }
     }
     return best;
@@ -327,19 +394,9 @@ export class TopologyView {
       if (!drag.moved && Math.abs(dx) + Math.abs(dy) < 3) return;
       drag.moved = true;
       this.autoFit = false;
-      if (drag.node) {
-        const p = this.layout.pos.get(drag.node);
-        if (p) {
-          p.x += dx / this.renderer.t.k;
-          p.y += dy / this.renderer.t.k;
-          p.fixed = true;
-          this.layout.reheat(0.15);
-        }
-        this.invalidate();
-      } else {
-        c.style.cursor = 'grabbing';
-        this.panBy(dx, dy);
-      }
+      // The layout is computed, not dragged: any drag pans.
+      c.style.cursor = 'grabbing';
+      this.panBy(dx, dy);
       drag.x = ev.offsetX;
       drag.y = ev.offsetY;
     });
@@ -359,7 +416,7 @@ export class TopologyView {
     c.addEventListener('pointerup', end);
     c.addEventListener('pointercancel', end);
     c.addEventListener('dblclick', (ev) => {
-      const id = this.pick(ev.offsetX, ev.offsetY);
+      const id = this.pick(ev.offsetX, ev.offsetY) || this.boxAt(ev.offsetX, ev.offsetY);
       if (id && this.isGroup(id) && !this.isCollapsed(id)) this.setOverride(id, true);
     });
     c.addEventListener(

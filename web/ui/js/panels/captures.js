@@ -2,11 +2,13 @@
 // number of nodes capturing in Count), delete, and the flow table of one capture.
 // A server without the endpoint (404) gets "not available on this server".
 
-import { request } from '../api.js';
+import { gremlin, nodeIdsOf, request } from '../api.js';
 import { clear, fmtNumber, h, table } from '../dom.js';
 import { FlowsView } from './flows.js';
 
 const REFRESH_MS = 3000;
+const MATCH_TTL_MS = 10000; // how long what a capture's query matched is reused
+const NAMES_SHOWN = 3;
 export const TARGET_TYPES = ['local', 'netflowv5', 'sflow', 'erspanv1', 'erspanv2', 'ipfix'];
 
 export class CapturesPanel {
@@ -30,7 +32,9 @@ export class CapturesPanel {
       samplingRate: h('input', { id: 'cap-sampling', type: 'number', min: 0, placeholder: '1' }),
       pollingInterval: h('input', { id: 'cap-polling', type: 'number', min: 0, placeholder: '10' }),
     });
+    this.matches = new Map(); // query -> {ids: Set | null, error, at}
     this.notice = h('div', { id: 'cap-notice', class: 'notice hidden' });
+    this.warnings = h('div', { id: 'cap-warnings', class: 'notice hidden', role: 'status' });
     this.formError = h('div', { id: 'cap-error', class: 'error-box hidden' });
     this.form = h(
       'form',
@@ -42,6 +46,7 @@ export class CapturesPanel {
       h('div', { class: 'grid2' }, field('Sampling rate', f.samplingRate), field('Polling interval (s)', f.pollingInterval)),
       h('div', { class: 'row' }, h('button', { class: 'btn primary', type: 'submit', id: 'cap-create' }, 'Create capture')),
       this.formError,
+      this.warnings,
     );
     this.list = h('div', { id: 'capture-list' });
     this.flowsRoot = h('div', { id: 'flows', class: 'flows hidden' });
@@ -67,7 +72,7 @@ export class CapturesPanel {
 
   prefill(node) {
     this.fields.query.value = this.app.nodeQuery(node);
-    if (!this.fields.name.value) this.fields.name.value = `${node.Metadata?.Name ?? 'node'} capture`;
+    if (!this.fields.name.value) this.fields.name.value = `${this.app.view.labelOf(node.ID)} capture`;
   }
 
   setAvailable(yes, reason) {
@@ -97,6 +102,7 @@ export class CapturesPanel {
     if (this.available !== true) this.setAvailable(true);
     const rows = Object.entries(caps || {}).map(([uuid, c]) => ({ ...c, UUID: c.UUID || uuid }));
     const states = this.nodeStates();
+    await this.resolveMatches(rows.map((c) => c.GremlinQuery).filter(Boolean));
     clear(this.list).append(
       h(
         'div',
@@ -104,24 +110,65 @@ export class CapturesPanel {
         table(
           [
             {
-              label: 'Capture',
-              value: (c) =>
-                h('div', { class: 'cap-cell' }, h('div', { class: 'cap-name', title: c.UUID }, c.Name || c.UUID.slice(0, 8)), h('div', { class: 'mono small muted ellipsis', title: c.GremlinQuery }, c.GremlinQuery || ''), c.BPFFilter ? h('div', { class: 'mono small muted' }, `bpf: ${c.BPFFilter}`) : null),
-            },
-            { label: 'Type', value: (c) => h('div', null, h('div', null, c.Type || 'default'), h('div', { class: 'small muted', title: c.Target || '' }, c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : c.TargetType || 'local')) },
-            { label: 'State', value: (c) => stateOf(c, states.get(c.UUID)) },
-            { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
-            {
               label: '',
               value: (c) =>
                 h('span', { class: 'row-actions stacked' }, h('button', { class: 'btn small', onclick: () => this.flows.show(c.UUID, c.Name || c.UUID.slice(0, 8)) }, 'Flows'), h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete')),
             },
+            {
+              label: 'Capture',
+              value: (c) =>
+                h(
+                  'div',
+                  { class: 'cap-cell', title: c.GremlinQuery || '' },
+                  h('div', { class: 'cap-name' }, c.Name || c.UUID.slice(0, 8)),
+                  this.matchedCell(c.GremlinQuery),
+                  h('div', { class: 'small muted' }, [c.Type || 'default', c.BPFFilter ? `bpf ${c.BPFFilter}` : null, c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : null].filter(Boolean).join(' · ')),
+                ),
+            },
+            { label: 'State', value: (c) => stateOf(c, states.get(c.UUID)) },
+            { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
           ],
           rows,
           { empty: 'no capture' },
         ),
       ),
     );
+  }
+
+  /** Runs each capture's query (cached a few seconds) to name the nodes it matches. */
+  async resolveMatches(queries) {
+    const now = Date.now();
+    const todo = [...new Set(queries)].filter((q) => !(this.matches.get(q)?.at > now - MATCH_TTL_MS));
+    await Promise.all(
+      todo.slice(0, 32).map(async (q) => {
+        try {
+          this.matches.set(q, { ids: nodeIdsOf(await gremlin(q)), at: Date.now() });
+        } catch (e) {
+          this.matches.set(q, { ids: null, error: e.message, at: Date.now() });
+        }
+      }),
+    );
+  }
+
+  /** "on vm1/eth0, vm2/eth0 +3": the names of what a capture's query matches. */
+  matchedCell(query) {
+    const m = query && this.matches.get(query);
+    if (!m) return h('div', { class: 'mono small muted ellipsis' }, query || '');
+    if (!m.ids) return h('div', { class: 'small cap-match error-text' }, `query error: ${m.error}`);
+    if (!m.ids.size) return h('div', { class: 'small cap-match warn-text' }, 'matches no node');
+    const names = [...m.ids].map((id) => this.app.view.labelOf(id)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const shown = names.slice(0, NAMES_SHOWN).join(', ');
+    return h('div', { class: 'small cap-match', title: names.join('\n') }, `on ${shown}${names.length > NAMES_SHOWN ? ` +${names.length - NAMES_SHOWN}` : ''}`);
+  }
+
+  /** The Warnings of a creation answer, whatever their shape (list, text, object). */
+  showWarnings(resp) {
+    const w = resp && typeof resp === 'object' ? resp.Warnings : undefined;
+    const list = w === undefined || w === null ? [] : Array.isArray(w) ? w : [w];
+    const lines = list.filter((x) => x !== null && x !== undefined && x !== '').map((x) => (typeof x === 'string' ? x : JSON.stringify(x)));
+    this.warnings.classList.toggle('hidden', !lines.length);
+    clear(this.warnings);
+    if (lines.length) this.warnings.append(h('strong', null, 'Created, with warnings'), h('ul', { class: 'warn-list' }, lines.map((l) => h('li', null, l))));
   }
 
   /** Per capture UUID, what the nodes' Captures metadata says: {active, errors[]}. */
@@ -153,8 +200,10 @@ export class CapturesPanel {
     for (const [k, el] of [['HeaderSize', f.headerSize], ['SamplingRate', f.samplingRate], ['PollingInterval', f.pollingInterval]]) {
       if (el.value !== '') body[k] = Number(el.value);
     }
+    this.showWarnings(null);
     try {
-      await request('POST', '/api/capture', body);
+      const created = await request('POST', '/api/capture', body);
+      this.showWarnings(created);
       f.name.value = '';
       await this.refresh();
     } catch (e) {

@@ -66,18 +66,30 @@ function ep(layer, side) {
   return v === undefined || v === null ? '' : String(v);
 }
 
+/** "10.0.0.1:80" (or "[fe80::1]:80"), or the bare address when there is no port. */
+function endpoint(f, side) {
+  const addr = ep(f.Network, side) || ep(f.Link, side);
+  const port = ep(f.Transport, side);
+  if (!port) return addr;
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/** The protocol of a flow: its last layer ("TCP" of "Ethernet/IPv4/TCP"). */
+function protocol(f) {
+  const path = String(f.LayersPath || f.Application || '');
+  return f.Application || path.split('/').pop() || '';
+}
+
+const two = (a, b) => h('div', { class: 'two' }, h('div', null, a), h('div', { class: 'muted' }, b));
+
+/** Compact enough for the side panel: one column per question, the two directions stacked. */
 export function flowTable(flows) {
   return table(
     [
-      { label: 'LayersPath', value: (f) => f.LayersPath || f.Application || '' },
-      { label: 'Network A', value: (f) => ep(f.Network, 'A'), class: 'mono' },
-      { label: 'Network B', value: (f) => ep(f.Network, 'B'), class: 'mono' },
-      { label: 'Transport A', value: (f) => ep(f.Transport, 'A'), class: 'mono num' },
-      { label: 'Transport B', value: (f) => ep(f.Transport, 'B'), class: 'mono num' },
-      { label: 'AB pkts', value: (f) => fmtNumber(f.Metric?.ABPackets ?? 0), class: 'num' },
-      { label: 'AB bytes', value: (f) => fmtBytes(f.Metric?.ABBytes ?? 0), class: 'num' },
-      { label: 'BA pkts', value: (f) => fmtNumber(f.Metric?.BAPackets ?? 0), class: 'num' },
-      { label: 'BA bytes', value: (f) => fmtBytes(f.Metric?.BABytes ?? 0), class: 'num' },
+      { label: 'Proto', value: (f) => h('span', { title: String(f.LayersPath || '') }, protocol(f)) },
+      { label: 'A → B', value: (f) => two(endpoint(f, 'A'), `→ ${endpoint(f, 'B')}`), class: 'mono addr' },
+      { label: 'Packets', value: (f) => two(`→ ${fmtNumber(f.Metric?.ABPackets ?? 0)}`, `← ${fmtNumber(f.Metric?.BAPackets ?? 0)}`), class: 'num' },
+      { label: 'Bytes', value: (f) => two(`→ ${fmtBytes(f.Metric?.ABBytes ?? 0)}`, `← ${fmtBytes(f.Metric?.BABytes ?? 0)}`), class: 'num' },
     ],
     flows,
     { empty: 'no flow yet' },

@@ -97,11 +97,11 @@ export class InjectionsPanel {
     clear(this.list).append(
       h('div', { class: 'table-wrap' }, table(
         [
+          { label: '', value: (c) => h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete') },
           { label: 'Source', value: (c) => h('span', { class: 'mono ellipsis', title: c.Src }, c.Src || '') },
           { label: 'Destination', value: (c) => h('span', { class: 'mono ellipsis', title: c.Dst || c.DstIP }, c.Dst || c.DstIP || '') },
           { label: 'Type', value: (c) => c.Type || '' },
           { label: 'Count', value: (c) => fmtNumber(c.Count ?? 0), class: 'num' },
-          { label: '', value: (c) => h('button', { class: 'btn small danger', onclick: () => this.remove(c.UUID) }, 'Delete') },
         ],
         rows,
         { empty: 'no injection' },

@@ -2,9 +2,12 @@
 // packet injections of the selected node.
 
 import { clear, fmtBytes, fmtNumber, fmtTime, gq, h, table } from '../dom.js';
+import { nameOf, relationsOf } from '../graph.js';
 import { styleFor } from '../styles.js';
 
 const METRIC_ORDER = ['RxPackets', 'TxPackets', 'RxBytes', 'TxBytes', 'RxErrors', 'TxErrors', 'RxDropped', 'TxDropped', 'Multicast', 'Collisions'];
+// Always shown for a node with counters: a counter Skydive leaves out is zero.
+const METRIC_ALWAYS = METRIC_ORDER.slice(0, 8);
 
 export class NodePanel {
   constructor(root, app) {
@@ -42,12 +45,13 @@ export class NodePanel {
         'div',
         { class: 'node-head' },
         h('span', { class: 'swatch', style: `background:${style.color}` }),
-        h('div', { class: 'node-title' }, h('div', { class: 'node-name', id: 'node-name' }, md.Name ?? node.ID), h('div', { class: 'muted mono small' }, node.ID)),
+        h('div', { class: 'node-title' }, h('div', { class: 'node-name', id: 'node-name' }, nameOf(node) || node.ID), h('div', { class: 'muted mono small' }, node.ID)),
         h('span', { class: 'chip' }, md.Type || 'untyped'),
       ),
       h(
         'dl',
-        { class: 'facts' },
+        { class: 'facts', id: 'node-facts' },
+        this.wiring(node),
         fact('Host', node.Host),
         fact('TID', md.TID),
         fact('State', md.State),
@@ -71,6 +75,46 @@ export class NodePanel {
     root.append(section('Captures', capturesTable(md.Captures)));
     root.append(section('Packet injections', injectionsTable(md.PacketInjections)));
     root.append(section('Metadata', h('div', { class: 'tree mono' }, this.tree(md, ''))));
+  }
+
+  /** A button that selects and centres node `id`, named by its label. */
+  link(id, suffix) {
+    const label = this.app.view.labelOf(id);
+    return h('button', { type: 'button', class: 'link', dataset: { node: id }, title: `show ${label}`, onclick: () => this.app.selectNode(id) }, label, suffix || null);
+  }
+
+  /** Where the node sits and what it is wired to: namespace, veth peer, bridge, ports. */
+  wiring(node) {
+    const g = this.app.graph;
+    const rel = relationsOf(g, node.ID);
+    const byLabel = (a, b) => this.app.view.labelOf(a).localeCompare(this.app.view.labelOf(b), 'en', { numeric: true });
+    rel.peers.sort(byLabel);
+    rel.ports.sort(byLabel);
+    const typeOf = (id) => g.nodes.get(id)?.Metadata?.Type;
+    const rows = [];
+    const row = (label, ids, id) => {
+      if (!ids.length) return;
+      const dd = h('dd', { id }, ...ids.flatMap((x, i) => (i ? [', ', x] : [x])));
+      rows.push(h('dt', null, label), dd);
+    };
+    if (rel.owner) {
+      const t = typeOf(rel.owner);
+      row(t === 'netns' ? 'Namespace' : t === 'host' ? 'Namespace' : 'In', [this.link(rel.owner, t === 'host' ? ' (root)' : null)], 'node-owner');
+    }
+    row('Peer', rel.peers.map((id) => this.link(id)), 'node-peer');
+    // A port of an OVS bridge names the bridge, through the port.
+    const bridges = rel.bridges.map((id) => {
+      if (typeOf(id) !== 'ovsport') return this.link(id);
+      const owner = relationsOf(g, id).owner;
+      return owner && typeOf(owner) === 'ovsbridge' ? [this.link(owner), h('span', { class: 'muted' }, ' port '), this.link(id)] : this.link(id);
+    });
+    row('Bridge', bridges, 'node-bridge');
+    const type = typeOf(node.ID);
+    if (type === 'bridge' || type === 'ovsbridge') {
+      if (rel.ports.length) row(`Ports (${rel.ports.length})`, rel.ports.map((id) => this.link(id)), 'node-ports');
+      else rows.push(h('dt', null, 'Ports'), h('dd', { id: 'node-ports', class: 'muted' }, 'none'));
+    }
+    return rows;
   }
 
   tree(value, path) {
@@ -99,8 +143,9 @@ function fact(label, value) {
 }
 
 function leaf(v) {
-  const cls = v === null ? 'null' : typeof v;
-  return h('span', { class: `v-${cls}` }, typeof v === 'string' ? `"${v}"` : String(v));
+  // An empty value reads as a dash, never as "null" or "undefined".
+  if (v === null || v === undefined) return h('span', { class: 'v-null' }, '—');
+  return h('span', { class: `v-${typeof v}` }, typeof v === 'string' ? `"${v}"` : String(v));
 }
 
 function section(title, body) {
@@ -111,10 +156,14 @@ function metricsTable(md) {
   const m = md.Metric;
   const last = md.LastUpdateMetric;
   if (!m && !last) return h('div', { class: 'empty' }, 'no counters on this node');
-  const keys = new Set([...Object.keys(m || {}), ...Object.keys(last || {})]);
+  const keys = new Set([...METRIC_ALWAYS, ...Object.keys(m || {}), ...Object.keys(last || {})]);
   ['Start', 'Last'].forEach((k) => keys.delete(k));
   const ordered = [...METRIC_ORDER.filter((k) => keys.has(k)), ...[...keys].filter((k) => !METRIC_ORDER.includes(k)).sort()];
-  const fmt = (k, v) => (v === undefined ? '' : k.endsWith('Bytes') ? fmtBytes(v) : fmtNumber(v));
+  // Skydive leaves zero counters out: absent reads 0.
+  const fmt = (k, v) => {
+    const n = typeof v === 'number' ? v : 0;
+    return k.endsWith('Bytes') ? fmtBytes(n) : fmtNumber(n);
+  };
   return h(
     'div',
     null,
@@ -122,7 +171,7 @@ function metricsTable(md) {
       [
         { label: 'Counter', value: (k) => k },
         { label: 'Total', value: (k) => fmt(k, m?.[k]), class: 'num' },
-        { label: 'Last update', value: (k) => fmt(k, last?.[k]), class: 'num' },
+        last ? { label: 'Last update', value: (k) => fmt(k, last[k]), class: 'num' } : null,
       ],
       ordered,
       { empty: 'no counters' },
