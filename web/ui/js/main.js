@@ -2,7 +2,7 @@
 
 import { ApiError, gremlin, nodeIdsOf } from './api.js';
 import { $, clear, gq, h, put } from './dom.js';
-import { Graph, nameOf, ownerParents } from './graph.js';
+import { Graph, nameOf, relationsOf } from './graph.js';
 import { CapturesPanel } from './panels/captures.js';
 import { caretPre, ConsolePanel } from './panels/console.js';
 import { LoginForm, logout, session, showUser } from './login.js';
@@ -339,7 +339,7 @@ class App {
     }
     const md = node.Metadata || {};
     const hidden = this.view.view?.hidden.get(id);
-    const owner = ownerParents(this.graph).get(id);
+    const owner = relationsOf(this.graph, id).owner;
     const ownerNode = owner && this.graph.nodes.get(owner);
     const addrs = [...list(md.IPV4), ...list(md.IPV6)];
     put(

@@ -24,6 +24,7 @@ export class Renderer {
     this.dpr = 1;
     this.sprites = new Map();
     this.widths = new Map();
+    this.textSprites = new Map();
     this.labelRects = [];
     this.readTheme();
   }
@@ -70,7 +71,39 @@ export class Renderer {
     return c;
   }
 
+  /**
+   * A bitmap of a label with its halo, in device pixels (cached): thousands of
+   * strokeText/fillText calls a frame cost far more in a software canvas than copies.
+   */
+  textSprite(text, bold) {
+    const key = `${bold ? 1 : 0}|${text}`;
+    let c = this.textSprites.get(key);
+    if (c) return c;
+    if (this.textSprites.size > 4000) this.textSprites.clear();
+    const font = bold ? '600 11px system-ui, sans-serif' : '11px system-ui, sans-serif';
+    this.ctx.font = font;
+    const w = this.textWidth(text);
+    const dpr = this.dpr;
+    c = document.createElement('canvas');
+    c.width = Math.ceil((w + 6) * dpr);
+    c.height = Math.ceil(18 * dpr);
+    const g = c.getContext('2d');
+    g.scale(dpr, dpr);
+    g.font = font;
+    g.textBaseline = 'middle';
+    g.textAlign = 'left';
+    g.lineWidth = 3;
+    g.lineJoin = 'round';
+    g.strokeStyle = this.theme.labelHalo;
+    g.strokeText(text, 3, 9);
+    g.fillStyle = this.theme.label;
+    g.fillText(text, 3, 9);
+    this.textSprites.set(key, c);
+    return c;
+  }
+
   resize() {
+    this.textSprites.clear();
     const rect = this.canvas.getBoundingClientRect();
     this.dpr = window.devicePixelRatio || 1;
     this.width = rect.width;
@@ -133,28 +166,43 @@ export class Renderer {
     const dim = hl && hl.size > 0;
     const px = 1 / t.k;
 
-    // Boxes, parents first: a tinted body, a stronger title bar, a border of the type's colour.
+    // Boxes, parents first: a tinted body, a stronger title bar, a border of the type's
+    // colour. One path per depth, colour and fading, filled or stroked once.
     const shownBoxes = [];
+    const layers = new Map(); // `${depth}|${color}|${faded}` -> {depth, color, faded, host, rects: Path2D, heads: Path2D}
+    const hlBorder = new Path2D();
     for (const id of scene.boxOrder) {
       const b = scene.boxes.get(id);
       if (!b || !rectInView(b)) continue;
       shownBoxes.push(id);
       const type = scene.nodeOf(id)?.Metadata?.Type;
-      const style = styleFor(type);
-      const faded = dim && !hl.has(id);
-      ctx.globalAlpha = faded ? 0.05 : type === 'host' ? 0.05 : 0.1;
-      ctx.fillStyle = style.color;
-      ctx.fillRect(b.x, b.y, b.w, b.h);
-      if (b.h * t.k > 6) {
-        ctx.globalAlpha = faded ? 0.08 : 0.2;
-        ctx.fillRect(b.x, b.y, b.w, Math.min(b.h, HEADER));
-      }
-      ctx.globalAlpha = faded ? 0.25 : 0.75;
-      ctx.lineWidth = (dim && hl.has(id) ? 2.5 : 1) * px;
-      ctx.strokeStyle = dim && hl.has(id) ? theme.highlight : style.color;
-      ctx.strokeRect(b.x, b.y, b.w, b.h);
+      const color = styleFor(type).color;
+      const faded = !!dim && !hl.has(id);
+      const key = `${b.depth}|${color}|${faded}|${type === 'host'}`;
+      let l = layers.get(key);
+      if (!l) layers.set(key, (l = { depth: b.depth, color, faded, host: type === 'host', rects: new Path2D(), heads: new Path2D() }));
+      l.rects.rect(b.x, b.y, b.w, b.h);
+      if (b.h * t.k > 6) l.heads.rect(b.x, b.y, b.w, Math.min(b.h, HEADER));
+      if (dim && hl.has(id)) hlBorder.rect(b.x, b.y, b.w, b.h);
+    }
+    const ordered = [...layers.values()].sort((a, b) => a.depth - b.depth);
+    for (const l of ordered) {
+      ctx.fillStyle = l.color;
+      ctx.globalAlpha = l.faded || l.host ? 0.05 : 0.1;
+      ctx.fill(l.rects);
+      ctx.globalAlpha = l.faded ? 0.08 : 0.2;
+      ctx.fill(l.heads);
+      ctx.globalAlpha = l.faded ? 0.25 : 0.75;
+      ctx.lineWidth = px;
+      ctx.strokeStyle = l.color;
+      ctx.stroke(l.rects);
     }
     ctx.globalAlpha = 1;
+    if (dim) {
+      ctx.lineWidth = 2.5 * px;
+      ctx.strokeStyle = theme.highlight;
+      ctx.stroke(hlBorder);
+    }
 
     // Edges, one path per class (ownership is shown by containment and not passed here).
     const paths = { ownership: new Path2D(), layer2: new Path2D(), other: new Path2D(), far: new Path2D(), hl: new Path2D() };
@@ -349,9 +397,8 @@ export class Renderer {
     for (const id of shownBoxes) push(id, false);
     for (const id of visible) if (scene.collapsed.has(id)) push(id, false);
     if (t.k >= 0.35) for (const id of visible) push(id, false);
-    ctx.lineWidth = 3;
-    ctx.lineJoin = 'round';
-    ctx.strokeStyle = theme.labelHalo;
+    // Labels are copied as bitmaps in device pixels.
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
     for (const [id, bold] of order) {
       if (labels.length >= MAX_LABELS) break;
       const l = want(id, bold);
@@ -369,14 +416,12 @@ export class Renderer {
       if (!free(rect)) continue;
       take(rect);
       labels.push(rect);
-      ctx.textAlign = l.align;
+      const sprite = this.textSprite(text, l.bold);
       ctx.globalAlpha = dim && !hl.has(id) ? 0.4 : 1;
-      ctx.strokeText(text, l.x, l.y);
-      ctx.fillStyle = theme.label;
-      ctx.fillText(text, l.x, l.y);
+      ctx.drawImage(sprite, Math.round((rect.x - 3) * dpr), Math.round((l.y - 9) * dpr));
     }
     ctx.globalAlpha = 1;
-    ctx.textAlign = 'center';
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     // What was labelled, in CSS pixels of the canvas: read by the browser tests.
     this.labelRects = labels;
   }

@@ -122,7 +122,7 @@ export class CapturesPanel {
                   { class: 'cap-cell', title: c.GremlinQuery || '' },
                   h('div', { class: 'cap-name' }, c.Name || c.UUID.slice(0, 8)),
                   this.matchedCell(c.GremlinQuery),
-                  h('div', { class: 'small muted' }, [c.Type || 'default', c.BPFFilter ? `bpf ${c.BPFFilter}` : null, c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : null].filter(Boolean).join(' · ')),
+                  h('div', { class: 'small muted' }, [c.Type || 'default', c.BPFFilter ? `bpf: ${c.BPFFilter}` : null, c.Target ? `${c.TargetType || 'local'} → ${c.Target}` : c.TargetType || 'local'].filter(Boolean).join(' · ')),
                 ),
             },
             { label: 'State', value: (c) => stateOf(c, states.get(c.UUID)) },
