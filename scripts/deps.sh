@@ -4,6 +4,12 @@
 set -euo pipefail
 mode=${1:-test}
 pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
+# Fleet mode keeps shared state in etcd v3; the etcd-client crate's build runs protoc.
+pkgs+=(protobuf-compiler)
+if [ "$mode" = test ]; then
+  # The etcd tests start their own etcd on loopback; etcdctl helps to look inside.
+  pkgs+=(etcd-server etcd-client)
+fi
 if [ "$mode" = test ]; then
   pkgs+=(iputils-ping socat bc tshark nfdump pmacct softflowd tcpreplay tcpdump chromium)
   # The package test: curl, systemd-analyze (systemd), strip (binutils); promtool

@@ -8,6 +8,9 @@ mod cli;
 mod client;
 mod config;
 mod error;
+// The analyzer (fleet mode) uses it; until then only its tests do.
+#[allow(dead_code, unused_imports)]
+mod etcd;
 mod http;
 mod injection;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -54,12 +55,14 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn decorate(&mut self, _graph: &topotap_topology::Graph) {}
 }
 
+/// A stored definition: the resource and when it expires. The etcd store keeps the
+/// same JSON as a key's value.
 #[derive(Clone, Serialize, Deserialize)]
-struct Entry<T> {
-    resource: T,
+pub(crate) struct Entry<T> {
+    pub(crate) resource: T,
     /// Expiry in ms since the epoch, from `X-Resource-TTL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
 }
 
 /// A log record as written.
@@ -74,6 +77,63 @@ enum RecordRef<'a, T> {
 enum Record<T> {
     Put(Entry<T>),
     Delete(String),
+}
+
+/// Where the definitions of one kind live: the local log of `allinone` ([`Store`]) or
+/// etcd, shared by the analyzers of a fleet (`crate::etcd::EtcdStore`).
+///
+/// Reads answer from memory and never wait for a disk or a network. A change is
+/// acknowledged only once it is durable (synced to the log, acknowledged by etcd);
+/// otherwise it fails with [`StoreError::Storage`] and nothing changed.
+pub trait DefinitionStore<T: Resource>: Send + Sync {
+    /// The live definitions.
+    fn list(&self) -> Vec<T>;
+    fn get(&self, uuid: &str) -> Option<T>;
+    /// Bumped on every change that readers can see; the capture placer and the
+    /// injection runner react to it.
+    fn watch(&self) -> watch::Receiver<u64>;
+    /// Why the store cannot be written now or could not be loaded; shown in
+    /// `/api/status`.
+    fn persist_error(&self) -> Option<String>;
+    /// Validates and stores a new definition under a fresh UUID.
+    fn create(&self, resource: T, ttl: Option<Duration>) -> BoxFuture<'_, Result<T, StoreError>>;
+    /// Deletes a definition; returns what it was.
+    fn delete<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<T, StoreError>>;
+    /// Deletes the definitions whose TTL has passed; returns how many.
+    fn expire(&self, now_ms: i64) -> BoxFuture<'_, usize>;
+}
+
+/// A store as the services share it.
+pub type Definitions<T> = Arc<dyn DefinitionStore<T>>;
+
+impl<T: Resource> DefinitionStore<T> for Store<T> {
+    fn list(&self) -> Vec<T> {
+        Store::list(self)
+    }
+
+    fn get(&self, uuid: &str) -> Option<T> {
+        Store::get(self, uuid)
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        Store::watch(self)
+    }
+
+    fn persist_error(&self) -> Option<String> {
+        Store::persist_error(self)
+    }
+
+    fn create(&self, resource: T, ttl: Option<Duration>) -> BoxFuture<'_, Result<T, StoreError>> {
+        Box::pin(Store::create(self, resource, ttl))
+    }
+
+    fn delete<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<T, StoreError>> {
+        Box::pin(Store::delete(self, uuid))
+    }
+
+    fn expire(&self, now_ms: i64) -> BoxFuture<'_, usize> {
+        Box::pin(Store::expire(self, now_ms))
+    }
 }
 
 /// Why a store operation failed.

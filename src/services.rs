@@ -22,7 +22,7 @@ use crate::capture::flows::FlowsStep;
 use crate::capture::placer::{SinkFactory, Target};
 use crate::capture::{self, Capture, SinkContext};
 use crate::injection::Injection;
-use crate::resources::Store;
+use crate::resources::{Definitions, Store};
 
 /// Extra sections of `/api/status` (probe states and such), computed at read time.
 pub type StatusSections = Arc<dyn Fn() -> Map<String, Value> + Send + Sync>;
@@ -56,8 +56,8 @@ pub struct Services {
     /// `--max-result-elements`, `--query-timeout`).
     pub query_budget: Budget,
     pub started: Instant,
-    pub captures: Arc<Store<Capture>>,
-    pub injections: Arc<Store<Injection>>,
+    pub captures: Definitions<Capture>,
+    pub injections: Definitions<Injection>,
     /// Flow tables and what capture sinks need (shared with the capture placer and
     /// pcap uploads).
     pub sinks: SinkContext,
@@ -173,7 +173,7 @@ impl Background {
 }
 
 /// Deletes captures whose `X-Resource-TTL` has passed.
-async fn expire_resources(captures: Arc<Store<Capture>>) {
+async fn expire_resources(captures: Definitions<Capture>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;

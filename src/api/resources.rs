@@ -1,7 +1,5 @@
 //! HTTP routes of a stored resource kind (`/api/capture`, `/api/injectpacket`).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use warp::http::StatusCode;
@@ -13,11 +11,11 @@ use super::{
     AppState,
 };
 use crate::error::Error;
-use crate::resources::{parse_go_duration, Resource, Store, StoreError};
+use crate::resources::{parse_go_duration, DefinitionStore, Definitions, Resource, StoreError};
 
 pub fn routes<T: Resource>(
     state: AppState,
-    store: Arc<Store<T>>,
+    store: Definitions<T>,
     body: impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let base = warp::path("api").and(warp::path(T::NAME));
@@ -27,7 +25,7 @@ pub fn routes<T: Resource>(
         .and(warp::path::end())
         .and(warp::get())
         .and(st())
-        .map(|s: AppState, store: Arc<Store<T>>| respond_now(index(&s, &store)));
+        .map(|s: AppState, store: Definitions<T>| respond_now(index(&s, &*store)));
     let create = base
         .and(warp::path::end())
         .and(warp::post())
@@ -35,8 +33,8 @@ pub fn routes<T: Resource>(
         .and(warp::header::optional::<String>("X-Resource-TTL"))
         .and(body.clone())
         .then(
-            |s: AppState, store: Arc<Store<T>>, ttl: Option<String>, b: Bytes| async move {
-                respond_now(create(&s, &store, ttl, &b).await)
+            |s: AppState, store: Definitions<T>, ttl: Option<String>, b: Bytes| async move {
+                respond_now(create(&s, &*store, ttl, &b).await)
             },
         );
     let show = base
@@ -44,7 +42,7 @@ pub fn routes<T: Resource>(
         .and(warp::path::end())
         .and(warp::get())
         .and(st())
-        .map(|id: String, s: AppState, store: Arc<Store<T>>| respond_now(show(&s, &store, &id)));
+        .map(|id: String, s: AppState, store: Definitions<T>| respond_now(show(&s, &*store, &id)));
     let patch = base
         .and(warp::path::param::<String>())
         .and(warp::path::end())
@@ -52,7 +50,7 @@ pub fn routes<T: Resource>(
         .and(st())
         .and(body)
         .map(
-            |id: String, _s: AppState, store: Arc<Store<T>>, _b: Bytes| {
+            |id: String, _s: AppState, store: Definitions<T>, _b: Bytes| {
                 respond_now(match store.get(&id) {
                     None => Err(not_found::<T>(&id)),
                     Some(_) => Err(ApiError::bad_request(
@@ -67,7 +65,7 @@ pub fn routes<T: Resource>(
         .and(warp::delete())
         .and(st())
         .then(
-            |id: String, _s: AppState, store: Arc<Store<T>>| async move {
+            |id: String, _s: AppState, store: Definitions<T>| async move {
                 // A deletion that could not be made durable is 507 or 503 and did not happen.
                 respond_now(match store.delete(&id).await {
                     Ok(_) => Ok(reply_deleted()),
@@ -89,8 +87,8 @@ pub fn routes<T: Resource>(
 }
 
 fn with_store<T: Resource>(
-    store: Arc<Store<T>>,
-) -> impl Filter<Extract = (Arc<Store<T>>,), Error = std::convert::Infallible> + Clone {
+    store: Definitions<T>,
+) -> impl Filter<Extract = (Definitions<T>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || store.clone())
 }
 
@@ -98,7 +96,7 @@ fn not_found<T: Resource>(id: &str) -> ApiError {
     Error::not_found(format!("{} '{id}' not found", T::TITLE)).into()
 }
 
-fn index<T: Resource>(s: &AppState, store: &Store<T>) -> ApiResult {
+fn index<T: Resource>(s: &AppState, store: &dyn DefinitionStore<T>) -> ApiResult {
     let mut items = store.list();
     let g = s.graph.read();
     let mut out = Map::new();
@@ -110,7 +108,7 @@ fn index<T: Resource>(s: &AppState, store: &Store<T>) -> ApiResult {
     Ok(reply_json(StatusCode::OK, &Value::Object(out)))
 }
 
-fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
+fn show<T: Resource>(s: &AppState, store: &dyn DefinitionStore<T>, id: &str) -> ApiResult {
     let mut item = store.get(id).ok_or_else(|| not_found::<T>(id))?;
     item.decorate(&s.graph.read());
     Ok(reply_json(StatusCode::OK, &item))
@@ -118,7 +116,7 @@ fn show<T: Resource>(s: &AppState, store: &Store<T>, id: &str) -> ApiResult {
 
 async fn create<T: Resource>(
     s: &AppState,
-    store: &Store<T>,
+    store: &dyn DefinitionStore<T>,
     ttl: Option<String>,
     body: &[u8],
 ) -> ApiResult {

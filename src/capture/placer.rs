@@ -33,7 +33,7 @@ use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerSta
 use super::flows::FlowRegistry;
 use super::Capture;
 use crate::error::Error;
-use crate::resources::Store;
+use crate::resources::Definitions;
 
 /// How long the graph must stay quiet before placement runs again.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -423,7 +423,7 @@ pub fn desired(
 #[derive(Clone)]
 pub struct Inputs {
     pub graph: SharedGraph,
-    pub captures: Arc<Store<Capture>>,
+    pub captures: Definitions<Capture>,
     pub extensions: Arc<Extensions>,
     /// Limits of each evaluation of a capture's query (the server's query budget).
     pub budget: Budget,
@@ -1069,6 +1069,7 @@ mod tests {
 #[cfg(test)]
 mod shell_tests {
     use super::*;
+    use crate::resources::Store;
     use std::sync::atomic::AtomicUsize;
     use topotap_topology::Node;
 

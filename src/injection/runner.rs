@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use std::sync::Arc;
 use topotap_topology::{Identifier, SharedGraph};
 use tracing::{debug, warn};
 
 use super::forge::{Forger, Rng};
 use super::resource::{Injection, JobState, PlannedFrames};
 use super::sender::{self, Frames, Job};
-use crate::resources::Store;
+use crate::resources::Definitions;
 
 /// How often node metadata is refreshed, sources checked and TTLs applied.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -25,7 +24,7 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// Runs until `shutdown` turns true, then stops every injection in progress.
 pub async fn run(
     graph: SharedGraph,
-    injections: Arc<Store<Injection>>,
+    injections: Definitions<Injection>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let store = injections.clone();
@@ -62,7 +61,7 @@ pub async fn run(
 
 struct Runner {
     graph: SharedGraph,
-    injections: Arc<Store<Injection>>,
+    injections: Definitions<Injection>,
     /// Every stored injection this runner has seen, by UUID.
     jobs: HashMap<String, Injection>,
     /// Nodes whose `PacketInjections` we set, to clear it when nothing is left.

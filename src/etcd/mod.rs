@@ -1,0 +1,175 @@
+//! The fleet's shared state in etcd v3: definitions written through any analyzer
+//! ([`EtcdStore`]), one lease per connected agent ([`liveness`]) and the election of
+//! the analyzer that dispatches captures and injections ([`election`]).
+//!
+//! Key layout (one root, `/topotap/`):
+//!
+//! | Key | Value | Lease |
+//! |---|---|---|
+//! | `/topotap/captures/<UUID>`, `/topotap/injectpackets/<UUID>` | `{"resource": {...}, "expires_at": ms}` | none: the TTL is the expiry time in the value |
+//! | `/topotap/agents/<host id>/<analyzer id>` | `{"Analyzer": id, "Since": ms}` | one per agent connection, kept alive by the analyzer holding it |
+//! | `/topotap/elections/dispatcher/<lease>` | the candidate analyzer's id | the candidate's |
+//!
+//! Every call to etcd is bounded by [`Etcd::timeout`]: when etcd is down or cut off,
+//! a write fails within that time with an [`EtcdError`] (HTTP 503, one line) and the
+//! graph, queries and reads of definitions go on from memory.
+
+pub mod election;
+pub mod liveness;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use election::{Election, Leadership};
+pub use liveness::{AgentLease, Liveness, LivenessEvent};
+pub use store::EtcdStore;
+
+/// Root of every key topotap writes.
+pub const ROOT: &str = "/topotap/";
+
+/// How long one call to etcd may take before it counts as failed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A failed call to etcd, as one line naming the endpoints and what was attempted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EtcdError(pub String);
+
+impl EtcdError {
+    fn new(endpoints: &str, what: &str, detail: impl std::fmt::Display) -> Self {
+        let line = format!("etcd at {endpoints} unavailable: {what}: {detail}");
+        EtcdError(line.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// A store write that etcd did not acknowledge did not happen: 503 with the reason.
+impl From<EtcdError> for crate::resources::StoreError {
+    fn from(e: EtcdError) -> Self {
+        crate::resources::StoreError::Storage(crate::resources::PersistError::unavailable(e.0))
+    }
+}
+
+/// A client of one etcd cluster, cheap to clone.
+#[derive(Clone)]
+pub struct Etcd {
+    client: etcd_client::Client,
+    /// `http://127.0.0.1:2379,...` for messages.
+    endpoints: String,
+    /// Bound on each call.
+    pub timeout: Duration,
+}
+
+/// Why `--etcd` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--etcd: {0}")]
+pub struct BadEndpoints(String);
+
+/// Checks a `--etcd URL[,URL...]` value: `http://HOST:PORT` each (a bare `HOST:PORT`
+/// means `http://`).
+pub fn parse_endpoints(value: &str) -> Result<Vec<String>, BadEndpoints> {
+    let mut out = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(BadEndpoints(format!("empty endpoint in '{value}'")));
+        }
+        let url = if part.contains("://") {
+            part.to_owned()
+        } else {
+            format!("http://{part}")
+        };
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(BadEndpoints(format!(
+                "'{part}': only http:// endpoints are supported"
+            )));
+        };
+        let hostport = rest.trim_end_matches('/');
+        let port_ok = hostport.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok || hostport.contains('/') {
+            return Err(BadEndpoints(format!("'{part}' is not http://HOST:PORT")));
+        }
+        out.push(format!("http://{hostport}"));
+    }
+    Ok(out)
+}
+
+impl Etcd {
+    /// A client of the cluster at `endpoints` (`http://HOST:PORT`). Connections are
+    /// made when needed, so this succeeds while etcd is down; calls fail until it is up.
+    pub async fn connect(endpoints: &[String]) -> Result<Etcd, EtcdError> {
+        let joined = endpoints.join(",");
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(DEFAULT_TIMEOUT)
+            // Finds a dead connection (a partition, not only a refused one) within
+            // a few seconds, so that watches and keep-alives fail and start over.
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true)
+            .with_tcp_keepalive(Duration::from_secs(5));
+        let client = tokio::time::timeout(
+            DEFAULT_TIMEOUT,
+            etcd_client::Client::connect(endpoints, Some(options)),
+        )
+        .await
+        .map_err(|_| EtcdError::new(&joined, "connect", "timed out"))?
+        .map_err(|e| EtcdError::new(&joined, "connect", describe(&e)))?;
+        Ok(Etcd {
+            client,
+            endpoints: joined,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The endpoints, comma-separated.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// A clone of the underlying client.
+    pub(crate) fn client(&self) -> etcd_client::Client {
+        self.client.clone()
+    }
+
+    /// Runs one call within [`Etcd::timeout`], naming `what` in its error.
+    pub(crate) async fn call<R>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<R, etcd_client::Error>>,
+    ) -> Result<R, EtcdError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.error(what, describe(&e))),
+            Err(_) => Err(self.error(
+                what,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+
+    pub(crate) fn error(&self, what: &str, detail: impl std::fmt::Display) -> EtcdError {
+        EtcdError::new(&self.endpoints, what, detail)
+    }
+}
+
+/// The reason of a client error without tonic's debug dump.
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if !s.message().is_empty() => {
+            format!("{:?}: {}", s.code(), s.message())
+        }
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}", s.code()),
+        e => e.to_string(),
+    }
+}
+
+/// Waits `delay`, then doubles it up to `max`: the pause between two attempts to
+/// reach etcd again.
+pub(crate) async fn backoff(delay: &mut Duration, max: Duration) {
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(max);
+}
