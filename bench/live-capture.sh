@@ -3,7 +3,12 @@
 # its peer by topotap (local flow table) and by tcpdump at the same time, with the same
 # kernel buffer (16 MiB). Reports packets offered, captured and dropped by each.
 #
+# Also reports the CPU time the topotap process spent while the packets arrived, per
+# packet received.
+#
 # Usage (root, from the repository): bench/live-capture.sh [PACKETS] [FLOWS]
+# TOPOTAP_BIN=path runs that binary instead of building target/release/topotap (to
+# compare two builds in the same run: bench/live-capture-compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packets=${1:-1000000}
@@ -20,7 +25,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --locked -q --bin topotap
+release=${CARGO_TARGET_DIR:-target}/release
+if [ -z "${TOPOTAP_BIN:-}" ]; then
+  cargo build --release --locked -q --bin topotap
+fi
+bin=${TOPOTAP_BIN:-$release/topotap}
 cargo run --release --locked -q -p topotap-targets --example gen_pcap -- "$work/in.pcap" "$packets" "$flows"
 
 ip netns add "$tag"
@@ -28,7 +37,7 @@ ip link add "${tag}r" type veth peer name "${tag}t" netns "$tag"
 ip link set "${tag}r" up
 ip -n "$tag" link set "${tag}t" up
 
-target/release/topotap allinone --listen "127.0.0.1:$port" --ovsdb none \
+"$bin" allinone --listen "127.0.0.1:$port" --ovsdb none \
   --state-dir "$work/state" >"$work/topotap.out" 2>"$work/topotap.err" &
 tt=$!
 for _ in $(seq 100); do grep -q listening "$work/topotap.out" 2>/dev/null && break; sleep 0.1; done
@@ -44,10 +53,14 @@ tcpdump -i "${tag}r" -B 16384 -n -q -w /dev/null 2>"$work/tcpdump.err" &
 td=$!
 sleep 1
 
+# utime + stime of the topotap process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$tt/stat"; }
+cpu0=$(cpu_ticks)
 start=$(date +%s.%N)
 ip netns exec "$tag" tcpreplay -q -i "${tag}t" --topspeed "$work/in.pcap" >"$work/tcpreplay.out" 2>&1
 end=$(date +%s.%N)
 sleep 2
+cpu1=$(cpu_ticks)
 kill -INT "$td"; wait "$td" || true; td=
 stats=$(q "G.V().Has('Name','${tag}r').Values('Captures')")
 flowcount=$(q "G.Flows().Has('CaptureID','$uuid').Count()")
@@ -60,5 +73,11 @@ td_drop=$(grep -o '^[0-9]* packets dropped by kernel' "$work/tcpdump.err" | cut 
 rate=$(grep -o 'Rated: [0-9.]* Bps, [0-9.]* Mbps, [0-9.]* pps' "$work/tcpreplay.out" | sed 's/.*, \([0-9.]*\) pps/\1/')
 
 echo "offered:  $packets packets over $flows flows, tcpreplay ${rate:-?} pps ($(echo "$end - $start" | bc) s)"
+hz=$(getconf CLK_TCK)
+cpu_s=$(echo "scale=3; ($cpu1 - $cpu0) / $hz" | bc)
+per=${recv:-0}
+[ "$per" -gt 0 ] 2>/dev/null || per=1
+ns_pkt=$(echo "scale=0; ($cpu1 - $cpu0) * 1000000000 / $hz / $per" | bc)
 echo "topotap:  received $recv, kernel drops $drop, interface drops $ifdrop, flows in table $flowcount"
+echo "topotap:  cpu $cpu_s s, $ns_pkt ns per packet received"
 echo "tcpdump:  captured $td_cap, kernel drops $td_drop"
