@@ -209,6 +209,7 @@ export function nodeLabels(graph) {
     if (name) count.set(name, (count.get(name) || 0) + 1);
   }
   const labels = new Map();
+  const again = new Map();
   for (const [id, n] of graph.nodes) {
     const name = nameOf(n);
     if (!name) {
@@ -217,7 +218,14 @@ export function nodeLabels(graph) {
     }
     const up = owner.get(id);
     const upName = up !== undefined ? nameOf(graph.nodes.get(up)) : '';
-    labels.set(id, count.get(name) > 1 && upName ? `${upName}/${name}` : name);
+    const label = count.get(name) > 1 && upName ? `${upName}/${name}` : name;
+    labels.set(id, label);
+    again.set(label, (again.get(label) || 0) + 1);
+  }
+  // Still ambiguous (an OVS port and its internal interface in the same bridge): add the type.
+  for (const [id, label] of labels) {
+    const type = graph.nodes.get(id)?.Metadata?.Type;
+    if (again.get(label) > 1 && type) labels.set(id, `${label} (${type})`);
   }
   return labels;
 }

@@ -161,9 +161,11 @@ export class TopologyView {
       labelOf: (id) => this.labels.get(id) ?? id.slice(0, 8),
       // Inside the box of its namespace a node can go by its bare name.
       shortOf: (id) => {
-        const name = nameOf(this.graph.nodes.get(id));
         const owner = this.view.parentOf.get(id);
-        return name && owner !== undefined && this.labels.get(id)?.startsWith(`${nameOf(this.graph.nodes.get(owner))}/`) ? name : null;
+        const label = this.labels.get(id);
+        if (owner === undefined || !label) return null;
+        const prefix = `${nameOf(this.graph.nodes.get(owner))}/`;
+        return label.startsWith(prefix) ? label.slice(prefix.length) : null;
       },
       edges: v.drawnEdges,
       hidden: v.hidden,
