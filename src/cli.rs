@@ -346,9 +346,17 @@ pub struct ClientArgs {
     )]
     pub analyzer: String,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Json, global = true)]
-    pub format: Format,
+    /// Output format: json (as the API answers; the default, but for `status`, a
+    /// summary), table (columns chosen per kind of element: interfaces, flows, edges,
+    /// resources...) or wide (a table with more columns).
+    #[arg(
+        short = 'o',
+        long = "output",
+        visible_alias = "format",
+        value_enum,
+        global = true
+    )]
+    pub format: Option<Format>,
 
     /// Log in as this user (POST /login) and send the token with the command.
     #[arg(long, env = "TOPOTAP_USERNAME", global = true)]
@@ -376,6 +384,8 @@ pub enum Format {
     Json,
     /// A readable table (lists of elements or resources).
     Table,
+    /// A table with more columns (IDs, MTU, driver, host, UUIDs...).
+    Wide,
 }
 
 #[derive(Debug, Subcommand)]

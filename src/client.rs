@@ -5,6 +5,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use reqwest::{Method, StatusCode};
+use std::collections::{BTreeSet, HashMap};
+
 use serde_json::{json, Map, Value};
 
 use crate::cli::{
@@ -13,6 +15,10 @@ use crate::cli::{
 };
 use crate::injection::forge::base64_encode;
 use crate::resources::parse_go_duration;
+
+mod output;
+
+use output::{Detail, Namespace, TableContext};
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let mut api = Api::new(
@@ -28,8 +34,16 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         (None, Some(_)) => bail!("--password needs --username (or TOPOTAP_USERNAME)"),
         (None, None) => {}
     }
-    let (value, columns): (Value, Option<&[&str]>) = match &args.command {
-        ClientCommand::Status => (api.call(Method::GET, "/api/status", None).await?, None),
+    let format = args.format.unwrap_or(Format::Json);
+    let (value, columns): (Value, Option<Columns>) = match &args.command {
+        ClientCommand::Status => {
+            let status = api.call(Method::GET, "/api/status", None).await?;
+            if args.format.is_none() {
+                print!("{}", status_summary(&api, &status).await);
+                return Ok(());
+            }
+            (status, None)
+        }
         ClientCommand::Topology { command } => match command {
             TopologyCommand::Query { gremlin } => (
                 api.call(
@@ -46,7 +60,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let v = match command {
                 CaptureCommand::Create(a) => {
                     let ttl = a.ttl.as_deref().map(ttl_header).transpose()?.flatten();
-                    api.create("/api/capture", capture_body(a), ttl).await?
+                    let created = api.create("/api/capture", capture_body(a), ttl).await?;
+                    for w in created["Warnings"].as_array().into_iter().flatten() {
+                        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+                    }
+                    created
                 }
                 CaptureCommand::List => api.call(Method::GET, "/api/capture", None).await?,
                 CaptureCommand::Get { id } => {
@@ -80,37 +98,76 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             (v, Some(INJECTION_COLUMNS))
         }
     };
-    match (args.format, columns) {
-        (_, _) if value.is_null() => {}
-        (Format::Table, Some(cols)) => print!("{}", table_columns(&value, cols)),
-        (format, _) => print(&value, format),
+    if value.is_null() {
+        return Ok(());
+    }
+    let detail = match format {
+        Format::Json => {
+            print_json(&value);
+            return Ok(());
+        }
+        Format::Table => Detail::Table,
+        Format::Wide => Detail::Wide,
+    };
+    match columns {
+        Some(cols) => {
+            let cols: Vec<&str> = match detail {
+                Detail::Table => cols.table.to_vec(),
+                Detail::Wide => cols.table.iter().chain(cols.wide).copied().collect(),
+            };
+            print!("{}", table_columns(&value, &cols));
+        }
+        None if value.as_array().is_some_and(Vec::is_empty) => eprintln!("No results."),
+        None => {
+            let ctx = api.context(&value).await;
+            print!("{}", output::render(&value, detail, &ctx));
+        }
     }
     Ok(())
 }
 
-/// Columns of `capture list --format table`.
-const CAPTURE_COLUMNS: &[&str] = &[
-    "UUID",
-    "Name",
-    "GremlinQuery",
-    "TargetType",
-    "Target",
-    "Count",
-];
+/// The columns of a resource kind's table, and those `-o wide` adds.
+struct Columns {
+    table: &'static [&'static str],
+    wide: &'static [&'static str],
+}
 
-/// Columns of `injection list --format table`.
-const INJECTION_COLUMNS: &[&str] = &[
-    "UUID",
-    "Type",
-    "Src",
-    "Dst",
-    "SrcIP",
-    "DstIP",
-    "Count",
-    "Interval",
-    "State",
-    "PacketCount",
-];
+/// Columns of `capture list -o table` and `-o wide`.
+const CAPTURE_COLUMNS: Columns = Columns {
+    table: &[
+        "UUID",
+        "Name",
+        "GremlinQuery",
+        "TargetType",
+        "Target",
+        "Count",
+    ],
+    wide: &[
+        "BPFFilter",
+        "Type",
+        "HeaderSize",
+        "SamplingRate",
+        "LayerKeyMode",
+        "Error",
+    ],
+};
+
+/// Columns of `injection list -o table` and `-o wide`.
+const INJECTION_COLUMNS: Columns = Columns {
+    table: &[
+        "UUID",
+        "Type",
+        "Src",
+        "Dst",
+        "SrcIP",
+        "DstIP",
+        "Count",
+        "Interval",
+        "State",
+        "PacketCount",
+    ],
+    wide: &["SrcMAC", "DstMAC", "SrcPort", "DstPort", "Mode", "Error"],
+};
 
 /// The capture to create: only the options given, the server fills the rest.
 fn capture_body(a: &CaptureCreateArgs) -> Value {
@@ -364,10 +421,14 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach topotap at {}: {}", self.base, root_cause(&e)))?;
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach topotap at {} (the address is set with --analyzer or \
+                     TOPOTAP_ANALYZER): {}",
+                self.base,
+                root_cause(&e)
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.context("reading the answer")?;
         if !status.is_success() {
@@ -382,6 +443,141 @@ impl Api {
         }
         serde_json::from_str(&text).with_context(|| format!("answer from {url} is not JSON"))
     }
+}
+
+impl Api {
+    /// Runs a Gremlin query for a table's context; `None` (and a note on stderr) when
+    /// it fails, so the table is still printed, with fewer names.
+    async fn context_query(&self, gremlin: String) -> Option<Vec<Value>> {
+        match self
+            .call(
+                Method::POST,
+                "/api/topology",
+                Some(json!({ "GremlinQuery": gremlin })),
+            )
+            .await
+        {
+            Ok(Value::Array(items)) => Some(items),
+            Ok(Value::Null) => Some(Vec::new()),
+            Ok(other) => {
+                eprintln!("warning: unexpected answer while naming the table's nodes: {other}");
+                None
+            }
+            Err(e) => {
+                eprintln!("warning: cannot name the table's nodes: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Nodes whose `key` is one of `values`, asked for in slices of a few hundred.
+    async fn nodes_where(&self, key: &str, values: &BTreeSet<String>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let values: Vec<&String> = values.iter().collect();
+        for chunk in values.chunks(500) {
+            let query = format!("G.V().Has('{key}', Within({}))", gremlin_strings(chunk));
+            out.extend(self.context_query(query).await.unwrap_or_default());
+        }
+        out
+    }
+
+    /// What a table of `answer` needs besides the answer: the nodes its edges and flows
+    /// refer to, and the namespace of every interface among them (the parent of its
+    /// ownership edge).
+    async fn context(&self, answer: &Value) -> TableContext {
+        let mut ctx = TableContext {
+            now_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            ..TableContext::default()
+        };
+        let rows = output::rows(answer);
+        for r in &rows {
+            if output::kind_of(r) == output::Kind::Interface {
+                if let Some(id) = r["ID"].as_str() {
+                    ctx.nodes.insert(id.to_owned(), (*r).clone());
+                }
+            }
+        }
+        let (mut ids, tids) = output::references(&rows);
+        ids.retain(|id| !ctx.nodes.contains_key(id));
+        let mut fetched = Vec::new();
+        if !ids.is_empty() {
+            fetched.extend(self.nodes_where("@ID", &ids).await);
+        }
+        if !tids.is_empty() {
+            fetched.extend(self.nodes_where("TID", &tids).await);
+        }
+        for n in fetched {
+            let (Some(id), tid) = (n["ID"].as_str(), n["Metadata"]["TID"].as_str()) else {
+                continue;
+            };
+            if let Some(tid) = tid.filter(|t| tids.contains(*t)) {
+                ctx.tids.insert(tid.to_owned(), id.to_owned());
+            }
+            ctx.nodes.insert(id.to_owned(), n);
+        }
+        let interfaces: Vec<&String> = ctx
+            .nodes
+            .iter()
+            .filter(|(_, n)| output::is_interface(n))
+            .map(|(id, _)| id)
+            .collect();
+        let mut owner_of: HashMap<String, String> = HashMap::new();
+        for chunk in interfaces.chunks(500) {
+            let query = format!(
+                "G.E().Has('RelationType', 'ownership', 'Child', Within({}))",
+                gremlin_strings(chunk)
+            );
+            for e in self.context_query(query).await.unwrap_or_default() {
+                if let (Some(p), Some(c)) = (e["Parent"].as_str(), e["Child"].as_str()) {
+                    owner_of.insert(c.to_owned(), p.to_owned());
+                }
+            }
+        }
+        let owners: BTreeSet<String> = owner_of.values().cloned().collect();
+        let owners: HashMap<String, Namespace> = if owners.is_empty() {
+            HashMap::new()
+        } else {
+            self.nodes_where("@ID", &owners)
+                .await
+                .into_iter()
+                .filter_map(|n| {
+                    let id = n["ID"].as_str()?.to_owned();
+                    Some((id, output::namespace_of_owner(&n)))
+                })
+                .collect()
+        };
+        for (child, parent) in owner_of {
+            if let Some(ns) = owners.get(&parent) {
+                ctx.namespaces.insert(child, ns.clone());
+            }
+        }
+        ctx
+    }
+}
+
+/// Strings as Gremlin parameters: `'a', 'b'`.
+fn gremlin_strings<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|s| {
+            format!(
+                "'{}'",
+                s.as_ref().replace('\\', "\\\\").replace('\'', "\\'")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `topotap client status` without `-o`: the status as a few readable lines, with the
+/// captures and injections counted by state.
+async fn status_summary(api: &Api, status: &Value) -> String {
+    let captures = api.call(Method::GET, "/api/capture", None).await.ok();
+    let injections = api.call(Method::GET, "/api/injectpacket", None).await.ok();
+    output::status(status, captures.as_ref(), injections.as_ref())
 }
 
 /// `/api/pcap` with the capture parameters given on the command line.
@@ -436,13 +632,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn print(value: &Value, format: Format) {
-    match format {
-        Format::Json => match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
-            Err(_) => println!("{value}"),
-        },
-        Format::Table => print!("{}", table(value)),
+fn print_json(value: &Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(_) => println!("{value}"),
     }
 }
 
@@ -468,90 +661,7 @@ pub fn table_columns(value: &Value, columns: &[&str]) -> String {
                 .collect()
         })
         .collect();
-    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-    aligned(&header, &cells)
-}
-
-/// Columns padded to their widest cell, two spaces apart, without trailing blanks.
-fn aligned(header: &[String], cells: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in std::iter::once(header).chain(cells.iter().map(Vec::as_slice)) {
-        let parts: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:<w$}"))
-            .collect();
-        out.push_str(parts.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// Renders a list of objects (or an object of objects keyed by ID) as aligned columns;
-/// anything else is printed as JSON.
-pub fn table(value: &Value) -> String {
-    let rows: Vec<&serde_json::Map<String, Value>> = match value {
-        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
-        Value::Object(map) if map.values().all(Value::is_object) => {
-            map.values().filter_map(Value::as_object).collect()
-        }
-        _ => Vec::new(),
-    };
-    if rows.is_empty() {
-        return format!("{value}\n");
-    }
-    // Graph elements: show the useful metadata, not the whole map.
-    let is_element = rows
-        .iter()
-        .all(|r| r.contains_key("ID") && r.contains_key("Metadata"));
-    let columns: Vec<String> = if is_element {
-        ["ID", "Name", "Type", "Host"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        let mut cols: Vec<String> = Vec::new();
-        for r in &rows {
-            for (k, v) in r.iter() {
-                if !v.is_object() && !v.is_array() && !cols.contains(k) {
-                    cols.push(k.clone());
-                }
-            }
-        }
-        // The resource's key first, whatever the JSON key order.
-        if let Some(i) = cols.iter().position(|c| c == "UUID") {
-            let key = cols.remove(i);
-            cols.insert(0, key);
-        }
-        cols
-    };
-    let cell = |r: &serde_json::Map<String, Value>, c: &str| -> String {
-        let v = if is_element && (c == "Name" || c == "Type") {
-            r.get("Metadata").and_then(|m| m.get(c))
-        } else {
-            r.get(c)
-        };
-        match v {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        }
-    };
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|c| cell(r, c)).collect())
-        .collect();
-    aligned(&columns, &cells)
+    output::aligned(columns, &cells)
 }
 
 #[cfg(test)]
@@ -559,23 +669,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_of_elements_shows_name_and_type() {
-        let v = json!([{"ID": "a", "Metadata": {"Name": "eth0", "Type": "veth"}, "Host": "h"}]);
-        let t = table(&v);
-        assert_eq!(t, "ID  Name  Type  Host\na   eth0  veth  h\n");
-    }
-
-    #[test]
-    fn table_of_resources_keyed_by_id() {
-        let v = json!({"u1": {"UUID": "u1", "Count": 2}});
-        assert_eq!(table(&v), "UUID  Count\nu1    2\n");
-    }
-
-    #[test]
     fn resource_tables_have_fixed_columns() {
         let v = json!({"u1": {"UUID": "u1", "Name": "n", "GremlinQuery": "G.V()", "Count": 2, "BPFFilter": "icmp"}});
         assert_eq!(
-            table_columns(&v, CAPTURE_COLUMNS),
+            table_columns(&v, CAPTURE_COLUMNS.table),
             "UUID  Name  GremlinQuery  TargetType  Target  Count\nu1    n     G.V()                             2\n"
         );
         let one = json!({"UUID": "u2", "Type": "icmp4", "State": "done"});
@@ -593,7 +690,10 @@ mod tests {
     }
 
     #[test]
-    fn scalars_print_as_json() {
-        assert_eq!(table(&json!(3)), "3\n");
+    fn gremlin_strings_are_quoted_and_escaped() {
+        assert_eq!(
+            gremlin_strings(&["a", "it's", "b\\c"]),
+            r"'a', 'it\'s', 'b\\c'"
+        );
     }
 }

@@ -53,6 +53,9 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     }
     /// Fills output-only fields computed at read time (a capture's `Count`).
     fn decorate(&mut self, _graph: &topotap_topology::Graph) {}
+    /// Fills output-only fields only the answer to its creation carries (a capture's
+    /// `Warnings`). Called on a blocking thread: it may evaluate queries.
+    fn annotate_created(&mut self, _services: &crate::services::Services) {}
 }
 
 /// A stored definition: the resource and when it expires. The etcd store keeps the

@@ -203,7 +203,8 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        // No colour codes inside JSON strings, whatever stderr is.
+        LogFormat::Json => builder.with_ansi(false).json().try_init(),
     };
 }
 

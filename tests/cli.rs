@@ -391,9 +391,12 @@ fn unreachable_server_and_help() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("error: cannot reach topotap at http://127.0.0.1:1"),
+        err.starts_with("error: cannot reach topotap at http://127.0.0.1:1")
+            && err.contains("--analyzer")
+            && err.contains("TOPOTAP_ANALYZER"),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "{err}");
 
     let help = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_topotap"))
@@ -494,4 +497,327 @@ fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
         w.write_packet(Timestamp::ZERO, f.len() as u32, f).unwrap();
     }
     w.flush().unwrap();
+}
+
+/// Splits a table into rows of cells (cells are separated by two spaces or more).
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// `42s` or `5m12s`, as ages are shown.
+fn is_age(s: &str) -> bool {
+    let (m, rest) = s.split_once('m').unwrap_or(("0", s));
+    let secs = rest.strip_suffix('s').unwrap_or("x");
+    !m.is_empty()
+        && m.bytes().all(|b| b.is_ascii_digit())
+        && !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The row of `table` whose cells include all of `wanted`.
+fn row_with<'a>(table: &'a [Vec<String>], wanted: &[&str]) -> &'a [String] {
+    table
+        .iter()
+        .find(|r| wanted.iter().all(|w| r.iter().any(|c| c == w)))
+        .unwrap_or_else(|| panic!("no row with {wanted:?} in {table:?}"))
+}
+
+#[tokio::test]
+async fn tables_are_chosen_per_element_kind() {
+    let p = format!("o{}", rand_tag());
+    let _net = bridged_pair(&p, 71);
+    sh(&format!("ip -n {p}a addr add 10.77.71.11/24 dev eth0"));
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let a_eth0 = format!("G.V().Has('Name', '{p}a').Out().Has('Name', 'eth0')");
+    let (v, ready) = t
+        .wait_for(
+            &format!("{a_eth0}.Has('IPV4', '10.77.71.11/24').Has('MAC')"),
+            WAIT,
+            |v| v.as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+    assert!(ready, "{v}");
+    let node = &v[0];
+    let id = node["ID"].as_str().unwrap();
+    let mac = node["Metadata"]["MAC"].as_str().unwrap();
+
+    // Interfaces: namespace, name, type, state, MAC, every address.
+    let q = format!("G.V().Has('Name', '{p}a').Out()");
+    let table = cells(&ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout);
+    assert_eq!(
+        table[0],
+        ["NAMESPACE", "NAME", "TYPE", "STATE", "MAC", "ADDRESSES"]
+    );
+    let pa = format!("{p}a");
+    let eth0 = row_with(&table, &[&pa, "eth0"]);
+    assert_eq!(eth0[2..5], ["veth", "UP", mac]);
+    assert!(
+        eth0[5].starts_with("10.77.71.1/24,10.77.71.11/24"),
+        "{eth0:?}"
+    );
+    row_with(&table, &[&pa, "lo", "device"]);
+    // --format is the old name of -o.
+    assert_eq!(
+        cells(
+            &ok(
+                &t,
+                &["--format", "table", "topology", "query", "--gremlin", &q]
+            )
+            .stdout
+        ),
+        table
+    );
+    // Wide adds MTU, driver, host and ID.
+    let wide = cells(
+        &ok(
+            &t,
+            &["-o", "wide", "topology", "query", "--gremlin", &a_eth0],
+        )
+        .stdout,
+    );
+    assert_eq!(
+        wide[0][6..],
+        ["MTU", "DRIVER", "HOST", "ID"].map(String::from)
+    );
+    assert_eq!(
+        wide[1][6..],
+        ["1500", "veth", &t.host_id, id].map(String::from)
+    );
+    // An interface of the root namespace, and another kind of node in the same answer.
+    let q = format!("G.V().Has('Name', WITHIN('{p}a0', '{p}b'))");
+    let mixed = ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout;
+    let parts: Vec<&str> = mixed.split("\n\n").collect();
+    assert_eq!(parts.len(), 2, "{mixed}");
+    let (first, second) = (cells(parts[0]), cells(parts[1]));
+    let (ifaces, others) = if first[0][0] == "NAMESPACE" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    row_with(&ifaces, &["(root)", &format!("{p}a0"), "veth"]);
+    assert_eq!(others[0], ["NAME", "TYPE", "HOST"]);
+    assert_eq!(
+        others[1],
+        [format!("{p}b"), "netns".into(), t.host_id.clone()]
+    );
+
+    // Edges: parent, child (named with its namespace) and relation; wide adds IDs.
+    let q = format!("G.V().Has('Name', '{p}a').OutE()");
+    let edges = cells(&ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout);
+    assert_eq!(edges[0], ["PARENT", "CHILD", "RELATION"]);
+    row_with(&edges, &[&pa, &format!("{p}a/eth0"), "ownership"]);
+    let q = format!("{a_eth0}.BothE().Has('RelationType', 'layer2')");
+    let edges = cells(&ok(&t, &["-o", "wide", "topology", "query", "--gremlin", &q]).stdout);
+    let peer = row_with(
+        &edges,
+        &[&format!("{p}a/eth0"), &format!("{p}a0"), "layer2"],
+    );
+    assert!(peer.iter().any(|c| c == id), "{peer:?}");
+
+    // ValueMap and Values keep list values.
+    let q = format!("{a_eth0}.ValueMap('Name', 'IPV4')");
+    let maps = cells(&ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout);
+    let col = maps[0].iter().position(|c| c == "IPV4").unwrap();
+    assert_eq!(maps[1][col], "10.77.71.1/24,10.77.71.11/24", "{maps:?}");
+    let q = format!("{a_eth0}.Values('IPV4')");
+    let values = ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout;
+    assert_eq!(values, "10.77.71.1/24,10.77.71.11/24\n");
+
+    // Flows: protocol, ends, packets and bytes each way, ages, capture interface.
+    let capture = ok(
+        &t,
+        &["capture", "create", "--gremlin", &a_eth0, "--bpf", "icmp"],
+    );
+    assert_eq!(
+        capture.stderr, "",
+        "no warning for a capture on an interface"
+    );
+    let capture = capture.json();
+    assert!(capture.get("Warnings").is_none(), "{capture}");
+    let uuid = capture["UUID"].as_str().unwrap().to_owned();
+    let q = format!("G.V().Has('Captures.ID', '{uuid}', 'Captures.State', 'active')");
+    let (v, active) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    assert!(active, "{v}");
+    sh(&format!(
+        "ip netns exec {p}a ping -c 3 -i 0.2 -s 56 -W 1 10.77.71.2"
+    ));
+    let q = format!("G.Flows().Has('CaptureID', '{uuid}')");
+    let (v, seen) = t
+        .wait_for(&q, WAIT, |v| {
+            v.as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["Metric"]["BAPackets"] == 3)
+        })
+        .await;
+    assert!(seen, "{v}");
+    let flows = cells(&ok(&t, &["-o", "table", "topology", "query", "--gremlin", &q]).stdout);
+    assert_eq!(
+        flows[0],
+        [
+            "PROTOCOL",
+            "A",
+            "B",
+            "A→B PACKETS",
+            "A→B BYTES",
+            "B→A PACKETS",
+            "B→A BYTES",
+            "AGE",
+            "LAST SEEN",
+            "INTERFACE"
+        ]
+    );
+    // 3 echo requests and 3 replies of 98 bytes each (Ethernet + IPv4 + ICMP + 56).
+    assert_eq!(
+        flows[1][..7],
+        ["ICMPv4", "10.77.71.1", "10.77.71.2", "3", "294", "3", "294"].map(String::from)
+    );
+    assert!(is_age(&flows[1][7]) && is_age(&flows[1][8]), "{flows:?}");
+    assert_eq!(flows[1][9], format!("{p}a/eth0"));
+    let wide = cells(&ok(&t, &["-o", "wide", "topology", "query", "--gremlin", &q]).stdout);
+    assert_eq!(
+        wide[0][10..],
+        ["UUID", "TRACKING ID", "CAPTURE ID", "NODE TID"].map(String::from)
+    );
+    assert_eq!(wide[1][10], v[0]["UUID"].as_str().unwrap());
+    assert_eq!(wide[1][12], uuid);
+    assert!(ok(
+        &t,
+        &[
+            "-o",
+            "table",
+            "topology",
+            "query",
+            "--gremlin",
+            "G.V().Has('Name', 'none-such')"
+        ]
+    )
+    .stdout
+    .is_empty());
+
+    // status: a readable summary; -o json: /api/status as it is.
+    let summary = ok(&t, &["status"]).stdout;
+    let lines: Vec<(&str, &str)> = summary
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let field = |k: &str| {
+        lines
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {k} in {summary}"))
+    };
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(field("Host"), t.host_id);
+    assert!(is_age(field("Uptime")), "{summary}");
+    let topology: Vec<&str> = field("Topology").split_whitespace().collect();
+    assert!(
+        topology[0].parse::<u64>().unwrap() > 5 && topology[1] == "nodes,",
+        "{summary}"
+    );
+    assert_eq!(
+        field("Captures"),
+        "1 (1 active, 0 on no interface, 0 with an error)"
+    );
+    assert_eq!(field("Injections"), "none");
+    assert!(
+        field("Query budget").starts_with("5000000 elements"),
+        "{summary}"
+    );
+    assert!(summary.contains("netlink Running"), "{summary}");
+    let raw = ok(&t, &["-o", "json", "status"]).json();
+    assert_eq!(raw["Host"], t.host_id.as_str());
+    assert_eq!(raw["QueryBudget"]["QueryTimeoutMs"], 10_000);
+    assert!(raw["Topology"]["Nodes"].as_u64().unwrap() > 5, "{raw}");
+}
+
+#[tokio::test]
+async fn captures_that_match_no_interface_warn() {
+    let p = format!("w{}", rand_tag());
+    let _net = bridged_pair(&p, 72);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let ns = format!("G.V().Has('Type', 'netns', 'Name', '{p}a')");
+    let (v, ready) = t
+        .wait_for(&format!("{ns}.Out().Has('Name', 'eth0')"), WAIT, |v| {
+            v.as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    assert!(ready, "{v}");
+
+    // Only a namespace: created, with a warning on stderr and in the answer.
+    let r = ok(&t, &["capture", "create", "--gremlin", &ns]);
+    let created = r.json();
+    let warnings = created["Warnings"].as_array().expect("Warnings");
+    assert_eq!(warnings.len(), 1, "{created}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.starts_with(&format!(
+            "GremlinQuery matches 1 node but no capturable interface (netns {p}a)"
+        )) && w.contains(".Out()"),
+        "{w}"
+    );
+    assert_eq!(r.stderr, format!("warning: {w}\n"));
+    // Not stored: the capture as listed has no warnings.
+    let uuid = created["UUID"].as_str().unwrap();
+    let got = ok(&t, &["capture", "get", uuid]).json();
+    assert!(got.get("Warnings").is_none(), "{got}");
+
+    // Nothing at all.
+    let r = ok(
+        &t,
+        &[
+            "capture",
+            "create",
+            "--gremlin",
+            &format!("G.V().Has('Name', '{p}-none')"),
+        ],
+    );
+    assert_eq!(
+        r.stderr,
+        "warning: GremlinQuery matches no node now: nothing is captured until it matches an interface\n"
+    );
+    // The host and a bridge-less namespace together: every node named, none capturable.
+    let q = format!(
+        "G.V().Has('Type', WITHIN('host', 'netns'), 'Name', WITHIN('{}', '{p}b'))",
+        t.host_id
+    );
+    let r = ok(&t, &["capture", "create", "--gremlin", &q]);
+    assert!(
+        r.stderr
+            .starts_with("warning: GremlinQuery matches 2 nodes but no capturable interface (")
+            && r.stderr.contains(&format!("host {}", t.host_id))
+            && r.stderr.contains(&format!("netns {p}b")),
+        "{}",
+        r.stderr
+    );
+    // The same through the API: 201 with the warnings, and a Skydive-shaped body.
+    let (s, v) = t
+        .request(
+            "POST",
+            "/api/capture",
+            Some(
+                &serde_json::json!({"GremlinQuery": format!("{ns}.Has('Name', 'x')")}).to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["Warnings"].as_array().map(Vec::len), Some(1), "{v}");
+    // A namespace's interfaces: no warning.
+    let r = ok(
+        &t,
+        &["capture", "create", "--gremlin", &format!("{ns}.Out()")],
+    );
+    assert_eq!(r.stderr, "");
+    assert!(r.json().get("Warnings").is_none());
 }

@@ -234,3 +234,54 @@ fn completions_and_manual_pages() {
     assert!(page.contains("flow\\-max\\-entries"), "{page}");
     assert!(dir.path().join("topotap.1").exists());
 }
+
+/// Logs written to a file (not a terminal) carry no colour codes, in either format, even
+/// with a colour terminal declared in the environment.
+#[test]
+fn logs_to_a_file_have_no_escape_codes() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("topotap.log");
+        let mut child = topotap()
+            .args(["allinone", "--no-probes", "--listen", "127.0.0.1:0"])
+            .args(["--log-format", format, "--state-dir"])
+            .arg(dir.path())
+            .env("TOPOTAP_LOG", "debug")
+            .env("TERM", "xterm-256color")
+            .env("CLICOLOR_FORCE", "1")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn topotap");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on "), "{line:?}");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        let bytes = std::fs::read(&log).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("topotap API listening"), "{format}: {text}");
+        assert!(
+            !bytes.contains(&0x1b),
+            "{format}: ESC byte in the log file: {text:?}"
+        );
+    }
+    // A command-line error written to a file: no colour either.
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("err");
+    let status = topotap()
+        .args(["client", "--no-such-flag"])
+        .env("TERM", "xterm-256color")
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let bytes = std::fs::read(&err).unwrap();
+    assert!(!bytes.is_empty() && !bytes.contains(&0x1b), "{bytes:?}");
+}

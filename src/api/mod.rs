@@ -318,6 +318,12 @@ fn status(s: &AppState) -> Value {
         "Topology": {"Nodes": nodes, "Edges": edges},
         "Version": env!("CARGO_PKG_VERSION"),
         "UptimeSeconds": s.started.elapsed().as_secs(),
+        "Host": s.host_id,
+        "QueryBudget": {
+            "MaxResultElements": s.query_budget.max_elements,
+            "MaxResultBytes": s.query_budget.max_bytes,
+            "QueryTimeoutMs": u64::try_from(s.query_budget.timeout.as_millis()).unwrap_or(u64::MAX),
+        },
     });
     if let Value::Object(map) = &mut status {
         map.extend(s.services.status_sections());

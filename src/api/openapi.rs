@@ -110,6 +110,25 @@ struct Status {
     version: String,
     #[schema(rename = "UptimeSeconds")]
     uptime_seconds: u64,
+    /// This server's host ID (`--host-id`).
+    #[schema(rename = "Host")]
+    host: String,
+    #[schema(rename = "QueryBudget")]
+    query_budget: StatusBudget,
+}
+
+/// The budget of every Gremlin evaluation in `GET /api/status`.
+#[derive(ToSchema)]
+struct StatusBudget {
+    /// `--max-result-elements`.
+    #[schema(rename = "MaxResultElements")]
+    max_result_elements: u64,
+    /// `--max-result-bytes`.
+    #[schema(rename = "MaxResultBytes")]
+    max_result_bytes: u64,
+    /// `--query-timeout`, in milliseconds.
+    #[schema(rename = "QueryTimeoutMs")]
+    query_timeout_ms: u64,
 }
 
 /// `POST /api/pcap`: what was read from the file.

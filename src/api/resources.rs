@@ -131,6 +131,13 @@ async fn create<T: Resource>(
         Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
         None => None,
     };
-    let created = store.create(item, ttl).await.map_err(Error::from)?;
+    let mut created = store.create(item, ttl).await.map_err(Error::from)?;
+    let services = s.services.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        created.annotate_created(&services);
+        created
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(reply_json(StatusCode::CREATED, &created))
 }

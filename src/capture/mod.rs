@@ -35,6 +35,7 @@ impl Resource for Capture {
         self.apply_defaults();
         self.count = 0;
         self.error.clear();
+        self.warnings.clear();
         Ok(())
     }
 
@@ -52,6 +53,14 @@ impl Resource for Capture {
     fn decorate(&mut self, graph: &Graph) {
         self.count = self.active.count(graph);
         self.error = self.active.error().unwrap_or_default();
+    }
+
+    /// `Warnings`: the capture's query evaluated on the graph as it is, as the placer
+    /// will evaluate it, when it selects no interface to capture on.
+    fn annotate_created(&mut self, s: &crate::services::Services) {
+        topotap_topology::blocking::section("capture warnings");
+        let g = s.graph.read();
+        self.warnings = placer::warnings(self, &g, &s.extensions, &s.query_budget);
     }
 }
 

@@ -416,6 +416,57 @@ pub fn desired(
     (desired, errors)
 }
 
+/// Why `capture` would capture nothing on `g` as it is, one line each (none when its
+/// query selects at least one capturable interface): it matches nothing, or only
+/// nodes that are not interfaces (a host, a namespace, an OVS bridge).
+pub fn warnings(capture: &Capture, g: &Graph, ext: &Extensions, budget: &Budget) -> Vec<String> {
+    let query = match capture.query.get(&capture.gremlin_query, ext) {
+        Ok(q) => q,
+        Err(e) => return vec![format!("GremlinQuery: {e}")],
+    };
+    let nodes = match query.evaluate(g, budget) {
+        Ok(out) => matched_nodes(out),
+        Err(e) if e.kind == ErrorKind::Invalid => {
+            return vec![format!(
+                "GremlinQuery does not apply to the topology now ({e}): nothing is captured until it matches an interface"
+            )]
+        }
+        Err(e) => return vec![format!("GremlinQuery: {e}: nothing is captured")],
+    };
+    if nodes.is_empty() {
+        return vec![
+            "GremlinQuery matches no node now: nothing is captured until it matches an interface"
+                .to_owned(),
+        ];
+    }
+    if nodes.iter().any(|&n| capture_target(g, n).is_some()) {
+        return Vec::new();
+    }
+    const SHOWN: usize = 3;
+    let mut named: Vec<String> = nodes
+        .iter()
+        .take(SHOWN)
+        .map(|&n| {
+            let md = g.node(n).metadata();
+            let ty = schema::type_of(md).unwrap_or("untyped");
+            match schema::str_of(md, schema::key::NAME) {
+                Some(name) => format!("{ty} {name}"),
+                None => format!("{ty} {}", g.node(n).id()),
+            }
+        })
+        .collect();
+    if nodes.len() > SHOWN {
+        named.push(format!("{} more", nodes.len() - SHOWN));
+    }
+    vec![format!(
+        "GremlinQuery matches {} node{} but no capturable interface ({}): nothing is captured; \
+         select interfaces, e.g. append .Out() to capture on the interfaces a namespace holds",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" },
+        named.join(", "),
+    )]
+}
+
 // ---------------------------------------------------------------------------------
 // The async shell.
 

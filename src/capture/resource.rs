@@ -206,6 +206,11 @@ pub struct Capture {
     #[serde(rename = "Error", skip_serializing_if = "String::is_empty")]
     #[schema(read_only)]
     pub error: String,
+    /// Output only, in the answer to its creation: why it may capture nothing (its
+    /// query matches no capturable interface now), one line each. Not stored.
+    #[serde(rename = "Warnings", skip_serializing_if = "Vec::is_empty")]
+    #[schema(read_only)]
+    pub warnings: Vec<String>,
     /// Interfaces where it is active now, kept by the placer; shared by every copy.
     #[serde(skip)]
     pub active: Live,
