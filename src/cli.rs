@@ -26,6 +26,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the probes and the API server in one process (Skydive's "allinone").
     Allinone(ServerArgs),
+    /// Fleet mode: run the probes of this host and push its subgraph to analyzers
+    /// (`--analyzer`); a local API stays on loopback for debugging.
+    Agent(AgentArgs),
+    /// Fleet mode: merge the subgraphs agents push into one graph, replicate it with
+    /// peer analyzers (`--peer`), and serve the whole API over it. No local probes.
+    Analyzer(AnalyzerArgs),
     /// Talk to a running topotap.
     Client(ClientArgs),
     /// The configuration file.
@@ -231,6 +237,66 @@ pub struct ServerArgs {
     pub max_metadata_bytes: u64,
     #[command(flatten)]
     pub trust: TrustArgs,
+}
+
+/// `topotap agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// An analyzer to push this host's subgraph to: HOST:PORT (or ws://, wss://,
+    /// https:// HOST:PORT); comma-separated or repeated. The agent connects to each.
+    #[arg(
+        long = "analyzer",
+        env = "TOPOTAP_ANALYZERS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub analyzers: Vec<String>,
+
+    /// File with the credentials sent to analyzers: `USER:PASSWORD` (HTTP Basic,
+    /// checked against the analyzer's --auth-htpasswd) or a token of its `POST /login`.
+    #[arg(long, env = "TOPOTAP_ANALYZER_TOKEN_FILE", value_name = "FILE")]
+    pub analyzer_token_file: Option<PathBuf>,
+
+    /// Trust analyzers whose certificate this CA (PEM) signed; HOST:PORT analyzers are
+    /// then reached over TLS. With --tls-cert/--tls-key the agent presents that client
+    /// certificate (the analyzer's --tls-client-ca authenticates it).
+    #[arg(long, env = "TOPOTAP_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `topotap analyzer`.
+#[derive(Debug, Args)]
+pub struct AnalyzerArgs {
+    /// etcd v3 endpoints (http://HOST:PORT, comma-separated or repeated), where
+    /// analyzers keep their shared state; required.
+    #[arg(long = "etcd", env = "TOPOTAP_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+
+    /// A peer analyzer to replicate this analyzer's hosts to: HOST:PORT (or ws://,
+    /// wss://, https:// HOST:PORT); comma-separated or repeated.
+    #[arg(long = "peer", env = "TOPOTAP_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
+    /// File with the credentials sent to peers (as --analyzer-token-file of agents).
+    #[arg(long, env = "TOPOTAP_PEER_TOKEN_FILE", value_name = "FILE")]
+    pub peer_token_file: Option<PathBuf>,
+
+    /// Trust peers whose certificate this CA (PEM) signed; HOST:PORT peers are then
+    /// reached over TLS.
+    #[arg(long, env = "TOPOTAP_PEER_CACERT", value_name = "FILE")]
+    pub peer_cacert: Option<PathBuf>,
+
+    /// Largest message an agent or a peer may send, in bytes (a `Sync` carries a whole
+    /// host); a larger one is refused and the connection closed.
+    #[arg(long, env = "TOPOTAP_MAX_AGENT_MESSAGE_BYTES", default_value_t = 32 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024 * 1024))]
+    pub max_agent_message_bytes: u64,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Why a duration option does not parse.

@@ -11,6 +11,7 @@ mod error;
 // The analyzer (fleet mode) uses it; until then only its tests do.
 #[allow(dead_code, unused_imports)]
 mod etcd;
+mod fleet;
 mod http;
 mod injection;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -95,6 +96,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Allinone(args) => server::run(args).await,
+            cli::Command::Agent(args) => server::run_agent(args).await,
+            cli::Command::Analyzer(args) => server::run_analyzer(args).await,
             cli::Command::Client(args) => client::run(args).await,
             cli::Command::Config { .. }
             | cli::Command::Completions { .. }

@@ -1,4 +1,6 @@
-//! `topotap allinone`: the graph, its probes and the API in one process.
+//! `topotap allinone`: the graph, its probes and the API in one process; and the two
+//! fleet roles built from the same parts: `topotap agent` (probes, a local API, links
+//! to analyzers) and `topotap analyzer` (no probes, the merged graph, the API).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,18 +14,147 @@ use topotap_targets::export::pipeline::FlowTimeouts;
 use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::{Graph, SharedGraph};
 use tracing::info;
+use warp::Filter as _;
 
 use crate::api::{self, AppState, RequestLimits};
-use crate::cli::{LogFormat, ServerArgs};
+use crate::cli::{AgentArgs, AnalyzerArgs, LogFormat, ServerArgs};
+use crate::fleet::link::{self, Credentials, Endpoint};
 use crate::http::ServeLimits;
 use crate::services::{self, Services};
 use topotap_topology::gremlin::Budget;
 
+/// What a server process is.
+enum Role {
+    Allinone,
+    /// Pushes its graph to these analyzers.
+    Agent {
+        analyzers: Vec<Endpoint>,
+        credentials: Credentials,
+    },
+    /// Merges agents' graphs and replicates to these peers.
+    Analyzer {
+        peers: Vec<Endpoint>,
+        credentials: Credentials,
+        max_message_bytes: usize,
+    },
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    run_as(args, Role::Allinone).await
+}
+
+/// `topotap agent`: checks the fleet flags, then runs the probes, the local API and a
+/// link to each analyzer. The agent's `--tls-cert`/`--tls-key` are its client
+/// certificate towards analyzers; its local API is plain HTTP (loopback by default).
+pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let t = &args.server.trust;
+    if t.tls_client_ca.is_some() {
+        anyhow::bail!(
+            "--tls-client-ca is an analyzer flag: an agent's --tls-cert/--tls-key are its client certificate towards analyzers"
+        );
+    }
+    let tls = args.cacert.is_some() || t.tls_cert.is_some();
+    let analyzers = args
+        .analyzers
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| Endpoint::parse(a, tls).map_err(|e| anyhow::anyhow!("--analyzer {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if analyzers.is_empty() {
+        anyhow::bail!(
+            "--analyzer HOST:PORT is required: the analyzers to push this host's subgraph to"
+        );
+    }
+    let mut credentials = Credentials::default();
+    if let Some(path) = &args.analyzer_token_file {
+        credentials.authorization = Some(link::read_token(path)?);
+    }
+    if analyzers.iter().any(|a| a.tls) {
+        credentials.tls = Some(link::client_tls(
+            args.cacert.as_deref(),
+            t.tls_cert.as_deref(),
+            t.tls_key.as_deref(),
+        )?);
+    }
+    run_as(
+        args.server,
+        Role::Agent {
+            analyzers,
+            credentials,
+        },
+    )
+    .await
+}
+
+/// Checks the `--etcd` endpoints: each `http[s]://HOST:PORT`, at least one.
+fn etcd_endpoints(urls: &[String]) -> anyhow::Result<Vec<String>> {
+    let urls: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        anyhow::bail!(
+            "the analyzer needs --etcd URL[,URL...] (etcd v3 endpoints, e.g. http://127.0.0.1:2379): analyzers keep their shared state there; `topotap allinone` runs without it"
+        );
+    }
+    urls.iter()
+        .map(|u| {
+            let parsed = reqwest::Url::parse(u)
+                .map_err(|e| anyhow::anyhow!("--etcd {u:?}: {e} (expected http://HOST:PORT)"))?;
+            if !matches!(parsed.scheme(), "http" | "https")
+                || parsed.host_str().is_none_or(str::is_empty)
+                || parsed.port_or_known_default().is_none()
+                || !matches!(parsed.path(), "" | "/")
+            {
+                anyhow::bail!("--etcd {u:?}: expected http://HOST:PORT or https://HOST:PORT");
+            }
+            Ok(u.to_string())
+        })
+        .collect()
+}
+
+/// `topotap analyzer`: checks the fleet flags, then serves the merged graph.
+pub async fn run_analyzer(args: AnalyzerArgs) -> anyhow::Result<()> {
+    let etcd = etcd_endpoints(&args.etcd)?;
+    let tls = args.peer_cacert.is_some();
+    let peers = args
+        .peers
+        .iter()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| Endpoint::parse(a, tls).map_err(|e| anyhow::anyhow!("--peer {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut credentials = Credentials::default();
+    if let Some(path) = &args.peer_token_file {
+        credentials.authorization = Some(link::read_token(path)?);
+    }
+    if peers.iter().any(|p| p.tls) {
+        credentials.tls = Some(link::client_tls(args.peer_cacert.as_deref(), None, None)?);
+    }
+    tracing::debug!(?etcd, "etcd endpoints");
+    run_as(
+        args.server,
+        Role::Analyzer {
+            peers,
+            credentials,
+            max_message_bytes: args.max_agent_message_bytes as usize,
+        },
+    )
+    .await
+}
+
+async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let tls = tls_acceptor(&args).map_err(anyhow::Error::msg)?;
-    let trust =
-        Arc::new(crate::auth::Trust::new(&trust_options(&args)).map_err(anyhow::Error::msg)?);
+    // An agent's certificate is its client identity; its local API stays plain.
+    let tls = match role {
+        Role::Agent { .. } => None,
+        _ => tls_acceptor(&args).map_err(anyhow::Error::msg)?,
+    };
+    let mut trust_opts = trust_options(&args);
+    if matches!(role, Role::Agent { .. }) {
+        trust_opts.tls = false;
+    }
+    let trust = Arc::new(crate::auth::Trust::new(&trust_opts).map_err(anyhow::Error::msg)?);
     let host_id = match args.host_id.clone() {
         Some(h) if !h.is_empty() => h,
         _ => hostname(),
@@ -56,7 +187,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         timeout: args.query_timeout,
     };
 
-    let probes = if args.no_probes {
+    let probes = if args.no_probes || matches!(role, Role::Analyzer { .. }) {
         None
     } else {
         let config = ProbesConfig {
@@ -76,16 +207,59 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(p) = &probes {
         services.sinks.namespaces = crate::auth::netns::KnownNamespaces::new(p.namespace_check());
     }
+    let fleet = match &role {
+        Role::Analyzer {
+            max_message_bytes, ..
+        } => Some(crate::fleet::analyzer::Fleet::new(
+            graph.clone(),
+            &host_id,
+            *max_message_bytes,
+        )),
+        _ => None,
+    };
+    let fleet_status = fleet.clone();
     services.status_sections = Arc::new(move || {
         let mut sections = serde_json::Map::new();
         if let Some(p) = &probes {
             sections.insert("Probes".into(), p.status());
         }
+        if let Some(f) = &fleet_status {
+            sections.extend(f.status());
+        }
         sections
     });
     // Captures, packet injections and resource expiry.
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
-    let background = services.start(stopped);
+    let mut links = Vec::new();
+    let background = match &role {
+        Role::Allinone => services.start(stopped),
+        Role::Agent {
+            analyzers,
+            credentials,
+        } => {
+            links = crate::fleet::agent::start(
+                graph.clone(),
+                &host_id,
+                analyzers,
+                credentials.clone(),
+                stopped.clone(),
+            );
+            services.start(stopped)
+        }
+        Role::Analyzer {
+            peers, credentials, ..
+        } => {
+            if let Some(f) = &fleet {
+                links = crate::fleet::replication::start(
+                    f.clone(),
+                    peers,
+                    credentials.clone(),
+                    stopped,
+                );
+            }
+            services.start_without_placement()
+        }
+    };
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -136,12 +310,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tokio::spawn(crate::auth::warn_open(m, "/metrics"));
         }
     }
-    state.trust = trust;
-    let routes = api::secured(state);
-    crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
+    state.trust = trust.clone();
+    match fleet {
+        Some(f) => {
+            let routes = crate::fleet::analyzer::routes(f)
+                .or(api::routes(state))
+                .unify();
+            let routes = crate::auth::secure(trust, routes);
+            crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
+        }
+        None => {
+            let routes = api::secured(state);
+            crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
+        }
+    }
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);
     background.join().await;
+    for l in links {
+        let _ = l.await;
+    }
     info!("topotap stopped");
     Ok(())
 }

@@ -156,6 +156,17 @@ impl Services {
     }
 }
 
+impl Services {
+    /// The background work of an analyzer: resource expiry only. Captures and
+    /// injections run on agents, never on the analyzer's merged graph.
+    pub fn start_without_placement(&self) -> Background {
+        Background {
+            expiry: tokio::spawn(expire_resources(self.captures.clone())),
+            tasks: Vec::new(),
+        }
+    }
+}
+
 /// The background tasks of [`Services::start`].
 pub struct Background {
     expiry: JoinHandle<()>,

@@ -457,6 +457,11 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if !matches!(first, "api" | "ws" | "metrics") {
         return None;
     }
+    // Agents and peer analyzers write the graph: admins only (Skydive's cluster role).
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.starts_with("/ws/agent/") || trimmed == "/ws/replication" {
+        return Some(Role::Admin);
+    }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || (*method == Method::POST && path.trim_end_matches('/') == "/api/topology")
     {

@@ -483,4 +483,12 @@ fn header_helpers() {
         Some(Role::Admin)
     );
     assert_eq!(required_role(&Method::GET, "/metrics"), Some(Role::Reader));
+    assert_eq!(
+        required_role(&Method::GET, "/ws/agent/topology"),
+        Some(Role::Admin)
+    );
+    assert_eq!(
+        required_role(&Method::GET, "/ws/replication"),
+        Some(Role::Admin)
+    );
 }

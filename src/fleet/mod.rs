@@ -1,0 +1,15 @@
+//! Fleet mode: `topotap agent` on every host pushes its subgraph to analyzers;
+//! `topotap analyzer` merges them into one graph and replicates it to its peers.
+//!
+//! - [`protocol`]: Skydive's handshake headers and `Graph` envelopes.
+//! - [`link`]: the sending side of a connection (sync, deltas, resync, backoff).
+//! - [`agent`]: an agent's links to its analyzers.
+//! - [`analyzer`]: the receiving side (`/ws/agent/topology`, `/ws/replication`).
+//! - [`merge`]: how messages change the merged graph, and who may write what.
+
+pub mod agent;
+pub mod analyzer;
+pub mod link;
+pub mod merge;
+pub mod protocol;
+pub mod replication;

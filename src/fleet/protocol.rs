@@ -1,0 +1,257 @@
+//! The agent <-> analyzer and analyzer <-> analyzer protocol: Skydive's WebSocket
+//! handshake headers and its JSON `Graph` envelopes (§8.1-8.3, §8.6).
+//!
+//! Every message is a text frame `{"Namespace":"Graph","Type":T,"UUID":U,"Obj":O}`:
+//! - `Sync`: O = `{"Nodes":[...],"Edges":[...]}`, the sender's whole subgraph, which
+//!   replaces what the receiver had from it;
+//! - `NodeAdded`, `NodeUpdated`, `NodeDeleted`, `EdgeAdded`, `EdgeUpdated`,
+//!   `EdgeDeleted`: O = the element (for deletions only `ID` is read);
+//! - `SyncRequest` (analyzer -> peer on a replication link): asks for a new `Sync`.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use topotap_topology::{Edge, GraphEvent, Identifier, Node};
+
+/// Header naming the sender's host.
+pub const HOST_ID: &str = "X-Host-ID";
+/// Header naming the kind of client (`skydive-agent`, `analyzer`, ...).
+pub const CLIENT_TYPE: &str = "X-Client-Type";
+/// Header saying what happens to the sender's subgraph when it disconnects.
+pub const PERSISTENCE_POLICY: &str = "X-Persistence-Policy";
+/// Answer header naming the server's host.
+pub const SERVICE_TYPE: &str = "X-Service-Type";
+
+/// The client type agents send.
+pub const AGENT_CLIENT_TYPE: &str = "skydive-agent";
+/// The client type analyzers send on replication links.
+pub const ANALYZER_CLIENT_TYPE: &str = "analyzer";
+/// The persistence policy agents ask for.
+pub const DELETE_ON_DISCONNECT: &str = "DeleteOnDisconnect";
+
+/// Path agents connect to.
+pub const AGENT_PATH: &str = "/ws/agent/topology";
+/// Path peers connect to.
+pub const REPLICATION_PATH: &str = "/ws/replication";
+
+/// A `Graph` message, parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphMessage {
+    Sync { nodes: Vec<Node>, edges: Vec<Edge> },
+    SyncRequest,
+    NodeAdded(Node),
+    NodeUpdated(Node),
+    NodeDeleted(Identifier),
+    EdgeAdded(Edge),
+    EdgeUpdated(Edge),
+    EdgeDeleted(Identifier),
+}
+
+/// Why a message is refused: a one-line reason, sent back in the close frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl Refused {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Refused(reason.into())
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Namespace", default)]
+    namespace: String,
+    #[serde(rename = "Type", default)]
+    kind: String,
+    #[serde(rename = "Obj", borrow, default)]
+    obj: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SyncObj {
+    #[serde(rename = "Nodes", default)]
+    nodes: Option<Vec<Node>>,
+    #[serde(rename = "Edges", default)]
+    edges: Option<Vec<Edge>>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(rename = "ID")]
+    id: Identifier,
+}
+
+fn obj<'a, T: Deserialize<'a>>(kind: &str, raw: Option<&'a RawValue>) -> Result<T, Refused> {
+    let raw = raw.ok_or_else(|| Refused::new(format!("{kind}: no Obj")))?;
+    serde_json::from_str(raw.get()).map_err(|e| Refused::new(format!("{kind}: invalid Obj: {e}")))
+}
+
+/// Parses one text frame. Messages of other namespaces are `Ok(None)` (ignored, as
+/// Skydive's dispatcher does); a malformed envelope, an unknown `Graph` type or an
+/// element without `ID` (edges: `Parent`, `Child`) is refused.
+pub fn parse(text: &str) -> Result<Option<GraphMessage>, Refused> {
+    let env: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| Refused::new(format!("malformed message: {e}")))?;
+    if env.namespace != "Graph" {
+        return Ok(None);
+    }
+    let kind = env.kind.as_str();
+    let msg = match kind {
+        "Sync" => {
+            let s: SyncObj = obj(kind, env.obj)?;
+            GraphMessage::Sync {
+                nodes: s.nodes.unwrap_or_default(),
+                edges: s.edges.unwrap_or_default(),
+            }
+        }
+        "SyncRequest" => GraphMessage::SyncRequest,
+        "NodeAdded" => GraphMessage::NodeAdded(obj(kind, env.obj)?),
+        "NodeUpdated" => GraphMessage::NodeUpdated(obj(kind, env.obj)?),
+        "NodeDeleted" => GraphMessage::NodeDeleted(obj::<IdOnly>(kind, env.obj)?.id),
+        "EdgeAdded" => GraphMessage::EdgeAdded(obj(kind, env.obj)?),
+        "EdgeUpdated" => GraphMessage::EdgeUpdated(obj(kind, env.obj)?),
+        "EdgeDeleted" => GraphMessage::EdgeDeleted(obj::<IdOnly>(kind, env.obj)?.id),
+        "" => return Err(Refused::new("message without Type")),
+        other => {
+            return Err(Refused::new(format!(
+                "unknown Graph message type {other:?}"
+            )))
+        }
+    };
+    Ok(Some(msg))
+}
+
+/// A `Graph` envelope around `obj` (JSON text).
+pub fn envelope(kind: &str, obj: &str) -> String {
+    format!(
+        r#"{{"Namespace":"Graph","Type":"{kind}","UUID":"{}","Obj":{obj}}}"#,
+        Identifier::random()
+    )
+}
+
+/// The `Sync` message of a subgraph.
+pub fn sync_message(nodes: &[Node], edges: &[Edge]) -> String {
+    #[derive(serde::Serialize)]
+    struct S<'a> {
+        #[serde(rename = "Nodes")]
+        nodes: &'a [Node],
+        #[serde(rename = "Edges")]
+        edges: &'a [Edge],
+    }
+    let obj = serde_json::to_string(&S { nodes, edges }).unwrap_or_else(|_| "null".into());
+    envelope("Sync", &obj)
+}
+
+/// The `SyncRequest` message.
+pub fn sync_request() -> String {
+    envelope("SyncRequest", "{}")
+}
+
+/// The message forwarding one graph change.
+pub fn event_message(event: &GraphEvent) -> String {
+    let obj = match event {
+        GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) | GraphEvent::NodeDeleted(n) => {
+            serde_json::to_string(n)
+        }
+        GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) | GraphEvent::EdgeDeleted(e) => {
+            serde_json::to_string(e)
+        }
+    };
+    envelope(event.name(), &obj.unwrap_or_else(|_| "null".into()))
+}
+
+/// The host and origin of an event's element.
+pub fn event_source(event: &GraphEvent) -> (&str, &str) {
+    match event {
+        GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) | GraphEvent::NodeDeleted(n) => {
+            (&n.host, &n.origin)
+        }
+        GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) | GraphEvent::EdgeDeleted(e) => {
+            (&e.host, &e.origin)
+        }
+    }
+}
+
+/// Whether a host id is acceptable: 1..=253 bytes of letters, digits and `.-_:`.
+pub fn valid_host_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 253
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use topotap_topology::Metadata;
+
+    fn node(id: &str) -> Node {
+        let mut md = Metadata::new();
+        md.insert("Name".into(), "eth0".into());
+        md.insert("Type".into(), "veth".into());
+        Node::new(Identifier::from(id), md, "h1", "agent.h1")
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let n = node("n1");
+        let text = event_message(&GraphEvent::NodeAdded(n.clone()));
+        assert_eq!(
+            parse(&text).unwrap(),
+            Some(GraphMessage::NodeAdded(n.clone()))
+        );
+        let text = event_message(&GraphEvent::NodeDeleted(n.clone()));
+        assert_eq!(
+            parse(&text).unwrap(),
+            Some(GraphMessage::NodeDeleted(Identifier::from("n1")))
+        );
+        let text = sync_message(std::slice::from_ref(&n), &[]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["Namespace"], "Graph");
+        assert_eq!(v["Type"], "Sync");
+        assert_eq!(v["Obj"]["Nodes"][0]["ID"], "n1");
+        assert_eq!(
+            parse(&text).unwrap(),
+            Some(GraphMessage::Sync {
+                nodes: vec![n],
+                edges: vec![]
+            })
+        );
+        assert_eq!(
+            parse(&sync_request()).unwrap(),
+            Some(GraphMessage::SyncRequest)
+        );
+    }
+
+    #[test]
+    fn bad_messages_are_refused_with_a_reason() {
+        let refused = |t: &str| parse(t).unwrap_err().0;
+        assert!(refused("{").starts_with("malformed message"));
+        assert!(refused("[1]").starts_with("malformed message"));
+        assert_eq!(
+            refused(r#"{"Namespace":"Graph","Type":"Explode","Obj":{}}"#),
+            "unknown Graph message type \"Explode\""
+        );
+        assert!(
+            refused(r#"{"Namespace":"Graph","Type":"NodeAdded","Obj":{"Metadata":{}}}"#)
+                .contains("missing field `ID`")
+        );
+        assert!(
+            refused(r#"{"Namespace":"Graph","Type":"EdgeAdded","Obj":{"ID":"e"}}"#)
+                .contains("missing field")
+        );
+        assert!(refused(r#"{"Namespace":"Graph","Type":"Sync"}"#).contains("no Obj"));
+        let other = json!({"Namespace":"OnDemandCapture","Type":"StartReply","Obj":{}});
+        assert_eq!(parse(&other.to_string()).unwrap(), None);
+    }
+
+    #[test]
+    fn host_ids() {
+        assert!(valid_host_id("node-1.example_a:2"));
+        assert!(!valid_host_id(""));
+        assert!(!valid_host_id("a b"));
+        assert!(!valid_host_id(&"x".repeat(254)));
+    }
+}

@@ -1,0 +1,745 @@
+//! Fleet mode on one machine, with real processes and real namespaces: a real etcd on
+//! loopback, analyzers in the root namespace on the address of a test bridge, and
+//! agents each in a network namespace of their own (and a PID namespace of their own,
+//! so their probes see only their namespace and those under their own --netns-path),
+//! joined to the bridge by veths.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::net::{sh, sh_quiet, Cleanup};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+
+const BIN: &str = env!("CARGO_BIN_EXE_topotap");
+
+/// A process killed on drop, with the address it printed (`listening on URL`).
+struct Proc {
+    child: Child,
+    addr: String,
+    /// Its state directory, removed once it is stopped.
+    state: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .env("TOPOTAP_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("first line");
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Proc {
+            child,
+            addr,
+            state: None,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        drop(self.state.take());
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real etcd on loopback with a temporary data directory.
+struct Etcd {
+    _proc: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self._proc.kill();
+        let _ = self._proc.wait();
+    }
+}
+
+async fn etcd() -> Etcd {
+    assert!(
+        Path::new("/usr/bin/etcd").exists(),
+        "etcd is needed (Debian etcd-server, scripts/deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let proc = Command::new("/usr/bin/etcd")
+        .args(["--name", "fleet-test", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("fleet-test={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "etcd did not become healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Etcd {
+        _proc: proc,
+        url,
+        _dir: dir,
+    }
+}
+
+/// The test network: a bridge in the root namespace (the analyzers' address) and one
+/// namespace per agent host.
+struct Net {
+    tag: String,
+    subnet: u8,
+    cleanup: Cleanup,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let tag = common::rand_tag();
+        let subnet = 100 + (u8::from_str_radix(&tag[..2], 16).unwrap() % 150);
+        let mut cleanup = Cleanup::new();
+        let br = format!("ft{tag}br");
+        sh(&format!("ip link add {br} type bridge"));
+        cleanup.link(&br);
+        sh(&format!(
+            "ip addr add 10.213.{subnet}.254/24 dev {br} && ip link set {br} up"
+        ));
+        Net {
+            tag,
+            subnet,
+            cleanup,
+            dirs: Vec::new(),
+        }
+    }
+
+    fn analyzer_ip(&self) -> String {
+        format!("10.213.{}.254", self.subnet)
+    }
+
+    /// Host `i`: a namespace on the bridge at 10.213.<subnet>.<i>, and a netns
+    /// directory of its own. Returns the namespace name and that directory.
+    fn host(&mut self, i: u8) -> (String, PathBuf) {
+        let (tag, subnet) = (self.tag.clone(), self.subnet);
+        let ns = format!("ft{tag}h{i}");
+        self.cleanup.netns(&ns);
+        let root_end = format!("ft{tag}v{i}");
+        sh(&format!(
+            "ip link add {root_end} type veth peer name eth0 netns {ns} && \
+             ip link set {root_end} master ft{tag}br up && \
+             ip -n {ns} addr add 10.213.{subnet}.{i}/24 dev eth0 && \
+             ip -n {ns} link set eth0 up"
+        ));
+        self.cleanup.link(&root_end);
+        let dir = tempfile::Builder::new()
+            .prefix("topotap-fleet-netns-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().to_owned();
+        // A shared mount, as `ip netns` makes /var/run/netns: namespaces bound under it
+        // later show in the agent's mount namespace too.
+        sh(&format!(
+            "mount --bind {0} {0} && mount --make-private {0} && mount --make-shared {0}",
+            path.display()
+        ));
+        self.cleanup.defer(format!("umount -l {}", path.display()));
+        self.dirs.push(dir);
+        (ns, path)
+    }
+
+    /// A named namespace `name` in `dir` (a bind mount, as `ip netns add` makes in
+    /// /var/run/netns), removed at the end.
+    fn netns_in(&mut self, dir: &Path, name: &str) {
+        let file = dir.join(name);
+        std::fs::write(&file, b"").unwrap();
+        self.cleanup
+            .defer(format!("umount {0}; rm -f {0}", file.display()));
+        sh(&format!("unshare --net={} true", file.display()));
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Namespaces bound under the directories go before the directories.
+        let cleanup = std::mem::take(&mut self.cleanup);
+        drop(cleanup);
+        for d in &self.dirs {
+            sh_quiet(&format!(
+                "for f in {}/*; do umount $f 2>/dev/null; done",
+                d.path().display()
+            ));
+        }
+    }
+}
+
+fn analyzer(net: &Net, etcd: &Etcd, host_id: &str, port: u16, extra: &[&str]) -> Proc {
+    let state = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(
+        Command::new(BIN)
+            .args(["analyzer", "--listen"])
+            .arg(format!("{}:{port}", net.analyzer_ip()))
+            .args(["--etcd", &etcd.url, "--host-id", host_id])
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(extra),
+    );
+    p.state = Some(state);
+    p
+}
+
+fn agent(ns: &str, netns_dir: &Path, host_id: &str, analyzers: &[&Proc], extra: &[&str]) -> Proc {
+    let list: Vec<&str> = analyzers.iter().map(|a| a.addr.as_str()).collect();
+    let state = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            // A PID namespace of its own: the probes' /proc scan sees only this agent,
+            // as on a host of its own. The agent dies with the test's handle on it.
+            .args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
+            // Namespaces the test binds later under --netns-path must show inside.
+            .args(["--propagation", "slave"])
+            .arg(BIN)
+            .args(["agent", "--analyzer", &list.join(","), "--host-id", host_id])
+            .args(["--listen", "127.0.0.1:0", "--ovsdb", "none", "--netns-path"])
+            .arg(netns_dir)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(extra),
+    );
+    p.state = Some(state);
+    p
+}
+
+/// A small client of an analyzer's API.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    auth: Option<(String, String)>,
+}
+
+impl Api {
+    fn new(p: &Proc) -> Api {
+        Api {
+            base: format!("http://{}", p.addr),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+            auth: None,
+        }
+    }
+
+    async fn try_query(&self, gremlin: &str) -> Option<Value> {
+        let mut req = self
+            .http
+            .post(format!("{}/api/topology", self.base))
+            .header("Content-Type", "application/json")
+            .body(json!({ "GremlinQuery": gremlin }).to_string());
+        if let Some((u, p)) = &self.auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    async fn query(&self, gremlin: &str) -> Value {
+        self.try_query(gremlin)
+            .await
+            .unwrap_or_else(|| panic!("query {gremlin} failed on {}", self.base))
+    }
+
+    /// Host names of the host nodes.
+    async fn hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .try_query("G.V().Has('Type','host').Values('Name')")
+            .await
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    async fn count(&self, gremlin: &str) -> i64 {
+        self.try_query(gremlin)
+            .await
+            .and_then(|v| v.as_i64())
+            .unwrap_or(-1)
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held and when.
+async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// A raw connection to `/ws/agent/topology` as host `host`.
+async fn raw_agent(
+    analyzer: &Proc,
+    host: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tungstenite::Error,
+> {
+    let mut req = format!("ws://{}/ws/agent/topology", analyzer.addr)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-Host-ID", host.parse().unwrap());
+    h.insert("X-Client-Type", "skydive-agent".parse().unwrap());
+    h.insert(
+        "X-Persistence-Policy",
+        "DeleteOnDisconnect".parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
+}
+
+/// Sends `text` and returns the close frame's code and reason the analyzer answers.
+async fn refused_with(analyzer: &Proc, host: &str, text: String) -> (u16, String) {
+    let mut ws = raw_agent(analyzer, host).await.expect("connect");
+    ws.send(Message::text(
+        r#"{"Namespace":"Graph","Type":"Sync","Obj":{"Nodes":[],"Edges":[]}}"#,
+    ))
+    .await
+    .unwrap();
+    let _ = ws.send(Message::text(text)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => return (f.code.into(), f.reason.to_string()),
+            Ok(Some(Ok(Message::Close(None)))) | Ok(None) => return (0, String::new()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return (0, e.to_string()),
+            Err(_) => break,
+        }
+    }
+    panic!("the analyzer did not close the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_merge_into_one_analyzer_and_bad_agents_are_refused() {
+    let etcd = etcd().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("an-{tag}"),
+        0,
+        &["--insecure-no-auth", "--max-agent-message-bytes", "65536"],
+    );
+    let api = Api::new(&an);
+    let ids: Vec<String> = (1..=3).map(|i| format!("h{i}-{tag}")).collect();
+    let mut hosts = Vec::new();
+    let mut agents = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (ns, dir) = net.host(i as u8 + 1);
+        agents.push(agent(&ns, &dir, id, &[&an], &[]));
+        hosts.push((ns, dir));
+    }
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            api.hosts().await == sorted(&all)
+        })
+        .await
+        .is_some(),
+        "the analyzer shows {:?}, not {all:?}",
+        api.hosts().await
+    );
+    // Each host's elements carry the Host and Origin of its connection, and each agent
+    // saw its own namespace's eth0 (10.213.x.i).
+    for (i, id) in ids.iter().enumerate() {
+        let origins = api
+            .query(&format!(
+                "G.V().Has('@Host','{id}').Values('@Origin').Dedup()"
+            ))
+            .await;
+        assert_eq!(origins, json!([format!("agent.{id}")]), "{id}");
+        let ip = format!("10.213.{}.{}/24", net.subnet, i + 1);
+        let eth0 = api
+            .query(&format!(
+                "G.V().Has('@Host','{id}','Name','eth0').Values('IPV4')"
+            ))
+            .await;
+        assert!(eth0.to_string().contains(&ip), "{id}: eth0 {eth0}");
+    }
+
+    // A namespace made on host 2 shows on the analyzer within a second.
+    let name = format!("n{tag}");
+    let dir2 = hosts[1].1.clone();
+    let started = Instant::now();
+    net.netns_in(&dir2, &name);
+    let q = format!("G.V().Has('Type','netns','Name','{name}').Values('@Host')");
+    let seen = eventually(Duration::from_secs(5), || async {
+        api.try_query(&q).await == Some(json!([ids[1].clone()]))
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(seen.is_some(), "namespace {name} of host 2 never showed");
+    assert!(
+        took < Duration::from_secs(1),
+        "namespace {name} of host 2 took {took:?} to show"
+    );
+
+    // An agent may not write another host's elements: refused with the reason, and the
+    // element is untouched.
+    let victim = api
+        .query(&format!("G.V().Has('@Host','{}','Name','eth0')", ids[0]))
+        .await[0]
+        .clone();
+    let mut forged = victim.clone();
+    forged["Metadata"]["Name"] = json!("forged");
+    forged["Host"] = json!(ids[0]);
+    let msg = json!({"Namespace":"Graph","Type":"NodeUpdated","Obj":forged}).to_string();
+    let (code, reason) = refused_with(&an, &format!("forger-{tag}"), msg).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("belongs to host"), "{reason}");
+    let now = api
+        .query(&format!(
+            "G.V().Has('@ID','{}').Values('Name')",
+            victim["ID"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(now, json!(["eth0"]));
+    assert_eq!(
+        api.count(&format!("G.V().Has('@Host','forger-{tag}').Count()"))
+            .await,
+        0
+    );
+
+    // Malformed JSON, an unknown type and an oversized message are refused and closed.
+    let (code, reason) = refused_with(&an, &format!("bad1-{tag}"), "{not json".into()).await;
+    assert_eq!(code, 1008);
+    assert!(reason.starts_with("malformed message"), "{reason}");
+    let unknown = r#"{"Namespace":"Graph","Type":"Explode","Obj":{}}"#.to_owned();
+    let (code, reason) = refused_with(&an, &format!("bad2-{tag}"), unknown).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "unknown Graph message type \"Explode\"")
+    );
+    let big = format!(
+        r#"{{"Namespace":"Graph","Type":"NodeAdded","Obj":{{"ID":"x","Metadata":{{"Pad":"{}"}}}}}}"#,
+        "a".repeat(100_000)
+    );
+    let (_, reason) = refused_with(&an, &format!("bad3-{tag}"), big).await;
+    assert_eq!(
+        api.count("G.V().Has('@ID','x').Count()").await,
+        0,
+        "{reason}"
+    );
+
+    // A second connection with a connected host id is refused with 409.
+    match raw_agent(&an, &ids[0]).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 409),
+        Err(e) => panic!("expected 409, got {e}"),
+        Ok(_) => panic!("a duplicate host id was accepted"),
+    }
+    // The analyzer's own host id is not an agent's.
+    match raw_agent(&an, &format!("an-{tag}")).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 409),
+        other => panic!("expected 409, got {:?}", other.map(|_| ())),
+    }
+
+    // A killed agent's subgraph goes (DeleteOnDisconnect); the others stay.
+    agents[2].kill();
+    let gone = eventually(Duration::from_secs(5), || async {
+        api.count(&format!("G.V().Has('@Host','{}').Count()", ids[2]))
+            .await
+            == 0
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "host 3's subgraph stayed after its agent died"
+    );
+    assert_eq!(api.hosts().await, sorted(&all[..2]));
+
+    // The whole API serves the merged graph: status lists the agents.
+    let status: Value = reqwest::get(format!("{}/api/status", api.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for id in &ids[..2] {
+        assert!(status["Agents"].get(id).is_some(), "{status}");
+    }
+    assert!(status["Agents"].get(&ids[2]).is_none(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyzers_replicate_and_agents_resync() {
+    let etcd = etcd().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let (port_a, port_b) = (free_port(), free_port());
+    let ip = net.analyzer_ip();
+    let peer_a = format!("{ip}:{port_a}");
+    let peer_b = format!("{ip}:{port_b}");
+    let a = analyzer(
+        &net,
+        &etcd,
+        &format!("a-{tag}"),
+        port_a,
+        &["--insecure-no-auth", "--peer", &peer_b],
+    );
+    let mut b = analyzer(
+        &net,
+        &etcd,
+        &format!("b-{tag}"),
+        port_b,
+        &["--insecure-no-auth", "--peer", &peer_a],
+    );
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let ids: Vec<String> = (1..=3).map(|i| format!("r{i}-{tag}")).collect();
+    let (ns1, d1) = net.host(1);
+    let (ns2, d2) = net.host(2);
+    let (ns3, d3) = net.host(3);
+    // Host 1 reports to A, host 2 to B, host 3 to both.
+    let _h1 = agent(&ns1, &d1, &ids[0], &[&a], &[]);
+    let _h2 = agent(&ns2, &d2, &ids[1], &[&b], &[]);
+    let _h3 = agent(&ns3, &d3, &ids[2], &[&a, &b], &[]);
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for api in [&api_a, &api_b] {
+        assert!(
+            eventually(Duration::from_secs(15), || async {
+                api.hosts().await == sorted(&all)
+            })
+            .await
+            .is_some(),
+            "{} shows {:?}",
+            api.base,
+            api.hosts().await
+        );
+    }
+    // No element is duplicated by replication: one eth0 per host on both.
+    for api in [&api_a, &api_b] {
+        assert_eq!(
+            api.count("G.V().Has('Name','eth0').Count()").await,
+            3,
+            "{}",
+            api.base
+        );
+    }
+
+    // A namespace made on host 2 (an agent of B) shows on A within a second.
+    let name = format!("m{tag}");
+    let started = Instant::now();
+    net.netns_in(&d2, &name);
+    let q = format!("G.V().Has('Type','netns','Name','{name}').Count()");
+    let seen = eventually(Duration::from_secs(5), || async {
+        api_a.count(&q).await == 1
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(seen.is_some(), "namespace {name} never reached A");
+    assert!(
+        took < Duration::from_secs(1),
+        "namespace {name} took {took:?} to reach A"
+    );
+
+    // B dies: A drops B's hosts that no agent of A reports (host 2), keeps the others.
+    b.kill();
+    let dropped = eventually(Duration::from_secs(15), || async {
+        api_a.hosts().await == sorted(&[all[0], all[2]])
+    })
+    .await;
+    assert!(
+        dropped.is_some(),
+        "A shows {:?} after B died",
+        api_a.hosts().await
+    );
+
+    // B comes back on the same address: host 2's agent reconnects and resyncs, B gets
+    // A's hosts again, and A gets host 2 again.
+    b = analyzer(
+        &net,
+        &etcd,
+        &format!("b-{tag}"),
+        port_b,
+        &["--insecure-no-auth", "--peer", &peer_a],
+    );
+    let api_b = Api::new(&b);
+    for api in [&api_a, &api_b] {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                api.hosts().await == sorted(&all)
+            })
+            .await
+            .is_some(),
+            "{} shows {:?} after B restarted",
+            api.base,
+            api.hosts().await
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                api.count(&q).await == 1
+            })
+            .await
+            .is_some(),
+            "{}: namespace {name} missing after the resync",
+            api.base
+        );
+    }
+    for api in [&api_a, &api_b] {
+        assert_eq!(
+            api.count("G.V().Has('Name','eth0').Count()").await,
+            3,
+            "{}",
+            api.base
+        );
+    }
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_authenticate_to_the_analyzer() {
+    let etcd = etcd().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!(
+            "fleet:{}\nviewer:{}\n",
+            bcrypt::hash("s3cret", 5).unwrap(),
+            bcrypt::hash("look", 5).unwrap()
+        ),
+    )
+    .unwrap();
+    let roles = dir.path().join("roles.toml");
+    std::fs::write(&roles, "[users]\nfleet = \"admin\"\nviewer = \"reader\"\n").unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, "fleet:s3cret\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "fleet:nope\n").unwrap();
+    let reader = dir.path().join("reader");
+    std::fs::write(&reader, "viewer:look\n").unwrap();
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("an-{tag}"),
+        0,
+        &[
+            "--auth-htpasswd",
+            htpasswd.to_str().unwrap(),
+            "--auth-roles",
+            roles.to_str().unwrap(),
+        ],
+    );
+    let mut api = Api::new(&an);
+    api.auth = Some(("fleet".into(), "s3cret".into()));
+    let ids: Vec<String> = (1..=3).map(|i| format!("t{i}-{tag}")).collect();
+    let mut agents = Vec::new();
+    for (i, file) in [&good, &wrong, &reader].into_iter().enumerate() {
+        let (ns, d) = net.host(i as u8 + 1);
+        let token = file.to_str().unwrap();
+        agents.push(agent(
+            &ns,
+            &d,
+            &ids[i],
+            &[&an],
+            &["--analyzer-token-file", token],
+        ));
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            api.hosts().await == sorted(&[ids[0].as_str()])
+        })
+        .await
+        .is_some(),
+        "shows {:?}",
+        api.hosts().await
+    );
+    // The refused agents stay out, as retried attempts do.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.hosts().await, sorted(&[ids[0].as_str()]));
+    // Without credentials: 401; with a reader's: 403.
+    match raw_agent(&an, &format!("anon-{tag}")).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let mut req = format!("ws://{}/ws/agent/topology", an.addr)
+        .into_client_request()
+        .unwrap();
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("viewer:look");
+    let h = req.headers_mut();
+    h.insert("X-Host-ID", format!("viewer-{tag}").parse().unwrap());
+    h.insert("X-Client-Type", "skydive-agent".parse().unwrap());
+    h.insert("Authorization", format!("Basic {basic}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+}
