@@ -313,8 +313,18 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     state.trust = trust.clone();
     match fleet {
         Some(f) => {
+            // Boxed: the combined filter's future would otherwise be large enough to
+            // leave query parsing short of stack on a worker thread.
             let routes = crate::fleet::analyzer::routes(f)
-                .or(api::routes(state))
+                .or(api::routes(state).boxed())
+                .unify()
+                .boxed()
+                // The API's routes answer every request; this only sets the type.
+                .recover(|r: warp::Rejection| async move {
+                    Ok::<_, std::convert::Infallible>(crate::http::reply_error(
+                        crate::http::ApiError::bad_request(format!("{r:?}")),
+                    ))
+                })
                 .unify();
             let routes = crate::auth::secure(trust, routes);
             crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
