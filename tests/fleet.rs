@@ -41,6 +41,7 @@ impl Proc {
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         Proc {
@@ -742,4 +743,86 @@ async fn agents_authenticate_to_the_analyzer() {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
         other => panic!("expected 403, got {:?}", other.map(|_| ())),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_authenticate_with_client_certificates() {
+    let etcd = etcd().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let ca = common::certs::TestCa::new(&format!("fleet-ca-{tag}"));
+    let (server_cert, server_key) = ca.server_for_ip(&net.analyzer_ip());
+    let (client_cert, client_key) = ca.client("fleet-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("viewer:{}\n", bcrypt::hash("look", 5).unwrap()),
+    )
+    .unwrap();
+    let roles = dir.path().join("roles.toml");
+    std::fs::write(
+        &roles,
+        "[users]\nfleet-agent = \"admin\"\nviewer = \"reader\"\n",
+    )
+    .unwrap();
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("an-{tag}"),
+        0,
+        &[
+            "--tls-cert",
+            &server_cert,
+            "--tls-key",
+            &server_key,
+            "--tls-client-ca",
+            &ca.ca(),
+            "--auth-htpasswd",
+            htpasswd.to_str().unwrap(),
+            "--auth-roles",
+            roles.to_str().unwrap(),
+        ],
+    );
+    let pem = std::fs::read(ca.ca()).unwrap();
+    let api = Api {
+        base: format!("https://{}", an.addr),
+        http: reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+        auth: Some(("viewer".into(), "look".into())),
+    };
+    let ids: Vec<String> = (1..=2).map(|i| format!("c{i}-{tag}")).collect();
+    let (ns1, d1) = net.host(1);
+    let (ns2, d2) = net.host(2);
+    let ca_path = ca.ca();
+    // Host 1 presents a client certificate; host 2 trusts the analyzer but has none.
+    let _h1 = agent(
+        &ns1,
+        &d1,
+        &ids[0],
+        &[&an],
+        &[
+            "--cacert",
+            &ca_path,
+            "--tls-cert",
+            &client_cert,
+            "--tls-key",
+            &client_key,
+        ],
+    );
+    let _h2 = agent(&ns2, &d2, &ids[1], &[&an], &["--cacert", &ca_path]);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            api.hosts().await == sorted(&[ids[0].as_str()])
+        })
+        .await
+        .is_some(),
+        "shows {:?}",
+        api.hosts().await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.hosts().await, sorted(&[ids[0].as_str()]));
 }

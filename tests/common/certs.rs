@@ -115,6 +115,20 @@ impl TestCa {
         );
     }
 
+    /// A server certificate for the address `ip`: `(cert, key)` paths.
+    pub fn server_for_ip(&self, ip: &str) -> (String, String) {
+        let file = format!("server-{ip}");
+        self.issue(
+            &file,
+            ip,
+            &format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+        );
+        (
+            self.path(&format!("{file}.pem")),
+            self.path(&format!("{file}.key")),
+        )
+    }
+
     /// A client certificate whose subject common name is `cn`: `(cert, key)` paths.
     pub fn client(&self, cn: &str) -> (String, String) {
         let file = format!("client-{cn}");
