@@ -8,8 +8,6 @@ mod cli;
 mod client;
 mod config;
 mod error;
-// The analyzer (fleet mode) uses it; until then only its tests do.
-#[allow(dead_code, unused_imports)]
 mod etcd;
 mod fleet;
 mod http;

@@ -36,6 +36,8 @@ enum Role {
         peers: Vec<Endpoint>,
         credentials: Credentials,
         max_message_bytes: usize,
+        /// Where the shared state is (etcd endpoints).
+        etcd: Vec<String>,
     },
 }
 
@@ -131,13 +133,14 @@ pub async fn run_analyzer(args: AnalyzerArgs) -> anyhow::Result<()> {
     if peers.iter().any(|p| p.tls) {
         credentials.tls = Some(link::client_tls(args.peer_cacert.as_deref(), None, None)?);
     }
-    tracing::debug!(?etcd, "etcd endpoints");
+    let etcd = crate::etcd::parse_endpoints(&etcd.join(",")).map_err(anyhow::Error::msg)?;
     run_as(
         args.server,
         Role::Analyzer {
             peers,
             credentials,
             max_message_bytes: args.max_agent_message_bytes as usize,
+            etcd,
         },
     )
     .await
@@ -160,8 +163,10 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         _ => hostname(),
     };
     let graph = SharedGraph::new(Graph::new(), &host_id);
+    let analyzer = matches!(role, Role::Analyzer { .. });
     let config = services::Config {
-        state_dir: Some(args.state_dir.clone()),
+        // An analyzer keeps its definitions in etcd, not in the state dir.
+        state_dir: (!analyzer).then(|| args.state_dir.clone()),
         flow_defaults: FlowTableConfig {
             max_flows: args.flow_max_entries as usize,
             active_timeout: Duration::from_secs(args.flow_update),
@@ -215,6 +220,26 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             &host_id,
             *max_message_bytes,
         )),
+        _ => None,
+    };
+    // An analyzer's definitions, agent leases and dispatcher election are in etcd.
+    let shared = match &role {
+        Role::Analyzer { etcd, .. } => {
+            let shared = crate::etcd::join(etcd, &host_id)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            services =
+                services.with_definitions(shared.captures.clone(), shared.injections.clone());
+            services.leadership = Some(shared.leadership.clone());
+            if let Some(f) = &fleet {
+                let _ = f.liveness.set(shared.liveness.clone());
+                tokio::spawn(crate::fleet::analyzer::follow_leases(
+                    f.clone(),
+                    shared.liveness.clone(),
+                ));
+            }
+            Some(shared)
+        }
         _ => None,
     };
     let fleet_status = fleet.clone();
@@ -333,6 +358,10 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             let routes = api::secured(state);
             crate::http::serve(listener, routes, limits, tls, shutdown_signal()).await;
         }
+    }
+    // Another analyzer may dispatch at once.
+    if let Some(shared) = &shared {
+        shared.leadership.resign().await;
     }
     // Stop the captures cleanly: exporters send what they still hold.
     let _ = stop_background.send(true);

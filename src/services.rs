@@ -65,6 +65,9 @@ pub struct Services {
     pub status_sections: StatusSections,
     /// The running capture points and their counters, for `/metrics`.
     pub capture_board: Arc<crate::metrics::CaptureBoard>,
+    /// In a fleet, whether this analyzer is the elected dispatcher of captures and
+    /// injections; `None`: it is alone (allinone) and always dispatches.
+    pub leadership: Option<Arc<crate::etcd::Leadership>>,
 }
 
 impl Services {
@@ -93,7 +96,26 @@ impl Services {
             sinks,
             status_sections: Arc::new(Map::new),
             capture_board: Arc::default(),
+            leadership: None,
         }
+    }
+
+    /// Keeps captures and injections in these stores (etcd, for analyzers) instead of
+    /// the state dir.
+    pub fn with_definitions(
+        mut self,
+        captures: Definitions<Capture>,
+        injections: Definitions<Injection>,
+    ) -> Self {
+        self.captures = captures;
+        self.injections = injections;
+        self
+    }
+
+    /// Whether this process dispatches captures and injections now: always when
+    /// alone, only while elected in a fleet.
+    pub fn dispatches(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.is_leader())
     }
 
     /// `Origin` of elements created through the API.
@@ -110,7 +132,10 @@ impl Services {
         if let Some(e) = self.captures.persist_error() {
             store.insert("Error".into(), e.into());
         }
-        store.insert("IsMaster".into(), true.into());
+        store.insert("IsMaster".into(), self.dispatches().into());
+        if let Some(leader) = self.leadership.as_ref().and_then(|l| l.leader()) {
+            store.insert("Leader".into(), leader.into());
+        }
         let errors: Map<String, Value> = self
             .captures
             .list()

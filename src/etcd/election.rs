@@ -42,10 +42,11 @@ pub struct Election {
 pub struct Leadership {
     /// While leading: until when (see the module's notes).
     term: Arc<Mutex<Option<Instant>>>,
+    #[cfg_attr(not(test), allow(dead_code))]
     leading: watch::Receiver<bool>,
     leader: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
-    campaign: Option<JoinHandle<()>>,
+    campaign: Mutex<Option<JoinHandle<()>>>,
     observer: JoinHandle<()>,
 }
 
@@ -83,7 +84,7 @@ impl Election {
             leading,
             leader,
             stop,
-            campaign: Some(campaign),
+            campaign: Mutex::new(Some(campaign)),
             observer,
         }
     }
@@ -96,6 +97,7 @@ impl Leadership {
     }
 
     /// Turns true when this analyzer takes office and false when it leaves it.
+    #[cfg_attr(not(test), allow(dead_code))] // for the dispatcher
     pub fn changes(&self) -> watch::Receiver<bool> {
         self.leading.clone()
     }
@@ -106,9 +108,10 @@ impl Leadership {
     }
 
     /// Leaves office (or the queue of candidates) and stops campaigning.
-    pub async fn resign(mut self) {
+    pub async fn resign(&self) {
         self.stop.send_replace(true);
-        if let Some(task) = self.campaign.take() {
+        let task = self.campaign.lock().take();
+        if let Some(task) = task {
             let _ = task.await;
         }
     }
@@ -117,7 +120,7 @@ impl Leadership {
 impl Drop for Leadership {
     fn drop(&mut self) {
         *self.term.lock() = None;
-        if let Some(task) = self.campaign.take() {
+        if let Some(task) = self.campaign.lock().take() {
             task.abort();
         }
         self.observer.abort();

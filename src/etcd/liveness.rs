@@ -28,6 +28,9 @@ use tracing::{info, warn};
 
 use super::{backoff, describe, Etcd, EtcdError, ROOT};
 
+/// A lease id etcd never grants: not registered yet.
+const NO_LEASE: i64 = 0;
+
 /// Time to live of an agent's lease.
 pub const AGENT_TTL: Duration = Duration::from_secs(10);
 
@@ -55,6 +58,7 @@ pub struct Liveness {
 
 /// A registered agent connection; dropping it stops the renewals (the lease expires
 /// after its TTL).
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct AgentLease {
     etcd: Etcd,
     host: String,
@@ -91,6 +95,7 @@ impl Liveness {
 
     /// Marks `host` alive through this analyzer until the returned lease is dropped or
     /// revoked; fails (etcd unreachable) within the call timeout.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub async fn register(&self, host: &str) -> Result<AgentLease, EtcdError> {
         check_segment("host id", host)?;
         let id = grant_and_put(&self.etcd, &self.key(host), &self.analyzer, self.ttl).await?;
@@ -110,7 +115,29 @@ impl Liveness {
         })
     }
 
+    /// Marks `host` alive through this analyzer, like [`Liveness::register`], but
+    /// returns at once: the lease is taken in the background, retried while etcd
+    /// cannot be reached (an agent's connection does not wait for etcd).
+    pub fn hold(&self, host: &str) -> Result<AgentLease, EtcdError> {
+        check_segment("host id", host)?;
+        let lease = Arc::new(AtomicI64::new(NO_LEASE));
+        let keeper = tokio::spawn(keep(
+            self.etcd.clone(),
+            self.key(host),
+            self.analyzer.clone(),
+            self.ttl,
+            lease.clone(),
+        ));
+        Ok(AgentLease {
+            etcd: self.etcd.clone(),
+            host: host.to_owned(),
+            lease,
+            keeper,
+        })
+    }
+
     /// The hosts some analyzer holds a lease for.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub async fn hosts(&self) -> Result<BTreeSet<String>, EtcdError> {
         let (hosts, _) = read_hosts(&self.etcd).await?;
         Ok(hosts.into_keys().collect())
@@ -125,6 +152,7 @@ impl Liveness {
     }
 }
 
+#[cfg_attr(not(test), allow(dead_code))]
 impl AgentLease {
     pub fn host(&self) -> &str {
         &self.host
@@ -139,6 +167,9 @@ impl AgentLease {
     pub async fn revoke(self) -> Result<(), EtcdError> {
         self.keeper.abort();
         let id = self.id();
+        if id == NO_LEASE {
+            return Ok(());
+        }
         let mut lease = self.etcd.client().lease_client();
         self.etcd
             .call("revoke an agent's lease", lease.revoke(id))
@@ -200,19 +231,23 @@ async fn keep(etcd: Etcd, key: String, analyzer: String, ttl: Duration, lease: A
     const FIRST: Duration = Duration::from_millis(200);
     let mut delay = FIRST;
     loop {
+        if lease.load(Ordering::Relaxed) == NO_LEASE {
+            match grant_and_put(&etcd, &key, &analyzer, ttl).await {
+                Ok(id) => {
+                    lease.store(id, Ordering::Relaxed);
+                    delay = FIRST;
+                }
+                Err(e) => {
+                    warn!("{key}: {e}");
+                    backoff(&mut delay, ttl / 3).await;
+                    continue;
+                }
+            }
+        }
         match renew(&etcd, lease.load(Ordering::Relaxed), ttl).await {
             Lapse::Expired => {
                 info!("{key}: the lease expired; taking a new one");
-                match grant_and_put(&etcd, &key, &analyzer, ttl).await {
-                    Ok(id) => {
-                        lease.store(id, Ordering::Relaxed);
-                        delay = FIRST;
-                    }
-                    Err(e) => {
-                        warn!("{key}: {e}");
-                        backoff(&mut delay, ttl / 3).await;
-                    }
-                }
+                lease.store(NO_LEASE, Ordering::Relaxed);
             }
             Lapse::Unreachable(e) => {
                 warn!("{key}: {e}");

@@ -29,6 +29,37 @@ pub use election::{Election, Leadership};
 pub use liveness::{AgentLease, Liveness, LivenessEvent};
 pub use store::EtcdStore;
 
+/// What an analyzer keeps in etcd.
+pub struct Shared {
+    pub captures: std::sync::Arc<EtcdStore<crate::capture::Capture>>,
+    pub injections: std::sync::Arc<EtcdStore<crate::injection::Injection>>,
+    /// Leases of the agents connected to this analyzer.
+    pub liveness: Liveness,
+    /// This analyzer's standing in the dispatcher election.
+    pub leadership: std::sync::Arc<Leadership>,
+}
+
+/// Joins the fleet's shared state as the analyzer `analyzer`: loads the definitions
+/// (starting empty if etcd does not answer yet: they come once it does), and starts
+/// campaigning to dispatch.
+pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdError> {
+    let etcd = Etcd::connect(endpoints).await?;
+    let liveness = Liveness::new(&etcd, analyzer, liveness::AGENT_TTL)?;
+    let (captures, injections) = tokio::join!(EtcdStore::open(&etcd), EtcdStore::open(&etcd));
+    let leadership = Election::new(
+        &etcd,
+        &election::dispatcher_election(),
+        election::ELECTION_TTL,
+    )
+    .campaign(analyzer);
+    Ok(Shared {
+        captures,
+        injections,
+        liveness,
+        leadership: std::sync::Arc::new(leadership),
+    })
+}
+
 /// Root of every key topotap writes.
 pub const ROOT: &str = "/topotap/";
 

@@ -240,11 +240,13 @@ impl<T: Resource> EtcdStore<T> {
     }
 
     /// Whether the prefix has been loaded from etcd at least once.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn loaded(&self) -> bool {
         *self.mirror.loaded.borrow()
     }
 
     /// Revision of etcd's history the mirror has applied (for tests and status).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn revision(&self) -> i64 {
         self.mirror.state.lock().rev
     }

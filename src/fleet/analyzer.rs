@@ -44,6 +44,8 @@ pub struct Fleet {
     state: Mutex<State>,
     next: AtomicU64,
     refused: AtomicU64,
+    /// Leases of connected agents in etcd, renewed while their connection lasts.
+    pub liveness: std::sync::OnceLock<crate::etcd::Liveness>,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ impl Fleet {
             state: Mutex::default(),
             next: AtomicU64::new(1),
             refused: AtomicU64::new(0),
+            liveness: std::sync::OnceLock::new(),
         })
     }
 
@@ -226,6 +229,27 @@ impl Fleet {
         }
         if !lost.is_empty() {
             self.ask_peers_to_resync();
+        }
+    }
+
+    /// No analyzer renews `host`'s lease in etcd any more (its agent died, or the
+    /// analyzer holding it did): unless its agent is connected here, its subgraph goes.
+    pub fn lease_expired(&self, host: &str) {
+        topotap_topology::blocking::section("fleet lease expiry");
+        let mut st = self.state.lock();
+        if st.agents.contains_key(host) {
+            return;
+        }
+        let mut g = self.graph.write();
+        let (n, e) = merge::remove_host(&mut g, host);
+        st.owners.remove(host);
+        if n + e > 0 {
+            info!(
+                host,
+                nodes = n,
+                edges = e,
+                "agent's lease expired: its subgraph is removed"
+            );
         }
     }
 
@@ -474,6 +498,12 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
     let (mut tx, mut rx) = socket.split();
     let fleet = reg.fleet.clone();
     let (kind, host, id) = (reg.kind, reg.host.clone(), reg.id);
+    // The agent's lease in etcd, renewed while this connection lasts; it expires a TTL
+    // after the connection ends.
+    let _lease: Option<crate::etcd::AgentLease> = match (kind, fleet.liveness.get()) {
+        (Kind::Agent, Some(l)) => l.hold(&host).ok(),
+        _ => None,
+    };
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut heard = Instant::now();
     let close = loop {
@@ -537,4 +567,15 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
         info!(kind = kind.name(), host = %host, "fleet connection ended");
     }
     drop(reg);
+}
+
+/// Removes the subgraph of each host whose lease expired in etcd.
+pub async fn follow_leases(fleet: Arc<Fleet>, liveness: crate::etcd::Liveness) {
+    let mut events = liveness.watch();
+    while let Some(event) = events.recv().await {
+        if let crate::etcd::LivenessEvent::Gone(host) = event {
+            let f = fleet.clone();
+            let _ = tokio::task::spawn_blocking(move || f.lease_expired(&host)).await;
+        }
+    }
 }

@@ -1,0 +1,395 @@
+//! Analyzers sharing their definitions through a real etcd on loopback: a capture
+//! created on one is seen and refused as a duplicate on the other, exactly one
+//! analyzer is the dispatcher, an etcd outage keeps reads and queries working while
+//! writes answer 503 with one line, and restarting etcd loses no capture.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_topotap");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One etcd member on loopback; killed on drop, restartable on the same data.
+struct Etcd {
+    dir: tempfile::TempDir,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    async fn start() -> Etcd {
+        let mut e = Etcd {
+            dir: tempfile::tempdir().unwrap(),
+            client: free_port(),
+            peer: free_port(),
+            child: None,
+        };
+        e.resume().await;
+        e
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    async fn resume(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer);
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.url()])
+            .args(["--advertise-client-urls", &self.url()])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian etcd-server, scripts/deps.sh)");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{}/health", self.url())).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `topotap analyzer` on a free loopback port; killed on drop.
+struct Analyzer {
+    child: Child,
+    base: String,
+    _state: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Analyzer {
+    fn start(etcd: &Etcd, host_id: &str) -> Analyzer {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["analyzer", "--listen", "127.0.0.1:0", "--host-id", host_id])
+            .args(["--etcd", &etcd.url()])
+            .arg("--state-dir")
+            .arg(state.path())
+            .env("TOPOTAP_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn topotap analyzer");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Analyzer {
+            child,
+            base,
+            _state: state,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn captures(&self) -> Vec<String> {
+        let list = self.json("/api/capture").await;
+        let mut ids: Vec<String> = list.as_object().unwrap().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    async fn is_master(&self) -> bool {
+        self.json("/api/status").await["Captures"]["IsMaster"] == json!(true)
+    }
+}
+
+impl Drop for Analyzer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn capture(query: &str) -> String {
+    json!({"GremlinQuery": query, "Name": "etcd test"}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
+    let mut etcd = Etcd::start().await;
+    let a = Analyzer::start(&etcd, "an-a");
+    let b = Analyzer::start(&etcd, "an-b");
+    let wait = Duration::from_secs(15);
+
+    // Created on A, seen on B; the same capture through B is a duplicate.
+    let (status, body) = a
+        .request(
+            "POST",
+            "/api/capture",
+            Some(&capture("G.V().Has('Name','eth0')")),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let first: Value = serde_json::from_str(&body).unwrap();
+    let first = first["UUID"].as_str().unwrap().to_owned();
+    eventually(wait, "B lists the capture", || async {
+        b.captures().await == [first.clone()]
+    })
+    .await;
+    let (status, body) = b
+        .request(
+            "POST",
+            "/api/capture",
+            Some(&capture("G.V().Has('Name','eth0')")),
+        )
+        .await;
+    assert_eq!((status, body.trim()), (409, "duplicated resource"));
+
+    // Exactly one dispatcher.
+    eventually(wait, "one analyzer leads", || async {
+        a.is_master().await ^ b.is_master().await
+    })
+    .await;
+
+    // etcd down: reads and queries go on, writes are refused with one line.
+    etcd.kill();
+    let started = Instant::now();
+    let (status, body) = a
+        .request(
+            "POST",
+            "/api/capture",
+            Some(&capture("G.V().Has('Name','eth1')")),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(body.trim_end().lines().count(), 1, "{body:?}");
+    assert!(body.contains("etcd"), "{body}");
+    let (status, _) = b
+        .request("DELETE", &format!("/api/capture/{first}"), None)
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(a.captures().await, std::slice::from_ref(&first));
+    assert_eq!(b.captures().await, std::slice::from_ref(&first));
+    let (status, body) = a
+        .request(
+            "POST",
+            "/api/topology",
+            Some(r#"{"GremlinQuery":"G.V().Count()"}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // etcd back on the same data: nothing lost, writes work again.
+    etcd.resume().await;
+    let deadline = Instant::now() + wait;
+    let second = loop {
+        let (status, body) = a
+            .request(
+                "POST",
+                "/api/capture",
+                Some(&capture("G.V().Has('Name','eth1')")),
+            )
+            .await;
+        if status == 201 {
+            break serde_json::from_str::<Value>(&body).unwrap()["UUID"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd is back, yet {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut both = vec![first.clone(), second.clone()];
+    both.sort();
+    let c = Analyzer::start(&etcd, "an-c");
+    eventually(wait, "a new analyzer lists both", || async {
+        c.captures().await == both
+    })
+    .await;
+    eventually(wait, "B lists both", || async {
+        b.captures().await == both
+    })
+    .await;
+
+    // Deleted on B: gone on A.
+    let (status, _) = b
+        .request("DELETE", &format!("/api/capture/{first}"), None)
+        .await;
+    assert_eq!(status, 200);
+    eventually(wait, "A sees the deletion", || async {
+        a.captures().await == [second.clone()]
+    })
+    .await;
+
+    // The dispatcher stops: another one takes over.
+    let (leader, others) = if a.is_master().await {
+        (a, [b, c])
+    } else if b.is_master().await {
+        (b, [a, c])
+    } else {
+        (c, [a, b])
+    };
+    drop(leader);
+    eventually(
+        Duration::from_secs(20),
+        "another analyzer leads",
+        || async { others[0].is_master().await ^ others[1].is_master().await },
+    )
+    .await;
+}
+
+#[test]
+fn an_analyzer_refuses_bad_etcd_endpoints() {
+    for (args, want) in [
+        (vec![], "--etcd"),
+        (vec!["--etcd", "https://127.0.0.1:2379"], "only http://"),
+        (vec!["--etcd", "127.0.0.1"], "HOST:PORT"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["analyzer", "--listen", "127.0.0.1:0", "--no-probes"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
+/// Nodes named `name` in an analyzer's graph.
+async fn named(an: &Analyzer, name: &str) -> usize {
+    let body = json!({"GremlinQuery": format!("G.V().Has('Name','{name}')")}).to_string();
+    let (status, text) = an.request("POST", "/api/topology", Some(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_agents_subgraph_goes_when_its_lease_expires() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+    let etcd = Etcd::start().await;
+    let an = Analyzer::start(&etcd, "an-lease");
+    let addr = an.base.strip_prefix("http://").unwrap().to_owned();
+    let mut req = format!("ws://{addr}/ws/agent/topology")
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-Host-ID", "h-lease".parse().unwrap());
+    h.insert("X-Client-Type", "skydive-agent".parse().unwrap());
+    // Not removed when the connection drops: only the lease can remove it.
+    h.insert("X-Persistence-Policy", "Persistent".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    ws.send(Message::text(
+        r#"{"Namespace":"Graph","Type":"Sync","Obj":{"Nodes":[{"ID":"lease-n1","Metadata":{"Name":"lease-node","Type":"device"}}],"Edges":[]}}"#,
+    ))
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the agent's node is merged",
+        || async { named(&an, "lease-node").await == 1 },
+    )
+    .await;
+
+    // Alive past its TTL while connected: the analyzer renews the lease.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(named(&an, "lease-node").await, 1);
+
+    drop(ws);
+    let gone = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        named(&an, "lease-node").await,
+        1,
+        "kept until the lease expires"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "removed once the lease expired",
+        || async { named(&an, "lease-node").await == 0 },
+    )
+    .await;
+    let after = gone.elapsed();
+    assert!(
+        after >= Duration::from_secs(8),
+        "removed after {after:?}, TTL 10 s"
+    );
+}
