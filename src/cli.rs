@@ -134,6 +134,12 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_HOST_ID")]
     pub host_id: Option<String>,
 
+    /// Metadata of the host node, `KEY=VALUE` (repeatable; a dotted key nests:
+    /// `Rack.Row=3` is `{"Rack": {"Row": "3"}}`), as Skydive's agent metadata. In the
+    /// configuration file: `metadata = ["Rack=r12", "Role=compute"]`.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+
     /// Do not start the topology probes (netlink, namespaces, OVSDB): the graph then
     /// holds only what is created through the API.
     #[arg(long)]
@@ -297,6 +303,45 @@ pub struct AnalyzerArgs {
 
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// Host node keys topotap sets itself: `--metadata` may not change them.
+pub const RESERVED_HOST_KEYS: &[&str] = &["Name", "Type", "TID"];
+
+/// Why a `--metadata` value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMetadata {
+    #[error("invalid metadata {0:?}: expected KEY=VALUE, e.g. Rack=r12")]
+    Syntax(String),
+    #[error("invalid metadata key {0:?}: keys are letters, digits, '_', '-' and '.' between non-empty parts")]
+    Key(String),
+    #[error("metadata key {0:?} is set by topotap itself")]
+    Reserved(String),
+}
+
+/// `KEY=VALUE` of `--metadata`: the key is one or more dot-separated parts of letters,
+/// digits, `_` and `-`; the value is any text (it may be empty or hold `=`).
+pub fn parse_metadata(s: &str) -> Result<(String, String), BadMetadata> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| BadMetadata::Syntax(s.to_owned()))?;
+    let key = key.trim();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    };
+    if key.is_empty() {
+        return Err(BadMetadata::Syntax(s.to_owned()));
+    }
+    if !key.split('.').all(part_ok) {
+        return Err(BadMetadata::Key(key.to_owned()));
+    }
+    let top = key.split('.').next().unwrap_or(key);
+    if RESERVED_HOST_KEYS.contains(&top) {
+        return Err(BadMetadata::Reserved(top.to_owned()));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 /// Why a duration option does not parse.
@@ -684,6 +729,30 @@ pub enum TopologyCommand {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn metadata_is_key_equals_value() {
+        assert_eq!(
+            parse_metadata("Rack=r12"),
+            Ok(("Rack".into(), "r12".into()))
+        );
+        assert_eq!(
+            parse_metadata("Site.Room=a=b"),
+            Ok(("Site.Room".into(), "a=b".into()))
+        );
+        assert_eq!(parse_metadata("Note="), Ok(("Note".into(), String::new())));
+        assert_eq!(
+            parse_metadata("rack").unwrap_err().to_string(),
+            "invalid metadata \"rack\": expected KEY=VALUE, e.g. Rack=r12"
+        );
+        assert!(matches!(parse_metadata("=x"), Err(BadMetadata::Syntax(_))));
+        assert!(matches!(parse_metadata("a..b=x"), Err(BadMetadata::Key(_))));
+        assert!(matches!(parse_metadata("a b=x"), Err(BadMetadata::Key(_))));
+        assert_eq!(
+            parse_metadata("Type=router"),
+            Err(BadMetadata::Reserved("Type".into()))
+        );
+    }
 
     #[test]
     fn durations_parse_or_say_why_not() {

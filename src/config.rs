@@ -425,6 +425,10 @@ mod tests {
         Some(match key {
             "listen" => ("\"127.0.0.1:9999\"", vec!["--listen", "127.0.0.1:9999"]),
             "host-id" => ("\"from-file\"", vec!["--host-id", "from-file"]),
+            "metadata" => (
+                "[\"Rack=r12\", \"Site.Room=b2\"]",
+                vec!["--metadata", "Rack=r12", "--metadata", "Site.Room=b2"],
+            ),
             "no-probes" => ("true", vec!["--no-probes"]),
             "ovsdb" => (
                 "\"tcp:127.0.0.1:6640\"",

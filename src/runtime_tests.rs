@@ -82,6 +82,7 @@ fn the_services_never_block_their_runtime() {
                 proc_scan_interval: Duration::from_millis(20),
                 metrics_interval: Duration::from_millis(50),
                 ovsdb: None,
+                host_metadata: Default::default(),
             },
         )
         .await

@@ -202,6 +202,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 "" | "none" => None,
                 addr => Some(addr.to_owned()),
             },
+            host_metadata: host_metadata(&args.metadata),
             ..ProbesConfig::default()
         };
         let probes = topotap_probes::start(graph.clone(), config)
@@ -435,6 +436,32 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// The host node's keys from `--metadata KEY=VALUE`: a dotted key nests, a later value
+/// of a key replaces an earlier one.
+fn host_metadata(pairs: &[(String, String)]) -> topotap_topology::Metadata {
+    use serde_json::Value;
+    let mut out = topotap_topology::Metadata::new();
+    for (key, value) in pairs {
+        let mut parts: Vec<&str> = key.split('.').collect();
+        let Some(last) = parts.pop() else { continue };
+        let mut map = &mut out;
+        for p in parts {
+            let slot = map
+                .entry(p.to_owned())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !slot.is_object() {
+                *slot = Value::Object(Default::default());
+            }
+            let Value::Object(inner) = slot else {
+                unreachable!("made an object above")
+            };
+            map = inner;
+        }
+        map.insert(last.to_owned(), Value::from(value.as_str()));
+    }
+    out
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
@@ -457,4 +484,26 @@ async fn shutdown_signal() {
         }
     }
     info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn host_metadata_nests_dotted_keys_and_keeps_the_last_value() {
+        let pairs: Vec<(String, String)> = [
+            ("Rack", "r1"),
+            ("Site.Room", "b2"),
+            ("Site.Floor", "3"),
+            ("Rack", "r12"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            serde_json::Value::Object(super::host_metadata(&pairs)),
+            json!({"Rack": "r12", "Site": {"Room": "b2", "Floor": "3"}})
+        );
+    }
 }

@@ -607,3 +607,177 @@ async fn link_changes_reach_the_api_quickly() {
     assert!(amax < Duration::from_secs(1), "link add took {amax:?}");
     assert!(cmax < Duration::from_secs(1), "mtu change took {cmax:?}");
 }
+
+/// Skydive's TestNameSpaceTwoVeth: a veth made in one namespace whose peer then moves to
+/// another names the other namespace on both ends (the kernel tells the end that stays
+/// nothing of the move), and forgets it when the peer comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_veth_whose_peer_moves_names_the_other_namespace_on_both_ends() {
+    let tag = rand_tag();
+    let (ns1, ns2) = (format!("m{tag}"), format!("n{tag}"));
+    let (a, b) = (format!("a{tag}"), format!("b{tag}"));
+    let t = topotap();
+    let mut c = Cleanup::new();
+    c.netns(&ns1);
+    c.netns(&ns2);
+    sh(&format!("ip -n {ns1} link add {a} type veth peer name {b}"));
+    // Both ends in ns1, linked, no LinkNetNsName.
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{ns1}').Out().Has('Type','veth').Count()"),
+        json!(2),
+    )
+    .await;
+    let both = format!("G.V().Has('Name',Within('{a}','{b}')).HasKey('LinkNetNsName').Count()");
+    expect(&t, &tag, &both, json!(0)).await;
+
+    sh(&format!("ip -n {ns1} link set {b} netns {ns2}"));
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{ns2}').Out().Has('Name','{b}').Count()"),
+        json!(1),
+    )
+    .await;
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{b}').Values('LinkNetNsName')"),
+        json!([ns1]),
+    )
+    .await;
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{a}').Values('LinkNetNsName')"),
+        json!([ns2]),
+    )
+    .await;
+    expect(
+        &t,
+        &tag,
+        &format!(
+            "G.V().Has('Name','{ns1}').Out().Has('Name','{a}').Both().Has('Type','veth').Values('Name')"
+        ),
+        json!([b]),
+    )
+    .await;
+
+    // Back in ns1: neither end names a namespace.
+    sh(&format!("ip -n {ns2} link set {b} netns {ns1}"));
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{ns1}').Out().Has('Type','veth').Count()"),
+        json!(2),
+    )
+    .await;
+    expect(&t, &tag, &both, json!(0)).await;
+    // And out again: both ends name the other namespace again.
+    sh(&format!("ip -n {ns1} link set {a} netns {ns2}"));
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{a}').Values('LinkNetNsName')"),
+        json!([ns1]),
+    )
+    .await;
+    expect(
+        &t,
+        &tag,
+        &format!("G.V().Has('Name','{b}').Values('LinkNetNsName')"),
+        json!([ns2]),
+    )
+    .await;
+}
+
+/// Skydive's agent metadata: `--metadata KEY=VALUE` and the configuration file's
+/// `metadata` set keys of the host node; a malformed one is refused at start.
+#[tokio::test]
+async fn host_metadata_from_flags_and_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("topotap.toml");
+    std::fs::write(&config, "metadata = [\"Rack=r12\", \"Site.Room=b2\"]\n").unwrap();
+    let t = Topotap::start(&["--ovsdb", "none", "--config", config.to_str().unwrap()]);
+    let host = format!("G.V().Has('Type','host','Name','{}')", t.host_id);
+    expect(
+        &t,
+        &t.host_id.clone(),
+        &format!("{host}.Has('Rack','r12','Site.Room','b2').Count()"),
+        json!(1),
+    )
+    .await;
+    drop(t);
+    // Flags replace the file's list; the machine's own facts stay.
+    let t = Topotap::start(&[
+        "--ovsdb",
+        "none",
+        "--config",
+        config.to_str().unwrap(),
+        "--metadata",
+        "Role=edge",
+        "--metadata",
+        "Owner=net team",
+    ]);
+    let host = format!("G.V().Has('Type','host','Name','{}')", t.host_id);
+    expect(
+        &t,
+        &t.host_id.clone(),
+        &format!("{host}.Has('Role','edge','Owner','net team').HasKey('KernelVersion').Count()"),
+        json!(1),
+    )
+    .await;
+    expect(
+        &t,
+        &t.host_id.clone(),
+        &format!("{host}.HasKey('Rack').Count()"),
+        json!(0),
+    )
+    .await;
+
+    for (bad, reason) in [
+        ("rack", "invalid metadata \"rack\": expected KEY=VALUE"),
+        ("a b=c", "invalid metadata key \"a b\""),
+        (
+            "Type=router",
+            "metadata key \"Type\" is set by topotap itself",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_topotap"))
+            .args([
+                "allinone",
+                "--no-probes",
+                "--listen",
+                "127.0.0.1:0",
+                "--metadata",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(reason), "{bad}: {err}");
+    }
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "metadata = [\"Rack\"]\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_topotap"))
+        .args([
+            "allinone",
+            "--no-probes",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&bad_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:1:")
+            && err.contains("metadata")
+            && err.contains("expected KEY=VALUE"),
+        "{err}"
+    );
+}

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::task::JoinHandle;
-use topotap_topology::{tid, Identifier, Node, SharedGraph};
+use topotap_topology::{tid, Identifier, Metadata, Node, SharedGraph};
 
 pub mod host;
 pub mod netlink;
@@ -43,6 +43,9 @@ pub struct ProbesConfig {
     pub metrics_interval: Duration,
     /// OVSDB address (`unix:/path` or `tcp:host:port`); `None` disables the OVSDB probe.
     pub ovsdb: Option<String>,
+    /// Keys set on the host node on top of what is read from the machine (Skydive's
+    /// agent metadata).
+    pub host_metadata: Metadata,
 }
 
 impl Default for ProbesConfig {
@@ -56,6 +59,7 @@ impl Default for ProbesConfig {
             proc_scan_interval: Duration::from_secs(2),
             metrics_interval: Duration::from_secs(5),
             ovsdb: None,
+            host_metadata: Metadata::new(),
         }
     }
 }
@@ -183,11 +187,13 @@ pub async fn start(graph: SharedGraph, config: ProbesConfig) -> anyhow::Result<P
     let origin = format!("agent.{host_id}");
     let host_tid = tid::host(&host_id);
     let host_node = Identifier::random();
+    let mut host_metadata = host::host_metadata(&host_id);
+    host_metadata.extend(config.host_metadata.clone());
     graph
         .write()
         .add_node(Node::new(
             host_node.clone(),
-            host::host_metadata(&host_id),
+            host_metadata,
             &host_id,
             &origin,
         ))

@@ -59,6 +59,11 @@ struct IfEntry {
     kind: String,
     peer_index: Option<u32>,
     link_netnsid: Option<i32>,
+    /// The namespace of a veth's peer, learned from the peer, when the kernel never
+    /// said it: a veth made with both ends in one namespace, whose peer was then moved,
+    /// gets no notification of the move and keeps no `IFLA_LINK_NETNSID`. Only read
+    /// while `link_netnsid` is `None` and no veth of that index is in its own namespace.
+    peer_ns: Option<NsKey>,
     master: Option<u32>,
     parent: Option<u32>,
 }
@@ -197,9 +202,14 @@ impl Registry {
         // Interfaces elsewhere lose their LinkNetNsName toward it.
         let affected: Vec<IfKey> = self
             .interfaces
-            .iter()
-            .filter(|(_, e)| e.link_netnsid.is_some())
-            .map(|(k, _)| *k)
+            .iter_mut()
+            .filter(|(_, e)| e.link_netnsid.is_some() || e.peer_ns == Some(key))
+            .map(|(k, e)| {
+                if e.peer_ns == Some(key) {
+                    e.peer_ns = None;
+                }
+                *k
+            })
             .collect();
         for k in affected {
             self.sync_relations(g, k);
@@ -225,7 +235,7 @@ impl Registry {
                     let owned = tid::owned(&tid, n, t).to_string();
                     m.insert("TID".into(), Value::from(owned));
                 });
-            } else if e.link_netnsid.is_some() {
+            } else if e.link_netnsid.is_some() || e.peer_ns == Some(key) {
                 self.sync_relations(g, k);
             }
         }
@@ -265,8 +275,10 @@ impl Registry {
     }
 
     /// Namespaces that may hold the veth peer of `view` (in `ns`): those with a veth
-    /// whose own peer index is `view.index` and index is `view.peer_index`. The probe
-    /// confirms each with `RTM_GETNSID` before anything is linked.
+    /// whose own peer index is `view.index` and index is `view.peer_index`, and whose
+    /// peer is elsewhere (it says so, or its peer index is not a veth of its own
+    /// namespace: its peer moved out). The probe confirms each with `RTM_GETNSID`
+    /// before anything is linked.
     fn candidate_namespaces(&self, ns: NsKey, view: &LinkView) -> Vec<NsKey> {
         let Some(peer) = view.peer_index else {
             return Vec::new();
@@ -278,7 +290,7 @@ impl Registry {
                     && k.1 == peer
                     && e.kind == "veth"
                     && e.peer_index == Some(view.index)
-                    && e.link_netnsid.is_some()
+                    && (e.link_netnsid.is_some() || !self.same_namespace_peer(**k))
             })
             .map(|(k, _)| k.0)
             .collect()
@@ -397,6 +409,13 @@ impl Registry {
                 }
             }
         };
+        // What was learned of the peer's namespace holds as long as the kernel still
+        // describes the same pair without a namespace id.
+        let peer_ns = self
+            .interfaces
+            .get(&key)
+            .filter(|old| view.link_netnsid.is_none() && old.peer_index == view.peer_index)
+            .and_then(|old| old.peer_ns);
         self.interfaces.insert(
             key,
             IfEntry {
@@ -404,6 +423,7 @@ impl Registry {
                 kind: view.kind.clone(),
                 peer_index: view.peer_index,
                 link_netnsid: view.link_netnsid,
+                peer_ns,
                 master: view.master,
                 parent: view.parent,
             },
@@ -482,6 +502,19 @@ impl Registry {
             return;
         };
         self.by_id.remove(&e.id);
+        // A veth whose peer was learned to be this one forgets it.
+        let orphans: Vec<IfKey> = self
+            .interfaces
+            .iter_mut()
+            .filter(|(_, o)| o.peer_ns == Some(key.0) && o.peer_index == Some(key.1))
+            .map(|(k, o)| {
+                o.peer_ns = None;
+                *k
+            })
+            .collect();
+        for k in orphans {
+            self.sync_relations(g, k);
+        }
         let Some(node) = g.node_by_id(&e.id) else {
             return;
         };
@@ -626,18 +659,38 @@ impl Registry {
         self.sync_dependents(g, key);
     }
 
-    /// The other end of a veth, when its namespace is mapped and it is known.
+    /// The other end of a veth, when its namespace is mapped and it is known: through
+    /// `IFLA_LINK_NETNSID`, else in its own namespace, else where the peer said it is
+    /// (see [`IfEntry::peer_ns`]), if the peer names it back.
     fn veth_peer(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
         if e.kind != "veth" {
             return None;
         }
-        let peer_ns = match e.link_netnsid {
-            None => key.0,
-            Some(n) => *self.nsids.get(&(key.0, n))?,
-        };
-        let pk = (peer_ns, e.peer_index?);
-        let p = self.interfaces.get(&pk)?;
-        (p.kind == "veth").then_some(pk)
+        let index = e.peer_index?;
+        let is_veth = |pk: &IfKey| self.interfaces.get(pk).is_some_and(|p| p.kind == "veth");
+        match e.link_netnsid {
+            Some(n) => {
+                let pk = (*self.nsids.get(&(key.0, n))?, index);
+                is_veth(&pk).then_some(pk)
+            }
+            None if is_veth(&(key.0, index)) => Some((key.0, index)),
+            None => {
+                let pk = (e.peer_ns?, index);
+                self.interfaces
+                    .get(&pk)
+                    .is_some_and(|p| p.kind == "veth" && p.peer_index == Some(key.1))
+                    .then_some(pk)
+            }
+        }
+    }
+
+    /// Whether the veth `key` has a veth of its peer index in its own namespace.
+    fn same_namespace_peer(&self, key: IfKey) -> bool {
+        self.interfaces
+            .get(&key)
+            .and_then(|e| e.peer_index)
+            .and_then(|i| self.interfaces.get(&(key.0, i)))
+            .is_some_and(|p| p.kind == "veth")
     }
 
     fn vlan_parent(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
@@ -668,10 +721,17 @@ impl Registry {
             return;
         };
 
-        let netns_name = e
-            .link_netnsid
-            .and_then(|n| self.nsids.get(&(key.0, n)))
-            .and_then(|ns| self.namespaces.get(ns))
+        // The namespace the kernel names, or, for a veth it names none for, where its
+        // peer turned out to be.
+        let link_ns = match e.link_netnsid {
+            Some(n) => self.nsids.get(&(key.0, n)).copied(),
+            None => self
+                .veth_peer(key, &e)
+                .map(|pk| pk.0)
+                .filter(|ns| *ns != key.0),
+        };
+        let netns_name = link_ns
+            .and_then(|ns| self.namespaces.get(&ns))
             .map(|ns| ns.name.clone())
             .filter(|n| !n.is_empty());
         let _ = g.update_node(&e.id, |m| match netns_name {
@@ -778,8 +838,16 @@ impl Registry {
         if let Some(pk) = self.veth_peer(key, &me) {
             let p = &self.interfaces[&pk];
             if pk.0 != key.0 && p.peer_index == Some(key.1) {
-                if let Some(n) = p.link_netnsid {
-                    learned.push((pk.0, n, key.0));
+                match p.link_netnsid {
+                    Some(n) => learned.push((pk.0, n, key.0)),
+                    // The peer was made here and moved out of its namespace: the kernel
+                    // told it nothing, this end says where it went.
+                    None if p.peer_ns != Some(key.0) && !self.same_namespace_peer(pk) => {
+                        if let Some(p) = self.interfaces.get_mut(&pk) {
+                            p.peer_ns = Some(key.0);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -963,6 +1031,52 @@ mod tests {
             .unwrap()
             .metadata()
             .contains_key("LinkNetNsName"));
+    }
+
+    #[test]
+    fn a_veth_whose_peer_moves_out_names_the_peer_namespace_on_both_ends() {
+        let (mut r, mut g) = setup();
+        // Made with both ends in NS1: no namespace id on either.
+        let a = veth(5, "a", 6, None);
+        r.upsert_link(&mut g, NS1, &a, &vec![], None).unwrap();
+        r.upsert_link(&mut g, NS1, &veth(6, "b", 5, None), &vec![], None)
+            .unwrap();
+        assert_eq!(layer2(&g, Some("veth")), vec![("b".into(), "a".into())]);
+        let a_id = r.node_id(NS1, 5).unwrap().clone();
+        assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
+        // b moves to NS2 (same index there); the kernel tells NS1 nothing about a.
+        r.remove_link(&mut g, NS1, 6);
+        let b = veth(6, "b", 5, Some(3));
+        let up = r.upsert_link(&mut g, NS2, &b, &vec![], None).unwrap();
+        assert!(up.needs_nsid, "a, whose peer left, is a candidate");
+        r.record_nsid(&mut g, NS2, 3, NS1);
+        let b_id = r.node_id(NS2, 6).unwrap().clone();
+        assert_eq!(metadata(&g, &b_id)["LinkNetNsName"], json!("ns1"));
+        assert_eq!(metadata(&g, &a_id)["LinkNetNsName"], json!("ns2"));
+        assert_eq!(layer2(&g, Some("veth")), vec![("b".into(), "a".into())]);
+        // A late message about a, still without a namespace id, changes nothing.
+        r.upsert_link(&mut g, NS1, &a, &vec![], None).unwrap();
+        assert_eq!(metadata(&g, &a_id)["LinkNetNsName"], json!("ns2"));
+        assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        // The namespace is renamed: a follows.
+        r.rename_namespace(&mut g, NS2, "ns2b", Identifier::from("ns2b"));
+        assert_eq!(metadata(&g, &a_id)["LinkNetNsName"], json!("ns2b"));
+        // b comes back to NS1: no LinkNetNsName on either end.
+        r.remove_link(&mut g, NS2, 6);
+        assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
+        r.upsert_link(&mut g, NS1, &veth(6, "b", 5, None), &vec![], None)
+            .unwrap();
+        let b_id = r.node_id(NS1, 6).unwrap().clone();
+        assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
+        assert!(metadata(&g, &b_id).get("LinkNetNsName").is_none());
+        assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        // Moved out again, then its namespace goes: a forgets it.
+        r.remove_link(&mut g, NS1, 6);
+        r.upsert_link(&mut g, NS2, &b, &vec![], None).unwrap();
+        assert_eq!(metadata(&g, &a_id)["LinkNetNsName"], json!("ns2b"));
+        r.remove_namespace(&mut g, NS2, false);
+        assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
+        assert!(layer2(&g, Some("veth")).is_empty());
     }
 
     #[test]
