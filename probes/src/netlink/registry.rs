@@ -275,10 +275,10 @@ impl Registry {
     }
 
     /// Namespaces that may hold the veth peer of `view` (in `ns`): those with a veth
-    /// whose own peer index is `view.index` and index is `view.peer_index`, and whose
-    /// peer is elsewhere (it says so, or its peer index is not a veth of its own
-    /// namespace: its peer moved out). The probe confirms each with `RTM_GETNSID`
-    /// before anything is linked.
+    /// whose own peer index is `view.index` and index is `view.peer_index` (whatever it
+    /// says of its peer's namespace: the kernel does not tell a veth its peer moved,
+    /// and the namespaces' messages come in any order). The probe confirms each with
+    /// `RTM_GETNSID` before anything is linked.
     fn candidate_namespaces(&self, ns: NsKey, view: &LinkView) -> Vec<NsKey> {
         let Some(peer) = view.peer_index else {
             return Vec::new();
@@ -286,11 +286,7 @@ impl Registry {
         self.interfaces
             .iter()
             .filter(|(k, e)| {
-                k.0 != ns
-                    && k.1 == peer
-                    && e.kind == "veth"
-                    && e.peer_index == Some(view.index)
-                    && (e.link_netnsid.is_some() || !self.same_namespace_peer(**k))
+                k.0 != ns && k.1 == peer && e.kind == "veth" && e.peer_index == Some(view.index)
             })
             .map(|(k, _)| k.0)
             .collect()
@@ -502,13 +498,18 @@ impl Registry {
             return;
         };
         self.by_id.remove(&e.id);
-        // A veth whose peer was learned to be this one forgets it.
+        // A veth whose peer was learned to be this one forgets it; one whose peer this
+        // was in its own namespace looks for it elsewhere (it may have moved).
         let orphans: Vec<IfKey> = self
             .interfaces
             .iter_mut()
-            .filter(|(_, o)| o.peer_ns == Some(key.0) && o.peer_index == Some(key.1))
+            .filter(|(k, o)| {
+                o.peer_index == Some(key.1) && (o.peer_ns == Some(key.0) || k.0 == key.0)
+            })
             .map(|(k, o)| {
-                o.peer_ns = None;
+                if o.peer_ns == Some(key.0) {
+                    o.peer_ns = None;
+                }
                 *k
             })
             .collect();
@@ -684,15 +685,6 @@ impl Registry {
         }
     }
 
-    /// Whether the veth `key` has a veth of its peer index in its own namespace.
-    fn same_namespace_peer(&self, key: IfKey) -> bool {
-        self.interfaces
-            .get(&key)
-            .and_then(|e| e.peer_index)
-            .and_then(|i| self.interfaces.get(&(key.0, i)))
-            .is_some_and(|p| p.kind == "veth")
-    }
-
     fn vlan_parent(&self, key: IfKey, e: &IfEntry) -> Option<IfKey> {
         if e.kind != "vlan" {
             return None;
@@ -840,9 +832,11 @@ impl Registry {
             if pk.0 != key.0 && p.peer_index == Some(key.1) {
                 match p.link_netnsid {
                     Some(n) => learned.push((pk.0, n, key.0)),
-                    // The peer was made here and moved out of its namespace: the kernel
-                    // told it nothing, this end says where it went.
-                    None if p.peer_ns != Some(key.0) && !self.same_namespace_peer(pk) => {
+                    // The peer may have been made here and moved out of its namespace:
+                    // the kernel told it nothing, this end says where it went. (Its
+                    // own namespace may not have reported the move yet: a veth there
+                    // of this index still comes first until it does.)
+                    None if p.peer_ns != Some(key.0) => {
                         if let Some(p) = self.interfaces.get_mut(&pk) {
                             p.peer_ns = Some(key.0);
                         }
@@ -1070,6 +1064,19 @@ mod tests {
         assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
         assert!(metadata(&g, &b_id).get("LinkNetNsName").is_none());
         assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        // Moved out again, the new namespace reporting before the old one.
+        r.upsert_link(&mut g, NS2, &b, &vec![], None).unwrap();
+        assert!(
+            metadata(&g, &a_id).get("LinkNetNsName").is_none(),
+            "b still in NS1"
+        );
+        r.remove_link(&mut g, NS1, 6);
+        assert_eq!(metadata(&g, &a_id)["LinkNetNsName"], json!("ns2b"));
+        assert_eq!(layer2(&g, Some("veth")).len(), 1);
+        r.remove_link(&mut g, NS2, 6);
+        r.upsert_link(&mut g, NS1, &veth(6, "b", 5, None), &vec![], None)
+            .unwrap();
+        assert!(metadata(&g, &a_id).get("LinkNetNsName").is_none());
         // Moved out again, then its namespace goes: a forgets it.
         r.remove_link(&mut g, NS1, 6);
         r.upsert_link(&mut g, NS2, &b, &vec![], None).unwrap();
