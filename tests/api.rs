@@ -283,7 +283,7 @@ async fn cli_queries_and_reports_errors() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.starts_with("ID") && text.contains("eth0  veth"),
+        text.starts_with("NAME") && text.contains("eth0  veth"),
         "{text}"
     );
 
