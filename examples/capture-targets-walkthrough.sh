@@ -275,7 +275,7 @@ done
 wait_until 20 "the OVS ports in the graph" \
   query_is "G.V().Has('Type', 'ovsport', 'Name', WITHIN('vm1-eth0', 'vm2-eth0')).Count()" 2
 say "topotap sees the namespaces and the bridge. The interface the captures will use:"
-run topotap client --format table topology query --gremlin "$CAPTURED"
+run topotap client -o table topology query --gremlin "$CAPTURED"
 
 # ---- one section per target type ---------------------------------------------------------------
 
