@@ -243,6 +243,10 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if let Some(f) = &fleet {
+        let f = f.clone();
+        services.fleet_connections = Arc::new(move || f.connection_counts());
+    }
     let fleet_status = fleet.clone();
     services.status_sections = Arc::new(move || {
         let mut sections = serde_json::Map::new();

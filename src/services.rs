@@ -26,6 +26,8 @@ use crate::resources::{Definitions, Store};
 
 /// Extra sections of `/api/status` (probe states and such), computed at read time.
 pub type StatusSections = Arc<dyn Fn() -> Map<String, Value> + Send + Sync>;
+/// Connections by kind (`agent`, `peer`), read at scrape time.
+pub type FleetConnections = Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>;
 
 /// How the services are set up (server flags).
 #[derive(Clone, Default)]
@@ -65,6 +67,9 @@ pub struct Services {
     pub status_sections: StatusSections,
     /// The running capture points and their counters, for `/metrics`.
     pub capture_board: Arc<crate::metrics::CaptureBoard>,
+    /// WebSocket connections the server holds besides subscribers (an analyzer's agents
+    /// and replication peers), by kind, for `/metrics`.
+    pub fleet_connections: FleetConnections,
     /// In a fleet, whether this analyzer is the elected dispatcher of captures and
     /// injections; `None`: it is alone (allinone) and always dispatches.
     pub leadership: Option<Arc<crate::etcd::Leadership>>,
@@ -95,6 +100,7 @@ impl Services {
             injections: Store::open(None),
             sinks,
             status_sections: Arc::new(Map::new),
+            fleet_connections: Arc::new(Vec::new),
             capture_board: Arc::default(),
             leadership: None,
         }

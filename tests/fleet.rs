@@ -535,6 +535,19 @@ async fn agents_merge_into_one_analyzer_and_bad_agents_are_refused() {
         assert!(status["Agents"].get(id).is_some(), "{status}");
     }
     assert!(status["Agents"].get(&ids[2]).is_none(), "{status}");
+
+    // /metrics counts the agents connected (and no replication peer).
+    let metrics = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("topotap_websocket_clients{kind=\"agent\"} 2\n")
+            && metrics.contains("topotap_websocket_clients{kind=\"peer\"} 0\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,14 @@ impl AppState {
             graph: services.graph.clone(),
             host_id: services.host_id.clone(),
             captures: services.capture_board.clone(),
-            websocket_clients: Arc::new(move || vec![("subscriber", subs.lock().count())]),
+            websocket_clients: {
+                let fleet = services.fleet_connections.clone();
+                Arc::new(move || {
+                    let mut kinds = vec![("subscriber", subs.lock().count())];
+                    kinds.extend(fleet());
+                    kinds
+                })
+            },
         }));
         AppState {
             services,

@@ -339,6 +339,12 @@ impl Fleet {
         (nodes, edges, rx)
     }
 
+    /// Agents and replicating peers connected to this analyzer (`/metrics`).
+    pub fn connection_counts(&self) -> Vec<(&'static str, usize)> {
+        let st = self.state.lock();
+        vec![("agent", st.agents.len()), ("peer", st.peers.len())]
+    }
+
     /// The `Agents` and `Peers` sections of `/api/status`.
     pub fn status(&self) -> serde_json::Map<String, Value> {
         let st = self.state.lock();
