@@ -78,6 +78,7 @@ fn setup() -> (Metrics, Vec<std::net::UdpSocket>) {
         host_id: "bench-host".into(),
         captures: board,
         websocket_clients: Arc::new(|| vec![("subscriber", 3)]),
+        etcd: None,
     });
     // Some HTTP history, as a running server has.
     for (i, path) in [

@@ -31,6 +31,27 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type HttpLabels = [(&'static str, String); 3];
+/// `outcome` of a call to etcd: `ok`, `error` or `timeout`.
+type EtcdLabels = [(&'static str, &'static str); 1];
+
+/// Time of the calls an analyzer makes to etcd, by outcome; shared by every clone of
+/// the etcd client and read by `/metrics`.
+#[derive(Clone, Debug)]
+pub struct EtcdDurations(Family<EtcdLabels, Histogram>);
+
+impl Default for EtcdDurations {
+    fn default() -> Self {
+        EtcdDurations(Family::new_with_constructor(duration_histogram))
+    }
+}
+
+impl EtcdDurations {
+    pub fn observe(&self, outcome: &'static str, elapsed: Duration) {
+        self.0
+            .get_or_create(&[("outcome", outcome)])
+            .observe(elapsed.as_secs_f64());
+    }
+}
 type RouteLabels = [(&'static str, String); 2];
 
 /// Everything `/metrics` shows.
@@ -54,6 +75,8 @@ pub struct Sources {
     pub captures: Arc<CaptureBoard>,
     /// WebSocket clients connected, by kind.
     pub websocket_clients: Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>,
+    /// An analyzer's calls to etcd.
+    pub etcd: Option<EtcdDurations>,
 }
 
 impl Metrics {
@@ -81,6 +104,14 @@ impl Metrics {
             Unit::Seconds,
             http_duration.clone(),
         );
+        if let Some(etcd) = &sources.etcd {
+            registry.register_with_unit(
+                "topotap_etcd_request_duration",
+                "Time of the calls to etcd (definitions, agent leases, election), by outcome",
+                Unit::Seconds,
+                etcd.0.clone(),
+            );
+        }
         registry.register_collector(Box::new(TopotapCollector { sources }));
         registry.register_collector(Box::new(ProcessCollector));
         Metrics {
@@ -535,6 +566,7 @@ mod tests {
             host_id: "h".into(),
             captures: board,
             websocket_clients: Arc::new(Vec::new),
+            etcd: None,
         })
     }
 

@@ -232,6 +232,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             services =
                 services.with_definitions(shared.captures.clone(), shared.injections.clone());
             services.leadership = Some(shared.leadership.clone());
+            services.etcd_durations = Some(shared.durations.clone());
             if let Some(f) = &fleet {
                 let _ = f.liveness.set(shared.liveness.clone());
                 tokio::spawn(crate::fleet::analyzer::follow_leases(

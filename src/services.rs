@@ -70,6 +70,8 @@ pub struct Services {
     /// WebSocket connections the server holds besides subscribers (an analyzer's agents
     /// and replication peers), by kind, for `/metrics`.
     pub fleet_connections: FleetConnections,
+    /// An analyzer's etcd call times, for `/metrics`.
+    pub etcd_durations: Option<crate::metrics::EtcdDurations>,
     /// In a fleet, whether this analyzer is the elected dispatcher of captures and
     /// injections; `None`: it is alone (allinone) and always dispatches.
     pub leadership: Option<Arc<crate::etcd::Leadership>>,
@@ -101,6 +103,7 @@ impl Services {
             sinks,
             status_sections: Arc::new(Map::new),
             fleet_connections: Arc::new(Vec::new),
+            etcd_durations: None,
             capture_board: Arc::default(),
             leadership: None,
         }

@@ -247,6 +247,20 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    // /metrics times the calls to etcd: answered ones before the outage, failed ones
+    // during it.
+    let (status, text) = a.request("GET", "/metrics", None).await;
+    assert_eq!(status, 200, "{text}");
+    let count = |outcome: &str| -> f64 {
+        let prefix =
+            format!("topotap_etcd_request_duration_seconds_count{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    assert!(count("ok") >= 1.0, "{text}");
+    assert!(count("error") + count("timeout") >= 1.0, "{text}");
+
     // etcd back on the same data: nothing lost, writes work again.
     etcd.resume().await;
     let deadline = Instant::now() + wait;

@@ -72,6 +72,7 @@ impl AppState {
             graph: services.graph.clone(),
             host_id: services.host_id.clone(),
             captures: services.capture_board.clone(),
+            etcd: services.etcd_durations.clone(),
             websocket_clients: {
                 let fleet = services.fleet_connections.clone();
                 Arc::new(move || {

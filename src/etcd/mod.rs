@@ -37,6 +37,8 @@ pub struct Shared {
     pub liveness: Liveness,
     /// This analyzer's standing in the dispatcher election.
     pub leadership: std::sync::Arc<Leadership>,
+    /// How long its calls to etcd take (`/metrics`).
+    pub durations: crate::metrics::EtcdDurations,
 }
 
 /// Joins the fleet's shared state as the analyzer `analyzer`: loads the definitions
@@ -57,6 +59,7 @@ pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdEr
         injections,
         liveness,
         leadership: std::sync::Arc::new(leadership),
+        durations: etcd.durations.clone(),
     })
 }
 
@@ -93,6 +96,8 @@ pub struct Etcd {
     endpoints: String,
     /// Bound on each call.
     pub timeout: Duration,
+    /// How long calls took, by outcome (`/metrics`).
+    durations: crate::metrics::EtcdDurations,
 }
 
 /// Why `--etcd` cannot be used.
@@ -153,6 +158,7 @@ impl Etcd {
             client,
             endpoints: joined,
             timeout: DEFAULT_TIMEOUT,
+            durations: crate::metrics::EtcdDurations::default(),
         })
     }
 
@@ -172,7 +178,15 @@ impl Etcd {
         what: &str,
         f: impl Future<Output = Result<R, etcd_client::Error>>,
     ) -> Result<R, EtcdError> {
-        match tokio::time::timeout(self.timeout, f).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.timeout, f).await;
+        let outcome = match &answer {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        self.durations.observe(outcome, started.elapsed());
+        match answer {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.error(what, describe(&e))),
             Err(_) => Err(self.error(
