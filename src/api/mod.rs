@@ -305,7 +305,19 @@ pub fn metrics_route(
 
 /// The API as served: [`routes`] behind the trust boundary ([`crate::auth::secure`]).
 pub fn secured(state: AppState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    crate::auth::secure(state.trust.clone(), routes(state))
+    // Boxed: the request future of the whole route tree is then on the heap, not on
+    // the worker thread's stack, which a debug build's query parsing needs.
+    let routes = routes(state.clone())
+        .boxed()
+        // The routes answer every request (their error type is Infallible); this only
+        // gives the boxed filter that type back.
+        .recover(|r: warp::Rejection| async move {
+            Ok::<_, Infallible>(crate::http::reply_error(
+                crate::http::ApiError::bad_request(format!("{r:?}")),
+            ))
+        })
+        .unify();
+    crate::auth::secure(state.trust.clone(), routes)
 }
 
 fn status(s: &AppState) -> Value {
