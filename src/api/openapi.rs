@@ -384,6 +384,34 @@ fn pcap_upload() {}
     ))]
 fn ws_subscriber() {}
 
+#[utoipa::path(get, path = "/ws/agent/topology", tag = "fleet",
+    params(
+        ("X-Host-ID" = String, Header, description = "The agent's host id; its elements' Host and Origin come from it."),
+        ("X-Client-Type" = String, Header, description = "skydive-agent"),
+        ("X-Persistence-Policy" = Option<String>, Header, description = "DeleteOnDisconnect (default) or Persistent."),
+        ("X-Client-Protocol" = Option<String>, Header, description = "json (the only one accepted)."),
+    ),
+    responses(
+        (status = 101, description = "Analyzers only: a WebSocket on which the agent sends its subgraph (Skydive's Graph messages: Sync, then changes)."),
+        (status = 400, description = "Not a WebSocket upgrade, or a missing or invalid header."),
+        (status = 404, description = "Not an analyzer (allinone and agents do not serve it)."),
+        (status = 409, description = "An agent with this host id is already connected, or it is the analyzer's own."),
+    ))]
+fn ws_agent() {}
+
+#[utoipa::path(get, path = "/ws/replication", tag = "fleet",
+    params(
+        ("X-Host-ID" = String, Header, description = "The peer analyzer's host id."),
+        ("X-Client-Type" = String, Header, description = "analyzer"),
+    ),
+    responses(
+        (status = 101, description = "Analyzers only: a WebSocket on which a peer analyzer sends the hosts of its own agents."),
+        (status = 400, description = "Not a WebSocket upgrade, or a missing or invalid header."),
+        (status = 404, description = "Not an analyzer (allinone and agents do not serve it)."),
+        (status = 409, description = "This peer is already connected."),
+    ))]
+fn ws_replication() {}
+
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(
         (status = 200, description = "Prometheus text, or OpenMetrics when Accept asks for it.",
@@ -444,7 +472,7 @@ fn ui_file() {}
         edge_list, edge_create, edge_get, edge_patch, edge_delete,
         capture_list, capture_create, capture_get, capture_patch, capture_delete,
         injection_list, injection_create, injection_get, injection_patch, injection_delete,
-        pcap_upload, ws_subscriber, metrics, login_post, login_get, logout,
+        pcap_upload, ws_subscriber, ws_agent, ws_replication, metrics, login_post, login_get, logout,
         ui_root, ui_topology, ui_file,
     ),
     components(schemas(ErrorReason)),
@@ -456,6 +484,7 @@ fn ui_file() {}
         (name = "injection", description = "Packet injection."),
         (name = "auth", description = "Logging in."),
         (name = "ui", description = "The web UI."),
+        (name = "fleet", description = "Analyzers only: agents and peer analyzers connect here."),
     ),
 )]
 pub struct ApiDoc;
