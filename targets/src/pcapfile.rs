@@ -572,7 +572,9 @@ impl<R: Read> PcapStream<R> {
             });
         }
         self.fill(len)?;
-        Ok(self.end.min(self.start + len.max(1)))
+        // At least the header: a length too small to be valid is then read, and refused,
+        // as the whole-file reader refuses it, not taken for a truncated record.
+        Ok(self.end.min(self.start + len.max(header)))
     }
 
     /// Whether the buffered record carries a packet (else it only describes: pcapng section headers,
