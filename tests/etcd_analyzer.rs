@@ -401,9 +401,12 @@ async fn a_persistent_agents_subgraph_goes_when_its_lease_expires() {
         || async { named(&an, "lease-node").await == 0 },
     )
     .await;
+    // When exactly depends on the last renewal before the drop (every third of the TTL,
+    // later on a loaded machine): not at the disconnect (checked at 3 s above), and
+    // within the TTL plus etcd's own expiry check.
     let after = gone.elapsed();
     assert!(
-        after >= Duration::from_secs(8),
+        after <= Duration::from_secs(13),
         "removed after {after:?}, TTL 10 s"
     );
 }
