@@ -413,6 +413,10 @@ impl Prometheus {
                 .send()
                 .await
             {
+                // 503 while Prometheus starts (its storage not ready yet).
+                Ok(r) if r.status() == 503 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let body = r.json().await.unwrap_or(serde_json::Value::Null);
