@@ -147,6 +147,8 @@ test('a node added through the API appears without reload', async () => {
 
 test('node panel shows counters and the metadata tree', async () => {
   const vm1 = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm1-veth0');
+  // Where the node is once the layout has settled, not while it still moves.
+  await waitLayoutSettled();
   const p = await nodeScreenPos(vm1.ID);
   await page.mouse.click(p.x, p.y);
   await page.waitForFunction(() => document.querySelector('#node-name')?.textContent === 'vm1-veth0', null, { timeout: 5000 });
