@@ -4,8 +4,9 @@
 set -euo pipefail
 mode=${1:-test}
 pkgs=(libpcap-dev pkg-config iproute2 ethtool openvswitch-switch openvswitch-common)
-# Fleet mode keeps shared state in etcd v3; the etcd-client crate's build runs protoc.
-pkgs+=(protobuf-compiler)
+# Fleet mode keeps shared state in etcd v3; the etcd-client crate's build runs protoc,
+# which needs the well-known types (google/protobuf/*.proto) from libprotobuf-dev.
+pkgs+=(protobuf-compiler libprotobuf-dev)
 if [ "$mode" = test ]; then
   # The etcd tests start their own etcd on loopback; etcdctl helps to look inside.
   pkgs+=(etcd-server etcd-client)
