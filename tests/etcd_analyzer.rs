@@ -3,173 +3,34 @@
 //! analyzer is the dispatcher, an etcd outage keeps reads and queries working while
 //! writes answer 503 with one line, and restarting etcd loses no capture.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fleet::{analyzer_on, raw_agent_at, wait_until, Api, Etcd, Proc, BIN};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_topotap");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One etcd member on loopback; killed on drop, restartable on the same data.
-struct Etcd {
-    dir: tempfile::TempDir,
-    client: u16,
-    peer: u16,
-    child: Option<Child>,
-}
-
-impl Etcd {
-    async fn start() -> Etcd {
-        let mut e = Etcd {
-            dir: tempfile::tempdir().unwrap(),
-            client: free_port(),
-            peer: free_port(),
-            child: None,
-        };
-        e.resume().await;
-        e
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
-    }
-
-    async fn resume(&mut self) {
-        let peer = format!("http://127.0.0.1:{}", self.peer);
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &self.url()])
-            .args(["--advertise-client-urls", &self.url()])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd (Debian etcd-server, scripts/deps.sh)");
-        self.child = Some(child);
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = http.get(format!("{}/health", self.url())).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "etcd did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A `topotap analyzer` on a free loopback port; killed on drop.
+/// A `topotap analyzer` on a free loopback port, and a client of its API.
 struct Analyzer {
-    child: Child,
-    base: String,
-    _state: tempfile::TempDir,
-    http: reqwest::Client,
+    _proc: Proc,
+    api: Api,
 }
 
 impl Analyzer {
     fn start(etcd: &Etcd, host_id: &str) -> Analyzer {
-        let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["analyzer", "--listen", "127.0.0.1:0", "--host-id", host_id])
-            .args(["--etcd", &etcd.url()])
-            .arg("--state-dir")
-            .arg(state.path())
-            .env("TOPOTAP_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn topotap analyzer");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Analyzer {
-            child,
-            base,
-            _state: state,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_owned());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap())
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let (status, body) = self.request("GET", path, None).await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn captures(&self) -> Vec<String> {
-        let list = self.json("/api/capture").await;
-        let mut ids: Vec<String> = list.as_object().unwrap().keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    async fn is_master(&self) -> bool {
-        self.json("/api/status").await["Captures"]["IsMaster"] == json!(true)
+        let proc = analyzer_on("127.0.0.1:0", etcd, host_id, &[]);
+        let api = Api::new(&proc);
+        Analyzer { _proc: proc, api }
     }
 }
 
-impl Drop for Analyzer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+impl std::ops::Deref for Analyzer {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
@@ -195,7 +56,7 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
     assert_eq!(status, 201, "{body}");
     let first: Value = serde_json::from_str(&body).unwrap();
     let first = first["UUID"].as_str().unwrap().to_owned();
-    eventually(wait, "B lists the capture", || async {
+    wait_until(wait, "B lists the capture", || async {
         b.captures().await == [first.clone()]
     })
     .await;
@@ -209,7 +70,7 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
     assert_eq!((status, body.trim()), (409, "duplicated resource"));
 
     // Exactly one dispatcher.
-    eventually(wait, "one analyzer leads", || async {
+    wait_until(wait, "one analyzer leads", || async {
         a.is_master().await ^ b.is_master().await
     })
     .await;
@@ -287,11 +148,11 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
     let mut both = vec![first.clone(), second.clone()];
     both.sort();
     let c = Analyzer::start(&etcd, "an-c");
-    eventually(wait, "a new analyzer lists both", || async {
+    wait_until(wait, "a new analyzer lists both", || async {
         c.captures().await == both
     })
     .await;
-    eventually(wait, "B lists both", || async {
+    wait_until(wait, "B lists both", || async {
         b.captures().await == both
     })
     .await;
@@ -301,7 +162,7 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
         .request("DELETE", &format!("/api/capture/{first}"), None)
         .await;
     assert_eq!(status, 200);
-    eventually(wait, "A sees the deletion", || async {
+    wait_until(wait, "A sees the deletion", || async {
         a.captures().await == [second.clone()]
     })
     .await;
@@ -315,7 +176,7 @@ async fn analyzers_share_captures_and_an_etcd_outage_only_stops_writes() {
         (c, [a, b])
     };
     drop(leader);
-    eventually(
+    wait_until(
         Duration::from_secs(20),
         "another analyzer leads",
         || async { others[0].is_master().await ^ others[1].is_master().await },
@@ -355,20 +216,13 @@ async fn named(an: &Analyzer, name: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_agents_subgraph_goes_when_its_lease_expires() {
     use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    use tokio_tungstenite::tungstenite::Message;
 
     let etcd = Etcd::start().await;
     let an = Analyzer::start(&etcd, "an-lease");
     let addr = an.base.strip_prefix("http://").unwrap().to_owned();
-    let mut req = format!("ws://{addr}/ws/agent/topology")
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert("X-Host-ID", "h-lease".parse().unwrap());
-    h.insert("X-Client-Type", "skydive-agent".parse().unwrap());
     // Not removed when the connection drops: only the lease can remove it.
-    h.insert("X-Persistence-Policy", "Persistent".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+    let mut ws = raw_agent_at(&addr, "h-lease", "Persistent")
         .await
         .expect("connect");
     ws.send(Message::text(
@@ -376,7 +230,7 @@ async fn a_persistent_agents_subgraph_goes_when_its_lease_expires() {
     ))
     .await
     .unwrap();
-    eventually(
+    wait_until(
         Duration::from_secs(10),
         "the agent's node is merged",
         || async { named(&an, "lease-node").await == 1 },
@@ -395,7 +249,7 @@ async fn a_persistent_agents_subgraph_goes_when_its_lease_expires() {
         1,
         "kept until the lease expires"
     );
-    eventually(
+    wait_until(
         Duration::from_secs(20),
         "removed once the lease expired",
         || async { named(&an, "lease-node").await == 0 },

@@ -5,363 +5,15 @@
 //! joined to the bridge by veths.
 
 mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::net::{sh, sh_quiet, Cleanup};
+use fleet::{agent, analyzer, eventually, free_port, raw_agent, sorted, Api, Etcd, Net, Proc};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
-
-const BIN: &str = env!("CARGO_BIN_EXE_topotap");
-
-/// A process killed on drop, with the address it printed (`listening on URL`).
-struct Proc {
-    child: Child,
-    addr: String,
-    /// Its state directory, removed once it is stopped.
-    state: Option<tempfile::TempDir>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .env("TOPOTAP_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("first line");
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .or_else(|| line.trim().strip_prefix("listening on https://"))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Proc {
-            child,
-            addr,
-            state: None,
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-        drop(self.state.take());
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A real etcd on loopback with a temporary data directory.
-struct Etcd {
-    _proc: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self._proc.kill();
-        let _ = self._proc.wait();
-    }
-}
-
-async fn etcd() -> Etcd {
-    assert!(
-        Path::new("/usr/bin/etcd").exists(),
-        "etcd is needed (Debian etcd-server, scripts/deps.sh)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let proc = Command::new("/usr/bin/etcd")
-        .args(["--name", "fleet-test", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("fleet-test={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start etcd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{url}/health")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "etcd did not become healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Etcd {
-        _proc: proc,
-        url,
-        _dir: dir,
-    }
-}
-
-/// The test network: a bridge in the root namespace (the analyzers' address) and one
-/// namespace per agent host.
-struct Net {
-    tag: String,
-    subnet: u8,
-    cleanup: Cleanup,
-    dirs: Vec<tempfile::TempDir>,
-}
-
-impl Net {
-    fn new() -> Net {
-        let tag = common::rand_tag();
-        let subnet = 100 + (u8::from_str_radix(&tag[..2], 16).unwrap() % 150);
-        let mut cleanup = Cleanup::new();
-        let br = format!("ft{tag}br");
-        sh(&format!("ip link add {br} type bridge"));
-        cleanup.link(&br);
-        sh(&format!(
-            "ip addr add 10.213.{subnet}.254/24 dev {br} && ip link set {br} up"
-        ));
-        Net {
-            tag,
-            subnet,
-            cleanup,
-            dirs: Vec::new(),
-        }
-    }
-
-    fn analyzer_ip(&self) -> String {
-        format!("10.213.{}.254", self.subnet)
-    }
-
-    /// Host `i`: a namespace on the bridge at 10.213.<subnet>.<i>, and a netns
-    /// directory of its own. Returns the namespace name and that directory.
-    fn host(&mut self, i: u8) -> (String, PathBuf) {
-        let (tag, subnet) = (self.tag.clone(), self.subnet);
-        let ns = format!("ft{tag}h{i}");
-        self.cleanup.netns(&ns);
-        let root_end = format!("ft{tag}v{i}");
-        sh(&format!(
-            "ip link add {root_end} type veth peer name eth0 netns {ns} && \
-             ip link set {root_end} master ft{tag}br up && \
-             ip -n {ns} addr add 10.213.{subnet}.{i}/24 dev eth0 && \
-             ip -n {ns} link set eth0 up"
-        ));
-        self.cleanup.link(&root_end);
-        let dir = tempfile::Builder::new()
-            .prefix("topotap-fleet-netns-")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().to_owned();
-        // A shared mount, as `ip netns` makes /var/run/netns: namespaces bound under it
-        // later show in the agent's mount namespace too.
-        sh(&format!(
-            "mount --bind {0} {0} && mount --make-private {0} && mount --make-shared {0}",
-            path.display()
-        ));
-        self.cleanup.defer(format!("umount -l {}", path.display()));
-        self.dirs.push(dir);
-        (ns, path)
-    }
-
-    /// A named namespace `name` in `dir` (a bind mount, as `ip netns add` makes in
-    /// /var/run/netns), removed at the end.
-    fn netns_in(&mut self, dir: &Path, name: &str) {
-        let file = dir.join(name);
-        std::fs::write(&file, b"").unwrap();
-        self.cleanup
-            .defer(format!("umount {0}; rm -f {0}", file.display()));
-        sh(&format!("unshare --net={} true", file.display()));
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // Namespaces bound under the directories go before the directories.
-        let cleanup = std::mem::take(&mut self.cleanup);
-        drop(cleanup);
-        for d in &self.dirs {
-            sh_quiet(&format!(
-                "for f in {}/*; do umount $f 2>/dev/null; done",
-                d.path().display()
-            ));
-        }
-    }
-}
-
-fn analyzer(net: &Net, etcd: &Etcd, host_id: &str, port: u16, extra: &[&str]) -> Proc {
-    let state = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(
-        Command::new(BIN)
-            .args(["analyzer", "--listen"])
-            .arg(format!("{}:{port}", net.analyzer_ip()))
-            .args(["--etcd", &etcd.url, "--host-id", host_id])
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(extra),
-    );
-    p.state = Some(state);
-    p
-}
-
-fn agent(ns: &str, netns_dir: &Path, host_id: &str, analyzers: &[&Proc], extra: &[&str]) -> Proc {
-    let list: Vec<&str> = analyzers.iter().map(|a| a.addr.as_str()).collect();
-    let state = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            // A PID namespace of its own: the probes' /proc scan sees only this agent,
-            // as on a host of its own. The agent dies with the test's handle on it.
-            .args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
-            // Namespaces the test binds later under --netns-path must show inside.
-            .args(["--propagation", "slave"])
-            .arg(BIN)
-            .args(["agent", "--analyzer", &list.join(","), "--host-id", host_id])
-            .args(["--listen", "127.0.0.1:0", "--ovsdb", "none", "--netns-path"])
-            .arg(netns_dir)
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(extra),
-    );
-    p.state = Some(state);
-    p
-}
-
-/// A small client of an analyzer's API.
-struct Api {
-    base: String,
-    http: reqwest::Client,
-    auth: Option<(String, String)>,
-}
-
-impl Api {
-    fn new(p: &Proc) -> Api {
-        Api {
-            base: format!("http://{}", p.addr),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-            auth: None,
-        }
-    }
-
-    async fn try_query(&self, gremlin: &str) -> Option<Value> {
-        let mut req = self
-            .http
-            .post(format!("{}/api/topology", self.base))
-            .header("Content-Type", "application/json")
-            .body(json!({ "GremlinQuery": gremlin }).to_string());
-        if let Some((u, p)) = &self.auth {
-            req = req.basic_auth(u, Some(p));
-        }
-        let resp = req.send().await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.json().await.ok()
-    }
-
-    async fn query(&self, gremlin: &str) -> Value {
-        self.try_query(gremlin)
-            .await
-            .unwrap_or_else(|| panic!("query {gremlin} failed on {}", self.base))
-    }
-
-    /// Host names of the host nodes.
-    async fn hosts(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .try_query("G.V().Has('Type','host').Values('Name')")
-            .await
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    async fn count(&self, gremlin: &str) -> i64 {
-        self.try_query(gremlin)
-            .await
-            .and_then(|v| v.as_i64())
-            .unwrap_or(-1)
-    }
-}
-
-/// Polls `check` until it holds or `timeout` passes; returns whether it held and when.
-async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn sorted(v: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
-}
-
-/// A raw connection to `/ws/agent/topology` as host `host`.
-async fn raw_agent(
-    analyzer: &Proc,
-    host: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tungstenite::Error,
-> {
-    let mut req = format!("ws://{}/ws/agent/topology", analyzer.addr)
-        .into_client_request()
-        .unwrap();
-    let h = req.headers_mut();
-    h.insert("X-Host-ID", host.parse().unwrap());
-    h.insert("X-Client-Type", "skydive-agent".parse().unwrap());
-    h.insert(
-        "X-Persistence-Policy",
-        "DeleteOnDisconnect".parse().unwrap(),
-    );
-    tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
-}
 
 /// Sends `text` and returns the close frame's code and reason the analyzer answers.
 async fn refused_with(analyzer: &Proc, host: &str, text: String) -> (u16, String) {
@@ -387,7 +39,7 @@ async fn refused_with(analyzer: &Proc, host: &str, text: String) -> (u16, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_merge_into_one_analyzer_and_bad_agents_are_refused() {
-    let etcd = etcd().await;
+    let etcd = Etcd::start().await;
     let mut net = Net::new();
     let tag = net.tag.clone();
     let an = analyzer(
@@ -552,7 +204,7 @@ async fn agents_merge_into_one_analyzer_and_bad_agents_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyzers_replicate_and_agents_resync() {
-    let etcd = etcd().await;
+    let etcd = Etcd::start().await;
     let mut net = Net::new();
     let tag = net.tag.clone();
     let (port_a, port_b) = (free_port(), free_port());
@@ -677,7 +329,7 @@ async fn analyzers_replicate_and_agents_resync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_authenticate_to_the_analyzer() {
-    let etcd = etcd().await;
+    let etcd = Etcd::start().await;
     let mut net = Net::new();
     let tag = net.tag.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -760,7 +412,7 @@ async fn agents_authenticate_to_the_analyzer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_authenticate_with_client_certificates() {
-    let etcd = etcd().await;
+    let etcd = Etcd::start().await;
     let mut net = Net::new();
     let tag = net.tag.clone();
     let ca = common::certs::TestCa::new(&format!("fleet-ca-{tag}"));
