@@ -216,11 +216,14 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     let fleet = match &role {
         Role::Analyzer {
             max_message_bytes, ..
-        } => Some(crate::fleet::analyzer::Fleet::new(
-            graph.clone(),
-            &host_id,
-            *max_message_bytes,
-        )),
+        } => {
+            crate::fleet::tunnels::follow(graph.clone(), &host_id);
+            Some(crate::fleet::analyzer::Fleet::new(
+                graph.clone(),
+                &host_id,
+                *max_message_bytes,
+            ))
+        }
         _ => None,
     };
     // An analyzer's definitions, agent leases and dispatcher election are in etcd.

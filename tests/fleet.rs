@@ -491,3 +491,109 @@ async fn agents_authenticate_with_client_certificates() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(api.hosts().await, sorted(&[ids[0].as_str()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vxlan_tunnels_link_hosts_on_the_analyzer() {
+    let etcd = Etcd::start().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("an-{tag}"),
+        0,
+        &["--insecure-no-auth"],
+    );
+    let api = Api::new(&an);
+    let ids: Vec<String> = (1..=2).map(|i| format!("x{i}-{tag}")).collect();
+    let (ns1, d1) = net.host(1);
+    let (ns2, d2) = net.host(2);
+    let (ip1, ip2) = (net.host_ip(1), net.host_ip(2));
+    // A VXLAN on each host whose remote end is the other host's eth0.
+    let (vx1, vx2) = (format!("vx{tag}a"), format!("vx{tag}b"));
+    for (ns, vx, local, remote) in [(&ns1, &vx1, &ip1, &ip2), (&ns2, &vx2, &ip2, &ip1)] {
+        common::net::sh(&format!(
+            "ip -n {ns} link add {vx} type vxlan id 42 local {local} remote {remote} \
+             dstport 4789 dev eth0 && ip -n {ns} link set {vx} up"
+        ));
+    }
+    let _h1 = agent(&ns1, &d1, &ids[0], &[&an], &[]);
+    let mut h2 = agent(&ns2, &d2, &ids[1], &[&an], &[]);
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            api.hosts().await == sorted(&all)
+        })
+        .await
+        .is_some(),
+        "the analyzer shows {:?}",
+        api.hosts().await
+    );
+
+    // The agent records the tunnel's endpoints from netlink.
+    let node = api.query(&format!("G.V().Has('Name','{vx1}')")).await;
+    let md = &node[0]["Metadata"];
+    assert_eq!(md["Type"], "vxlan", "{md}");
+    assert_eq!(md["LocalIP"], json!(ip1), "{md}");
+    assert_eq!(md["RemoteIP"], json!(ip2), "{md}");
+    assert_eq!(md["VNI"], 42, "{md}");
+    assert_eq!(md["TunnelPort"], 4789, "{md}");
+
+    // Each tunnel gets an edge to the other host's eth0, so a path crosses hosts.
+    let tunnels = || async {
+        api.query("G.E().Has('RelationType','tunnel')")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let both = eventually(Duration::from_secs(10), || async {
+        tunnels().await.len() == 2
+    })
+    .await;
+    assert!(both.is_some(), "tunnel edges: {:?}", tunnels().await);
+    let eth0_2 = api
+        .query(&format!("G.V().Has('@Host','{}','Name','eth0')", ids[1]))
+        .await[0]["ID"]
+        .clone();
+    let vx1_id = api.query(&format!("G.V().Has('Name','{vx1}')")).await[0]["ID"].clone();
+    let edge = tunnels()
+        .await
+        .into_iter()
+        .find(|e| e["Parent"] == vx1_id)
+        .expect("an edge from host 1's tunnel");
+    assert_eq!(edge["Child"], eth0_2, "{edge}");
+    assert_eq!(edge["Host"], json!(ids[0]), "{edge}");
+    assert_eq!(
+        edge["Origin"],
+        json!(format!("analyzer.an-{tag}")),
+        "{edge}"
+    );
+    let path = api
+        .query(&format!(
+            "G.V().Has('Name','{vx1}').ShortestPathTo(Metadata('Name','{vx2}'))"
+        ))
+        .await;
+    let hosts: Vec<&str> = path[0]
+        .as_array()
+        .unwrap_or_else(|| panic!("no path: {path}"))
+        .iter()
+        .map(|n| n["Host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts.first(), Some(&ids[0].as_str()), "{path}");
+    assert_eq!(hosts.last(), Some(&ids[1].as_str()), "{path}");
+
+    // Either side going takes its edge away: the tunnel on host 1, then all of host 2.
+    common::net::sh(&format!("ip -n {ns1} link del {vx1}"));
+    let one = eventually(Duration::from_secs(10), || async {
+        tunnels().await.len() == 1
+    })
+    .await;
+    assert!(one.is_some(), "tunnel edges: {:?}", tunnels().await);
+    h2.kill();
+    let none = eventually(Duration::from_secs(10), || async {
+        tunnels().await.is_empty()
+    })
+    .await;
+    assert!(none.is_some(), "tunnel edges: {:?}", tunnels().await);
+}

@@ -6,6 +6,7 @@
 //! - [`agent`]: an agent's links to its analyzers.
 //! - [`analyzer`]: the receiving side (`/ws/agent/topology`, `/ws/replication`).
 //! - [`merge`]: how messages change the merged graph, and who may write what.
+//! - [`tunnels`]: edges an analyzer derives between tunnels and their remote hosts.
 
 pub mod agent;
 pub mod analyzer;
@@ -13,3 +14,4 @@ pub mod link;
 pub mod merge;
 pub mod protocol;
 pub mod replication;
+pub mod tunnels;

@@ -29,6 +29,12 @@ pub mod key {
     pub const DRIVER: &str = "Driver";
     /// An edge's relation (see [`super::relation`]).
     pub const RELATION_TYPE: &str = "RelationType";
+    /// A tunnel interface's remote endpoint address (netlink and OVS tunnels).
+    pub const REMOTE_IP: &str = "RemoteIP";
+    /// An interface's IPv4 addresses (`a.b.c.d/len`).
+    pub const IPV4: &str = "IPV4";
+    /// An interface's IPv6 addresses (`addr/len`).
+    pub const IPV6: &str = "IPV6";
     /// Capture states on captured nodes, written by the capture placer only.
     pub const CAPTURES: &str = "Captures";
 }
@@ -54,6 +60,9 @@ pub mod relation {
     pub const LAYER2: &str = "layer2";
     /// All the relation types the probes write.
     pub const ALL: &[&str] = &[OWNERSHIP, LAYER2];
+    /// A tunnel interface (VXLAN, GENEVE, GRE, ...) -> the interface of another host
+    /// holding its remote address; derived by fleet analyzers, never by probes.
+    pub const TUNNEL: &str = "tunnel";
 }
 
 /// Node types that are structure, never a network interface: no packets are captured

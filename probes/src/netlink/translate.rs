@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
-    State, Stats64,
+    InfoData, InfoGeneve, InfoGre, InfoGre6, InfoIpTunnel, InfoKind, InfoVlan, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State, Stats64,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -78,6 +78,11 @@ pub const LINK_KEYS: &[&str] = &[
     "Vlan",
     "PeerIfIndex",
     "LinkNetNsID",
+    "LocalIP",
+    "RemoteIP",
+    "VNI",
+    "TunnelPort",
+    "Group",
 ];
 
 /// Whether a link message is about a network device (not a bridge-port `AF_BRIDGE`
@@ -98,6 +103,7 @@ pub fn link_view(msg: &LinkMessage) -> LinkView {
     let mut link_netnsid = None;
     let mut master = None;
     let mut vlan = None;
+    let mut tunnel = Tunnel::default();
     let mut stats = None;
     for attr in &msg.attributes {
         match attr {
@@ -119,6 +125,7 @@ pub fn link_view(msg: &LinkMessage) -> LinkView {
                                 _ => None,
                             })
                         }
+                        LinkInfo::Data(data) => tunnel = Tunnel::of(data),
                         _ => {}
                     }
                 }
@@ -149,6 +156,14 @@ pub fn link_view(msg: &LinkMessage) -> LinkView {
         ("Vlan", vlan.map(Value::from)),
         ("PeerIfIndex", peer_index.map(Value::from)),
         ("LinkNetNsID", link_netnsid.map(Value::from)),
+        ("LocalIP", tunnel.local.map(|a| Value::from(a.to_string()))),
+        (
+            "RemoteIP",
+            tunnel.remote.map(|a| Value::from(a.to_string())),
+        ),
+        ("VNI", tunnel.vni.map(Value::from)),
+        ("TunnelPort", tunnel.port.map(Value::from)),
+        ("Group", tunnel.group.map(|a| Value::from(a.to_string()))),
     ];
     LinkView {
         index,
@@ -160,6 +175,90 @@ pub fn link_view(msg: &LinkMessage) -> LinkView {
         parent,
         fields,
         stats,
+    }
+}
+
+/// The endpoints of a VXLAN, GENEVE, GRE or IP-in-IP link (`IFLA_INFO_DATA`), as
+/// Skydive's OVS probe names them on tunnel interfaces (`LocalIP`, `RemoteIP`), with
+/// the VNI and UDP port of VXLAN and GENEVE and the multicast group of a VXLAN.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Tunnel {
+    local: Option<IpAddr>,
+    remote: Option<IpAddr>,
+    vni: Option<u32>,
+    port: Option<u16>,
+    group: Option<IpAddr>,
+}
+
+impl Tunnel {
+    fn of(data: &InfoData) -> Tunnel {
+        let mut t = Tunnel::default();
+        let set = |slot: &mut Option<IpAddr>, a: IpAddr| {
+            if !a.is_unspecified() {
+                *slot = Some(a);
+            }
+        };
+        match data {
+            InfoData::Vxlan(v) => {
+                for x in v {
+                    match x {
+                        InfoVxlan::Id(id) => t.vni = Some(*id),
+                        InfoVxlan::Port(p) => t.port = Some(*p),
+                        InfoVxlan::Local(a) => set(&mut t.local, (*a).into()),
+                        InfoVxlan::Local6(a) => set(&mut t.local, (*a).into()),
+                        // IFLA_VXLAN_GROUP is the remote end, or a multicast group.
+                        InfoVxlan::Group(a) => set(&mut t.remote, (*a).into()),
+                        InfoVxlan::Group6(a) => set(&mut t.remote, (*a).into()),
+                        _ => {}
+                    }
+                }
+                if t.remote.is_some_and(|a| a.is_multicast()) {
+                    t.group = t.remote.take();
+                }
+            }
+            InfoData::Geneve(v) => {
+                for x in v {
+                    match x {
+                        InfoGeneve::Id(id) => t.vni = Some(*id),
+                        InfoGeneve::Port(p) => t.port = Some(*p),
+                        InfoGeneve::Local(a) => set(&mut t.local, (*a).into()),
+                        InfoGeneve::Local6(a) => set(&mut t.local, (*a).into()),
+                        InfoGeneve::Remote(a) => set(&mut t.remote, (*a).into()),
+                        InfoGeneve::Remote6(a) => set(&mut t.remote, (*a).into()),
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::GreTap(v) | InfoData::GreTun(v) | InfoData::ErSpan(v) => {
+                for x in v {
+                    match x {
+                        InfoGre::Local(a) => set(&mut t.local, (*a).into()),
+                        InfoGre::Remote(a) => set(&mut t.remote, (*a).into()),
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::GreTap6(v) | InfoData::GreTun6(v) | InfoData::Ip6ErSpan(v) => {
+                for x in v {
+                    match x {
+                        InfoGre6::Local(a) => set(&mut t.local, (*a).into()),
+                        InfoGre6::Remote(a) => set(&mut t.remote, (*a).into()),
+                        _ => {}
+                    }
+                }
+            }
+            InfoData::IpTunnel(v) => {
+                for x in v {
+                    match x {
+                        InfoIpTunnel::Local(a) => set(&mut t.local, *a),
+                        InfoIpTunnel::Remote(a) => set(&mut t.remote, *a),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        t
     }
 }
 
@@ -632,6 +731,78 @@ mod tests {
         assert_eq!(field(&v, "MasterIndex"), None);
         let keys: Vec<&str> = v.fields.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, LINK_KEYS);
+    }
+
+    #[test]
+    fn tunnel_links_record_their_endpoints() {
+        let link = |kind: InfoKind, data: InfoData| {
+            let mut msg = LinkMessage::default();
+            msg.header.index = 12;
+            msg.attributes = vec![
+                LinkAttribute::IfName("tun0".into()),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind), LinkInfo::Data(data)]),
+            ];
+            link_view(&reparse_link(&msg))
+        };
+        let v = link(
+            InfoKind::Vxlan,
+            InfoData::Vxlan(vec![
+                InfoVxlan::Id(42),
+                InfoVxlan::Group(Ipv4Addr::new(10, 0, 0, 2)),
+                InfoVxlan::Local(Ipv4Addr::new(10, 0, 0, 1)),
+                InfoVxlan::Port(4789),
+            ]),
+        );
+        assert_eq!(v.kind, "vxlan");
+        assert_eq!(field(&v, "LocalIP"), Some(&json!("10.0.0.1")));
+        assert_eq!(field(&v, "RemoteIP"), Some(&json!("10.0.0.2")));
+        assert_eq!(field(&v, "VNI"), Some(&json!(42)));
+        assert_eq!(field(&v, "TunnelPort"), Some(&json!(4789)));
+        assert_eq!(field(&v, "Group"), None);
+
+        // A multicast VXLAN has a group, no remote end.
+        let v = link(
+            InfoKind::Vxlan,
+            InfoData::Vxlan(vec![
+                InfoVxlan::Id(7),
+                InfoVxlan::Group(Ipv4Addr::new(239, 1, 1, 1)),
+            ]),
+        );
+        assert_eq!(field(&v, "RemoteIP"), None);
+        assert_eq!(field(&v, "Group"), Some(&json!("239.1.1.1")));
+
+        let v = link(
+            InfoKind::Geneve,
+            InfoData::Geneve(vec![
+                InfoGeneve::Id(9),
+                InfoGeneve::Remote(Ipv4Addr::new(192, 0, 2, 9)),
+            ]),
+        );
+        assert_eq!(v.kind, "geneve");
+        assert_eq!(field(&v, "RemoteIP"), Some(&json!("192.0.2.9")));
+        assert_eq!(field(&v, "VNI"), Some(&json!(9)));
+
+        let v = link(
+            InfoKind::GreTap,
+            InfoData::GreTap(vec![
+                InfoGre::Local(Ipv4Addr::new(192, 0, 2, 1)),
+                InfoGre::Remote(Ipv4Addr::new(192, 0, 2, 2)),
+            ]),
+        );
+        assert_eq!(field(&v, "LocalIP"), Some(&json!("192.0.2.1")));
+        assert_eq!(field(&v, "RemoteIP"), Some(&json!("192.0.2.2")));
+        assert_eq!(field(&v, "VNI"), None);
+
+        // Any-address endpoints (an unbound local end) are not recorded.
+        let v = link(
+            InfoKind::GreTun,
+            InfoData::GreTun(vec![
+                InfoGre::Local(Ipv4Addr::UNSPECIFIED),
+                InfoGre::Remote(Ipv4Addr::new(192, 0, 2, 2)),
+            ]),
+        );
+        assert_eq!(field(&v, "LocalIP"), None);
+        assert_eq!(field(&v, "RemoteIP"), Some(&json!("192.0.2.2")));
     }
 
     #[test]
