@@ -2,60 +2,18 @@
 //! with credentials (it posts `/login` as a form and sends the `authtoken` cookie back),
 //! with wrong or no credentials (the server's 401), and without authentication at all.
 //!
-//! The client is installed with pip into a virtual environment kept under `target/`,
-//! so reruns do not download it again. Needs Debian's `python3-venv` and PyPI.
+//! The client is installed with pip into a virtual environment kept under `target/`
+//! (`common/skydive_venv.rs`), so reruns do not download it again.
 
 mod common;
+#[path = "common/skydive_venv.rs"]
+mod skydive_venv;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Topotap;
 use serde_json::Value;
-
-/// The version the test was written against; its source shows what it sends.
-const CLIENT: &str = "skydive-client==0.10.0";
-
-/// The virtual environment with skydive-client, made once and reused.
-fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skydive-client-venv");
-    let python = dir.join("bin/python");
-    let stamp = dir.join(".installed");
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == CLIENT) {
-        return python;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .output()
-        .expect("python3 (apt-get install python3 python3-venv; see scripts/deps.sh)");
-    assert!(
-        out.status.success(),
-        "python3 -m venv {} failed (apt-get install python3-venv):\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(CLIENT)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pip install {CLIENT} failed (is PyPI reachable?):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&stamp, CLIENT).unwrap();
-    python
-}
+use skydive_venv::venv;
 
 /// Runs tests/python/skydive_client_check.py against `t`: what it printed, as JSON.
 fn run_client(t: &Topotap, credentials: &[&str]) -> Value {
