@@ -347,8 +347,8 @@ async fn ping_through_open_vswitch_gives_exact_flow_counts() {
     let uuid = cap["UUID"].as_str().unwrap().to_owned();
     wait_active(&t, &uuid, 1).await;
 
-    sh(&format!(
-        "ip netns exec {p}a ping -c 5 -i 0.2 -W 2 10.77.14.2"
+    let pingout = sh(&format!(
+        "ip netns exec {p}a ping -D -c 5 -i 0.2 -W 2 10.77.14.2"
     ));
     let q = format!("G.Flows().Has('CaptureID', '{uuid}')");
     let (flows, ok) = t
@@ -358,9 +358,14 @@ async fn ping_through_open_vswitch_gives_exact_flow_counts() {
             })
         })
         .await;
-    assert!(ok, "flows: {flows}");
+    assert!(ok, "flows: {flows} ping: {pingout}");
     assert_eq!(flows[0]["Metric"]["ABBytes"], 5 * 98);
     assert_eq!(flows[0]["Network"]["A"], "10.77.14.1");
+    // The interface's TID may change once the capture runs (its OVS namespace gets its
+    // name): the capture goes on and the flow follows the node's current TID.
+    let node = t.query(&format!("{q}.CaptureNode()")).await;
+    assert_eq!(node.as_array().map(Vec::len), Some(1), "{node}");
+    assert_eq!(node[0]["Metadata"]["Name"], format!("{p}a0"));
     drop(t);
     drop(net);
     drop(ovs);

@@ -43,6 +43,8 @@ pub trait PacketSink: Send {
     /// The capture's kernel drops so far (frames the sink never saw), given whenever the
     /// capture statistics are refreshed.
     fn capture_drops(&mut self, _dropped: u64) {}
+    /// The captured node's `TID` changed: flows from now on (and those held) carry it.
+    fn retag(&mut self, _node_tid: &str) {}
 }
 
 /// What an exporting sink has sent, shared with the API: its sender's [`SendCounters`] (the one
@@ -135,6 +137,9 @@ pub struct WorkerShared {
     pub dropped: AtomicU64,
     pub if_dropped: AtomicU64,
     pub state: Mutex<WorkerState>,
+    /// A new `TID` for the sink, taken by the capture thread (see [`Worker::retag`]).
+    retag: Mutex<Option<String>>,
+    retag_pending: AtomicBool,
 }
 
 impl Default for WorkerShared {
@@ -145,6 +150,8 @@ impl Default for WorkerShared {
             dropped: AtomicU64::new(0),
             if_dropped: AtomicU64::new(0),
             state: Mutex::new(WorkerState::Starting),
+            retag: Mutex::new(None),
+            retag_pending: AtomicBool::new(false),
         }
     }
 }
@@ -192,6 +199,13 @@ impl Worker {
 
     /// Asks the thread to stop and waits for it (at most one [`TICK`] plus the sink's
     /// final export).
+    /// The node's `TID` changed: the capture goes on (a restart would lose the frames
+    /// in between) and its sink tags flows with the new one.
+    pub fn retag(&self, node_tid: &str) {
+        *self.shared.retag.lock() = Some(node_tid.to_owned());
+        self.shared.retag_pending.store(true, Ordering::Release);
+    }
+
     pub fn stop(mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -252,6 +266,13 @@ fn run(
     let mut feeder = Feeder::new(sink, Clock::Wall);
     let mut last_stats = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
+        if shared.retag_pending.load(Ordering::Relaxed)
+            && shared.retag_pending.swap(false, Ordering::Acquire)
+        {
+            if let Some(tid) = shared.retag.lock().take() {
+                feeder.sink.retag(&tid);
+            }
+        }
         match cap.next_packet() {
             Ok(p) => {
                 let ts = Timestamp::from_micros(

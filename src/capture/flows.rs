@@ -121,6 +121,10 @@ impl PacketSink for LocalSink {
         self.source.table.lock().process(ts, &packet, orig_len);
     }
 
+    fn retag(&mut self, node_tid: &str) {
+        self.source.table.lock().retag(node_tid);
+    }
+
     fn tick(&mut self, now: Timestamp) {
         let mut t = self.source.table.lock();
         // Updates and expiries are state transitions of the table; the local target

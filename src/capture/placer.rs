@@ -63,6 +63,16 @@ pub struct Target {
     pub netns: Option<PathBuf>,
 }
 
+impl Target {
+    /// Whether both name the same interface: all but the `TID`, which only tags flows.
+    fn same_interface(&self, other: &Target) -> bool {
+        self.node == other.node
+            && self.ifname == other.ifname
+            && self.if_index == other.if_index
+            && self.netns == other.netns
+    }
+}
+
 /// A capture on one node.
 pub type Key = (String, Identifier);
 
@@ -165,6 +175,8 @@ pub enum Action {
     Stop(Key),
     /// Open the sink and start capturing (again, after a failure).
     Start(Key, Box<(Capture, Target)>),
+    /// Only the node's `TID` changed: tell the running capture, do not restart it.
+    Retag(Key, String),
 }
 
 #[derive(Debug, Clone)]
@@ -186,13 +198,22 @@ pub struct Reconciler {
 impl Reconciler {
     /// The actions that take what is placed to `desired`: stops for what no longer
     /// matches or whose capture or interface changed, starts for what is new or failed
-    /// before (a name may come to resolve).
+    /// before (a name may come to resolve), retags where only the node's `TID` changed
+    /// (its namespace was named, its bridge adopted it: same interface, same packets).
     pub fn plan(&mut self, desired: &Desired) -> Vec<Action> {
         let mut actions = Vec::new();
         self.placed.retain(|key, p| {
             let keep = match desired.get(key) {
-                Some((c, t)) => *c == p.capture && *t == p.target,
-                None => false,
+                Some((c, t)) if *c == p.capture && t.same_interface(&p.target) => {
+                    if t.tid != p.target.tid {
+                        p.target.tid = t.tid.clone();
+                        if p.failed.is_none() {
+                            actions.push(Action::Retag(key.clone(), t.tid.clone()));
+                        }
+                    }
+                    true
+                }
+                _ => false,
             };
             if !keep && p.failed.is_none() {
                 actions.push(Action::Stop(key.clone()));
@@ -596,12 +617,19 @@ impl Shell {
             match a {
                 Action::Stop(key) => {
                     if let Some(r) = self.running.remove(&key) {
+                        debug!(capture = %key.0, node = %key.1, ifname = %r.ifname, "stopping capture point");
                         stopping.push(r.worker);
                     }
                 }
                 Action::Start(key, what) => {
                     let (capture, target) = *what;
                     starting.push((key, capture, target));
+                }
+                Action::Retag(key, tid) => {
+                    if let Some(r) = self.running.get(&key) {
+                        debug!(capture = %key.0, node = %key.1, %tid, "capture point retagged");
+                        r.worker.retag(&tid);
+                    }
                 }
             }
         }
@@ -632,6 +660,7 @@ impl Shell {
             match worker {
                 Ok(worker) => {
                     let ifname = target.ifname.clone();
+                    debug!(capture = %capture.uuid, node = %target.node, %ifname, netns = ?target.netns, "capture point started");
                     self.reconciler
                         .started(key.clone(), capture.clone(), target);
                     self.running.insert(
@@ -925,6 +954,20 @@ mod tests {
         );
         r.started(key(&c1, &a2), c1.clone(), a2.clone());
         assert_eq!(r.failures().count(), 0, "b no longer matches");
+
+        // Only the node's TID changed (its namespace got its name, its bridge adopted
+        // it): the capture goes on, retagged once.
+        let a3 = Target {
+            tid: "tid-2".into(),
+            ..a2.clone()
+        };
+        let d = want(&[(&c1, &a3)]);
+        assert_eq!(
+            r.plan(&d),
+            vec![Action::Retag(key(&c1, &a3), "tid-2".into())]
+        );
+        assert!(r.plan(&d).is_empty());
+        let a2 = a3;
 
         // The capture was deleted.
         assert_eq!(r.plan(&Desired::new()), vec![Action::Stop(key(&c1, &a2))]);

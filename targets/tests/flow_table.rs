@@ -360,6 +360,28 @@ fn udp_both_directions_and_dns_timeout() {
     assert_eq!(table.drain_expired(t(5 + 10_000)).count(), 1);
 }
 
+/// A node's TID can change while it is captured (its namespace gets its name): the
+/// flows already in the table and those after carry the new one, in one flow.
+#[test]
+fn retag_moves_held_and_new_flows_to_the_new_tid() {
+    let mut table = FlowTable::new(config());
+    let req = |seq| v4_frame(IP_A, IP_B, 1, &icmp(8, 123, seq, 56), true);
+    feed(&mut table, t(0), &req(0));
+    table.retag("b6f0c1d2");
+    assert_eq!(
+        only_flow(&table).node_tid(),
+        "b6f0c1d2",
+        "same TID: nothing to do"
+    );
+    table.retag("new-tid");
+    assert_eq!(only_flow(&table).node_tid(), "new-tid");
+    feed(&mut table, t(200), &req(1));
+    let f = only_flow(&table);
+    assert_eq!((f.node_tid(), f.metric().ab_packets), ("new-tid", 2));
+    assert_eq!(table.identity().node_tid, "new-tid");
+    assert_eq!(table.identity().capture_id, "8e1f0a0b-capture");
+}
+
 #[test]
 fn vlan_tagged_frames() {
     let mut tagged = FlowTable::new(config());

@@ -65,7 +65,10 @@ impl Topotap {
                     .flat_map(|d| [OsStr::new("--state-dir"), d.path().as_os_str()]),
             )
             .args(extra)
-            .env("TOPOTAP_LOG", "warn")
+            .env(
+                "TOPOTAP_LOG",
+                std::env::var("TOPOTAP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -204,6 +204,10 @@ impl<E: FlowExporter + Send> PacketSink for FlowExportSink<E> {
         self.pipeline.exporter.start_clock(first);
     }
 
+    fn retag(&mut self, node_tid: &str) {
+        self.pipeline.meter.retag(node_tid);
+    }
+
     fn finish(&mut self, now: Timestamp) {
         let sender = &self.sender;
         self.pipeline.finish(now, |d, records| {

@@ -161,6 +161,11 @@ impl FlowMeter {
         &self.table
     }
 
+    /// See [`FlowTable::retag`].
+    pub fn retag(&mut self, node_tid: &str) {
+        self.table.retag(node_tid);
+    }
+
     /// Packets offered to the meter, sampled or not.
     pub fn observed(&self) -> u64 {
         self.observed

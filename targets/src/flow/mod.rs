@@ -214,6 +214,28 @@ impl FlowTable {
         &self.identity
     }
 
+    /// The capture's node got another `TID` (its owner was renamed or adopted): new
+    /// flows and the flows held now carry `node_tid`, so `Flows()` from the node keeps
+    /// finding them. Flows already handed out as events keep the old one.
+    pub fn retag(&mut self, node_tid: &str) {
+        if self.identity.node_tid == node_tid {
+            return;
+        }
+        let identity = Arc::new(CaptureIdentity {
+            node_tid: node_tid.to_owned(),
+            capture_id: self.identity.capture_id.clone(),
+        });
+        for flow in self
+            .chunks
+            .iter_mut()
+            .flatten()
+            .filter_map(|s| s.flow.as_mut())
+        {
+            flow.set_identity(identity.clone());
+        }
+        self.identity = identity;
+    }
+
     /// Account one packet captured at `now` whose original length on the wire was `frame_len` (Skydive
     /// counts frame bytes; the snaplen may have cut `packet.data` shorter).
     pub fn process(&mut self, now: Timestamp, packet: &Packet<'_>, frame_len: u32) {

@@ -826,6 +826,10 @@ impl Flow {
     pub fn node_tid(&self) -> &str {
         &self.identity.node_tid
     }
+
+    pub(crate) fn set_identity(&mut self, identity: Arc<CaptureIdentity>) {
+        self.identity = identity;
+    }
     pub fn capture_id(&self) -> &str {
         &self.identity.capture_id
     }
