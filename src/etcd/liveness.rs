@@ -99,20 +99,7 @@ impl Liveness {
     pub async fn register(&self, host: &str) -> Result<AgentLease, EtcdError> {
         check_segment("host id", host)?;
         let id = grant_and_put(&self.etcd, &self.key(host), &self.analyzer, self.ttl).await?;
-        let lease = Arc::new(AtomicI64::new(id));
-        let keeper = tokio::spawn(keep(
-            self.etcd.clone(),
-            self.key(host),
-            self.analyzer.clone(),
-            self.ttl,
-            lease.clone(),
-        ));
-        Ok(AgentLease {
-            etcd: self.etcd.clone(),
-            host: host.to_owned(),
-            lease,
-            keeper,
-        })
+        Ok(self.keep_alive(host, id))
     }
 
     /// Marks `host` alive through this analyzer, like [`Liveness::register`], but
@@ -120,7 +107,13 @@ impl Liveness {
     /// cannot be reached (an agent's connection does not wait for etcd).
     pub fn hold(&self, host: &str) -> Result<AgentLease, EtcdError> {
         check_segment("host id", host)?;
-        let lease = Arc::new(AtomicI64::new(NO_LEASE));
+        Ok(self.keep_alive(host, NO_LEASE))
+    }
+
+    /// The lease of `host` (`lease`: granted already, or [`NO_LEASE`] yet), renewed,
+    /// and taken again if lost, by a background task until it is dropped.
+    fn keep_alive(&self, host: &str, lease: i64) -> AgentLease {
+        let lease = Arc::new(AtomicI64::new(lease));
         let keeper = tokio::spawn(keep(
             self.etcd.clone(),
             self.key(host),
@@ -128,12 +121,12 @@ impl Liveness {
             self.ttl,
             lease.clone(),
         ));
-        Ok(AgentLease {
+        AgentLease {
             etcd: self.etcd.clone(),
             host: host.to_owned(),
             lease,
             keeper,
-        })
+        }
     }
 
     /// The hosts some analyzer holds a lease for.
