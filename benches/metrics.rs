@@ -79,6 +79,7 @@ fn setup() -> (Metrics, Vec<std::net::UdpSocket>) {
         captures: board,
         websocket_clients: Arc::new(|| vec![("subscriber", 3)]),
         etcd: None,
+        history: None,
     });
     // Some HTTP history, as a running server has.
     for (i, path) in [

@@ -202,6 +202,23 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_STATE_DIR", default_value = "/var/lib/topotap")]
     pub state_dir: PathBuf,
 
+    /// Where past revisions of the graph are kept, for `G.At(t)` and `G.Context(t, d)`:
+    /// `embedded` (history.redb in --state-dir; the default of allinone), a PostgreSQL
+    /// URL `postgres://USER@HOST/DB` (an analyzer writes it; it refuses to start when
+    /// unreachable), or `off` (the default of agents and analyzers).
+    #[arg(long, env = "TOPOTAP_HISTORY", value_name = "embedded|off|URL")]
+    pub history: Option<String>,
+
+    /// How long past revisions are kept (`24h`, `7d`, `90m`, `30s`).
+    #[arg(long, env = "TOPOTAP_HISTORY_RETENTION", default_value = "24h",
+          value_parser = parse_retention)]
+    pub history_retention: std::time::Duration,
+
+    /// Most bytes of revisions the history keeps; the oldest go first beyond it.
+    #[arg(long, env = "TOPOTAP_HISTORY_MAX_BYTES", default_value_t = 1 << 30,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 50)))]
+    pub history_max_bytes: u64,
+
     /// Most HTTP connections served at once (WebSocket sessions included); beyond it new
     /// connections wait until one closes.
     #[arg(long, env = "TOPOTAP_MAX_CONNECTIONS", default_value_t = 1024,
@@ -354,6 +371,21 @@ pub enum BadDuration {
 }
 
 /// `500ms`, `10s`, `2m`, or a number of seconds (`1.5`); zero is refused.
+/// `--history-retention`: a duration like `24h`, `7d`, `90m` or `30s`, at least a second.
+pub fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let ms = match t.strip_suffix('d') {
+        Some(days) => days.parse::<u32>().ok().map(|d| i64::from(d) * 86_400_000),
+        None => topotap_grammar::time::parse_duration_ms(t),
+    };
+    match ms {
+        Some(ms) if ms >= 1000 => Ok(std::time::Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "invalid retention {s:?}: expected a duration of at least 1s like 24h, 7d, 90m or 30s"
+        )),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, BadDuration> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {

@@ -10,6 +10,7 @@ mod config;
 mod error;
 mod etcd;
 mod fleet;
+mod history;
 mod http;
 mod injection;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

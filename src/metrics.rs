@@ -77,6 +77,17 @@ pub struct Sources {
     pub websocket_clients: Arc<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>,
     /// An analyzer's calls to etcd.
     pub etcd: Option<EtcdDurations>,
+    /// The history writer's counters, when the history is on.
+    pub history: Option<Arc<dyn Fn() -> HistoryGauges + Send + Sync>>,
+}
+
+/// The history writer's numbers at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryGauges {
+    pub backlog: u64,
+    pub bytes: u64,
+    pub written: u64,
+    pub failures: u64,
 }
 
 impl Metrics {
@@ -342,6 +353,35 @@ impl Collector for TopotapCollector {
             "Edges in the topology graph",
             edges as i64,
         )?;
+        if let Some(h) = &s.history {
+            let h = h();
+            gauge(
+                &mut encoder,
+                "topotap_history_backlog",
+                "Graph changes waiting to be written to the history store",
+                h.backlog as i64,
+            )?;
+            gauge(
+                &mut encoder,
+                "topotap_history_bytes",
+                "Bytes of revisions kept by the history store (as of its last retention run)",
+                h.bytes as i64,
+            )?;
+            let c = ConstCounter::new(h.written);
+            c.encode(encoder.encode_descriptor(
+                "topotap_history_changes_written",
+                "Graph changes written to the history store",
+                None,
+                c.metric_type(),
+            )?)?;
+            let c = ConstCounter::new(h.failures);
+            c.encode(encoder.encode_descriptor(
+                "topotap_history_write_failures",
+                "Failed writes to the history store (each is tried again)",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
 
         let (points, failed, retired) = s.captures.snapshot();
 
@@ -562,6 +602,7 @@ mod tests {
 
     fn board_metrics(board: Arc<CaptureBoard>) -> Metrics {
         Metrics::new(Sources {
+            history: None,
             graph: SharedGraph::new(Graph::new(), "h"),
             host_id: "h".into(),
             captures: board,

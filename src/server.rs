@@ -146,6 +146,55 @@ pub async fn run_analyzer(args: AnalyzerArgs) -> anyhow::Result<()> {
     .await
 }
 
+/// Opens the history store `--history` names (allinone: the embedded one by default).
+/// When it cannot be opened, allinone goes on with the live graph only, with a
+/// warning; agents and analyzers refuse to start.
+async fn open_history(
+    args: &ServerArgs,
+    allinone: bool,
+) -> anyhow::Result<Option<crate::history::History>> {
+    use crate::history::{Backend, History, HistoryStore, Retention};
+    let backend = match args.history.as_deref() {
+        Some(s) => Backend::parse(s).map_err(anyhow::Error::msg)?,
+        None if allinone => Backend::Embedded,
+        None => Backend::Off,
+    };
+    let retention = Retention {
+        keep: args.history_retention,
+        max_bytes: args.history_max_bytes,
+    };
+    let opened: Result<Arc<dyn HistoryStore>, String> = match &backend {
+        Backend::Off => return Ok(None),
+        Backend::Embedded => {
+            let path = args.state_dir.join("history.redb");
+            tokio::task::spawn_blocking(move || {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                crate::history::redb_store::RedbStore::open(&path)
+                    .map(|s| Arc::new(s) as Arc<dyn HistoryStore>)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+        }
+        Backend::Postgres(_) => Err("PostgreSQL history is not supported yet".to_owned()),
+    };
+    match opened {
+        Ok(store) => {
+            info!(backend = store.backend(), "history on");
+            Ok(Some(History::new(store, retention)))
+        }
+        Err(e) if allinone => {
+            tracing::warn!(error = %e, "history store unavailable: serving the live graph only (G.At and G.Context answer 400)");
+            Ok(None)
+        }
+        Err(e) => anyhow::bail!("cannot open the history store (--history): {e}"),
+    }
+}
+
 async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     init_logging(args.log_format);
     // An agent's certificate is its client identity; its local API stays plain.
@@ -191,6 +240,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         max_bytes: usize::try_from(args.max_result_bytes).unwrap_or(usize::MAX),
         timeout: args.query_timeout,
     };
+    services.history = open_history(&args, matches!(role, Role::Allinone)).await?;
 
     let probes = if args.no_probes || matches!(role, Role::Analyzer { .. }) {
         None
@@ -288,10 +338,10 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                     f.clone(),
                     peers,
                     credentials.clone(),
-                    stopped,
+                    stopped.clone(),
                 );
             }
-            services.start_without_placement()
+            services.start_without_placement(stopped)
         }
     };
 

@@ -75,6 +75,9 @@ pub struct Services {
     /// In a fleet, whether this analyzer is the elected dispatcher of captures and
     /// injections; `None`: it is alone (allinone) and always dispatches.
     pub leadership: Option<Arc<crate::etcd::Leadership>>,
+    /// Where past revisions of the graph are kept (`G.At`, `G.Context`); `None`:
+    /// live graph only.
+    pub history: Option<crate::history::History>,
 }
 
 impl Services {
@@ -106,6 +109,7 @@ impl Services {
             etcd_durations: None,
             capture_board: Arc::default(),
             leadership: None,
+            history: None,
         }
     }
 
@@ -155,6 +159,9 @@ impl Services {
             store.insert("QueryErrors".into(), Value::Object(errors));
         }
         sections.insert("Captures".into(), Value::Object(store));
+        if let Some(h) = &self.history {
+            sections.insert("History".into(), h.status());
+        }
         sections.extend((self.status_sections)());
         sections
     }
@@ -181,23 +188,32 @@ impl Services {
         let injections = tokio::spawn(crate::injection::run(
             self.graph.clone(),
             self.injections.clone(),
-            shutdown,
+            shutdown.clone(),
         ));
-        Background {
-            expiry,
-            tasks: vec![placer, injections],
-        }
+        let mut tasks = vec![placer, injections];
+        tasks.extend(self.start_history(shutdown));
+        Background { expiry, tasks }
     }
 }
 
 impl Services {
     /// The background work of an analyzer: resource expiry only. Captures and
     /// injections run on agents, never on the analyzer's merged graph.
-    pub fn start_without_placement(&self) -> Background {
+    pub fn start_without_placement(&self, shutdown: watch::Receiver<bool>) -> Background {
         Background {
             expiry: tokio::spawn(expire_resources(self.captures.clone())),
-            tasks: Vec::new(),
+            tasks: self.start_history(shutdown).into_iter().collect(),
         }
+    }
+
+    /// The history writer, when the history is on.
+    fn start_history(&self, shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+        let history = self.history.clone()?;
+        Some(tokio::spawn(crate::history::writer::run(
+            self.graph.clone(),
+            history,
+            shutdown,
+        )))
     }
 }
 

@@ -68,6 +68,8 @@ pub enum StepKind {
     SubGraph,
     As,
     Select,
+    /// `Context(t[, d])`, alias `At`: time travel; only as the first step (§2.7).
+    Context,
     /// Any other identifier, spelled as written in the query (e.g. `Flows`, `CaptureNode`).
     Extension(String),
 }
@@ -153,6 +155,7 @@ impl StepKind {
             "SUBGRAPH" => StepKind::SubGraph,
             "AS" => StepKind::As,
             "SELECT" => StepKind::Select,
+            "CONTEXT" | "AT" => StepKind::Context,
             _ => StepKind::Extension(ident.to_owned()),
         }
     }
@@ -189,6 +192,7 @@ impl StepKind {
             StepKind::SubGraph => "SubGraph",
             StepKind::As => "As",
             StepKind::Select => "Select",
+            StepKind::Context => "Context",
             StepKind::Extension(name) => name,
         }
     }

@@ -11,6 +11,7 @@
 pub mod ast;
 mod parser;
 mod print;
+pub mod time;
 
 pub use parser::{MAX_NESTING, MAX_QUERY_LEN};
 

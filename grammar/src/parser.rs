@@ -633,7 +633,49 @@ fn check_step(kind: &StepKind, p: &[Param]) -> Result<(), String> {
                 describe_params(p)
             )),
         },
+        K::Context => check_context(p),
         K::Extension(_) => Ok(()),
+    }
+}
+
+/// `Context(t[, d])`: a time point (NOW, a string or integer seconds) and an optional
+/// window (a duration string, integer seconds or FOREVER), each in a form
+/// [`crate::time`] accepts.
+fn check_context(p: &[Param]) -> Result<(), String> {
+    use crate::time::{self, ACCEPTED_TIMES, ACCEPTED_WINDOWS};
+    let (t, d) = match p {
+        [t] => (t, None),
+        [t, d] => (t, Some(d)),
+        _ => {
+            return Err(format!(
+                "Context takes a time and an optional window, found {}",
+                describe_params(p)
+            ))
+        }
+    };
+    match t {
+        Param::Keyword(Keyword::Now) => {}
+        Param::Int(n) => {
+            time::time_from_int(*n).map_err(|e| e.0)?;
+        }
+        Param::Str(s) => {
+            time::parse_time(s).map_err(|e| e.0)?;
+        }
+        other => {
+            return Err(format!(
+                "invalid time {}: {ACCEPTED_TIMES}",
+                describe_param(other)
+            ))
+        }
+    }
+    match d {
+        None | Some(Param::Keyword(Keyword::Forever)) => Ok(()),
+        Some(Param::Int(n)) if *n >= 0 => Ok(()),
+        Some(Param::Str(s)) => time::parse_window(s).map(|_| ()).map_err(|e| e.0),
+        Some(other) => Err(format!(
+            "invalid window {}: {ACCEPTED_WINDOWS}",
+            describe_param(other)
+        )),
     }
 }
 

@@ -86,7 +86,7 @@ const VALID: &[(&str, &str)] = &[
     ("G.V().ShortestPathTo(metadata())", "G.V().ShortestPathTo(Metadata())"),
     // keywords and booleans
     ("G.Context(NOW, FOREVER)", "G.Context(NOW, FOREVER)"),
-    ("G.At(now)", "G.At(NOW)"),
+    ("G.At(now)", "G.Context(NOW)"),
     ("G.V().Has('Up', true, 'Down', FALSE)", "G.V().Has('Up', true, 'Down', false)"),
     // leniency: case, whitespace, commas, quotes
     ("g.v().has('Name','x')", "G.V().Has('Name', 'x')"),

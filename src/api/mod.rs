@@ -73,6 +73,10 @@ impl AppState {
             host_id: services.host_id.clone(),
             captures: services.capture_board.clone(),
             etcd: services.etcd_durations.clone(),
+            history: services.history.as_ref().map(|h| {
+                let stats = h.stats.clone();
+                Arc::new(move || stats.gauges()) as Arc<dyn Fn() -> _ + Send + Sync>
+            }),
             websocket_clients: {
                 let fleet = services.fleet_connections.clone();
                 Arc::new(move || {

@@ -13,6 +13,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 use topotap_topology::gremlin::{Answer, ErrorKind, EvalError};
+use topotap_topology::SharedGraph;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -70,12 +71,43 @@ async fn search(s: AppState, body: Bytes) -> ApiResult {
     if params.gremlin_query.trim().is_empty() {
         return Ok(no_content());
     }
-    let answer = run_query(&s, params.gremlin_query).await?;
-    Ok(reply_answer(answer))
+    let (answer, past) = run_query(&s, params.gremlin_query).await?;
+    let mut resp = reply_answer(answer);
+    if let Some(note) = past.and_then(|p| p.note()) {
+        if let Ok(v) = HeaderValue::from_str(&note) {
+            resp.headers_mut().insert(HISTORY_HEADER, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Set on an answer about a time the history does not fully cover (before the
+/// retention horizon): `before-retention; horizon=<ms since the epoch>`.
+pub const HISTORY_HEADER: &str = "x-topotap-history";
+
+/// What a query with `G.At`/`G.Context` looked at.
+#[derive(Debug, Clone, Copy)]
+pub struct PastQuery {
+    /// The oldest instant the history covers.
+    pub horizon: i64,
+    /// Whether the history covers the whole time asked.
+    pub complete: bool,
+}
+
+impl PastQuery {
+    /// The value of [`HISTORY_HEADER`], when the answer is incomplete.
+    pub fn note(&self) -> Option<String> {
+        (!self.complete).then(|| format!("before-retention; horizon={}", self.horizon))
+    }
 }
 
 /// Compiles and evaluates a query off the async workers within the server's budget.
-pub async fn run_query(s: &AppState, query: String) -> Result<Answer, ApiError> {
+/// A query starting with `G.At(t)`/`G.Context(t[, d])` runs over the graph of that
+/// time, built from the history.
+pub async fn run_query(
+    s: &AppState,
+    query: String,
+) -> Result<(Answer, Option<PastQuery>), ApiError> {
     if query.len() > MAX_QUERY_LEN {
         return Err(ApiError::bad_request(format!(
             "query longer than {MAX_QUERY_LEN} bytes"
@@ -83,10 +115,36 @@ pub async fn run_query(s: &AppState, query: String) -> Result<Answer, ApiError> 
     }
     let compiled =
         topotap_topology::gremlin::compile(&query, &s.extensions).map_err(ApiError::bad_request)?;
-    let graph = s.graph.clone();
     let budget = s.query_budget;
+    let Some(context) = compiled.time_context() else {
+        let graph = s.graph.clone();
+        return tokio::task::spawn_blocking(move || {
+            topotap_topology::gremlin::answer(&graph, &compiled, &budget)
+                .map(|a| (a, None))
+                .map_err(eval_error)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    };
+    let history = s.history.clone().ok_or_else(|| {
+        ApiError::bad_request("Backend does not support history: this server runs with --history off, or its history store could not be opened")
+    })?;
+    let range = context.resolve(topotap_topology::now_ms());
+    let host = s.host_id.clone();
     tokio::task::spawn_blocking(move || {
-        topotap_topology::gremlin::answer(&graph, &compiled, &budget).map_err(eval_error)
+        let past = history
+            .graph_between(range.from, range.at)
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let graph = SharedGraph::new(past.graph, &host);
+        let answer =
+            topotap_topology::gremlin::answer(&graph, &compiled, &budget).map_err(eval_error)?;
+        Ok((
+            answer,
+            Some(PastQuery {
+                horizon: past.horizon,
+                complete: past.complete,
+            }),
+        ))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

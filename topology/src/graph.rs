@@ -442,6 +442,40 @@ impl Graph {
         Ok(EdgeIx(ix))
     }
 
+    /// Adds a node even when one with the same ID is there: for graphs built from
+    /// history, where a time window holds several revisions of an element. The ID then
+    /// finds the revision added last; the others stay in traversals and listings.
+    pub fn add_node_revision(&mut self, node: Node) -> NodeIx {
+        if let Some(old) = self.find_node(&node.id) {
+            let hash = self.hash(&node.id);
+            if let Ok(entry) = self.node_ids.find_entry(hash, |i| *i == old.0) {
+                entry.remove();
+            }
+        }
+        self.add_node(node)
+            .expect("no node of this ID is indexed any more")
+    }
+
+    /// Adds an edge even when one with the same ID is there (see
+    /// [`Graph::add_node_revision`]), between the last added revisions of its parent
+    /// and child; fails only when one of them is missing.
+    pub fn add_edge_revision(&mut self, edge: Edge) -> Result<EdgeIx, GraphError> {
+        let old = self.find_edge(&edge.id);
+        if self.find_node(&edge.parent).is_none() {
+            return Err(GraphError::NoParent);
+        }
+        if self.find_node(&edge.child).is_none() {
+            return Err(GraphError::NoChild);
+        }
+        if let Some(old) = old {
+            let hash = self.hash(&edge.id);
+            if let Ok(entry) = self.edge_ids.find_entry(hash, |i| *i == old.0) {
+                entry.remove();
+            }
+        }
+        self.add_edge(edge)
+    }
+
     /// Changes a node's metadata through `f`. When the metadata actually changed, the
     /// revision is incremented, `UpdatedAt` set to now and `NodeUpdated` published.
     /// Returns whether it changed.

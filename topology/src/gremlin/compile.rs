@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use topotap_grammar::ast::{Keyword, Param, Query, Step, StepKind};
+use topotap_grammar::time::{TimePoint, Window};
 use topotap_grammar::ParseError;
 
 use super::budget::Meter;
@@ -37,6 +38,67 @@ pub type CompileError = ParseError;
 pub struct Compiled {
     query: Query,
     ops: Arc<[Op]>,
+    context: Option<TimeContext>,
+}
+
+/// The time a query looks at (`G.Context(t[, d])` / `G.At(...)`, §2.7): the graph as it
+/// was at `t`, or, with a window, every revision valid between `t - d` and `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeContext {
+    pub at: TimePoint,
+    pub window: Option<Window>,
+}
+
+/// A [`TimeContext`] resolved against a clock, in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Start of the window (`i64::MIN` for `FOREVER`); equal to `at` for a time point.
+    pub from: i64,
+    pub at: i64,
+}
+
+impl TimeRange {
+    /// Whether this is one instant rather than a window.
+    pub fn is_point(&self) -> bool {
+        self.from == self.at
+    }
+}
+
+impl TimeContext {
+    fn of(p: &[Param]) -> Result<TimeContext, EvalError> {
+        use topotap_grammar::time;
+        let bad = |e: time::BadTime| err(e.0);
+        let at = match p.first() {
+            Some(Param::Keyword(Keyword::Now)) => TimePoint::Now,
+            Some(Param::Int(n)) => time::time_from_int(*n).map_err(bad)?,
+            Some(Param::Str(s)) => time::parse_time(s).map_err(bad)?,
+            _ => {
+                return Err(err(format!(
+                    "Context takes a time: {}",
+                    time::ACCEPTED_TIMES
+                )))
+            }
+        };
+        let window = match p.get(1) {
+            None => None,
+            Some(Param::Keyword(Keyword::Forever)) => Some(Window::Forever),
+            Some(Param::Int(n)) if *n >= 0 => Some(Window::Duration(n.saturating_mul(1000))),
+            Some(Param::Str(s)) => Some(time::parse_window(s).map_err(bad)?),
+            Some(_) => return Err(err(time::ACCEPTED_WINDOWS)),
+        };
+        Ok(TimeContext { at, window })
+    }
+
+    /// The instant or window this context means when now is `now_ms`.
+    pub fn resolve(&self, now_ms: i64) -> TimeRange {
+        let at = self.at.resolve(now_ms);
+        let from = match self.window {
+            None => at,
+            Some(Window::Forever) => i64::MIN,
+            Some(Window::Duration(d)) => at.saturating_sub(d),
+        };
+        TimeRange { from, at }
+    }
 }
 
 /// Compiles `text`, resolving extension steps in `ext`.
@@ -54,19 +116,33 @@ impl Compiled {
     /// were compiled). Errors are located at their step.
     pub(crate) fn new(query: Query, ext: &Extensions, strict: bool) -> Result<Compiled, EvalError> {
         let mut ops = Vec::with_capacity(query.steps.len());
+        let mut context = None;
         for (i, step) in query.steps.iter().enumerate() {
             let op = Op::compile(step, ext, strict).map_err(|e| e.located(i + 1, step))?;
+            if let Op::Context(c) = &op {
+                if i != 0 {
+                    return Err(err("Context must be the first step after G").located(i + 1, step));
+                }
+                context = Some(*c);
+            }
             ops.push(op);
         }
         Ok(Compiled {
             query,
             ops: ops.into(),
+            context,
         })
     }
 
     /// Compiles a parsed query strictly; errors carry the step's position.
     pub fn from_query(query: Query, ext: &Extensions) -> Result<Compiled, EvalError> {
         Compiled::new(query, ext, true)
+    }
+
+    /// The time the query looks at, if it starts with `Context`/`At`; `None`: the
+    /// live graph. The caller evaluates such a query over the graph of that time.
+    pub fn time_context(&self) -> Option<TimeContext> {
+        self.context
     }
 
     /// The parsed query.
@@ -133,6 +209,8 @@ pub(crate) enum Op {
     SubGraph(Filter),
     As(String),
     Select(Vec<String>),
+    /// `Context(t[, d])`: chooses the graph before evaluation; a no-op on it.
+    Context(TimeContext),
     /// A registered extension step.
     Ext(Arc<dyn StepExtension>),
     /// A step that only an extension value understands (`CaptureNode()` after
@@ -351,6 +429,7 @@ impl Op {
                 }
                 Op::Select(labels)
             }
+            K::Context => Op::Context(TimeContext::of(p)?),
             K::Extension(name) => match ext.get(name) {
                 Some(x) => {
                     x.check(step)?;

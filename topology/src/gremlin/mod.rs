@@ -57,10 +57,11 @@ pub use answer::{
     answer, edge_size_lower_bound, node_size_lower_bound, whole_graph, Answer, Snapshot,
 };
 pub use budget::{too_many_bytes, Budget};
-pub use compile::{compile, CompileError, Compiled, SortSpec};
+pub use compile::{compile, CompileError, Compiled, SortSpec, TimeContext, TimeRange};
 pub use eval::pick;
 pub use filter::ValueFilter;
 pub use output::OutputJson;
+pub use topotap_grammar::time::{TimePoint, Window};
 
 /// Largest node, edge or path set (paths count their nodes) a step may produce by
 /// default ([`Budget::max_elements`]).

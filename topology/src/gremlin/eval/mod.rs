@@ -168,6 +168,8 @@ impl<'g> Evaluator<'g> {
 
         match (op, stage) {
             (Op::G, _) => Ok(Stage::Graph),
+            // The caller already chose the graph of that time.
+            (Op::Context(_), Stage::Graph) => Ok(Stage::Graph),
             (Op::V(src), Stage::Graph) => self.v(src, and),
             (Op::E(src), Stage::Graph) => self.e(src, and),
             (Op::Has(f), s) => self.retain(s, f, wrong),

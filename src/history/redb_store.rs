@@ -1,0 +1,344 @@
+//! The embedded history store: one redb file (`history.redb` in the state dir).
+//!
+//! Tables:
+//! - `revisions`: `(to, seq)` -> `from` (8 bytes, little-endian), kind (`n`/`e`), the
+//!   element's JSON. An open revision has `to = i64::MAX`. Keyed by end time, so "valid
+//!   at t" reads only the revisions that ended after `t` (recent ones and the open
+//!   ones), and retention removes a prefix.
+//! - `open`: kind + element ID -> `seq` of its open revision.
+//! - `meta`: `seq` (next sequence number), `horizon`, `bytes` and `count` of stored
+//!   revisions.
+//!
+//! Every `apply` is one write transaction, committed durably before it returns.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::{Change, HistoryError, HistoryStore, Kind, Revision};
+
+const REVISIONS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("revisions");
+const OPEN: TableDefinition<&str, u64> = TableDefinition::new("open");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+const OPEN_END: i64 = i64::MAX;
+
+/// A redb file of revisions.
+pub struct RedbStore {
+    db: Database,
+}
+
+fn e(err: impl std::fmt::Display) -> HistoryError {
+    HistoryError::new(err)
+}
+
+fn open_key(kind: Kind, id: &str) -> String {
+    let mut k = String::with_capacity(id.len() + 1);
+    k.push(kind.code() as char);
+    k.push_str(id);
+    k
+}
+
+fn encode(kind: Kind, from: i64, doc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + doc.len());
+    v.extend_from_slice(&from.to_le_bytes());
+    v.push(kind.code());
+    v.extend_from_slice(doc);
+    v
+}
+
+fn decode(v: &[u8], to: i64) -> Option<Revision> {
+    if v.len() < 9 {
+        return None;
+    }
+    let from = i64::from_le_bytes(v[..8].try_into().ok()?);
+    Some(Revision {
+        kind: Kind::from_code(v[8])?,
+        from,
+        to: (to != OPEN_END).then_some(to),
+        doc: v[9..].to_vec(),
+    })
+}
+
+impl RedbStore {
+    /// Opens (or creates) the file; a new file's history begins now.
+    pub fn open(path: &Path) -> Result<RedbStore, HistoryError> {
+        let db = Database::create(path)
+            .map_err(|err| HistoryError(format!("cannot open {}: {err}", path.display())))?;
+        let tx = db.begin_write().map_err(e)?;
+        {
+            tx.open_table(REVISIONS).map_err(e)?;
+            tx.open_table(OPEN).map_err(e)?;
+            let mut meta = tx.open_table(META).map_err(e)?;
+            if meta.get("horizon").map_err(e)?.is_none() {
+                meta.insert("horizon", topotap_topology::now_ms())
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(RedbStore { db })
+    }
+
+    fn meta(&self, key: &str) -> Result<i64, HistoryError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let meta = tx.open_table(META).map_err(e)?;
+        let v = meta.get(key).map_err(e)?.map(|v| v.value());
+        Ok(v.unwrap_or(0))
+    }
+}
+
+/// Adds `d` to a counter of the `meta` table.
+fn bump(meta: &mut redb::Table<&str, i64>, key: &str, d: i64) -> Result<(), HistoryError> {
+    let v = meta.get(key).map_err(e)?.map(|v| v.value()).unwrap_or(0);
+    meta.insert(key, v + d).map_err(e)?;
+    Ok(())
+}
+
+impl HistoryStore for RedbStore {
+    fn backend(&self) -> &'static str {
+        "redb"
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), HistoryError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(e)?;
+        {
+            let mut revs = tx.open_table(REVISIONS).map_err(e)?;
+            let mut open = tx.open_table(OPEN).map_err(e)?;
+            let mut meta = tx.open_table(META).map_err(e)?;
+            let mut seq = meta.get("seq").map_err(e)?.map(|v| v.value()).unwrap_or(0) as u64;
+            let (mut bytes, mut count) = (0i64, 0i64);
+            for change in changes {
+                let (kind, id, at) = match change {
+                    Change::Open { kind, id, at, .. } | Change::Close { kind, id, at } => {
+                        (*kind, id, *at)
+                    }
+                };
+                let key = open_key(kind, id);
+                // Close the open revision, if any.
+                let prev = open.remove(key.as_str()).map_err(e)?.map(|v| v.value());
+                if let Some(s) = prev {
+                    let value = revs
+                        .remove((OPEN_END, s))
+                        .map_err(e)?
+                        .map(|v| v.value().to_vec());
+                    if let Some(value) = value {
+                        let from = decode(&value, OPEN_END).map_or(at, |r| r.from);
+                        // Never an interval that ends before it begins.
+                        revs.insert((at.max(from), s), value.as_slice())
+                            .map_err(e)?;
+                    }
+                }
+                if let Change::Open { doc, .. } = change {
+                    let value = encode(kind, at, doc);
+                    revs.insert((OPEN_END, seq), value.as_slice()).map_err(e)?;
+                    open.insert(key.as_str(), seq).map_err(e)?;
+                    bytes += value.len() as i64;
+                    count += 1;
+                    seq += 1;
+                }
+            }
+            meta.insert("seq", seq as i64).map_err(e)?;
+            bump(&mut meta, "bytes", bytes)?;
+            bump(&mut meta, "count", count)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    fn open_revisions(&self) -> Result<Vec<(Kind, String, Vec<u8>)>, HistoryError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let revs = tx.open_table(REVISIONS).map_err(e)?;
+        let open = tx.open_table(OPEN).map_err(e)?;
+        let mut out = Vec::new();
+        for item in open.iter().map_err(e)? {
+            let (k, s) = item.map_err(e)?;
+            let key = k.value();
+            let Some(kind) = key.bytes().next().and_then(Kind::from_code) else {
+                continue;
+            };
+            if let Some(v) = revs.get((OPEN_END, s.value())).map_err(e)? {
+                if let Some(r) = decode(v.value(), OPEN_END) {
+                    out.push((kind, key[1..].to_owned(), r.doc));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn between(&self, from: i64, at: i64) -> Result<Vec<Revision>, HistoryError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let revs = tx.open_table(REVISIONS).map_err(e)?;
+        let mut out = Vec::new();
+        // Ended after `from` (an interval is [from, to)): to > from.
+        let start = from.saturating_add(1);
+        for item in revs.range((start, 0u64)..).map_err(e)? {
+            let (k, v) = item.map_err(e)?;
+            let (to, _) = k.value();
+            if let Some(r) = decode(v.value(), to) {
+                if r.from <= at && r.to.is_none_or(|t| t > r.from) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn horizon(&self) -> Result<i64, HistoryError> {
+        self.meta("horizon")
+    }
+
+    fn purge_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
+        let tx = self.db.begin_write().map_err(e)?;
+        let removed;
+        {
+            let mut revs = tx.open_table(REVISIONS).map_err(e)?;
+            let mut meta = tx.open_table(META).map_err(e)?;
+            let (mut n, mut bytes) = (0i64, 0i64);
+            revs.retain_in((i64::MIN, 0u64)..(cutoff, 0u64), |_, v| {
+                n += 1;
+                bytes += v.len() as i64;
+                false
+            })
+            .map_err(e)?;
+            bump(&mut meta, "bytes", -bytes)?;
+            bump(&mut meta, "count", -n)?;
+            let h = meta
+                .get("horizon")
+                .map_err(e)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            meta.insert("horizon", h.max(cutoff)).map_err(e)?;
+            removed = n as u64;
+        }
+        tx.commit().map_err(e)?;
+        Ok(removed)
+    }
+
+    fn enforce_size(&self, max_bytes: u64) -> Result<u64, HistoryError> {
+        let (bytes, _) = self.usage()?;
+        if bytes <= max_bytes {
+            return Ok(0);
+        }
+        // Down to 90% of the cap, oldest ends first: find the end time to cut at.
+        let target = bytes - max_bytes + max_bytes / 10;
+        let cutoff = {
+            let tx = self.db.begin_read().map_err(e)?;
+            let revs = tx.open_table(REVISIONS).map_err(e)?;
+            let mut freed = 0u64;
+            let mut cutoff = None;
+            for item in revs.range(..(OPEN_END, 0u64)).map_err(e)? {
+                let (k, v) = item.map_err(e)?;
+                freed += v.value().len() as u64;
+                if freed >= target {
+                    cutoff = Some(k.value().0.saturating_add(1));
+                    break;
+                }
+                cutoff = Some(k.value().0.saturating_add(1));
+            }
+            cutoff
+        };
+        match cutoff {
+            Some(c) => self.purge_before(c),
+            None => Ok(0),
+        }
+    }
+
+    fn usage(&self) -> Result<(u64, u64), HistoryError> {
+        Ok((
+            self.meta("bytes")?.max(0) as u64,
+            self.meta("count")?.max(0) as u64,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(id: &str, at: i64, doc: &str) -> Change {
+        Change::Open {
+            kind: Kind::Node,
+            id: id.into(),
+            at,
+            doc: doc.as_bytes().to_vec(),
+        }
+    }
+
+    fn docs(r: Vec<Revision>) -> Vec<String> {
+        let mut v: Vec<String> = r
+            .into_iter()
+            .map(|r| String::from_utf8(r.doc).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn intervals_points_windows_retention_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.redb");
+        {
+            let s = RedbStore::open(&path).unwrap();
+            s.apply(&[open("a", 100, "a1"), open("b", 100, "b1")])
+                .unwrap();
+            s.apply(&[open("a", 200, "a2")]).unwrap();
+            s.apply(&[Change::Close {
+                kind: Kind::Node,
+                id: "b".into(),
+                at: 300,
+            }])
+            .unwrap();
+            assert_eq!(docs(s.between(150, 150).unwrap()), ["a1", "b1"]);
+            assert_eq!(docs(s.between(250, 250).unwrap()), ["a2", "b1"]);
+            assert_eq!(docs(s.between(300, 300).unwrap()), ["a2"]);
+            assert_eq!(docs(s.between(99, 99).unwrap()), Vec::<String>::new());
+            assert_eq!(docs(s.between(0, 1000).unwrap()), ["a1", "a2", "b1"]);
+            assert_eq!(s.usage().unwrap().1, 3);
+        }
+        // Reopened: everything is still there.
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(docs(s.between(250, 250).unwrap()), ["a2", "b1"]);
+        let mut open_now: Vec<String> = s
+            .open_revisions()
+            .unwrap()
+            .into_iter()
+            .map(|(_, id, _)| id)
+            .collect();
+        open_now.sort();
+        assert_eq!(open_now, ["a"]);
+        // Retention removes what ended before the cutoff, never an open revision, and
+        // the horizon never goes back.
+        let began = s.horizon().unwrap();
+        assert_eq!(s.purge_before(250).unwrap(), 1);
+        assert_eq!(s.horizon().unwrap(), began.max(250));
+        assert_eq!(docs(s.between(0, 1000).unwrap()), ["a2", "b1"]);
+        assert_eq!(s.purge_before(10_000).unwrap(), 1);
+        assert_eq!(docs(s.between(0, 20_000).unwrap()), ["a2"]);
+        assert_eq!(s.usage().unwrap().1, 1);
+        let later = began + 60_000;
+        s.purge_before(later).unwrap();
+        assert_eq!(s.horizon().unwrap(), later);
+    }
+
+    #[test]
+    fn size_cap_removes_oldest_ended_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(&dir.path().join("h.redb")).unwrap();
+        let doc = "x".repeat(1000);
+        for t in 0..100 {
+            s.apply(&[open("a", 1000 + t, &doc)]).unwrap();
+        }
+        let (bytes, count) = s.usage().unwrap();
+        assert_eq!(count, 100);
+        let removed = s.enforce_size(bytes / 2).unwrap();
+        assert!(removed >= 50, "{removed}");
+        let (after, left) = s.usage().unwrap();
+        assert!(after <= bytes / 2, "{after}");
+        // The open revision is kept, and the oldest went first.
+        assert_eq!(s.between(5000, 5000).unwrap().len(), 1);
+        assert!(s.between(1000, 1000).unwrap().is_empty());
+        assert_eq!(s.between(0, 10_000).unwrap().len() as u64, left);
+    }
+}

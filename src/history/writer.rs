@@ -1,0 +1,361 @@
+//! Feeds a [`HistoryStore`] from the graph's event broadcast.
+//!
+//! The task never blocks a probe: the broadcast does not wait for it, and store
+//! writes run on blocking threads in batches (at most [`BATCH`] changes, or whatever
+//! arrived within [`BATCH_WAIT`]). When the store fails, the batch is kept and tried
+//! again with a backoff while new changes queue up in the broadcast (its capacity,
+//! `graph::DEFAULT_EVENT_CAPACITY`); that queue is the backlog shown in `/api/status`
+//! and `/metrics`. When the broadcast lagged, the writer starts over from a snapshot
+//! of the graph, compared with the store's open revisions ([`reconcile`]).
+//!
+//! Times: an added or updated element's revision begins at its `UpdatedAt`; a deletion
+//! ends it when the writer sees it. Times never go back, so revisions of one element
+//! never overlap.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, watch};
+use topotap_topology::{now_ms, Edge, GraphEvent, Node, SharedGraph};
+
+use super::{Change, History, HistoryStore, Kind};
+
+/// Most changes written in one transaction.
+pub const BATCH: usize = 4096;
+/// How long a batch waits for more changes once the first arrived.
+pub const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// How often retention runs.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// The writer's counters, read by `/api/status` and `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    /// Changes waiting to be written (queued here and in the broadcast).
+    pub backlog: AtomicU64,
+    /// Changes written.
+    pub written: AtomicU64,
+    /// Failed writes.
+    pub failures: AtomicU64,
+    /// Times the writer started over from a snapshot after it lagged.
+    pub resyncs: AtomicU64,
+    /// Revisions removed by retention.
+    pub purged: AtomicU64,
+    /// Bytes of stored revision documents, as of the last retention run.
+    pub bytes: AtomicU64,
+    /// Time of the last successful write (ms), 0 before.
+    pub last_write: AtomicI64,
+    /// The last write error, cleared by a successful write.
+    pub error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    /// The numbers `/metrics` shows.
+    pub fn gauges(&self) -> crate::metrics::HistoryGauges {
+        crate::metrics::HistoryGauges {
+            backlog: self.backlog.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            "Backlog".into(),
+            self.backlog.load(Ordering::Relaxed).into(),
+        );
+        m.insert(
+            "Written".into(),
+            self.written.load(Ordering::Relaxed).into(),
+        );
+        m.insert(
+            "WriteFailures".into(),
+            self.failures.load(Ordering::Relaxed).into(),
+        );
+        m.insert(
+            "Resyncs".into(),
+            self.resyncs.load(Ordering::Relaxed).into(),
+        );
+        m.insert("Purged".into(), self.purged.load(Ordering::Relaxed).into());
+        m.insert("Bytes".into(), self.bytes.load(Ordering::Relaxed).into());
+        if let Some(err) = self.error.lock().clone() {
+            m.insert("Error".into(), err.into());
+        }
+        m
+    }
+}
+
+fn node_doc(n: &Node) -> Vec<u8> {
+    serde_json::to_vec(n).unwrap_or_default()
+}
+
+fn edge_doc(e: &Edge) -> Vec<u8> {
+    serde_json::to_vec(e).unwrap_or_default()
+}
+
+/// Changes that bring the store's open revisions to the graph's state `snapshot`, at
+/// time `at`: elements that changed or appeared are opened, those gone are closed,
+/// the unchanged ones are left alone.
+pub fn reconcile(
+    open: Vec<(Kind, String, Vec<u8>)>,
+    nodes: &[Node],
+    edges: &[Edge],
+    at: i64,
+) -> Vec<Change> {
+    let mut stored: HashMap<(Kind, String), Vec<u8>> = open
+        .into_iter()
+        .map(|(k, id, doc)| ((k, id), doc))
+        .collect();
+    let mut changes = Vec::new();
+    let same_node = |doc: &[u8], n: &Node| {
+        serde_json::from_slice::<Node>(doc)
+            .is_ok_and(|s| s.metadata == n.metadata && s.host == n.host && s.origin == n.origin)
+    };
+    let same_edge = |doc: &[u8], e: &Edge| {
+        serde_json::from_slice::<Edge>(doc).is_ok_and(|s| {
+            s.metadata == e.metadata
+                && s.host == e.host
+                && s.origin == e.origin
+                && s.parent == e.parent
+                && s.child == e.child
+        })
+    };
+    for n in nodes {
+        let id = n.id.to_string();
+        match stored.remove(&(Kind::Node, id.clone())) {
+            Some(doc) if same_node(&doc, n) => {}
+            _ => changes.push(Change::Open {
+                kind: Kind::Node,
+                id,
+                at,
+                doc: node_doc(n),
+            }),
+        }
+    }
+    for e in edges {
+        let id = e.id.to_string();
+        match stored.remove(&(Kind::Edge, id.clone())) {
+            Some(doc) if same_edge(&doc, e) => {}
+            _ => changes.push(Change::Open {
+                kind: Kind::Edge,
+                id,
+                at,
+                doc: edge_doc(e),
+            }),
+        }
+    }
+    let mut gone: Vec<(Kind, String)> = stored.into_keys().collect();
+    gone.sort();
+    changes.extend(
+        gone.into_iter()
+            .map(|(kind, id)| Change::Close { kind, id, at }),
+    );
+    changes
+}
+
+/// Turns graph events into changes with times that never go back.
+struct Clock {
+    last: i64,
+}
+
+impl Clock {
+    fn stamp(&mut self, t: i64) -> i64 {
+        self.last = self.last.max(t);
+        self.last
+    }
+
+    fn change(&mut self, ev: &GraphEvent) -> Change {
+        match ev {
+            GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) => Change::Open {
+                kind: Kind::Node,
+                id: n.id.to_string(),
+                at: self.stamp(n.updated_at),
+                doc: node_doc(n),
+            },
+            GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) => Change::Open {
+                kind: Kind::Edge,
+                id: e.id.to_string(),
+                at: self.stamp(e.updated_at),
+                doc: edge_doc(e),
+            },
+            GraphEvent::NodeDeleted(n) => Change::Close {
+                kind: Kind::Node,
+                id: n.id.to_string(),
+                at: self.stamp(now_ms()),
+            },
+            GraphEvent::EdgeDeleted(e) => Change::Close {
+                kind: Kind::Edge,
+                id: e.id.to_string(),
+                at: self.stamp(now_ms()),
+            },
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn HistoryStore>,
+    f: impl FnOnce(&dyn HistoryStore) -> T + Send + 'static,
+) -> Option<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        topotap_topology::blocking::section("history write");
+        f(store.as_ref())
+    })
+    .await
+    .ok()
+}
+
+/// Writes `batch` until it is written or `shutdown` turns true; counts failures.
+/// Meanwhile, events keep queueing in `rx`.
+async fn write(
+    history: &History,
+    batch: Vec<Change>,
+    rx: &broadcast::Receiver<Arc<GraphEvent>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let batch = Arc::new(batch);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        history
+            .stats
+            .backlog
+            .store((rx.len() + batch.len()) as u64, Ordering::Relaxed);
+        let b = batch.clone();
+        let result = blocking(&history.store, move |s| s.apply(&b)).await;
+        match result {
+            Some(Ok(())) => {
+                let s = &history.stats;
+                s.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                s.last_write.store(now_ms(), Ordering::Relaxed);
+                *s.error.lock() = None;
+                return true;
+            }
+            Some(Err(err)) => {
+                let s = &history.stats;
+                if s.failures.fetch_add(1, Ordering::Relaxed) % 50 == 0 {
+                    tracing::warn!(error = %err, "history: write failed; the live graph goes on, changes are queued");
+                }
+                *s.error.lock() = Some(err.to_string());
+            }
+            None => {
+                *history.stats.error.lock() = Some("history write task failed".into());
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return false,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs retention: what ended before `now - keep`, then the size cap.
+async fn retain(history: &History) {
+    let keep = history.retention.keep;
+    let max = history.retention.max_bytes;
+    let result = blocking(&history.store, move |s| {
+        let cutoff = now_ms().saturating_sub(keep.as_millis() as i64);
+        let n = s.purge_before(cutoff)? + s.enforce_size(max)?;
+        Ok::<_, super::HistoryError>((n, s.usage()?.0))
+    })
+    .await;
+    match result {
+        Some(Ok((n, bytes))) => {
+            history.stats.purged.fetch_add(n, Ordering::Relaxed);
+            history.stats.bytes.store(bytes, Ordering::Relaxed);
+        }
+        Some(Err(err)) => {
+            tracing::warn!(error = %err, "history: retention failed");
+        }
+        None => {}
+    }
+}
+
+/// Keeps `history` current with `graph` until `shutdown` turns true.
+pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Receiver<bool>) {
+    let mut clock = Clock { last: 0 };
+    let mut retention = tokio::time::interval(RETENTION_EVERY);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    'resync: loop {
+        // Subscribe and take a snapshot under one read lock: the snapshot plus the
+        // events that follow are the graph.
+        let (mut rx, nodes, edges) = {
+            let g = graph.read();
+            let rx = g.subscribe();
+            let (n, e) = g.snapshot();
+            (rx, n, e)
+        };
+        let open = loop {
+            match blocking(&history.store, |s| s.open_revisions()).await {
+                Some(Ok(open)) => break open,
+                Some(Err(err)) => {
+                    history.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    *history.stats.error.lock() = Some(err.to_string());
+                }
+                None => {}
+            }
+            history
+                .stats
+                .backlog
+                .store(rx.len() as u64, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        };
+        let at = clock.stamp(now_ms());
+        let changes = reconcile(open, &nodes, &edges, at);
+        drop((nodes, edges));
+        for chunk in changes.chunks(BATCH) {
+            if !write(&history, chunk.to_vec(), &rx, &mut shutdown).await {
+                return;
+            }
+        }
+        loop {
+            history
+                .stats
+                .backlog
+                .store(rx.len() as u64, Ordering::Relaxed);
+            let first = tokio::select! {
+                r = rx.recv() => r,
+                _ = retention.tick() => {
+                    retain(&history).await;
+                    continue;
+                }
+                _ = shutdown.changed() => return,
+            };
+            let mut batch = Vec::new();
+            match first {
+                Ok(ev) => batch.push(clock.change(&ev)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    history.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    continue 'resync;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+            while batch.len() < BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Ok(ev)) => batch.push(clock.change(&ev)),
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        history.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                        // What was received is still true; write it, then start over.
+                        if !write(&history, batch, &rx, &mut shutdown).await {
+                            return;
+                        }
+                        continue 'resync;
+                    }
+                    Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
+                }
+            }
+            if !write(&history, batch, &rx, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+}
