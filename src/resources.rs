@@ -180,6 +180,35 @@ impl<T> Mem<T> {
 }
 
 impl<T: Resource> Store<T> {
+    /// Keeps `resource` under its own UUID, in memory (definitions received from an
+    /// analyzer); false when that UUID is already there.
+    pub fn adopt(&self, resource: T) -> bool {
+        let mut st = self.mem.state.lock();
+        if st.entries.contains_key(resource.uuid()) {
+            return false;
+        }
+        let uuid = resource.uuid().to_owned();
+        st.entries.insert(
+            uuid,
+            Entry {
+                resource,
+                expires_at: None,
+            },
+        );
+        drop(st);
+        self.mem.changed();
+        true
+    }
+
+    /// Drops what [`Store::adopt`] kept; false when it was not there.
+    pub fn forget(&self, uuid: &str) -> bool {
+        let gone = self.mem.state.lock().entries.remove(uuid).is_some();
+        if gone {
+            self.mem.changed();
+        }
+        gone
+    }
+
     /// Opens the store kept in `dir` (created if needed), loading what a previous run
     /// left; `None` keeps it in memory only. Reads files: call it where blocking is
     /// allowed.

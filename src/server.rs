@@ -276,6 +276,17 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if let Some(f) = &fleet {
+        // `Flows()` asks the agents' flow tables.
+        let f = f.clone();
+        let fetch: crate::capture::flows::FetchFlows = Arc::new(move || {
+            Box::pin(crate::fleet::dispatch::fetch_flows(
+                f.clone(),
+                crate::fleet::dispatch::FLOW_QUERY_TIMEOUT,
+            ))
+        });
+        services = services.with_remote_flows(crate::capture::flows::RemoteFlows::new(fetch));
+    }
     // An analyzer's definitions, agent leases and dispatcher election are in etcd.
     let shared = match &role {
         Role::Analyzer { etcd, .. } => {
@@ -326,6 +337,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 &host_id,
                 analyzers,
                 credentials.clone(),
+                Arc::new(crate::fleet::ondemand::OnDemand(services.clone())),
                 stopped.clone(),
             );
             services.start(stopped)
@@ -340,6 +352,11 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                     credentials.clone(),
                     stopped.clone(),
                 );
+                links.push(tokio::spawn(crate::fleet::dispatch::run(
+                    services.clone(),
+                    f.clone(),
+                    stopped.clone(),
+                )));
             }
             services.start_without_placement(stopped)
         }

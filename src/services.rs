@@ -78,6 +78,12 @@ pub struct Services {
     /// Where past revisions of the graph are kept (`G.At`, `G.Context`); `None`:
     /// live graph only.
     pub history: Option<crate::history::History>,
+    /// An analyzer's view of its agents' flow tables (`Flows()`).
+    pub remote_flows: Option<Arc<crate::capture::flows::RemoteFlows>>,
+    /// Captures analyzers dispatched to this agent, placed besides the stored ones.
+    pub assigned: Arc<capture::placer::Assigned>,
+    /// Injections analyzers dispatched to this agent, run besides the stored ones.
+    pub dispatched_injections: Arc<Store<Injection>>,
 }
 
 impl Services {
@@ -94,6 +100,7 @@ impl Services {
         let mut extensions = Extensions::new();
         extensions.register(Arc::new(FlowsStep {
             registry: sinks.flows.clone(),
+            remote: None,
         }));
         Services {
             graph,
@@ -110,6 +117,9 @@ impl Services {
             capture_board: Arc::default(),
             leadership: None,
             history: None,
+            remote_flows: None,
+            assigned: Arc::default(),
+            dispatched_injections: Store::open(None),
         }
     }
 
@@ -122,6 +132,19 @@ impl Services {
     ) -> Self {
         self.captures = captures;
         self.injections = injections;
+        self
+    }
+
+    /// `Flows()` also answers with `remote`'s flows (an analyzer's agents'), fetched
+    /// before each query that uses it.
+    pub fn with_remote_flows(mut self, remote: Arc<crate::capture::flows::RemoteFlows>) -> Self {
+        let mut extensions = Extensions::new();
+        extensions.register(Arc::new(FlowsStep {
+            registry: self.sinks.flows.clone(),
+            remote: Some(remote.clone()),
+        }));
+        self.extensions = Arc::new(extensions);
+        self.remote_flows = Some(remote);
         self
     }
 
@@ -183,11 +206,13 @@ impl Services {
             flows: self.sinks.flows.clone(),
             sinks,
             board: self.capture_board.clone(),
+            assigned: self.assigned.clone(),
         };
         let placer = tokio::spawn(capture::placer::run(inputs, shutdown.clone()));
         let injections = tokio::spawn(crate::injection::run(
             self.graph.clone(),
             self.injections.clone(),
+            self.dispatched_injections.clone(),
             shutdown.clone(),
         ));
         let mut tasks = vec![placer, injections];

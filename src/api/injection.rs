@@ -44,7 +44,7 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
     })
     .await
     .map_err(Error::from)??;
-    allowed(s, &item)?;
+    allowed(&s.sinks, &item)?;
     let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
     Ok(reply_json(StatusCode::CREATED, &created))
 }
@@ -52,7 +52,7 @@ async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
 /// An injection may only send to `--allow-target` networks, from a namespace the probes
 /// found. A pcap replay's destinations are its packets' own. Refusals are
 /// [`Error::Forbidden`].
-fn allowed(s: &AppState, item: &Injection) -> Result<(), Error> {
+pub(crate) fn allowed(s: &crate::capture::SinkContext, item: &Injection) -> Result<(), Error> {
     let netns = item
         .progress
         .source
@@ -60,21 +60,21 @@ fn allowed(s: &AppState, item: &Injection) -> Result<(), Error> {
         .as_ref()
         .and_then(|src| src.netns.clone());
     if let Some(ns) = netns {
-        s.sinks.namespaces.check(&ns).map_err(Error::forbidden)?;
+        s.namespaces.check(&ns).map_err(Error::forbidden)?;
     }
     let Some(frames) = &item.parsed.replay else {
         let ip = item
             .parsed
             .dst_ip
             .ok_or_else(|| Error::internal("DstIP: not resolved"))?;
-        return s.sinks.targets.check_ip(ip).map_err(Error::forbidden);
+        return s.targets.check_ip(ip).map_err(Error::forbidden);
     };
-    if matches!(s.sinks.targets, crate::auth::AllowTargets::Everything) {
+    if matches!(s.targets, crate::auth::AllowTargets::Everything) {
         return Ok(());
     }
     for (i, f) in frames.iter().enumerate() {
         match ip_destination(f) {
-            Some(ip) => s.sinks.targets.check_ip(ip).map_err(Error::forbidden)?,
+            Some(ip) => s.targets.check_ip(ip).map_err(Error::forbidden)?,
             None => {
                 return Err(Error::forbidden(format!(
                     "Pcap: packet {} is not IPv4 or IPv6: its destination cannot be checked against --allow-target",

@@ -5,7 +5,7 @@
 //! failures to HTTP statuses.
 
 mod elements;
-mod injection;
+pub(crate) mod injection;
 pub mod openapi;
 mod pcap;
 mod resources;

@@ -71,11 +71,18 @@ async fn search(s: AppState, body: Bytes) -> ApiResult {
     if params.gremlin_query.trim().is_empty() {
         return Ok(no_content());
     }
+    let incomplete = refresh_remote_flows(&s, &params.gremlin_query).await;
     let (answer, past) = run_query(&s, params.gremlin_query).await?;
     let mut resp = reply_answer(answer);
     if let Some(note) = past.and_then(|p| p.note()) {
         if let Ok(v) = HeaderValue::from_str(&note) {
             resp.headers_mut().insert(HISTORY_HEADER, v);
+        }
+    }
+    if !incomplete.is_empty() {
+        let line = incomplete.join("; ").replace(['\r', '\n'], " ");
+        if let Ok(v) = HeaderValue::from_str(&line) {
+            resp.headers_mut().insert(FLOWS_INCOMPLETE, v);
         }
     }
     Ok(resp)
@@ -98,6 +105,19 @@ impl PastQuery {
     /// The value of [`HISTORY_HEADER`], when the answer is incomplete.
     pub fn note(&self) -> Option<String> {
         (!self.complete).then(|| format!("before-retention; horizon={}", self.horizon))
+    }
+}
+
+/// Header of an answer whose `Flows()` lacks some agents' flows: one line, the agents
+/// and why.
+pub const FLOWS_INCOMPLETE: &str = "X-Flows-Incomplete";
+
+/// On an analyzer, fetches the agents' flow tables before a query that uses `Flows()`
+/// (never under the graph's lock); returns the agents that did not answer fully.
+async fn refresh_remote_flows(s: &AppState, query: &str) -> Vec<String> {
+    match &s.remote_flows {
+        Some(remote) if query.contains("Flows") => remote.refresh().await,
+        _ => Vec::new(),
     }
 }
 

@@ -96,6 +96,23 @@ impl FlowRegistry {
             .remove(&(capture_id.to_owned(), node.clone()));
     }
 
+    /// Every table as (capture, node, flows as JSON), at most `max` flows in all; true
+    /// when some were left out.
+    pub fn tables(&self, max: usize) -> (Vec<(String, Identifier, Vec<Value>)>, bool) {
+        let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        let mut left = max;
+        let mut truncated = false;
+        for s in sources {
+            let t = s.table.lock();
+            truncated |= t.len() > left;
+            let flows: Vec<Value> = t.flows().take(left).map(Flow::to_json).collect();
+            left -= flows.len();
+            out.push((s.capture_id.clone(), s.node.clone(), flows));
+        }
+        (out, truncated)
+    }
+
     /// Copies of the flows of the sources `keep` accepts.
     fn collect(&self, keep: impl Fn(&FlowSource) -> bool) -> Vec<Flow> {
         let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();
@@ -149,6 +166,88 @@ impl PacketSink for LocalSink {
 /// The `Flows()` step.
 pub struct FlowsStep {
     pub registry: Arc<FlowRegistry>,
+    /// An analyzer's: the flows its agents answered for this query.
+    pub remote: Option<Arc<RemoteFlows>>,
+}
+
+/// Flows fetched from elsewhere (an analyzer's agents), as JSON with the node each
+/// was captured on.
+pub type Fetched = Vec<(Identifier, Arc<Value>)>;
+/// Fetches remote flows: the flows, and one line per source that did not answer fully.
+pub type FetchFlows =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (Fetched, Vec<String>)> + Send + Sync>;
+
+/// The flows of an analyzer's agents, fetched before each query that uses `Flows()`
+/// (never while the graph is locked) and read by the step.
+pub struct RemoteFlows {
+    fetch: FetchFlows,
+    last: Mutex<Arc<Fetched>>,
+}
+
+impl RemoteFlows {
+    pub fn new(fetch: FetchFlows) -> Arc<Self> {
+        Arc::new(RemoteFlows {
+            fetch,
+            last: Mutex::default(),
+        })
+    }
+
+    /// Fetches the flows again; returns what did not answer (one line each).
+    pub async fn refresh(&self) -> Vec<String> {
+        let (flows, errors) = (self.fetch)().await;
+        *self.last.lock() = Arc::new(flows);
+        errors
+    }
+
+    fn collect(&self, keep: impl Fn(&Identifier) -> bool) -> Vec<FlowItem> {
+        let last = self.last.lock().clone();
+        last.iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(_, f)| FlowItem::Remote(f.clone()))
+            .collect()
+    }
+}
+
+/// One flow of a `Flows()` answer: from a local table, or as an agent sent it.
+#[derive(Clone)]
+pub enum FlowItem {
+    Table(Flow),
+    Remote(Arc<Value>),
+}
+
+impl FlowItem {
+    pub fn to_json(&self) -> Value {
+        match self {
+            FlowItem::Table(f) => f.to_json(),
+            FlowItem::Remote(v) => (**v).clone(),
+        }
+    }
+
+    /// A key as `Flow::field` resolves it; for a remote flow, the dotted path in its
+    /// JSON.
+    pub fn field(&self, key: &str) -> Option<Value> {
+        match self {
+            FlowItem::Table(f) => f.field(key),
+            FlowItem::Remote(v) => {
+                let mut cur: &Value = v;
+                for part in key.split('.') {
+                    cur = cur.get(part)?;
+                }
+                Some(cur.clone())
+            }
+        }
+    }
+
+    pub fn node_tid(&self) -> String {
+        match self {
+            FlowItem::Table(f) => f.node_tid().to_owned(),
+            FlowItem::Remote(v) => v
+                .get("NodeTID")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
 }
 
 impl StepExtension for FlowsStep {
@@ -169,24 +268,30 @@ impl StepExtension for FlowsStep {
     }
 
     fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
-        let flows = match input {
-            Output::Graph { nodes, .. } if is_whole_graph(&nodes, graph) => {
-                self.registry.collect(|_| true)
-            }
+        let ids: Option<HashSet<&Identifier>> = match &input {
+            Output::Graph { nodes, .. } if is_whole_graph(nodes, graph) => None,
             Output::Graph { nodes, .. } | Output::Nodes(nodes) => {
-                let ids: HashSet<&Identifier> = nodes.iter().map(|n| graph.node(*n).id()).collect();
-                self.registry.collect(|s| ids.contains(&s.node))
+                Some(nodes.iter().map(|n| graph.node(*n).id()).collect())
             }
-            Output::Paths(paths) => {
-                let ids: HashSet<&Identifier> = paths
+            Output::Paths(paths) => Some(
+                paths
                     .iter()
                     .flatten()
                     .map(|n| graph.node(*n).id())
-                    .collect();
-                self.registry.collect(|s| ids.contains(&s.node))
-            }
+                    .collect(),
+            ),
             other => return Err(EvalError::cannot_follow(step, other.kind())),
         };
+        let keep = |n: &Identifier| ids.as_ref().is_none_or(|ids| ids.contains(n));
+        let mut flows: Vec<FlowItem> = self
+            .registry
+            .collect(|s| keep(&s.node))
+            .into_iter()
+            .map(FlowItem::Table)
+            .collect();
+        if let Some(remote) = &self.remote {
+            flows.extend(remote.collect(keep));
+        }
         let set = FlowSet(flows);
         if step.params.is_empty() {
             Ok(Output::Ext(Box::new(set)))
@@ -204,6 +309,7 @@ pub fn compile_query(text: &str) -> Result<Compiled, CompileError> {
         let mut ext = Extensions::new();
         ext.register(Arc::new(FlowsStep {
             registry: Arc::default(),
+            remote: None,
         }));
         ext
     });
@@ -215,10 +321,10 @@ fn is_whole_graph(nodes: &[topotap_topology::NodeIx], graph: &Graph) -> bool {
 }
 
 /// A set of flows, the value of `Flows()` and the steps that follow it.
-pub struct FlowSet(pub Vec<Flow>);
+pub struct FlowSet(pub Vec<FlowItem>);
 
 /// `Network`, `Link` and `Transport` alone match either end (§2.6).
-fn flow_field(flow: &Flow, key: &str) -> Option<Value> {
+fn flow_field(flow: &FlowItem, key: &str) -> Option<Value> {
     match key {
         "Network" | "Link" | "Transport" | "IPV4" | "IPV6" | "ETHERNET" | "TCP" | "UDP"
         | "SCTP" => {
@@ -258,7 +364,7 @@ impl ExtOutput for FlowSet {
     }
 
     fn to_json(&self, _: &Graph) -> Value {
-        Value::Array(self.0.iter().map(Flow::to_json).collect())
+        Value::Array(self.0.iter().map(FlowItem::to_json).collect())
     }
 
     fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
@@ -295,7 +401,7 @@ impl ExtOutput for FlowSet {
                 if ["capturenode", "hops", "node"]
                     .contains(&name.to_ascii_lowercase().as_str()) =>
             {
-                let tids: HashSet<String> = flows.iter().map(|f| f.node_tid().to_owned()).collect();
+                let tids: HashSet<String> = flows.iter().map(FlowItem::node_tid).collect();
                 let mut seen = HashSet::new();
                 let nodes = graph
                     .nodes()
@@ -371,7 +477,10 @@ mod tests {
             table: Mutex::new(table),
         }));
         let mut ext = Extensions::new();
-        ext.register(Arc::new(FlowsStep { registry }));
+        ext.register(Arc::new(FlowsStep {
+            registry,
+            remote: None,
+        }));
         (Graph::new(), ext)
     }
 

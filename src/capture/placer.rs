@@ -17,7 +17,7 @@
 //! actions, with everything that may block (query evaluation, name resolution, socket
 //! opens, thread joins) on blocking threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -101,6 +101,11 @@ impl ActiveOn {
 
     fn set(&self, nodes: Vec<Identifier>) {
         *self.nodes.lock() = nodes;
+    }
+
+    /// Where an analyzer sees the capture active (in its agents' `Captures` entries).
+    pub fn set_nodes(&self, nodes: Vec<Identifier>) {
+        self.set(nodes);
     }
 
     /// Why the capture's query could not be evaluated at the last placement.
@@ -393,6 +398,92 @@ impl Default for Publisher {
     }
 }
 
+/// Captures an analyzer dispatched to this agent, each on the nodes it named (fleet
+/// mode's on-demand `Start`/`Stop`). Idempotent per (capture UUID, node): a second
+/// `Start` of the same pair, from any analyzer, changes nothing, so two dispatchers
+/// cannot run a capture twice on one interface.
+pub struct Assigned {
+    captures: parking_lot::Mutex<BTreeMap<String, (Capture, BTreeSet<Identifier>)>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Assigned {
+    fn default() -> Self {
+        Assigned {
+            captures: Default::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Assigned {
+    /// Runs `capture` on `node` too; false when it already did (the capture first
+    /// received for a UUID is kept).
+    pub fn start(&self, capture: Capture, node: Identifier) -> bool {
+        let mut st = self.captures.lock();
+        let entry = st
+            .entry(capture.uuid.clone())
+            .or_insert_with(|| (capture, BTreeSet::new()));
+        let new = entry.1.insert(node);
+        drop(st);
+        if new {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        new
+    }
+
+    /// Stops capture `uuid` on `node`; false when it was not running there.
+    pub fn stop(&self, uuid: &str, node: &Identifier) -> bool {
+        let mut st = self.captures.lock();
+        let Some((_, nodes)) = st.get_mut(uuid) else {
+            return false;
+        };
+        let was = nodes.remove(node);
+        if nodes.is_empty() {
+            st.remove(uuid);
+        }
+        drop(st);
+        if was {
+            self.changed.send_modify(|n| *n += 1);
+        }
+        was
+    }
+
+    /// Every dispatched capture and its nodes.
+    pub fn list(&self) -> Vec<(Capture, Vec<Identifier>)> {
+        self.captures
+            .lock()
+            .values()
+            .map(|(c, n)| (c.clone(), n.iter().cloned().collect()))
+            .collect()
+    }
+
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// Where the dispatched captures run: each on the nodes it was given that are in `g`
+/// and are capturable interfaces.
+pub fn assigned_desired(assigned: &[(Capture, Vec<Identifier>)], g: &Graph) -> Desired {
+    let mut desired = Desired::new();
+    for (c, nodes) in assigned {
+        for id in nodes {
+            if let Some(t) = g.find_node(id).and_then(|ix| capture_target(g, ix)) {
+                desired.insert((c.uuid.clone(), t.node.clone()), (c.clone(), t));
+            }
+        }
+    }
+    desired
+}
+
+/// Whether node `id` of `g` is an interface a capture can run on.
+pub fn capturable(g: &Graph, id: &Identifier) -> bool {
+    g.find_node(id)
+        .and_then(|ix| capture_target(g, ix))
+        .is_some()
+}
+
 /// Why a capture's query selects nothing to run on, by capture UUID.
 pub type QueryErrors = BTreeMap<String, String>;
 
@@ -503,6 +594,8 @@ pub struct Inputs {
     pub sinks: SinkFactory,
     /// Running capture points as `/metrics` shows them.
     pub board: Arc<crate::metrics::CaptureBoard>,
+    /// Captures dispatched by analyzers (an agent's); placed besides the stored ones.
+    pub assigned: Arc<Assigned>,
 }
 
 struct Running {
@@ -524,6 +617,7 @@ struct Shell {
 /// sink export what it still holds.
 pub async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut store = inputs.captures.watch();
+    let mut assigned = inputs.assigned.watch();
     let mut events = inputs.graph.subscribe();
     let mut shell = Shell {
         inputs,
@@ -552,6 +646,7 @@ pub async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiver<bool
                 }
                 debounce.changed(Instant::now());
             }
+            Ok(()) = assigned.changed() => debounce.changed(Instant::now()),
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     if shell.reconciler.relevant(&ev) {
@@ -588,10 +683,15 @@ impl Shell {
         // Queries and the names of export targets: off the async workers.
         let computed = tokio::task::spawn_blocking(move || {
             let captures = inputs.captures.list();
+            let assigned = inputs.assigned.list();
             let (desired, errors) = {
                 let g = inputs.graph.read();
-                desired(&captures, &g, &inputs.extensions, &inputs.budget)
+                let (mut d, errors) = desired(&captures, &g, &inputs.extensions, &inputs.budget);
+                d.extend(assigned_desired(&assigned, &g));
+                (d, errors)
             };
+            let mut captures = captures;
+            captures.extend(assigned.into_iter().map(|(c, _)| c));
             let exports = super::export::export_flows(&captures);
             (captures, desired, errors, exports)
         })
@@ -1210,6 +1310,7 @@ mod shell_tests {
             flows: Arc::default(),
             sinks,
             board: Arc::default(),
+            assigned: Arc::default(),
         };
         let ticks = rt.block_on(async {
             let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -31,6 +31,7 @@ pub fn start(
     host_id: &str,
     analyzers: &[Endpoint],
     credentials: Credentials,
+    requests: Arc<dyn link::Requests>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let share: Arc<dyn Share> = Arc::new(WholeGraph(graph));
@@ -44,6 +45,7 @@ pub fn start(
                 client_type: protocol::AGENT_CLIENT_TYPE,
                 credentials: credentials.clone(),
                 share: share.clone(),
+                requests: Some(requests.clone()),
             };
             tokio::spawn(link::run(spec, shutdown.clone()))
         })

@@ -46,6 +46,17 @@ pub struct Fleet {
     refused: AtomicU64,
     /// Leases of connected agents in etcd, renewed while their connection lasts.
     pub liveness: std::sync::OnceLock<crate::etcd::Liveness>,
+    /// Requests sent to agents waiting for their reply, by request UUID.
+    pending: Mutex<HashMap<String, tokio::sync::oneshot::Sender<protocol::Reply>>>,
+}
+
+/// Why a request to an agent got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("agent {0} is not connected to this analyzer")]
+    NotConnected(String),
+    #[error("agent {host} did not answer within {ms} ms")]
+    Timeout { host: String, ms: u128 },
 }
 
 #[derive(Default)]
@@ -119,7 +130,60 @@ impl Fleet {
             next: AtomicU64::new(1),
             refused: AtomicU64::new(0),
             liveness: std::sync::OnceLock::new(),
+            pending: Mutex::default(),
         })
+    }
+
+    /// Hosts whose agent is connected to this analyzer.
+    pub fn agent_hosts(&self) -> Vec<String> {
+        self.state.lock().agents.keys().cloned().collect()
+    }
+
+    /// Sends `request` to `host`'s agent and waits for its reply, at most `timeout`
+    /// in all.
+    pub async fn request(
+        &self,
+        host: &str,
+        request: protocol::Request,
+        timeout: Duration,
+    ) -> Result<protocol::Reply, RequestError> {
+        let tx = self
+            .state
+            .lock()
+            .agents
+            .get(host)
+            .map(|c| c.tx.clone())
+            .ok_or_else(|| RequestError::NotConnected(host.to_owned()))?;
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let uuid = request.uuid.clone();
+        self.pending.lock().insert(uuid.clone(), reply_tx);
+        let exchange = async {
+            tx.send(request.to_text()).await.ok()?;
+            reply_rx.await.ok()
+        };
+        let answer = tokio::time::timeout(timeout, exchange).await;
+        self.pending.lock().remove(&uuid);
+        match answer {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(RequestError::NotConnected(host.to_owned())),
+            Err(_) => Err(RequestError::Timeout {
+                host: host.to_owned(),
+                ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    /// A message of an agent's that is not a graph change: the reply to a request.
+    fn deliver(&self, host: &str, text: &str) {
+        match protocol::parse_other::<protocol::Reply>(text) {
+            Ok(Some(reply)) => {
+                if let Some(tx) = self.pending.lock().remove(&reply.uuid) {
+                    let _ = tx.send(reply);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(host, reason = %e, "agent message ignored"),
+        }
     }
 
     fn register(
@@ -265,6 +329,9 @@ impl Fleet {
     fn apply(&self, kind: Kind, host: &str, id: u64, text: &str) -> Result<(), Refused> {
         topotap_topology::blocking::section("fleet message");
         let Some(msg) = protocol::parse(text)? else {
+            if kind == Kind::Agent {
+                self.deliver(host, text);
+            }
             return Ok(());
         };
         let mut st = self.state.lock();

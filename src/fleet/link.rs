@@ -211,7 +211,19 @@ pub struct LinkSpec {
     pub credentials: Credentials,
     /// What to share: the elements of a snapshot and the changes to forward.
     pub share: Arc<dyn Share>,
+    /// Who answers the server's requests (an agent's on-demand captures, injections
+    /// and flow queries); `None`: requests are ignored.
+    pub requests: Option<Arc<dyn Requests>>,
 }
+
+/// Answers the requests an analyzer sends on an agent's link. Called on a blocking
+/// thread; never panics on bad input (a reply with a 4xx status instead).
+pub trait Requests: Send + Sync {
+    fn handle(&self, request: protocol::Request) -> protocol::Reply;
+}
+
+/// Requests answered at once on one connection; more wait for a slot.
+const CONCURRENT_REQUESTS: usize = 8;
 
 /// The part of the graph a link shares.
 /// The elements of a `Sync` and the changes that follow them.
@@ -378,6 +390,8 @@ async fn session(spec: &LinkSpec, target: &str) -> Ended {
         return e;
     }
     info!(%target, "connected, subgraph sent");
+    let (reply_tx, mut replies) = tokio::sync::mpsc::channel::<String>(CONCURRENT_REQUESTS);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_REQUESTS));
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut heard = Instant::now();
     loop {
@@ -423,7 +437,24 @@ async fn session(spec: &LinkSpec, target: &str) -> Ended {
                 heard = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Ok(Some(GraphMessage::SyncRequest)) = protocol::parse(t.as_str()) {
+                        let request = match (&spec.requests, protocol::parse_other::<protocol::Request>(t.as_str())) {
+                            (Some(h), Ok(Some(r))) => Some((h.clone(), r)),
+                            (Some(_), Err(e)) => {
+                                warn!(%target, reason = %e, "request ignored");
+                                None
+                            }
+                            _ => None,
+                        };
+                        if let Some((handler, request)) = request {
+                            let (tx, slots) = (reply_tx.clone(), slots.clone());
+                            tokio::spawn(async move {
+                                let Ok(_slot) = slots.acquire_owned().await else { return };
+                                let reply = tokio::task::spawn_blocking(move || handler.handle(request)).await;
+                                if let Ok(reply) = reply {
+                                    let _ = tx.send(reply.to_text()).await;
+                                }
+                            });
+                        } else if let Ok(Some(GraphMessage::SyncRequest)) = protocol::parse(t.as_str()) {
                             let (text, rx) = sync(&spec.share).await;
                             events = rx;
                             if let Err(e) = write_all(&mut socket, vec![text]).await {
@@ -438,6 +469,11 @@ async fn session(spec: &LinkSpec, target: &str) -> Ended {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Ended::Lost(e.to_string()),
                     None => return Ended::Lost("closed by the server".into()),
+                }
+            }
+            Some(reply) = replies.recv() => {
+                if let Err(e) = write_all(&mut socket, vec![reply]).await {
+                    return e;
                 }
             }
             _ = ping.tick() => {

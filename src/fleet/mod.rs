@@ -7,11 +7,17 @@
 //! - [`analyzer`]: the receiving side (`/ws/agent/topology`, `/ws/replication`).
 //! - [`merge`]: how messages change the merged graph, and who may write what.
 //! - [`tunnels`]: edges an analyzer derives between tunnels and their remote hosts.
+//! - [`ondemand`]: an agent's answers to analyzers' requests (captures, injections,
+//!   flow tables).
+//! - [`dispatch`]: the leading analyzer's placement of captures and injections on
+//!   agents.
 
 pub mod agent;
 pub mod analyzer;
+pub mod dispatch;
 pub mod link;
 pub mod merge;
+pub mod ondemand;
 pub mod protocol;
 pub mod replication;
 pub mod tunnels;

@@ -7,6 +7,14 @@
 //! - `NodeAdded`, `NodeUpdated`, `NodeDeleted`, `EdgeAdded`, `EdgeUpdated`,
 //!   `EdgeDeleted`: O = the element (for deletions only `ID` is read);
 //! - `SyncRequest` (analyzer -> peer on a replication link): asks for a new `Sync`.
+//!
+//! On an agent's connection the analyzer also sends requests, which the agent answers
+//! with the same `UUID` and namespace, `Type` + `Reply`, a `Status` (HTTP code) and an
+//! `Obj` ([`Request`], [`Reply`]):
+//! - `OnDemandCapture` `Start`/`Stop`, O = `{"NodeID", "Resource": capture}`;
+//! - `OnDemandPacketInjection` `Start`/`Stop`, O = `{"NodeID", "Resource": injection}`;
+//! - `Flow` `TableQuery`: the agent's flow tables, reply O = `{"Tables": [{"CaptureID",
+//!   "NodeID", "Flows": [...]}]}`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -27,6 +35,11 @@ pub const AGENT_CLIENT_TYPE: &str = "skydive-agent";
 pub const ANALYZER_CLIENT_TYPE: &str = "analyzer";
 /// The persistence policy agents ask for.
 pub const DELETE_ON_DISCONNECT: &str = "DeleteOnDisconnect";
+
+/// Namespaces of the analyzer -> agent requests.
+pub const NS_CAPTURE: &str = "OnDemandCapture";
+pub const NS_INJECTION: &str = "OnDemandPacketInjection";
+pub const NS_FLOW: &str = "Flow";
 
 /// Path agents connect to.
 pub const AGENT_PATH: &str = "/ws/agent/topology";
@@ -119,6 +132,88 @@ pub fn parse(text: &str) -> Result<Option<GraphMessage>, Refused> {
         }
     };
     Ok(Some(msg))
+}
+
+/// A request from an analyzer to an agent (any namespace but `Graph`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Request {
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "UUID", default)]
+    pub uuid: String,
+    #[serde(rename = "Obj", default)]
+    pub obj: serde_json::Value,
+}
+
+/// An agent's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "UUID", default)]
+    pub uuid: String,
+    #[serde(rename = "Status", default)]
+    pub status: u16,
+    #[serde(rename = "Obj", default)]
+    pub obj: serde_json::Value,
+}
+
+impl Request {
+    /// A request with a fresh UUID.
+    pub fn new(namespace: &str, kind: &str, obj: serde_json::Value) -> Self {
+        Request {
+            namespace: namespace.to_owned(),
+            kind: kind.to_owned(),
+            uuid: Identifier::random().to_string(),
+            obj,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The answer to this request.
+    pub fn reply(&self, status: u16, obj: serde_json::Value) -> Reply {
+        Reply {
+            namespace: self.namespace.clone(),
+            kind: format!("{}Reply", self.kind),
+            uuid: self.uuid.clone(),
+            status,
+            obj,
+        }
+    }
+}
+
+impl Reply {
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The `Error` of a failed reply's `Obj`, or its status.
+    pub fn reason(&self) -> String {
+        self.obj
+            .get("Error")
+            .and_then(|e| e.as_str())
+            .map_or_else(|| format!("status {}", self.status), str::to_owned)
+    }
+}
+
+/// A message of another namespace than `Graph`: a request (to an agent) or a reply
+/// (to an analyzer). `None` for `Graph` messages.
+pub fn parse_other<T: serde::de::DeserializeOwned>(text: &str) -> Result<Option<T>, Refused> {
+    let env: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| Refused::new(format!("malformed message: {e}")))?;
+    if env.namespace == "Graph" {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Refused::new(format!("malformed {} message: {e}", env.namespace)))
 }
 
 /// A `Graph` envelope around `obj` (JSON text).
@@ -245,6 +340,25 @@ mod tests {
         assert!(refused(r#"{"Namespace":"Graph","Type":"Sync"}"#).contains("no Obj"));
         let other = json!({"Namespace":"OnDemandCapture","Type":"StartReply","Obj":{}});
         assert_eq!(parse(&other.to_string()).unwrap(), None);
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let req = Request::new(NS_CAPTURE, "Start", json!({"NodeID": "n1"}));
+        let parsed: Request = parse_other(&req.to_text()).unwrap().unwrap();
+        assert_eq!(parsed, req);
+        let reply = req.reply(404, json!({"Error": "no node n1"}));
+        let parsed: Reply = parse_other(&reply.to_text()).unwrap().unwrap();
+        assert_eq!(parsed.kind, "StartReply");
+        assert_eq!(parsed.uuid, req.uuid);
+        assert_eq!(parsed.reason(), "no node n1");
+        assert_eq!(
+            parse_other::<Request>(&sync_request()).unwrap(),
+            None,
+            "Graph messages are not requests"
+        );
+        assert!(parse_other::<Request>(r#"{"Namespace":"Flow"}"#).is_err());
+        assert!(parse_other::<Request>("[").is_err());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn start(
                 client_type: protocol::ANALYZER_CLIENT_TYPE,
                 credentials: credentials.clone(),
                 share: share.clone(),
+                requests: None,
             };
             tokio::spawn(link::run(spec, shutdown.clone()))
         })

@@ -597,6 +597,16 @@ fn query_error(field: &str, e: EvalError) -> Error {
 }
 
 /// The nodes a query selects within `budget`, whatever the shape of its result.
+/// The first node of `src` (an injection's `Src`) that packets can be sent from, if
+/// the query compiles and runs within `budget`.
+pub fn source_node(src: &str, g: &Graph, ext: &Extensions, budget: &Budget) -> Option<Identifier> {
+    let query = compile(src, ext).ok()?;
+    query_nodes(&query, g, budget)
+        .ok()?
+        .into_iter()
+        .find_map(|ix| interface(g, ix).map(|s| s.node))
+}
+
 fn query_nodes(query: &Compiled, g: &Graph, budget: &Budget) -> Result<Vec<NodeIx>, EvalError> {
     let out = query.evaluate(g, budget)?;
     Ok(match out {

@@ -21,17 +21,21 @@ use crate::resources::Definitions;
 /// How often node metadata is refreshed, sources checked and TTLs applied.
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// Runs until `shutdown` turns true, then stops every injection in progress.
+/// Runs until `shutdown` turns true, then stops every injection in progress. Runs
+/// the stored injections and those analyzers dispatched to this agent (`dispatched`).
 pub async fn run(
     graph: SharedGraph,
     injections: Definitions<Injection>,
+    dispatched: Definitions<Injection>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let store = injections.clone();
     let mut changes = store.watch();
+    let mut dispatched_changes = dispatched.watch();
     let mut runner = Runner {
         graph,
         injections,
+        dispatched,
         jobs: HashMap::new(),
         decorated: BTreeSet::new(),
     };
@@ -44,6 +48,10 @@ pub async fn run(
                 if changed.is_err() {
                     break;
                 }
+                runner.reconcile();
+                runner.publish();
+            }
+            Ok(()) = dispatched_changes.changed() => {
                 runner.reconcile();
                 runner.publish();
             }
@@ -62,6 +70,7 @@ pub async fn run(
 struct Runner {
     graph: SharedGraph,
     injections: Definitions<Injection>,
+    dispatched: Definitions<Injection>,
     /// Every stored injection this runner has seen, by UUID.
     jobs: HashMap<String, Injection>,
     /// Nodes whose `PacketInjections` we set, to clear it when nothing is left.
@@ -75,6 +84,7 @@ impl Runner {
             .injections
             .list()
             .into_iter()
+            .chain(self.dispatched.list())
             .map(|i| (i.uuid.clone(), i))
             .collect();
         let (start, stop) = changes(&self.jobs, &current);

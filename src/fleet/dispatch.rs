@@ -1,0 +1,479 @@
+//! The leading analyzer's placement of captures and injections on agents (Skydive's
+//! on-demand client).
+//!
+//! Every analyzer looks at the merged graph; only the one that dispatches
+//! (`Services::dispatches`, the elected leader) acts. What runs is read from the graph
+//! itself, not remembered: an agent writes `Metadata.Captures` and
+//! `Metadata.PacketInjections` on its nodes, which reach every analyzer as ordinary
+//! graph updates. So a new leader sees what its predecessor started and starts none of
+//! it again, and an agent that reconnects with captures deleted meanwhile has them
+//! stopped. Agents are idempotent per (capture UUID, node) and per injection UUID, so
+//! even two dispatchers at once cannot run anything twice.
+//!
+//! The decision ([`orders`]) is pure: desired (each capture's query evaluated on the
+//! merged graph, each injection's source node) against observed (the entries on the
+//! nodes) gives `Start` and `Stop` orders; [`Holds`] keeps an order from being sent
+//! again while its effect has not yet shown in the graph.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use topotap_topology::{schema, Graph, Identifier};
+use tracing::{info, warn};
+
+use super::analyzer::Fleet;
+use super::protocol::{self, Request};
+use crate::capture::placer::{self, Debounce};
+use crate::services::Services;
+
+/// Quiet time after a graph or store change before matching again.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// Longest wait between a change and the matching that follows it.
+pub const MAX_DELAY: Duration = Duration::from_secs(1);
+/// Matching runs at least this often (leadership changes, resends).
+pub const ROUND: Duration = Duration::from_secs(1);
+/// An order is not sent again for this long while its effect does not show.
+pub const RESEND: Duration = Duration::from_secs(5);
+/// An order the agent refused as pointless (a `Stop` of what it does not run) waits
+/// this long before it is sent again.
+pub const REFUSED_HOLD: Duration = Duration::from_secs(60);
+/// Longest wait for an agent's reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What an order is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum What {
+    Capture,
+    Injection,
+}
+
+impl What {
+    fn namespace(self) -> &'static str {
+        match self {
+            What::Capture => protocol::NS_CAPTURE,
+            What::Injection => protocol::NS_INJECTION,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            What::Capture => schema::key::CAPTURES,
+            What::Injection => "PacketInjections",
+        }
+    }
+}
+
+/// One order to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Order {
+    pub start: bool,
+    pub what: What,
+    pub uuid: String,
+    pub node: Identifier,
+    pub host: String,
+}
+
+/// Where things should run and where they run, as the merged graph shows it.
+#[derive(Debug, Default, Clone)]
+pub struct World {
+    /// (capture, node) -> host, from the captures' queries.
+    pub desired_captures: BTreeMap<(String, Identifier), String>,
+    /// (capture, node) -> host, from `Metadata.Captures`.
+    pub observed_captures: BTreeMap<(String, Identifier), String>,
+    /// Injection -> (source node, host).
+    pub desired_injections: BTreeMap<String, (Identifier, String)>,
+    /// (injection, node) -> host, from `Metadata.PacketInjections`.
+    pub observed_injections: BTreeMap<(String, Identifier), String>,
+    /// Every stored injection (those whose source is not found included).
+    pub stored_injections: BTreeSet<String>,
+}
+
+/// The orders that take what runs to what should: captures start where they match
+/// and do not run, and stop where they run and no longer match (deleted, expired, or
+/// the node left their query); an injection starts on its source if it runs nowhere,
+/// and stops where it runs once deleted.
+pub fn orders(w: &World) -> Vec<Order> {
+    let mut out = Vec::new();
+    for ((uuid, node), host) in &w.desired_captures {
+        if !w
+            .observed_captures
+            .contains_key(&(uuid.clone(), node.clone()))
+        {
+            out.push(order(true, What::Capture, uuid, node, host));
+        }
+    }
+    for ((uuid, node), host) in &w.observed_captures {
+        if !w
+            .desired_captures
+            .contains_key(&(uuid.clone(), node.clone()))
+        {
+            out.push(order(false, What::Capture, uuid, node, host));
+        }
+    }
+    let running: BTreeSet<&String> = w.observed_injections.keys().map(|(u, _)| u).collect();
+    for (uuid, (node, host)) in &w.desired_injections {
+        if !running.contains(uuid) {
+            out.push(order(true, What::Injection, uuid, node, host));
+        }
+    }
+    for ((uuid, node), host) in &w.observed_injections {
+        if !w.stored_injections.contains(uuid) {
+            out.push(order(false, What::Injection, uuid, node, host));
+        }
+    }
+    out
+}
+
+fn order(start: bool, what: What, uuid: &str, node: &Identifier, host: &str) -> Order {
+    Order {
+        start,
+        what,
+        uuid: uuid.to_owned(),
+        node: node.clone(),
+        host: host.to_owned(),
+    }
+}
+
+/// Orders recently sent, not to be sent again before their time.
+#[derive(Debug, Default)]
+pub struct Holds(HashMap<Order, Instant>);
+
+impl Holds {
+    /// The orders of `all` not held at `now`; holds that ran out are forgotten.
+    pub fn due(&mut self, all: Vec<Order>, now: Instant) -> Vec<Order> {
+        self.0.retain(|_, until| *until > now);
+        all.into_iter()
+            .filter(|o| !self.0.contains_key(o))
+            .collect()
+    }
+
+    pub fn hold(&mut self, order: Order, until: Instant) {
+        self.0.insert(order, until);
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The `(ID, node) -> host` entries of `key` (`Captures`, `PacketInjections`) on the
+/// nodes of `g`, with their `State`.
+fn observed(g: &Graph, key: &str) -> Vec<((String, Identifier), String, String)> {
+    let mut out = Vec::new();
+    for ix in g.nodes() {
+        let n = g.node(ix);
+        let Some(Value::Array(entries)) = n.metadata().get(key) else {
+            continue;
+        };
+        for e in entries {
+            if let Some(id) = e.get("ID").and_then(Value::as_str) {
+                let state = e.get("State").and_then(Value::as_str).unwrap_or("");
+                out.push((
+                    (id.to_owned(), n.id().clone()),
+                    n.host().to_owned(),
+                    state.to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The world as this analyzer sees it, and sets each capture's `Count` from it.
+/// Blocking (query evaluation).
+fn look(services: &Services) -> World {
+    topotap_topology::blocking::section("fleet dispatch");
+    let captures = services.captures.list();
+    let injections = services.injections.list();
+    let g = services.graph.read();
+    let mut w = World::default();
+    let (desired, _errors) =
+        placer::desired(&captures, &g, &services.extensions, &services.query_budget);
+    for (key, (_, target)) in desired {
+        if let Some(ix) = g.find_node(&target.node) {
+            w.desired_captures.insert(key, g.node(ix).host().to_owned());
+        }
+    }
+    let mut active: HashMap<String, Vec<Identifier>> = HashMap::new();
+    for (key, host, state) in observed(&g, What::Capture.key()) {
+        if state == "active" {
+            active.entry(key.0.clone()).or_default().push(key.1.clone());
+        }
+        w.observed_captures.insert(key, host);
+    }
+    for c in &captures {
+        c.active
+            .set_nodes(active.remove(&c.uuid).unwrap_or_default());
+    }
+    for (key, host, _) in observed(&g, What::Injection.key()) {
+        w.observed_injections.insert(key, host);
+    }
+    for inj in &injections {
+        w.stored_injections.insert(inj.uuid.clone());
+        let node = match inj.progress.source.lock().clone() {
+            Some(s) => Some(s.node),
+            None => crate::injection::resource::source_node(
+                &inj.src,
+                &g,
+                &services.extensions,
+                &services.query_budget,
+            ),
+        };
+        if let Some(ix) = node.as_ref().and_then(|n| g.find_node(n)) {
+            let n = g.node(ix);
+            w.desired_injections
+                .insert(inj.uuid.clone(), (n.id().clone(), n.host().to_owned()));
+        }
+    }
+    w
+}
+
+/// Matches and dispatches until `shutdown` turns true.
+pub async fn run(
+    services: Services,
+    fleet: Arc<Fleet>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut captures = services.captures.watch();
+    let mut injections = services.injections.watch();
+    let mut events = services.graph.subscribe();
+    let mut debounce = Debounce::new(QUIET, MAX_DELAY);
+    let mut tick = tokio::time::interval(ROUND);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let holds = Arc::new(Mutex::new(Holds::default()));
+    let mut leading = false;
+    loop {
+        let deadline = debounce.deadline();
+        let due = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            Ok(()) = captures.changed() => debounce.changed(Instant::now()),
+            Ok(()) = injections.changed() => debounce.changed(Instant::now()),
+            ev = events.recv() => match ev {
+                Ok(_) => debounce.changed(Instant::now()),
+                Err(RecvError::Lagged(_)) => {
+                    events = services.graph.subscribe();
+                    debounce.changed(Instant::now());
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
+            _ = due => {
+                if !debounce.take_due(Instant::now()) {
+                    continue;
+                }
+            }
+        }
+        let leads = services.dispatches();
+        if leads != leading {
+            info!(
+                leading = leads,
+                "captures and injections dispatch: {}",
+                if leads {
+                    "this analyzer leads"
+                } else {
+                    "another analyzer leads"
+                }
+            );
+            holds.lock().clear();
+            leading = leads;
+        }
+        let s = services.clone();
+        let Ok(world) = tokio::task::spawn_blocking(move || look(&s)).await else {
+            continue;
+        };
+        if !leads {
+            continue;
+        }
+        let connected: BTreeSet<String> = fleet.agent_hosts().into_iter().collect();
+        let now = Instant::now();
+        let all: Vec<Order> = orders(&world)
+            .into_iter()
+            .filter(|o| connected.contains(&o.host))
+            .collect();
+        let due = holds.lock().due(all, now);
+        for o in due {
+            holds.lock().hold(o.clone(), now + RESEND);
+            let request = match request_for(&services, &o) {
+                Some(r) => r,
+                None => continue,
+            };
+            let (fleet, holds) = (fleet.clone(), holds.clone());
+            tokio::spawn(async move {
+                match fleet.request(&o.host, request, REPLY_TIMEOUT).await {
+                    Ok(reply) if reply.status == 200 => {
+                        info!(host = %o.host, node = %o.node, id = %o.uuid, "{} {}", o.what.namespace(), if o.start { "started" } else { "stopped" });
+                    }
+                    Ok(reply) => {
+                        warn!(host = %o.host, node = %o.node, id = %o.uuid, status = reply.status, "{} {} refused: {}", o.what.namespace(), if o.start { "Start" } else { "Stop" }, reply.reason());
+                        if !o.start && reply.status == 404 {
+                            holds.lock().hold(o, Instant::now() + REFUSED_HOLD);
+                        }
+                    }
+                    Err(e) => warn!(id = %o.uuid, "{} not sent: {e}", o.what.namespace()),
+                }
+            });
+        }
+    }
+}
+
+/// The message of an order: the resource as stored (for a `Stop` of something deleted,
+/// only its UUID).
+fn request_for(services: &Services, o: &Order) -> Option<Request> {
+    let resource = match o.what {
+        What::Capture => services
+            .captures
+            .get(&o.uuid)
+            .and_then(|c| serde_json::to_value(c).ok()),
+        What::Injection => services
+            .injections
+            .get(&o.uuid)
+            .and_then(|i| serde_json::to_value(i).ok()),
+    };
+    let resource = match (resource, o.start) {
+        (Some(r), _) => r,
+        (None, true) => return None,
+        (None, false) => json!({"UUID": o.uuid}),
+    };
+    Some(Request::new(
+        o.what.namespace(),
+        if o.start { "Start" } else { "Stop" },
+        json!({"NodeID": o.node.to_string(), "Resource": resource}),
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// Flow queries.
+
+/// Longest wait for the agents' flow tables, all agents asked at once.
+pub const FLOW_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks every connected agent for its flow tables (`Flow` `TableQuery`) and merges
+/// the answers; an agent that does not answer within `timeout`, refuses, or cut its
+/// answer is one line of the second list.
+pub async fn fetch_flows(
+    fleet: Arc<Fleet>,
+    timeout: Duration,
+) -> (crate::capture::flows::Fetched, Vec<String>) {
+    let hosts = fleet.agent_hosts();
+    let asks = hosts.iter().map(|h| {
+        let request = Request::new(protocol::NS_FLOW, "TableQuery", json!({}));
+        let fleet = fleet.clone();
+        async move { (h.clone(), fleet.request(h, request, timeout).await) }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut flows = Vec::new();
+    let mut errors = Vec::new();
+    for (host, answer) in answers {
+        let reply = match answer {
+            Ok(r) if r.status == 200 => r,
+            Ok(r) => {
+                errors.push(format!("agent {host}: {}", r.reason()));
+                continue;
+            }
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        if reply.obj.get("Truncated") == Some(&Value::Bool(true)) {
+            errors.push(format!(
+                "agent {host}: more than {} flows, the rest left out",
+                super::ondemand::MAX_TABLE_FLOWS
+            ));
+        }
+        let tables = reply
+            .obj
+            .get("Tables")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for t in tables {
+            let Some(node) = t.get("NodeID").and_then(Value::as_str) else {
+                continue;
+            };
+            let node = Identifier::from(node);
+            if let Some(Value::Array(list)) = t.get("Flows") {
+                flows.extend(list.iter().map(|f| (node.clone(), Arc::new(f.clone()))));
+            }
+        }
+    }
+    (flows, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(u: &str, n: &str) -> (String, Identifier) {
+        (u.to_owned(), Identifier::from(n))
+    }
+
+    #[test]
+    fn captures_start_where_they_match_and_stop_where_they_no_longer_do() {
+        let mut w = World::default();
+        w.desired_captures.insert(key("c1", "n1"), "h1".into());
+        w.desired_captures.insert(key("c1", "n2"), "h2".into());
+        w.observed_captures.insert(key("c1", "n2"), "h2".into());
+        // Deleted capture still running after its agent reconnected.
+        w.observed_captures.insert(key("old", "n3"), "h3".into());
+        let o = orders(&w);
+        assert_eq!(
+            o,
+            vec![
+                order(true, What::Capture, "c1", &"n1".into(), "h1"),
+                order(false, What::Capture, "old", &"n3".into(), "h3"),
+            ]
+        );
+        // Once the graph shows it running, nothing more is sent: a new leader looking
+        // at the same graph sends nothing either.
+        w.observed_captures.insert(key("c1", "n1"), "h1".into());
+        w.observed_captures.remove(&key("old", "n3"));
+        assert!(orders(&w).is_empty());
+    }
+
+    #[test]
+    fn injections_start_once_and_stop_when_deleted() {
+        let mut w = World::default();
+        w.stored_injections.insert("i1".into());
+        w.desired_injections
+            .insert("i1".into(), ("n1".into(), "h1".into()));
+        assert_eq!(
+            orders(&w),
+            vec![order(true, What::Injection, "i1", &"n1".into(), "h1")]
+        );
+        // Running (or done) somewhere: not again, even if the source query now
+        // matches another node.
+        w.observed_injections.insert(key("i1", "n9"), "h9".into());
+        assert!(orders(&w).is_empty());
+        w.stored_injections.clear();
+        w.desired_injections.clear();
+        assert_eq!(
+            orders(&w),
+            vec![order(false, What::Injection, "i1", &"n9".into(), "h9")]
+        );
+    }
+
+    #[test]
+    fn holds_keep_orders_from_being_resent_until_they_run_out() {
+        let t0 = Instant::now();
+        let o = order(true, What::Capture, "c1", &"n1".into(), "h1");
+        let mut h = Holds::default();
+        assert_eq!(h.due(vec![o.clone()], t0), vec![o.clone()]);
+        h.hold(o.clone(), t0 + RESEND);
+        assert!(h.due(vec![o.clone()], t0 + RESEND / 2).is_empty());
+        assert_eq!(h.due(vec![o.clone()], t0 + RESEND), vec![o.clone()]);
+        h.hold(o.clone(), t0 + RESEND);
+        h.clear();
+        assert_eq!(h.due(vec![o.clone()], t0), vec![o]);
+    }
+}

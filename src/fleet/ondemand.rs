@@ -1,0 +1,259 @@
+//! An agent's answers to its analyzers' requests (Skydive's on-demand server): start
+//! and stop a capture on one of its nodes, start and stop a packet injection from one,
+//! and hand out its flow tables.
+//!
+//! Captures run with the agent's own engine and sinks (exports leave from this host);
+//! their state reaches the analyzers as `Metadata.Captures` in the agent's graph. A
+//! `Start` is idempotent per (capture UUID, node) and an injection's per UUID, so a
+//! request sent twice, or by two analyzers, runs once.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use topotap_topology::Identifier;
+
+use super::link::Requests;
+use super::protocol::{self, Reply, Request};
+use crate::capture::{placer, Capture};
+use crate::error::Error;
+use crate::injection::forge::Rng;
+use crate::injection::Injection;
+use crate::services::Services;
+
+/// Most flows one `TableQuery` answer carries; the answer says when it was cut.
+pub const MAX_TABLE_FLOWS: usize = 100_000;
+
+/// The agent's request handler.
+pub struct OnDemand(pub Services);
+
+#[derive(Deserialize)]
+struct OnNode {
+    #[serde(rename = "NodeID")]
+    node: String,
+    #[serde(rename = "Resource")]
+    resource: Value,
+}
+
+fn failed(req: &Request, e: Error) -> Reply {
+    let status = crate::http::ApiError::from(e.clone()).status.as_u16();
+    req.reply(status, json!({"Error": e.reason()}))
+}
+
+impl Requests for OnDemand {
+    fn handle(&self, req: Request) -> Reply {
+        topotap_topology::blocking::section("fleet request");
+        let result = match (req.namespace.as_str(), req.kind.as_str()) {
+            (protocol::NS_CAPTURE, "Start") => self.capture(&req, true),
+            (protocol::NS_CAPTURE, "Stop") => self.capture(&req, false),
+            (protocol::NS_INJECTION, "Start") => self.injection(&req, true),
+            (protocol::NS_INJECTION, "Stop") => self.injection(&req, false),
+            (protocol::NS_FLOW, "TableQuery") => Ok(self.tables()),
+            (ns, kind) => Err(Error::invalid(format!("unknown request {ns} {kind:?}"))),
+        };
+        match result {
+            Ok(obj) => req.reply(200, obj),
+            Err(e) => failed(&req, e),
+        }
+    }
+}
+
+fn on_node(req: &Request) -> Result<OnNode, Error> {
+    let target: OnNode = serde_json::from_value(req.obj.clone())
+        .map_err(|e| Error::invalid(format!("{} {}: invalid Obj: {e}", req.namespace, req.kind)))?;
+    if target.node.is_empty() {
+        return Err(Error::invalid("NodeID: empty"));
+    }
+    Ok(target)
+}
+
+impl OnDemand {
+    fn capture(&self, req: &Request, start: bool) -> Result<Value, Error> {
+        let target = on_node(req)?;
+        let node = Identifier::from(target.node.as_str());
+        let capture: Capture = serde_json::from_value(target.resource.clone())
+            .map_err(|e| Error::invalid(format!("Resource: not a capture: {e}")))?;
+        if capture.uuid.is_empty() {
+            return Err(Error::invalid("Resource: capture without UUID"));
+        }
+        let echo = json!({"NodeID": target.node, "Resource": target.resource});
+        if !start {
+            return if self.0.assigned.stop(&capture.uuid, &node) {
+                Ok(echo)
+            } else {
+                Err(Error::not_found(format!(
+                    "capture {} does not run on node {node}",
+                    capture.uuid
+                )))
+            };
+        }
+        capture.validate()?;
+        {
+            let g = self.0.graph.read();
+            if g.find_node(&node).is_none() {
+                return Err(Error::not_found(format!("no node {node} on this host")));
+            }
+            if !placer::capturable(&g, &node) {
+                return Err(Error::invalid(format!(
+                    "node {node} is not an interface a capture can run on"
+                )));
+            }
+        }
+        self.0.assigned.start(capture, node);
+        Ok(echo)
+    }
+
+    fn injection(&self, req: &Request, start: bool) -> Result<Value, Error> {
+        let target = on_node(req)?;
+        let node = Identifier::from(target.node.as_str());
+        let mut inj: Injection = serde_json::from_value(target.resource.clone())
+            .map_err(|e| Error::invalid(format!("Resource: not an injection: {e}")))?;
+        if inj.uuid.is_empty() {
+            return Err(Error::invalid("Resource: injection without UUID"));
+        }
+        let echo = json!({"NodeID": target.node, "Resource": target.resource});
+        let store = &self.0.dispatched_injections;
+        if !start {
+            return if store.forget(&inj.uuid) {
+                Ok(echo)
+            } else {
+                Err(Error::not_found(format!(
+                    "injection {} does not run here",
+                    inj.uuid
+                )))
+            };
+        }
+        if store.get(&inj.uuid).is_some() {
+            return Ok(echo);
+        }
+        // The analyzer resolved the addresses; here the source is the node it named.
+        inj.src = format!("G.V('{}')", target.node.replace(['\'', '\\'], ""));
+        inj.dst.clear();
+        inj.validate()?;
+        {
+            let g = self.0.graph.read();
+            if g.find_node(&node).is_none() {
+                return Err(Error::not_found(format!("no node {node} on this host")));
+            }
+            inj.resolve(
+                &g,
+                &self.0.extensions,
+                &self.0.query_budget,
+                &mut Rng::from_entropy(),
+            )?;
+        }
+        crate::api::injection::allowed(&self.0.sinks, &inj)?;
+        store.adopt(inj);
+        Ok(echo)
+    }
+
+    /// Every flow table of this agent, at most [`MAX_TABLE_FLOWS`] flows.
+    fn tables(&self) -> Value {
+        let (tables, truncated) = self.0.sinks.flows.tables(MAX_TABLE_FLOWS);
+        let tables: Vec<Value> = tables
+            .into_iter()
+            .map(|(capture, node, flows)| {
+                json!({"CaptureID": capture, "NodeID": node.to_string(), "Flows": flows})
+            })
+            .collect();
+        json!({"Tables": tables, "Truncated": truncated})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use topotap_topology::{Graph, SharedGraph};
+
+    fn agent() -> OnDemand {
+        let graph = SharedGraph::new(Graph::new(), "h1");
+        OnDemand(Services::new(graph, "h1", Default::default()))
+    }
+
+    fn ask(o: &OnDemand, ns: &str, kind: &str, obj: Value) -> Reply {
+        let req = Request::new(ns, kind, obj);
+        let reply = o.handle(req.clone());
+        assert_eq!(reply.uuid, req.uuid);
+        assert_eq!(reply.kind, format!("{kind}Reply"));
+        reply
+    }
+
+    #[test]
+    fn bad_requests_get_a_status_and_a_reason() {
+        let o = agent();
+        let capture = json!({"UUID": "c1", "GremlinQuery": "G.V()"});
+        let r = ask(
+            &o,
+            protocol::NS_CAPTURE,
+            "Start",
+            json!({"NodeID": "nope", "Resource": capture}),
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(r.reason(), "no node nope on this host");
+        let r = ask(&o, protocol::NS_CAPTURE, "Start", json!([1, 2]));
+        assert_eq!(r.status, 400, "{r:?}");
+        let r = ask(
+            &o,
+            protocol::NS_CAPTURE,
+            "Start",
+            json!({"NodeID": "n", "Resource": {"UUID": "c1", "GremlinQuery": "G.V("}}),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        let r = ask(
+            &o,
+            protocol::NS_CAPTURE,
+            "Start",
+            json!({"NodeID": "n", "Resource": {"GremlinQuery": "G.V()"}}),
+        );
+        assert_eq!(r.status, 400, "{r:?}");
+        let r = ask(
+            &o,
+            protocol::NS_CAPTURE,
+            "Stop",
+            json!({"NodeID": "n", "Resource": capture}),
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        let r = ask(
+            &o,
+            protocol::NS_INJECTION,
+            "Start",
+            json!({"NodeID": "nope", "Resource": {"UUID": "i1", "Type": "icmp4", "SrcIP": "10.0.0.1", "DstIP": "10.0.0.2", "SrcMAC": "02:00:00:00:00:01", "DstMAC": "02:00:00:00:00:02"}}),
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        let r = ask(
+            &o,
+            protocol::NS_INJECTION,
+            "Stop",
+            json!({"NodeID": "n", "Resource": {"UUID": "i1"}}),
+        );
+        assert_eq!(r.status, 404, "{r:?}");
+        let r = ask(&o, "Flow", "Explode", json!({}));
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(o.0.assigned.list().is_empty());
+        assert!(o.0.dispatched_injections.list().is_empty());
+    }
+
+    #[test]
+    fn flow_tables_answer_even_when_empty() {
+        let r = ask(&agent(), protocol::NS_FLOW, "TableQuery", json!({}));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.obj, json!({"Tables": [], "Truncated": false}));
+    }
+
+    #[test]
+    fn a_capture_is_assigned_once_per_node() {
+        let a = placer::Assigned::default();
+        let c: Capture =
+            serde_json::from_value(json!({"UUID": "c1", "GremlinQuery": "G.V()"})).unwrap();
+        let n = Identifier::from("n1");
+        assert!(a.start(c.clone(), n.clone()));
+        assert!(
+            !a.start(c.clone(), n.clone()),
+            "a second Start changes nothing"
+        );
+        assert!(a.start(c.clone(), Identifier::from("n2")));
+        assert_eq!(a.list()[0].1.len(), 2);
+        assert!(a.stop("c1", &n));
+        assert!(!a.stop("c1", &n));
+        assert!(a.stop("c1", &Identifier::from("n2")));
+        assert!(a.list().is_empty());
+    }
+}

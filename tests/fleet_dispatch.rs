@@ -1,0 +1,342 @@
+//! Captures and injections across hosts: analyzers with a real etcd dispatch them to
+//! agents, each in a network (and PID) namespace of its own, which run them with their
+//! own engine. A capture created on one analyzer runs on host 3's interface and its
+//! NetFlow reaches an nfcapd in host 3's namespace; `Metadata.Captures` shows on both
+//! analyzers; `Flows()` on an analyzer answers with the agents' flows; an injection
+//! created on an analyzer leaves from host 1; and when the leading analyzer dies the
+//! other takes over without running the capture a second time.
+
+mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
+
+use std::time::Duration;
+
+use common::net::sh;
+use common::nfdump::Nfcapd;
+use fleet::{agent, analyzer, free_port, wait_until, Api, Etcd, Net, Proc};
+use serde_json::{json, Value};
+
+impl Api {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Entries of `key` (`Captures`, `PacketInjections`) with `ID` `id`, over all
+    /// nodes, as (node name, entry).
+    async fn entries(&self, key: &str, id: &str) -> Vec<(String, Value)> {
+        let nodes = self
+            .try_query(&format!("G.V().Has('{key}.ID', '{id}')"))
+            .await
+            .unwrap_or(json!([]));
+        let mut out = Vec::new();
+        for n in nodes.as_array().cloned().unwrap_or_default() {
+            let name = n["Metadata"]["Name"].as_str().unwrap_or("").to_owned();
+            for e in n["Metadata"][key].as_array().cloned().unwrap_or_default() {
+                if e["ID"] == id {
+                    out.push((name.clone(), e));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The `eth0` of host `host` (the interface on the test bridge).
+fn eth0_of(host: &str) -> String {
+    format!("G.V().Has('Type','host','Name','{host}').Out().Has('Name','eth0')")
+}
+
+/// Capture points an agent runs, by state, from its own `/metrics` (inside its
+/// namespace, on its loopback).
+fn agent_capture_points(ns: &str, agent: &Proc, state: &str) -> u64 {
+    let text = sh(&format!(
+        "ip netns exec {ns} curl -s --max-time 5 http://{}/metrics",
+        agent.addr
+    ));
+    let prefix = format!("topotap_captures{{state=\"{state}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in the agent's metrics: {text}"))
+}
+
+/// Total ICMP echo requests from `src` to `dst` nfcapd received.
+fn echo_requests(flows: &[common::nfdump::NfFlow], src: &str, dst: &str) -> u64 {
+    flows
+        .iter()
+        .filter(|f| f.protocol == 1 && f.src == src && f.dst == dst && f.dst_port == 8 * 256)
+        .map(|f| f.packets)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_and_injections_run_on_the_agents_exactly_once() {
+    let etcd = Etcd::start().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let subnet = net.subnet;
+    let ip = |i: u8| format!("10.213.{subnet}.{i}");
+    let allow = ["--allow-target", "127.0.0.0/8,10.213.0.0/16"];
+    let mut a = analyzer(
+        &net,
+        &etcd,
+        &format!("a-{tag}"),
+        free_port(),
+        &["--insecure-no-auth", allow[0], allow[1]],
+    );
+    // A leads: it joined the election first.
+    let api_a = Api::new(&a);
+    wait_until(Duration::from_secs(15), "analyzer A leads", || {
+        api_a.is_master()
+    })
+    .await;
+    let b = analyzer(
+        &net,
+        &etcd,
+        &format!("b-{tag}"),
+        free_port(),
+        &["--insecure-no-auth", allow[0], allow[1]],
+    );
+    let api_b = Api::new(&b);
+    let hosts: Vec<String> = (1..=3).map(|i| format!("d{i}-{tag}")).collect();
+    let (ns1, d1) = net.host(1);
+    let (ns2, d2) = net.host(2);
+    let (ns3, d3) = net.host(3);
+    let _h1 = agent(&ns1, &d1, &hosts[0], &[&a, &b], &allow);
+    let h2 = agent(&ns2, &d2, &hosts[1], &[&a, &b], &allow);
+    let h3 = agent(&ns3, &d3, &hosts[2], &[&a, &b], &allow);
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(20),
+            "every host on both analyzers",
+            || async {
+                let mut want = hosts.clone();
+                want.sort();
+                api.hosts().await == want
+            },
+        )
+        .await;
+        for h in &hosts {
+            assert_eq!(
+                api.count(&format!("{}.Count()", eth0_of(h))).await,
+                1,
+                "{h}"
+            );
+        }
+    }
+    assert!(!api_b.is_master().await, "one leader only");
+
+    // Bad input: a capture that matches nothing is stored and dispatched nowhere; the
+    // analyzers keep answering.
+    let (s, _) = api_a
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({"GremlinQuery": "G.V().Has('Name','nothing-here')"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    // A NetFlow capture on host 3's eth0, created on B (not the leader), exporting to
+    // an nfcapd on host 3's own loopback: only a capture run by host 3's agent can
+    // reach it.
+    let dir = tempfile::tempdir().unwrap();
+    let nf_port = 20000 + u16::from_str_radix(&tag[..3], 16).unwrap() % 20000;
+    sh(&format!("ip -n {ns3} link set lo up"));
+    let mut nfcapd = Nfcapd::start(&ns3, "127.0.0.1", nf_port, dir.path());
+    let (s, cap) = api_b
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({
+                "GremlinQuery": eth0_of(&hosts[2]),
+                "TargetType": "netflowv5",
+                "Target": format!("127.0.0.1:{nf_port}"),
+                "Name": "fleet netflow",
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{cap}");
+    let netflow = cap["UUID"].as_str().unwrap().to_owned();
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(15),
+            "the NetFlow capture active on host 3 on both analyzers",
+            || async {
+                let e = api.entries("Captures", &netflow).await;
+                e.len() == 1 && e[0].0 == "eth0" && e[0].1["State"] == "active"
+            },
+        )
+        .await;
+    }
+    assert_eq!(agent_capture_points(&ns3, &h3, "active"), 1);
+    let (_, listed) = api_a
+        .send("GET", &format!("/api/capture/{netflow}"), None)
+        .await;
+    assert_eq!(listed["Count"], 1, "{listed}");
+    sh(&format!(
+        "ip netns exec {ns3} ping -c 5 -i 0.2 -W 2 {}",
+        ip(1)
+    ));
+
+    // A local capture on host 2's eth0, created on A: G.Flows() on either analyzer
+    // answers with host 2's flows, exact packet counts.
+    let (s, cap) = api_a
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({"GremlinQuery": eth0_of(&hosts[1])})),
+        )
+        .await;
+    assert_eq!(s, 201, "{cap}");
+    let local = cap["UUID"].as_str().unwrap().to_owned();
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(15),
+            "the local capture active on host 2",
+            || async {
+                let e = api.entries("Captures", &local).await;
+                e.len() == 1 && e[0].1["State"] == "active"
+            },
+        )
+        .await;
+    }
+    sh(&format!(
+        "ip netns exec {ns1} ping -c 4 -i 0.2 -W 2 {}",
+        ip(2)
+    ));
+    let q_ping = format!(
+        "G.Flows().Has('Network.A','{}','Network.B','{}','Application','ICMPv4')",
+        ip(1),
+        ip(2)
+    );
+    // Packets reach the flow table a capture buffer's timeout after they were sent.
+    let exact = |f: &Value| {
+        f.as_array().is_some_and(|l| {
+            l.len() == 1
+                && l[0]["Metric"]["ABPackets"] == 4
+                && l[0]["Metric"]["BAPackets"] == 4
+                && l[0]["CaptureID"] == local.as_str()
+        })
+    };
+    for api in [&api_b, &api_a] {
+        wait_until(
+            Duration::from_secs(10),
+            "4 echo requests and replies in Flows()",
+            || async { api.try_query(&q_ping).await.is_some_and(|f| exact(&f)) },
+        )
+        .await;
+    }
+    // An injection created on B from host 1's eth0 to host 2's: host 1's agent sends
+    // it, host 2's capture counts it.
+    let (s, inj) = api_b
+        .send(
+            "POST",
+            "/api/injectpacket",
+            Some(json!({
+                "Src": eth0_of(&hosts[0]),
+                "Dst": eth0_of(&hosts[1]),
+                "Type": "udp4",
+                "DstPort": 7777,
+                "SrcPort": 7000,
+                "Count": 5,
+                "Interval": 100,
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{inj}");
+    let injection = inj["UUID"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(15),
+        "the injection done on host 1",
+        || async {
+            let e = api_a.entries("PacketInjections", &injection).await;
+            e.len() == 1 && e[0].1["State"] == "done" && e[0].1["PacketCount"] == 5
+        },
+    )
+    .await;
+    let q = "G.Flows().Has('Transport.A', 7000, 'Transport.B', 7777)";
+    wait_until(
+        Duration::from_secs(10),
+        "the injected packets counted on host 2",
+        || async {
+            api_a.try_query(q).await.is_some_and(|f| {
+                f.as_array()
+                    .is_some_and(|l| l.len() == 1 && l[0]["Metric"]["ABPackets"] == 5)
+            })
+        },
+    )
+    .await;
+    let (s, _) = api_a
+        .send("DELETE", &format!("/api/injectpacket/{injection}"), None)
+        .await;
+    assert_eq!(s, 200);
+    wait_until(
+        Duration::from_secs(15),
+        "the injection's entry gone",
+        || async {
+            api_b
+                .entries("PacketInjections", &injection)
+                .await
+                .is_empty()
+        },
+    )
+    .await;
+
+    // The leader dies: B leads, and the NetFlow capture keeps running on host 3, once.
+    a.kill();
+    wait_until(Duration::from_secs(30), "analyzer B leads", || {
+        api_b.is_master()
+    })
+    .await;
+    // Several dispatch rounds of the new leader.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let e = api_b.entries("Captures", &netflow).await;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].1["State"], "active", "{e:?}");
+    assert_eq!(
+        agent_capture_points(&ns3, &h3, "active"),
+        1,
+        "one capture point, not two"
+    );
+    assert_eq!(agent_capture_points(&ns2, &h2, "active"), 1);
+    sh(&format!(
+        "ip netns exec {ns3} ping -c 5 -i 0.2 -W 2 {}",
+        ip(1)
+    ));
+
+    // Deleting it on B stops it on the agent; the exporter flushes to nfcapd.
+    let (s, _) = api_b
+        .send("DELETE", &format!("/api/capture/{netflow}"), None)
+        .await;
+    assert_eq!(s, 200);
+    wait_until(
+        Duration::from_secs(15),
+        "the NetFlow capture stopped on host 3",
+        || async { api_b.entries("Captures", &netflow).await.is_empty() },
+    )
+    .await;
+    assert_eq!(agent_capture_points(&ns3, &h3, "active"), 0);
+    // The flows of the first ping were counted once.
+    let f = api_b.query(&q_ping).await;
+    assert!(exact(&f), "{f}");
+    let flows = nfcapd.flows();
+    // Ten echo requests, each counted once: the capture never ran twice, nor stopped
+    // across the change of leader.
+    assert_eq!(echo_requests(&flows, &ip(3), &ip(1)), 10, "{flows:?}");
+    drop(b);
+}
