@@ -10,6 +10,8 @@ pkgs+=(protobuf-compiler libprotobuf-dev)
 if [ "$mode" = test ]; then
   # The etcd tests start their own etcd on loopback; etcdctl helps to look inside.
   pkgs+=(etcd-server etcd-client)
+  # The history tests start their own PostgreSQL (initdb, pg_ctl) in a temp dir.
+  pkgs+=(postgresql-15)
 fi
 if [ "$mode" = test ]; then
   pkgs+=(iputils-ping socat bc tshark nfdump pmacct softflowd tcpreplay tcpdump chromium)

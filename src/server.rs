@@ -180,7 +180,17 @@ async fn open_history(
             .map_err(|e| e.to_string())
             .and_then(|r| r)
         }
-        Backend::Postgres(_) => Err("PostgreSQL history is not supported yet".to_owned()),
+        Backend::Postgres(url) => {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::history::postgres::PostgresStore::connect(&url)
+                    .map(|s| Arc::new(s) as Arc<dyn HistoryStore>)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+        }
     };
     match opened {
         Ok(store) => {

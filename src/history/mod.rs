@@ -17,6 +17,7 @@
 //! `[t-d, t]`), build a [`Graph`] of them ([`graph_of`]) and run the ordinary Gremlin
 //! evaluator over it.
 
+pub mod postgres;
 pub mod redb_store;
 pub mod writer;
 

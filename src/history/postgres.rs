@@ -1,0 +1,223 @@
+//! The history in PostgreSQL (`--history postgres://...`), for a fleet: the analyzer
+//! writes it, any analyzer reads it.
+//!
+//! One table, `topotap_revisions (seq, kind, id, valid int8range, doc jsonb)`: `valid`
+//! is `[from, to)` in milliseconds, open-ended while the revision is current, with a
+//! GiST index, so "as of t" is `valid @> t` and "between t1 and t2" is
+//! `valid && [t1, t2]`; a partial unique index keeps one open revision per element.
+//! `topotap_history_meta` holds the horizon. The synchronous client is used on
+//! blocking threads, one connection, opened again after it broke.
+
+use parking_lot::Mutex;
+use postgres::{Client, NoTls};
+
+use super::{Change, HistoryError, HistoryStore, Kind, Revision};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS topotap_revisions (
+    seq bigserial PRIMARY KEY,
+    kind text NOT NULL,
+    id text NOT NULL,
+    valid int8range NOT NULL,
+    doc jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS topotap_revisions_valid ON topotap_revisions USING gist (valid);
+CREATE UNIQUE INDEX IF NOT EXISTS topotap_revisions_open
+    ON topotap_revisions (kind, id) WHERE upper_inf(valid);
+CREATE TABLE IF NOT EXISTS topotap_history_meta (key text PRIMARY KEY, value int8 NOT NULL);
+";
+
+/// A PostgreSQL database of revisions.
+pub struct PostgresStore {
+    url: String,
+    client: Mutex<Option<Client>>,
+}
+
+fn e(err: impl std::fmt::Display) -> HistoryError {
+    HistoryError::new(err)
+}
+
+fn kind_str(k: Kind) -> &'static str {
+    match k {
+        Kind::Node => "n",
+        Kind::Edge => "e",
+    }
+}
+
+fn kind_of(s: &str) -> Option<Kind> {
+    Kind::from_code(*s.as_bytes().first()?)
+}
+
+fn connect(url: &str) -> Result<Client, HistoryError> {
+    let mut config: postgres::Config = url.parse().map_err(e)?;
+    config.connect_timeout(std::time::Duration::from_secs(3));
+    let mut client = config.connect(NoTls).map_err(e)?;
+    client.batch_execute(SCHEMA).map_err(e)?;
+    client
+        .execute(
+            "INSERT INTO topotap_history_meta VALUES ('horizon', $1) ON CONFLICT DO NOTHING",
+            &[&topotap_topology::now_ms()],
+        )
+        .map_err(e)?;
+    Ok(client)
+}
+
+impl PostgresStore {
+    /// Connects (within 3 s) and creates the tables if needed. Blocking.
+    pub fn connect(url: &str) -> Result<PostgresStore, HistoryError> {
+        let client = connect(url)?;
+        Ok(PostgresStore {
+            url: url.to_owned(),
+            client: Mutex::new(Some(client)),
+        })
+    }
+
+    /// Runs `f` on the connection, connecting again first if it broke.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, HistoryError> {
+        let mut guard = self.client.lock();
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = Some(connect(&self.url)?);
+        }
+        let client = guard.as_mut().expect("connected above");
+        let result = f(client);
+        if result.is_err() && client.is_closed() {
+            *guard = None;
+        }
+        result.map_err(e)
+    }
+}
+
+impl HistoryStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), HistoryError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let close = tx.prepare(
+                "UPDATE topotap_revisions SET valid = int8range(lower(valid), greatest(lower(valid), $3))
+                 WHERE kind = $1 AND id = $2 AND upper_inf(valid)",
+            )?;
+            let open = tx.prepare(
+                "INSERT INTO topotap_revisions (kind, id, valid, doc)
+                 VALUES ($1, $2, int8range($3, NULL), $4::text::jsonb)",
+            )?;
+            for change in changes {
+                match change {
+                    Change::Open { kind, id, at, doc } => {
+                        let k = kind_str(*kind);
+                        tx.execute(&close, &[&k, id, at])?;
+                        let doc = String::from_utf8_lossy(doc);
+                        tx.execute(&open, &[&k, id, at, &doc.as_ref()])?;
+                    }
+                    Change::Close { kind, id, at } => {
+                        tx.execute(&close, &[&kind_str(*kind), id, at])?;
+                    }
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn open_revisions(&self) -> Result<Vec<(Kind, String, Vec<u8>)>, HistoryError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT kind, id, doc::text FROM topotap_revisions WHERE upper_inf(valid)",
+                &[],
+            )
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let kind = kind_of(r.get::<_, &str>(0))?;
+                Some((kind, r.get(1), r.get::<_, String>(2).into_bytes()))
+            })
+            .collect())
+    }
+
+    fn between(&self, from: i64, at: i64) -> Result<Vec<Revision>, HistoryError> {
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT kind, lower(valid), upper(valid), doc::text FROM topotap_revisions
+                 WHERE valid && int8range($1, $2, '[]')",
+                &[&from, &at],
+            )
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Revision {
+                    kind: kind_of(r.get::<_, &str>(0))?,
+                    from: r.get(1),
+                    to: r.get(2),
+                    doc: r.get::<_, String>(3).into_bytes(),
+                })
+            })
+            .collect())
+    }
+
+    fn horizon(&self) -> Result<i64, HistoryError> {
+        self.with(|c| {
+            c.query_one(
+                "SELECT value FROM topotap_history_meta WHERE key = 'horizon'",
+                &[],
+            )
+            .map(|r| r.get(0))
+        })
+    }
+
+    fn purge_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM topotap_revisions WHERE NOT upper_inf(valid) AND upper(valid) < $1",
+                &[&cutoff],
+            )?;
+            tx.execute(
+                "UPDATE topotap_history_meta SET value = greatest(value, $1) WHERE key = 'horizon'",
+                &[&cutoff],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
+    fn enforce_size(&self, max_bytes: u64) -> Result<u64, HistoryError> {
+        let (bytes, _) = self.usage()?;
+        if bytes <= max_bytes {
+            return Ok(0);
+        }
+        let target = (bytes - max_bytes + max_bytes / 10) as i64;
+        let cutoff: Option<i64> = self.with(|c| {
+            c.query_opt(
+                "SELECT u FROM (
+                     SELECT upper(valid) AS u,
+                            sum(pg_column_size(doc)) OVER (ORDER BY upper(valid), seq) AS cum
+                     FROM topotap_revisions WHERE NOT upper_inf(valid)) s
+                 WHERE cum >= $1 ORDER BY u LIMIT 1",
+                &[&target],
+            )
+            .map(|r| r.map(|r| r.get(0)))
+        })?;
+        // Not enough ended revisions to free that much: all of them go.
+        let cutoff = cutoff.unwrap_or(i64::MAX);
+        self.purge_before(cutoff.saturating_add(1))
+    }
+
+    fn usage(&self) -> Result<(u64, u64), HistoryError> {
+        self.with(|c| {
+            c.query_one(
+                "SELECT coalesce(sum(pg_column_size(doc)), 0)::int8, count(*) FROM topotap_revisions",
+                &[],
+            )
+            .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get::<_, i64>(1).max(0) as u64))
+        })
+    }
+}
