@@ -19,6 +19,7 @@ mod metrics;
 mod netns;
 mod pcap;
 mod resources;
+mod rules;
 #[cfg(test)]
 mod runtime_tests;
 mod server;

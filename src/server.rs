@@ -303,8 +303,9 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             let shared = crate::etcd::join(etcd, &host_id)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            services =
-                services.with_definitions(shared.captures.clone(), shared.injections.clone());
+            services = services
+                .with_definitions(shared.captures.clone(), shared.injections.clone())
+                .with_rules(shared.node_rules.clone(), shared.edge_rules.clone());
             services.leadership = Some(shared.leadership.clone());
             services.etcd_durations = Some(shared.durations.clone());
             if let Some(f) = &fleet {

@@ -23,6 +23,7 @@ use crate::capture::placer::{SinkFactory, Target};
 use crate::capture::{self, Capture, SinkContext};
 use crate::injection::Injection;
 use crate::resources::{Definitions, Store};
+use crate::rules::{EdgeRule, NodeRule};
 
 /// Extra sections of `/api/status` (probe states and such), computed at read time.
 pub type StatusSections = Arc<dyn Fn() -> Map<String, Value> + Send + Sync>;
@@ -60,6 +61,10 @@ pub struct Services {
     pub started: Instant,
     pub captures: Definitions<Capture>,
     pub injections: Definitions<Injection>,
+    /// Node rules and edge rules (`/api/noderule`, `/api/edgerule`), applied to the
+    /// graph by `rules::run`.
+    pub node_rules: Definitions<NodeRule>,
+    pub edge_rules: Definitions<EdgeRule>,
     /// Flow tables and what capture sinks need (shared with the capture placer and
     /// pcap uploads).
     pub sinks: SinkContext,
@@ -110,6 +115,8 @@ impl Services {
             started: Instant::now(),
             captures: Store::open(config.state_dir.as_deref()),
             injections: Store::open(None),
+            node_rules: Store::open(config.state_dir.as_deref()),
+            edge_rules: Store::open(config.state_dir.as_deref()),
             sinks,
             status_sections: Arc::new(Map::new),
             fleet_connections: Arc::new(Vec::new),
@@ -146,6 +153,29 @@ impl Services {
         self.extensions = Arc::new(extensions);
         self.remote_flows = Some(remote);
         self
+    }
+
+    /// Keeps node and edge rules in these stores (etcd, for analyzers).
+    pub fn with_rules(
+        mut self,
+        node_rules: Definitions<NodeRule>,
+        edge_rules: Definitions<EdgeRule>,
+    ) -> Self {
+        self.node_rules = node_rules;
+        self.edge_rules = edge_rules;
+        self
+    }
+
+    fn rules_inputs(&self) -> crate::rules::Inputs {
+        crate::rules::Inputs {
+            graph: self.graph.clone(),
+            node_rules: self.node_rules.clone(),
+            edge_rules: self.edge_rules.clone(),
+            extensions: self.extensions.clone(),
+            budget: self.query_budget,
+            host: self.host_id.clone(),
+            origin: self.api_origin(),
+        }
     }
 
     /// Whether this process dispatches captures and injections now: always when
@@ -215,19 +245,27 @@ impl Services {
             self.dispatched_injections.clone(),
             shutdown.clone(),
         ));
-        let mut tasks = vec![placer, injections];
+        let rules = tokio::spawn(crate::rules::run(self.rules_inputs(), shutdown.clone()));
+        let mut tasks = vec![placer, injections, rules];
         tasks.extend(self.start_history(shutdown));
         Background { expiry, tasks }
     }
 }
 
 impl Services {
-    /// The background work of an analyzer: resource expiry only. Captures and
-    /// injections run on agents, never on the analyzer's merged graph.
+    /// The background work of an analyzer: resource expiry, the history, and node
+    /// and edge rules applied to its merged graph (an edge rule may link the nodes of
+    /// two hosts). Captures and injections run on agents, never on the analyzer's
+    /// merged graph.
     pub fn start_without_placement(&self, shutdown: watch::Receiver<bool>) -> Background {
+        let mut tasks = vec![tokio::spawn(crate::rules::run(
+            self.rules_inputs(),
+            shutdown.clone(),
+        ))];
+        tasks.extend(self.start_history(shutdown));
         Background {
             expiry: tokio::spawn(expire_resources(self.captures.clone())),
-            tasks: self.start_history(shutdown).into_iter().collect(),
+            tasks,
         }
     }
 

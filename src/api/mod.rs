@@ -9,6 +9,7 @@ pub(crate) mod injection;
 pub mod openapi;
 mod pcap;
 mod resources;
+mod rules;
 mod topology;
 pub mod ws;
 
@@ -224,6 +225,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let topology = topology::routes(state.clone(), body.clone());
     let elements = elements::routes(state.clone(), body.clone());
     let injections = injection::routes(state.clone(), body.clone());
+    let rules = rules::routes(state.clone(), body.clone());
     let captures = resources::routes(state.clone(), state.captures.clone(), body);
     let pcap = pcap::routes(state.clone());
     let ws = ws::routes(state.clone());
@@ -250,6 +252,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .or(captures)
         .unify()
         .or(injections)
+        .unify()
+        .or(rules)
         .unify()
         .or(pcap)
         .unify()

@@ -26,6 +26,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::capture::Capture;
 use crate::injection::Injection;
+use crate::rules::{EdgeRule, NodeRule};
 use topotap_topology::{Edge, Node};
 
 /// `GET /api`: who answers.
@@ -352,6 +353,31 @@ resource_paths!(
     injection_delete
 );
 
+resource_paths!(
+    "rules",
+    "/api/noderule",
+    "/api/noderule/{id}",
+    NodeRule,
+    "node rule",
+    noderule_list,
+    noderule_create,
+    noderule_get,
+    noderule_patch,
+    noderule_delete
+);
+resource_paths!(
+    "rules",
+    "/api/edgerule",
+    "/api/edgerule/{id}",
+    EdgeRule,
+    "edge rule",
+    edgerule_list,
+    edgerule_create,
+    edgerule_get,
+    edgerule_patch,
+    edgerule_delete
+);
+
 #[utoipa::path(post, path = "/api/pcap", tag = "capture",
     request_body(description = "A pcap or pcapng file (Skydive's client sends it as application/json).",
         content((PcapFile = "application/octet-stream"), (PcapFile = "application/vnd.tcpdump.pcap"))),
@@ -472,6 +498,8 @@ fn ui_file() {}
         edge_list, edge_create, edge_get, edge_patch, edge_delete,
         capture_list, capture_create, capture_get, capture_patch, capture_delete,
         injection_list, injection_create, injection_get, injection_patch, injection_delete,
+        noderule_list, noderule_create, noderule_get, noderule_patch, noderule_delete,
+        edgerule_list, edgerule_create, edgerule_get, edgerule_patch, edgerule_delete,
         pcap_upload, ws_subscriber, ws_agent, ws_replication, metrics, login_post, login_get, logout,
         ui_root, ui_topology, ui_file,
     ),
@@ -482,6 +510,7 @@ fn ui_file() {}
         (name = "topology", description = "The graph: Gremlin queries, nodes, edges, live updates."),
         (name = "capture", description = "Packet captures and pcap uploads."),
         (name = "injection", description = "Packet injection."),
+        (name = "rules", description = "Node and edge rules: nodes and edges made or changed by Gremlin queries."),
         (name = "auth", description = "Logging in."),
         (name = "ui", description = "The web UI."),
         (name = "fleet", description = "Analyzers only: agents and peer analyzers connect here."),

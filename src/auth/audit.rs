@@ -83,6 +83,9 @@ pub fn action(method: &str, path: &str) -> Option<String> {
         "pcap" => return (method == "POST").then(|| "pcap.upload".to_owned()),
         "node" => "node",
         "edge" => "edge",
+        "noderule" => "noderule",
+        "edgerule" => "edgerule",
+        "alert" => "alert",
         _ => return None,
     };
     let verb = match method {

@@ -33,6 +33,8 @@ pub use store::EtcdStore;
 pub struct Shared {
     pub captures: std::sync::Arc<EtcdStore<crate::capture::Capture>>,
     pub injections: std::sync::Arc<EtcdStore<crate::injection::Injection>>,
+    pub node_rules: std::sync::Arc<EtcdStore<crate::rules::NodeRule>>,
+    pub edge_rules: std::sync::Arc<EtcdStore<crate::rules::EdgeRule>>,
     /// Leases of the agents connected to this analyzer.
     pub liveness: Liveness,
     /// This analyzer's standing in the dispatcher election.
@@ -47,7 +49,12 @@ pub struct Shared {
 pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdError> {
     let etcd = Etcd::connect(endpoints).await?;
     let liveness = Liveness::new(&etcd, analyzer, liveness::AGENT_TTL)?;
-    let (captures, injections) = tokio::join!(EtcdStore::open(&etcd), EtcdStore::open(&etcd));
+    let (captures, injections, node_rules, edge_rules) = tokio::join!(
+        EtcdStore::open(&etcd),
+        EtcdStore::open(&etcd),
+        EtcdStore::open(&etcd),
+        EtcdStore::open(&etcd)
+    );
     let leadership = Election::new(
         &etcd,
         &election::dispatcher_election(),
@@ -57,6 +64,8 @@ pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdEr
     Ok(Shared {
         captures,
         injections,
+        node_rules,
+        edge_rules,
         liveness,
         leadership: std::sync::Arc::new(leadership),
         durations: etcd.durations.clone(),
