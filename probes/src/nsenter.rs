@@ -82,6 +82,25 @@ pub async fn open_route_socket(ns: Option<Arc<File>>) -> io::Result<RouteSocket>
         .map_err(|_| io::Error::other("namespace thread ended without an answer"))?
 }
 
+/// A datagram socket of namespace `ns` (`None`: this process' own), for ioctls that act
+/// in the socket's namespace (ethtool), created on a dedicated short-lived thread.
+pub async fn open_ioctl_socket(ns: Option<Arc<File>>) -> io::Result<std::os::fd::OwnedFd> {
+    let Some(ns) = ns else {
+        return crate::netlink::ethtool::ioctl_socket();
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("topotap-setns".into())
+        .spawn(move || {
+            let result = nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)
+                .and_then(|()| crate::netlink::ethtool::ioctl_socket());
+            let _ = tx.send(result);
+        })?;
+    rx.await
+        .map_err(|_| io::Error::other("namespace thread ended without an answer"))?
+}
+
 /// A handle on the namespace that `file` (a bind mount of it) names, opened through
 /// `/proc/thread-self/ns/net` on a dedicated thread so that it does not keep the bind
 /// mount busy: `umount` of a netns file must not fail because topotap watches it.

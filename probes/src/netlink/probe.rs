@@ -17,9 +17,10 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde_json::Value;
 use topotap_topology::now_ms;
 
+use super::ethtool;
 use super::registry::NsKey;
 use super::translate::{self, Fields, LinkView};
-use crate::nsenter::{open_route_socket, RouteSocket};
+use crate::nsenter::{open_ioctl_socket, open_route_socket, RouteSocket};
 use crate::Ctx;
 
 /// Name of the netlink probe in the status board.
@@ -31,6 +32,7 @@ pub const STATUS: &str = "netlink";
 struct Derived {
     addrs: HashMap<u32, BTreeSet<(bool, String)>>,
     neighbours: HashMap<u32, BTreeMap<String, Value>>,
+    fdb: HashMap<u32, BTreeMap<String, Value>>,
     routes: HashMap<u32, translate::InterfaceRoutes>,
 }
 
@@ -52,6 +54,11 @@ impl Derived {
             .get(&index)
             .filter(|n| !n.is_empty())
             .map(|n| Value::Array(n.values().cloned().collect()));
+        let fdb = self
+            .fdb
+            .get(&index)
+            .filter(|n| !n.is_empty())
+            .map(|n| Value::Array(n.values().cloned().collect()));
         let routes = self
             .routes
             .get(&index)
@@ -61,6 +68,7 @@ impl Derived {
             ("IPV4", list(false)),
             ("IPV6", list(true)),
             ("Neighbors", neighbours),
+            ("FDB", fdb),
             ("RoutingTables", routes),
         ]
     }
@@ -77,8 +85,14 @@ impl Derived {
     }
 
     fn neighbour(&mut self, add: bool, msg: &NeighbourMessage) -> Option<u32> {
-        let (index, key, value) = translate::neighbour_entry(msg)?;
-        let map = self.neighbours.entry(index).or_default();
+        let (index, key, value, map) = match translate::neighbour_entry(msg) {
+            Some((i, k, v)) => (i, k, v, &mut self.neighbours),
+            None => {
+                let (i, k, v) = translate::fdb_entry(msg)?;
+                (i, k, v, &mut self.fdb)
+            }
+        };
+        let map = map.entry(index).or_default();
         if add {
             map.insert(key, value);
         } else {
@@ -105,6 +119,7 @@ impl Derived {
     fn forget(&mut self, index: u32) {
         self.addrs.remove(&index);
         self.neighbours.remove(&index);
+        self.fdb.remove(&index);
         self.routes.remove(&index);
     }
 }
@@ -126,6 +141,14 @@ pub(crate) struct NsProbe {
     derived: Derived,
     /// Namespace count at the last full `RTM_GETNSID` pass for unmapped ids.
     last_full_pass: usize,
+    /// Ethtool facts: the socket they are read through, the last facts per link, the
+    /// links being read and those changed again meanwhile, and where readers answer.
+    ioctl: Option<Arc<std::os::fd::OwnedFd>>,
+    facts: HashMap<u32, Fields>,
+    reading: HashSet<u32>,
+    reread: HashSet<u32>,
+    to_read: Vec<u32>,
+    facts_tx: tokio::sync::mpsc::UnboundedSender<(u32, std::io::Result<ethtool::Facts>)>,
 }
 
 /// Runs the probe of namespace `ns` (`file: None` = this process' own) until the task is
@@ -140,8 +163,17 @@ pub(crate) async fn run(
         connection,
         handle,
         mut messages,
-    } = open_route_socket(file).await?;
+    } = open_route_socket(file.clone()).await?;
     let conn = AbortOnDrop(tokio::spawn(connection));
+    let ioctl = match open_ioctl_socket(file).await {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            ctx.status
+                .error(STATUS, format!("{name}: ethtool socket: {e}"));
+            None
+        }
+    };
+    let (facts_tx, mut facts_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut probe = NsProbe {
         ctx: ctx.clone(),
         ns,
@@ -149,6 +181,12 @@ pub(crate) async fn run(
         handle,
         derived: Derived::default(),
         last_full_pass: 0,
+        ioctl,
+        facts: HashMap::new(),
+        reading: HashSet::new(),
+        reread: HashSet::new(),
+        to_read: Vec::new(),
+        facts_tx,
     };
     probe.resync().await?;
     let mut tick = tokio::time::interval(ctx.metrics_interval);
@@ -170,6 +208,7 @@ pub(crate) async fn run(
                 probe.handle_batch(batch).await;
             }
             _ = tick.tick() => probe.refresh().await,
+            Some((index, facts)) = facts_rx.recv() => probe.got_facts(index, facts),
         }
         if conn.0.is_finished() {
             anyhow::bail!("netlink connection ended");
@@ -186,6 +225,46 @@ impl Drop for AbortOnDrop {
 }
 
 impl NsProbe {
+    /// Starts reading the ethtool facts of the links queued by the last changes, on
+    /// blocking threads; a link already being read is read again once that ends.
+    fn start_reads(&mut self) {
+        let Some(sock) = self.ioctl.clone() else {
+            self.to_read.clear();
+            return;
+        };
+        for index in std::mem::take(&mut self.to_read) {
+            if !self.reading.insert(index) {
+                self.reread.insert(index);
+                continue;
+            }
+            let sock = sock.clone();
+            let tx = self.facts_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send((index, ethtool::read(&sock, index)));
+            });
+        }
+    }
+
+    /// Records the facts read for link `index` and puts them on its node.
+    fn got_facts(&mut self, index: u32, facts: std::io::Result<ethtool::Facts>) {
+        self.reading.remove(&index);
+        if self.reread.remove(&index) {
+            self.to_read.push(index);
+            self.start_reads();
+            return;
+        }
+        // An error means the link went away meanwhile: its deletion follows.
+        let Ok(facts) = facts else { return };
+        let fields = facts.fields();
+        let mut reg = self.ctx.registry.lock();
+        if !reg.has_namespace(self.ns) || reg.node_id(self.ns, index).is_none() {
+            return;
+        }
+        let mut g = self.ctx.graph.write();
+        reg.set_fields(&mut g, self.ns, index, &fields);
+        self.facts.insert(index, fields);
+    }
+
     async fn handle_batch(&mut self, batch: Vec<NetlinkMessage<RouteNetlinkMessage>>) {
         let mut changes = Vec::with_capacity(batch.len());
         for msg in batch {
@@ -300,6 +379,7 @@ impl NsProbe {
                 .collect();
             self.apply_locked(&again);
         }
+        self.start_reads();
     }
 
     /// Applies changes under the registry and graph locks; returns the links whose peer
@@ -329,7 +409,9 @@ impl NsProbe {
                         .stats
                         .as_ref()
                         .and_then(|s| translate::next_metric(None, s, now));
-                    let extra = self.derived.fields(v.index);
+                    let mut extra = self.derived.fields(v.index);
+                    extra.extend(self.facts.get(&v.index).cloned().unwrap_or_default());
+                    self.to_read.push(v.index);
                     if let Some(up) = reg.upsert_link(&mut g, self.ns, v, &extra, metric) {
                         if up.needs_nsid {
                             retry.push(v.as_ref().clone());
@@ -340,6 +422,7 @@ impl NsProbe {
                 Change::DelLink(index) => {
                     reg.remove_link(&mut g, self.ns, *index);
                     self.derived.forget(*index);
+                    self.facts.remove(index);
                     dirty.remove(index);
                 }
                 _ => {}
@@ -358,7 +441,19 @@ impl NsProbe {
     pub(crate) async fn resync(&mut self) -> anyhow::Result<()> {
         let links = collect(self.handle.link().get().execute()).await?;
         let addrs = collect(self.handle.address().get().execute()).await?;
-        let neighbours = collect(self.handle.neighbours().get().execute()).await?;
+        let mut neighbours = collect(self.handle.neighbours().get().execute()).await?;
+        // The bridge forwarding database, in case the unspecified-family dump left it out
+        // (entries seen twice are the same map entry).
+        neighbours.extend(
+            collect(
+                self.handle
+                    .neighbours()
+                    .get()
+                    .set_address_family(AddressFamily::Bridge)
+                    .execute(),
+            )
+            .await?,
+        );
         let mut routes = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut m = RouteMessage::default();

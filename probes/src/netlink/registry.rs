@@ -105,7 +105,16 @@ fn relation(rel: &str, kind: Option<&str>) -> Metadata {
 const SHARED_WITH_OVS: &[&str] = &["Name", "Type", "MAC", "Driver"];
 
 /// Keys only the netlink probe sets besides [`LINK_KEYS`] and [`DERIVED_KEYS`].
-const OTHER_NETLINK_KEYS: &[&str] = &["LinkNetNsName", "Metric", "LastUpdateMetric", "TID"];
+const OTHER_NETLINK_KEYS: &[&str] = &[
+    "LinkNetNsName",
+    "Metric",
+    "LastUpdateMetric",
+    "TID",
+    "BusInfo",
+    "Speed",
+    "Duplex",
+    "Features",
+];
 
 /// Removes what only the netlink probe of the link's namespace knows from a node it
 /// gives up (the OVS probe puts its own `TID` back when its bridge owns the node).

@@ -60,7 +60,7 @@ impl LinkView {
 
 /// Keys the address, neighbour and route messages own on an interface node (removed
 /// when empty).
-pub const DERIVED_KEYS: &[&str] = &["IPV4", "IPV6", "Neighbors", "RoutingTables"];
+pub const DERIVED_KEYS: &[&str] = &["IPV4", "IPV6", "Neighbors", "FDB", "RoutingTables"];
 
 /// Keys a link message owns on an interface node (set or removed on every update).
 pub const LINK_KEYS: &[&str] = &[
@@ -488,6 +488,62 @@ pub fn neighbour_entry(msg: &NeighbourMessage) -> Option<(u32, String, Value)> {
     }
     v.insert("IfIndex".into(), Value::from(msg.header.ifindex));
     Some((msg.header.ifindex, ip, Value::Object(v)))
+}
+
+/// A bridge forwarding entry (`AF_BRIDGE` neighbour, as `bridge fdb show` lists them):
+/// `(ifindex, key, value)` with the value shaped like a `Neighbors` entry without `IP`;
+/// the key (MAC, VLAN, entry of the bridge or of the port itself) identifies it for
+/// later deletion.
+pub fn fdb_entry(msg: &NeighbourMessage) -> Option<(u32, String, Value)> {
+    if msg.header.family != AddressFamily::Bridge {
+        return None;
+    }
+    let mut mac = None;
+    let mut vlan = None;
+    let mut vni = None;
+    let mut dst = None;
+    let mut master = false;
+    for attr in &msg.attributes {
+        match attr {
+            NeighbourAttribute::LinkLayerAddress(a) => mac = Some(format_mac(a)),
+            NeighbourAttribute::Vlan(v) => vlan = Some(*v),
+            NeighbourAttribute::Vni(v) => vni = Some(*v),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dst = Some(a.to_string()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                dst = Some(a.to_string())
+            }
+            NeighbourAttribute::Controller(_) => master = true,
+            _ => {}
+        }
+    }
+    let mac = mac?;
+    // The bridge's own entries carry NDA_MASTER; the port's address lists NTF_SELF.
+    let master = master || msg.header.flags.contains(NeighbourFlags::Controller);
+    let key = format!(
+        "{mac}/{}/{}/{}",
+        vlan.unwrap_or(0),
+        if master { "master" } else { "self" },
+        dst.as_deref().unwrap_or("")
+    );
+    let mut flags = msg.header.flags;
+    if master {
+        flags |= NeighbourFlags::Controller;
+    }
+    let mut v = Map::new();
+    v.insert("Flags".into(), neighbour_flags(flags));
+    v.insert("MAC".into(), Value::from(mac));
+    if let Some(dst) = dst {
+        v.insert("IP".into(), Value::from(dst));
+    }
+    v.insert("State".into(), neighbour_state(msg.header.state));
+    if let Some(vlan) = vlan {
+        v.insert("Vlan".into(), Value::from(vlan));
+    }
+    if let Some(vni) = vni {
+        v.insert("VNI".into(), Value::from(vni));
+    }
+    v.insert("IfIndex".into(), Value::from(msg.header.ifindex));
+    Some((msg.header.ifindex, key, Value::Object(v)))
 }
 
 fn neighbour_flags(flags: NeighbourFlags) -> Value {
