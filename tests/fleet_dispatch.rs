@@ -241,6 +241,44 @@ async fn captures_and_injections_run_on_the_agents_exactly_once() {
         )
         .await;
     }
+    // An agent that never answers requests: Flows() still answers in its budget,
+    // with the flows of the others, and names it.
+    let silent_host = format!("s-{tag}");
+    let mut silent = fleet::raw_agent(&b, &silent_host).await.expect("connect");
+    fleet::send_graph(&mut silent, "Sync", json!({"Nodes": [], "Edges": []})).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the silent agent connected",
+        || async {
+            api_b.json("/api/status").await["Agents"]
+                .get(&silent_host)
+                .is_some()
+        },
+    )
+    .await;
+    let resp = api_b
+        .http
+        .post(format!("{}/api/topology", api_b.base))
+        .header("Content-Type", "application/json")
+        .body(json!({ "GremlinQuery": q_ping }).to_string())
+        .send()
+        .await
+        .expect("Flows() answers despite a silent agent");
+    assert_eq!(resp.status().as_u16(), 200);
+    let note = resp
+        .headers()
+        .get("X-Flows-Incomplete")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        note.contains(&format!("agent {silent_host} did not answer")),
+        "{note:?}"
+    );
+    let f: Value = resp.json().await.unwrap();
+    assert!(exact(&f), "{f}");
+    drop(silent);
+
     // An injection created on B from host 1's eth0 to host 2's: host 1's agent sends
     // it, host 2's capture counts it.
     let (s, inj) = api_b
