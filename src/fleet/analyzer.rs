@@ -588,6 +588,9 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
                         let text = match m.to_str() { Ok(t) => t.to_owned(), Err(()) => break None };
                         let (f, h) = (fleet.clone(), host.clone());
                         let applied = tokio::task::spawn_blocking(move || f.apply(kind, &h, id, &text)).await;
+                        // Time spent here applying (waiting for the graph) is not the
+                        // agent's silence: its pongs queue meanwhile.
+                        heard = Instant::now();
                         match applied {
                             Ok(Ok(())) => {}
                             Ok(Err(refused)) => break Some((CLOSE_POLICY, refused.0)),

@@ -66,6 +66,10 @@ fn other_host(kind: &str, id: &Identifier, owner: &str, host: &str) -> Refused {
 
 /// The nodes and edges of `host` in `g` (derived elements excluded).
 pub fn host_elements(g: &Graph, host: &str) -> (Vec<Identifier>, Vec<Identifier>) {
+    // A host's first Sync (every agent's, as a fleet starts) visits nothing.
+    if !g.has_host(host) {
+        return (Vec::new(), Vec::new());
+    }
     let nodes = g
         .nodes()
         .map(|n| g.node(n))

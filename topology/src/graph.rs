@@ -106,23 +106,47 @@ impl Stamp {
     }
 }
 
-/// (`Host`, `Origin`) pairs shared by many elements, stored once.
+/// (`Host`, `Origin`) pairs shared by many elements, stored once, with how many live
+/// elements use each.
 #[derive(Debug, Default)]
 struct Interner {
     pairs: Vec<(Arc<str>, Arc<str>)>,
+    live: Vec<u32>,
     index: std::collections::HashMap<(Arc<str>, Arc<str>), u32>,
 }
 
 impl Interner {
+    /// The pair's index, counting one more element using it.
+    fn acquire(&mut self, host: &str, origin: &str) -> u32 {
+        let i = self.intern(host, origin);
+        self.live[i as usize] += 1;
+        i
+    }
+
+    /// One element using pair `i` is gone.
+    fn release(&mut self, i: u32) {
+        let n = &mut self.live[i as usize];
+        *n = n.saturating_sub(1);
+    }
+
     fn intern(&mut self, host: &str, origin: &str) -> u32 {
-        let key: (Arc<str>, Arc<str>) = (Arc::from(host), Arc::from(origin));
-        if let Some(i) = self.index.get(&key) {
+        if let Some(i) = self.index.get(&(Arc::from(host), Arc::from(origin))) {
             return *i;
         }
+        let key: (Arc<str>, Arc<str>) = (Arc::from(host), Arc::from(origin));
         self.pairs.push(key.clone());
+        self.live.push(0);
         let i = (self.pairs.len() - 1) as u32;
         self.index.insert(key, i);
         i
+    }
+
+    /// Whether any live element has `Host` = `host`.
+    fn has_host(&self, host: &str) -> bool {
+        self.pairs
+            .iter()
+            .zip(&self.live)
+            .any(|((h, _), n)| *n > 0 && &**h == host)
     }
 
     fn host(&self, i: u32) -> &str {
@@ -379,6 +403,11 @@ impl Graph {
 
     // ----- writes ------------------------------------------------------------------
 
+    /// Whether any node or edge has `Host` = `host` (without visiting the elements).
+    pub fn has_host(&self, host: &str) -> bool {
+        self.strings.has_host(host)
+    }
+
     /// Adds a node as given (timestamps and revision included).
     pub fn add_node(&mut self, node: Node) -> Result<NodeIx, GraphError> {
         if self.find_node(&node.id).is_some() {
@@ -386,7 +415,7 @@ impl Graph {
         }
         let hash = self.hash(&node.id);
         let stamp = Stamp {
-            source: self.strings.intern(&node.host, &node.origin),
+            source: self.strings.acquire(&node.host, &node.origin),
             id: node.id.clone(),
             metadata: Metadata::new(),
             created_at: node.created_at,
@@ -420,7 +449,7 @@ impl Graph {
         let child = self.find_node(&edge.child).ok_or(GraphError::NoChild)?;
         let hash = self.hash(&edge.id);
         let stamp = Stamp {
-            source: self.strings.intern(&edge.host, &edge.origin),
+            source: self.strings.acquire(&edge.host, &edge.origin),
             id: edge.id.clone(),
             metadata: edge.metadata.clone(),
             created_at: edge.created_at,
@@ -540,6 +569,7 @@ impl Graph {
             .inner
             .remove_edge(ix.0)
             .expect("edge handle from this graph");
+        self.strings.release(stamp.source);
         self.edge_order.remove(stamp.order);
         let inner = &mut self.inner;
         self.edge_order.maybe_compact(|e, pos| inner[e].order = pos);
@@ -569,6 +599,7 @@ impl Graph {
             .inner
             .remove_node(ix.0)
             .expect("node handle from this graph");
+        self.strings.release(stamp.source);
         self.node_order.remove(stamp.order);
         let inner = &mut self.inner;
         self.node_order.maybe_compact(|n, pos| inner[n].order = pos);
@@ -742,6 +773,25 @@ impl Hash for NodeRef<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn has_host_counts_live_elements() {
+        let mut g = Graph::new();
+        assert!(!g.has_host("h1"));
+        let md = Metadata::new();
+        g.add_node(Node::new("a".into(), md.clone(), "h1", "o"))
+            .unwrap();
+        g.add_node(Node::new("b".into(), md.clone(), "h2", "o"))
+            .unwrap();
+        g.add_edge(Edge::new("a".into(), "b".into(), md, "h1", "other"))
+            .unwrap();
+        assert!(g.has_host("h1") && g.has_host("h2") && !g.has_host("h3"));
+        // Deleting the node deletes the edge too: nothing of h1 is left.
+        g.delete_node(&"a".into()).unwrap();
+        assert!(!g.has_host("h1"));
+        assert!(g.has_host("h2"));
+    }
+
     use super::*;
     use serde_json::json;
 
