@@ -726,6 +726,45 @@ impl<'b> DatagramBuilder<'b> {
     }
 }
 
+/// One sampled Ethernet frame of a datagram, as a collector feeds it to a flow table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampledFrame<'a> {
+    /// Length of the frame on the wire, without the octets the agent stripped (the FCS).
+    pub frame_length: u32,
+    /// The leading bytes of the frame, as sampled.
+    pub header: &'a [u8],
+    /// N in 1-in-N sampling.
+    pub sampling_rate: u32,
+}
+
+impl<'a> Datagram<'a> {
+    /// Its sampled Ethernet frames (flow samples' `sampled_header` records of protocol
+    /// [`HEADER_PROTOCOL_ETHERNET`]), in order; every other sample or record is skipped.
+    /// A frame length smaller than its sampled bytes is taken as the sampled bytes.
+    pub fn sampled_frames(&self) -> impl Iterator<Item = SampledFrame<'a>> + '_ {
+        self.samples
+            .iter()
+            .filter_map(|s| match s {
+                Sample::Flow(f) => Some(f),
+                _ => None,
+            })
+            .flat_map(|f| {
+                f.records.iter().filter_map(move |r| match r {
+                    FlowRecord::SampledHeader(h) if h.protocol == HEADER_PROTOCOL_ETHERNET => {
+                        let on_wire = h.frame_length.saturating_sub(h.stripped);
+                        let sampled = u32::try_from(h.header.len()).unwrap_or(u32::MAX);
+                        Some(SampledFrame {
+                            frame_length: on_wire.max(sampled),
+                            header: h.header,
+                            sampling_rate: f.header.sampling_rate,
+                        })
+                    }
+                    _ => None,
+                })
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,6 +917,39 @@ mod tests {
         let mut buf = vec![0u8; d.buffer_len()];
         assert_eq!(d.emit(&mut buf), Ok(40 + 8 + 12 + 8 + 88 + 8 + 52 + 8 + 4));
         assert_eq!(Datagram::parse(&buf), Ok(d));
+    }
+
+    #[test]
+    fn sampled_frames_are_the_ethernet_headers_without_the_fcs() {
+        let d = Datagram::parse(&DATAGRAM).unwrap();
+        let frames: Vec<_> = d.sampled_frames().collect();
+        assert_eq!(
+            frames,
+            [SampledFrame {
+                frame_length: 64,
+                header: &HDR,
+                sampling_rate: 400
+            }]
+        );
+        // Other protocols and counter samples are skipped; a frame length shorter than
+        // the sampled bytes is the sampled bytes.
+        let h = |protocol, frame_length| {
+            FlowRecord::SampledHeader(SampledHeader {
+                protocol,
+                frame_length,
+                stripped: 4,
+                header: &HDR,
+            })
+        };
+        let mut buf = [0u8; 512];
+        let mut b = DatagramBuilder::new(&mut buf, header(), 512).unwrap();
+        b.push_flow_sample(&flow_header(), &[h(11, 100), h(1, 2)])
+            .unwrap();
+        b.push_counters_sample(1, SourceId(2), &[]).unwrap();
+        let bytes = b.finish().to_vec();
+        let d = Datagram::parse(&bytes).unwrap();
+        let frames: Vec<_> = d.sampled_frames().map(|f| f.frame_length).collect();
+        assert_eq!(frames, [6]);
     }
 
     #[test]
