@@ -11,6 +11,7 @@
 #[path = "../src/capture"]
 mod capture {
     pub mod engine;
+    pub mod input;
     pub mod wait;
 }
 #[path = "../src/metrics.rs"]

@@ -612,9 +612,15 @@ pub struct CaptureCreateArgs {
     /// BPF filter, e.g. "icmp or udp port 53".
     #[arg(long)]
     pub bpf: Option<String>,
-    /// Capture engine: pcap or afpacket (default: pcap).
-    #[arg(long = "type")]
+    /// Capture type: pcap, afpacket, sflow (an sFlow collector socket), pcapsocket (a TCP
+    /// socket taking pcap streams), ovssflow (Open vSwitch samples a bridge), ovsmirror
+    /// (an OVS mirror of a port); default: ovssflow on OVS bridges, pcap elsewhere.
+    #[arg(long = "type", value_parser = clap::builder::PossibleValuesParser::new(crate::capture::resource::CAPTURE_TYPES))]
     pub capture_type: Option<String>,
+    /// Port the sflow (default 6343) or pcapsocket (default: any free port) capture
+    /// listens on, on loopback.
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Where flows go: host:port of a NetFlow/sFlow/IPFIX collector or an ERSPAN
     /// receiver (port 0); empty = the local flow table, queried with Flows().
     #[arg(long)]

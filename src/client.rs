@@ -198,6 +198,9 @@ fn capture_body(a: &CaptureCreateArgs) -> Value {
     if let Some(v) = a.sampling_rate {
         m.insert("SamplingRate".into(), v.into());
     }
+    if let Some(v) = a.port {
+        m.insert("Port".into(), v.into());
+    }
     if let Some(v) = a.polling_interval {
         m.insert("PollingInterval".into(), v.into());
     }

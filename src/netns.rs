@@ -30,6 +30,15 @@ pub enum InterfaceError {
         ifname: String,
         source: pcap::Error,
     },
+    /// The output port of an OVS mirror never came up.
+    #[error("mirror port {ifname} did not come up: {reason}")]
+    MirrorPort { ifname: String, reason: String },
+    /// A socket input (sFlow, pcap socket) failed.
+    #[error("{what} failed: {source}")]
+    Socket {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("cannot start a thread: {0}")]
     Thread(io::Error),
 }

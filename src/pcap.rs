@@ -40,6 +40,7 @@ pub fn replay(capture: &Capture, ctx: &SinkContext, source: impl Read) -> Result
         ifname: String::new(),
         if_index: 0,
         netns: None,
+        via: capture::placer::Via::Interface,
     };
     let local = capture.target_kind() == TargetType::Local;
     let mut sink = if local {

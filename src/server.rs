@@ -270,6 +270,9 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             .context("cannot start the topology probes")?;
         Some(Arc::new(probes))
     };
+    if probes.is_some() && !matches!(args.ovsdb.as_str(), "" | "none") {
+        services.sinks.ovsdb = Some(crate::capture::ovs::Ovsdb::new(&args.ovsdb, &host_id));
+    }
     if let Some(p) = &probes {
         services.sinks.namespaces = crate::auth::netns::KnownNamespaces::new(p.namespace_check());
     }

@@ -19,7 +19,7 @@ use topotap_topology::gremlin::{Budget, Extensions};
 use topotap_topology::SharedGraph;
 
 use crate::capture::flows::FlowsStep;
-use crate::capture::placer::{SinkFactory, Target};
+use crate::capture::placer::{InputFactory, SinkFactory, Target};
 use crate::capture::{self, Capture, SinkContext};
 use crate::injection::Injection;
 use crate::resources::{Definitions, Store};
@@ -101,6 +101,7 @@ impl Services {
             sflow_agent: config.sflow_agent,
             targets: config.targets,
             namespaces: config.namespaces,
+            ovsdb: None,
         };
         let mut extensions = Extensions::new();
         extensions.register(Arc::new(FlowsStep {
@@ -228,6 +229,18 @@ impl Services {
         let sinks: SinkFactory = Arc::new(move |capture: &Capture, target: &Target| {
             capture::sink_for(capture, target, &ctx)
         });
+        let ctx = self.sinks.clone();
+        let open: InputFactory = Arc::new(move |capture: &Capture, target: &Target| {
+            capture::open_input(capture, target, &ctx)
+        });
+        if let Some(ovsdb) = self.sinks.ovsdb.clone() {
+            // What a previous run left in OVSDB goes now, not at the first capture.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = ovsdb.ensure_clean() {
+                    tracing::debug!("OVSDB clean-up deferred to the first OVS capture: {e}");
+                }
+            });
+        }
         let inputs = capture::placer::Inputs {
             graph: self.graph.clone(),
             captures: self.captures.clone(),
@@ -235,6 +248,7 @@ impl Services {
             budget: self.query_budget,
             flows: self.sinks.flows.clone(),
             sinks,
+            inputs: open,
             board: self.capture_board.clone(),
             assigned: self.assigned.clone(),
         };

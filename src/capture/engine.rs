@@ -118,6 +118,56 @@ pub struct CaptureSpec {
     /// The complete filter: the user's BPF and the exclusion of topotap's own exports.
     pub bpf: String,
     pub snaplen: u32,
+    /// The interface is the output port of an OVS mirror that topotap made: wait for
+    /// vswitchd to create it, bring it up, and capture only what OVS sends into it.
+    pub mirror: bool,
+}
+
+/// Where a capture's frames come from.
+pub enum Input {
+    /// libpcap on an interface.
+    Interface(CaptureSpec),
+    /// sFlow v5 datagrams on a UDP socket: the sampled frames.
+    Sflow(std::net::UdpSocket),
+    /// pcap streams accepted on a TCP socket, one connection at a time.
+    PcapSocket(std::net::TcpListener),
+    /// Nothing to read here (Open vSwitch sends to the capture's target itself): the
+    /// worker only keeps what was configured for it.
+    Nothing,
+}
+
+/// An opened input and what must live as long as the capture: a configuration in Open
+/// vSwitch, undone when it is dropped (at the end of the capture thread).
+pub struct Opened {
+    pub input: Input,
+    pub guard: Option<Box<dyn Send>>,
+    /// The filter a socket input applies to the frames it gets.
+    pub bpf: String,
+}
+
+impl Opened {
+    pub fn new(input: Input) -> Self {
+        Opened {
+            input,
+            guard: None,
+            bpf: String::new(),
+        }
+    }
+
+    /// The same, keeping `guard` for as long as the capture runs.
+    pub fn guarded(mut self, guard: impl Send + 'static) -> Self {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// The local address of its socket, shown in the capture's entry.
+    pub fn listen(&self) -> Option<String> {
+        match &self.input {
+            Input::Sflow(s) => s.local_addr().ok().map(|a| a.to_string()),
+            Input::PcapSocket(l) => l.local_addr().ok().map(|a| a.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// Capture state as shown in `Metadata.Captures[].State`.
@@ -136,10 +186,25 @@ pub struct WorkerShared {
     pub received: AtomicU64,
     pub dropped: AtomicU64,
     pub if_dropped: AtomicU64,
+    /// Input refused as malformed (sFlow datagrams, pcap streams), dropped.
+    pub malformed: AtomicU64,
     pub state: Mutex<WorkerState>,
     /// A new `TID` for the sink, taken by the capture thread (see [`Worker::retag`]).
     retag: Mutex<Option<String>>,
     retag_pending: AtomicBool,
+}
+
+impl WorkerShared {
+    /// The new `TID` the placer asked the sink to take, once.
+    pub fn take_retag(&self) -> Option<String> {
+        if self.retag_pending.load(Ordering::Relaxed)
+            && self.retag_pending.swap(false, Ordering::Acquire)
+        {
+            self.retag.lock().take()
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for WorkerShared {
@@ -149,6 +214,7 @@ impl Default for WorkerShared {
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             if_dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
             state: Mutex::new(WorkerState::Starting),
             retag: Mutex::new(None),
             retag_pending: AtomicBool::new(false),
@@ -160,19 +226,43 @@ impl Default for WorkerShared {
 pub struct Worker {
     pub shared: Arc<WorkerShared>,
     pub export: Option<Arc<ExportStats>>,
+    /// The socket it listens on (sFlow, pcap socket).
+    pub listen: Option<String>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
-    /// Starts capturing; failures to start end up in `shared.state` as `Error`.
-    pub fn spawn(spec: CaptureSpec, sink: Box<dyn PacketSink>) -> Worker {
+    /// Starts reading `opened` into `sink`; failures to start end up in `shared.state`
+    /// as `Error`; its guard is dropped when the thread ends.
+    pub fn spawn_input(opened: Opened, sink: Box<dyn PacketSink>) -> Worker {
         let shared = Arc::new(WorkerShared::default());
         let export = sink.export_stats();
+        let listen = opened.listen();
         let sh = shared.clone();
-        let name = format!("cap-{}", spec.ifname);
+        let name = match &opened.input {
+            Input::Interface(spec) => format!("cap-{}", spec.ifname),
+            Input::Sflow(_) => "cap-sflow".to_owned(),
+            Input::PcapSocket(_) => "cap-pcapsocket".to_owned(),
+            Input::Nothing => "cap-ovs".to_owned(),
+        };
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut sink = sink;
-            let result = run(&spec, sink.as_mut(), &sh);
+            let Opened { input, guard, bpf } = opened;
+            let result = match input {
+                Input::Interface(spec) => run(&spec, sink.as_mut(), &sh),
+                Input::Sflow(socket) => super::input::sflow(&socket, &bpf, sink.as_mut(), &sh),
+                Input::PcapSocket(listener) => {
+                    super::input::pcap_socket(&listener, &bpf, sink.as_mut(), &sh)
+                }
+                Input::Nothing => {
+                    *sh.state.lock() = WorkerState::Active;
+                    while !sh.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                    }
+                    Ok(())
+                }
+            };
+            drop(guard);
             sink.flush();
             sink.finish(now());
             *sh.state.lock() = match result {
@@ -184,6 +274,7 @@ impl Worker {
             Ok(t) => Worker {
                 shared,
                 export,
+                listen,
                 thread: Some(t),
             },
             Err(e) => {
@@ -191,6 +282,7 @@ impl Worker {
                 Worker {
                     shared,
                     export,
+                    listen,
                     thread: None,
                 }
             }
@@ -236,6 +328,9 @@ fn run(
     if let Some(ns) = &spec.netns {
         crate::netns::enter(ns)?;
     }
+    if spec.mirror {
+        mirror_port_up(&spec.ifname, shared)?;
+    }
     let mut cap = pcap::Capture::from_device(spec.ifname.as_str())
         .and_then(|c| {
             c.snaplen(spec.snaplen as i32)
@@ -255,6 +350,17 @@ fn run(
             suffix: "",
             source,
         })?;
+    if spec.mirror {
+        // The kernel's own packets out of the port (IPv6 router solicitations) are not
+        // mirrored traffic.
+        cap.direction(pcap::Direction::In)
+            .map_err(|source| InterfaceError::Open {
+                to: "capture inbound on",
+                ifname: spec.ifname.clone(),
+                suffix: "",
+                source,
+            })?;
+    }
     cap.filter(&spec.bpf, true)
         .map_err(|source| InterfaceError::Filter {
             filter: spec.bpf.clone(),
@@ -266,12 +372,8 @@ fn run(
     let mut feeder = Feeder::new(sink, Clock::Wall);
     let mut last_stats = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
-        if shared.retag_pending.load(Ordering::Relaxed)
-            && shared.retag_pending.swap(false, Ordering::Acquire)
-        {
-            if let Some(tid) = shared.retag.lock().take() {
-                feeder.sink.retag(&tid);
-            }
+        if let Some(tid) = shared.take_retag() {
+            feeder.sink.retag(&tid);
         }
         match cap.next_packet() {
             Ok(p) => {
@@ -311,6 +413,35 @@ fn run(
     }
     publish_stats(&mut cap, feeder.fed, shared);
     Ok(())
+}
+
+/// How long vswitchd may take to create a mirror's output port.
+pub const MIRROR_PORT_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (in the port's namespace) until vswitchd has created the mirror's output port,
+/// and brings it up: a tap that is down takes no frames from OVS.
+fn mirror_port_up(ifname: &str, shared: &WorkerShared) -> Result<(), InterfaceError> {
+    let deadline = Instant::now() + MIRROR_PORT_WAIT;
+    loop {
+        let out = std::process::Command::new("ip")
+            .args(["link", "set", "dev", ifname, "up"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => return Ok(()),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => format!("cannot run ip: {e}"),
+        };
+        if Instant::now() >= deadline || shared.stop.load(Ordering::Relaxed) {
+            return Err(InterfaceError::MirrorPort {
+                ifname: ifname.to_owned(),
+                reason: why,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Whose time drives a sink's timers.

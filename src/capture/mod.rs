@@ -3,6 +3,8 @@
 pub mod engine;
 pub mod export;
 pub mod flows;
+pub mod input;
+pub mod ovs;
 pub mod placer;
 pub mod resource;
 mod wait;
@@ -10,6 +12,7 @@ mod wait;
 use std::sync::Arc;
 
 use topotap_targets::flow::{FlowTable, FlowTableConfig, LayerKeyMode};
+use topotap_targets::packet::{LinkType, Timestamp};
 
 pub use resource::{parse_target, Capture, TargetType};
 
@@ -80,6 +83,9 @@ pub struct SinkContext {
     pub targets: crate::auth::AllowTargets,
     /// The namespaces a capture may enter (those the probes found).
     pub namespaces: crate::auth::netns::KnownNamespaces,
+    /// The ovsdb-server that `ovssflow` and `ovsmirror` captures configure (the OVSDB
+    /// probe's); `None`: those captures fail.
+    pub ovsdb: Option<Arc<ovs::Ovsdb>>,
 }
 
 /// Builds the sink for a capture on one node, by its target type. Export sockets are
@@ -100,6 +106,10 @@ pub fn sink_for(
         ctx.targets
             .check_target(&capture.target)
             .map_err(Error::forbidden)?;
+    }
+    if target.via == placer::Via::OvsSflow && capture.target_kind() == TargetType::Sflow {
+        // Open vSwitch sends to the collector itself.
+        return Ok(Box::new(NullSink));
     }
     match capture.target_kind() {
         TargetType::Local => Ok(local_sink(capture, target, ctx, false)),
@@ -161,4 +171,97 @@ pub fn local_sink(
         registry: ctx.flows.clone(),
         retain,
     })
+}
+
+/// The sink of a capture whose packets topotap never sees.
+struct NullSink;
+
+impl engine::PacketSink for NullSink {
+    fn packet(&mut self, _: LinkType, _: Timestamp, _: u32, _: &[u8]) {}
+    fn tick(&mut self, _: Timestamp) {}
+    fn finish(&mut self, _: Timestamp) {}
+}
+
+/// Opens the input of a capture that is not libpcap on its interface: a socket on
+/// loopback (`sflow`: `Port`, 6343 by default; `pcapsocket`: `Port`, an ephemeral port
+/// by default), or a configuration in Open vSwitch with what reads its output
+/// (`ovssflow`: a collector socket on an ephemeral loopback port in vswitchd's
+/// namespace, unless the capture's sFlow target receives it directly; `ovsmirror`: the
+/// mirror's output port, captured with libpcap). Blocks.
+pub fn open_input(
+    capture: &Capture,
+    target: &placer::Target,
+    ctx: &SinkContext,
+) -> Result<engine::Opened, Error> {
+    use engine::{Input, Opened};
+    use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+    let port = capture.listen_port();
+    let cannot = |what: &str, e: std::io::Error| {
+        Error::unavailable(format!("cannot listen for {what} on 127.0.0.1:{port}: {e}"))
+    };
+    let ovsdb = || {
+        ctx.ovsdb.clone().ok_or_else(|| {
+            Error::unavailable(format!(
+                "an {} capture needs the OVSDB probe (--ovsdb)",
+                capture.engine_on(true)
+            ))
+        })
+    };
+    match &target.via {
+        placer::Via::Interface => Err(Error::internal("an interface capture has no socket")),
+        placer::Via::Sflow => UdpSocket::bind((Ipv4Addr::LOCALHOST, port))
+            .map(|s| Opened::new(Input::Sflow(s)))
+            .map_err(|e| cannot("sFlow", e)),
+        placer::Via::PcapSocket => TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .map(|l| Opened::new(Input::PcapSocket(l)))
+            .map_err(|e| cannot("pcap streams", e)),
+        placer::Via::OvsSflow => {
+            let ovsdb = ovsdb()?;
+            if capture.target_kind() == TargetType::Sflow {
+                let (host, port) = parse_target(&capture.target).map_err(Error::invalid)?;
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| Error::unavailable(format!("cannot resolve {host}")))?;
+                let guard = ovsdb.add_sflow(capture, &target.ifname, &addr.to_string())?;
+                return Ok(Opened::new(Input::Nothing).guarded(guard));
+            }
+            let socket = in_netns(target.netns.clone(), || {
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            })?
+            .map_err(|e| cannot("sFlow", e))?;
+            let local = socket.local_addr().map_err(|e| cannot("sFlow", e))?;
+            let guard = ovsdb.add_sflow(capture, &target.ifname, &local.to_string())?;
+            Ok(Opened::new(Input::Sflow(socket)).guarded(guard))
+        }
+        placer::Via::OvsMirror { bridge, port } => {
+            let guard = ovsdb()?.add_mirror(capture, bridge, port, &target.ifname)?;
+            Ok(
+                // The placer fills in the capture of the mirror's output port.
+                Opened::new(Input::Interface(engine::CaptureSpec {
+                    ifname: target.ifname.clone(),
+                    netns: target.netns.clone(),
+                    bpf: String::new(),
+                    snaplen: capture.snaplen(),
+                    mirror: true,
+                }))
+                .guarded(guard),
+            )
+        }
+    }
+}
+
+/// Runs `f` on a fresh thread in the namespace `netns` (topotap's own if `None`): a
+/// socket opened there stays in it.
+fn in_netns<T: Send + 'static>(
+    netns: Option<std::path::PathBuf>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let Some(ns) = netns else { return Ok(f()) };
+    std::thread::spawn(move || {
+        crate::netns::enter(&ns).map_err(|e| Error::unavailable(e.to_string()))?;
+        Ok(f())
+    })
+    .join()
+    .unwrap_or_else(|_| Err(Error::internal("namespace thread panicked")))
 }

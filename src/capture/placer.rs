@@ -29,7 +29,9 @@ use topotap_topology::gremlin::{Budget, ErrorKind, Extensions, Output};
 use topotap_topology::{schema, Graph, GraphEvent, Identifier, NodeIx, SharedGraph};
 use tracing::{debug, warn};
 
-use super::engine::{effective_filter, CaptureSpec, PacketSink, Worker, WorkerState};
+use super::engine::{
+    effective_filter, CaptureSpec, Input, Opened, PacketSink, Worker, WorkerState,
+};
 use super::flows::FlowRegistry;
 use super::Capture;
 use crate::error::Error;
@@ -61,17 +63,57 @@ pub struct Target {
     pub ifname: String,
     pub if_index: i64,
     pub netns: Option<PathBuf>,
+    /// What the capture reads there.
+    pub via: Via,
 }
 
 impl Target {
-    /// Whether both name the same interface: all but the `TID`, which only tags flows.
+    /// Whether both name the same interface, read the same way: all but the `TID`,
+    /// which only tags flows.
     fn same_interface(&self, other: &Target) -> bool {
         self.node == other.node
             && self.ifname == other.ifname
             && self.if_index == other.if_index
             && self.netns == other.netns
+            && self.via == other.via
     }
 }
+
+/// What a capture reads on its node, by its `Type` and the node's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Via {
+    /// libpcap on the interface (`pcap`, `afpacket`, the default on interfaces).
+    #[default]
+    Interface,
+    /// An sFlow collector socket (`sflow`).
+    Sflow,
+    /// A TCP socket taking pcap streams (`pcapsocket`).
+    PcapSocket,
+    /// The bridge's own sFlow (`ovssflow`, the default on OVS bridges): `ifname` is the
+    /// bridge, `netns` where vswitchd's devices live (where the collector listens).
+    OvsSflow,
+    /// An OVS mirror of a port (`ovsmirror`): `ifname` is the mirror's output port,
+    /// made in `netns`, where vswitchd's devices live.
+    OvsMirror { bridge: String, port: String },
+}
+
+impl Via {
+    /// The capture type that serves `capture` this way.
+    pub fn engine(&self, capture: &Capture) -> &'static str {
+        match self {
+            Via::Interface if capture.engine() == "afpacket" => "afpacket",
+            Via::Interface => "pcap",
+            Via::Sflow => "sflow",
+            Via::PcapSocket => "pcapsocket",
+            Via::OvsSflow => "ovssflow",
+            Via::OvsMirror { .. } => "ovsmirror",
+        }
+    }
+}
+
+/// Builds the input of a capture that is not libpcap on its interface (sockets, OVS
+/// configurations). May block: called on a blocking thread.
+pub type InputFactory = Arc<dyn Fn(&Capture, &Target) -> Result<Opened, Error> + Send + Sync>;
 
 /// A capture on one node.
 pub type Key = (String, Identifier);
@@ -86,6 +128,8 @@ pub type Desired = BTreeMap<Key, (Capture, Target)>;
 pub struct ActiveOn {
     nodes: parking_lot::Mutex<Vec<Identifier>>,
     error: parking_lot::Mutex<Option<String>>,
+    /// Why it could not start where it matched, if it could start nowhere.
+    failure: parking_lot::Mutex<Option<String>>,
 }
 
 impl ActiveOn {
@@ -108,9 +152,19 @@ impl ActiveOn {
         self.set(nodes);
     }
 
-    /// Why the capture's query could not be evaluated at the last placement.
+    /// Why the capture's query could not be evaluated at the last placement, or else
+    /// why it could start on none of the nodes it matched (an `ovssflow` capture that
+    /// OVSDB refused).
     pub fn error(&self) -> Option<String> {
+        self.query_error().or_else(|| self.failure.lock().clone())
+    }
+
+    fn query_error(&self) -> Option<String> {
         self.error.lock().clone()
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock() = failure;
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -469,7 +523,7 @@ pub fn assigned_desired(assigned: &[(Capture, Vec<Identifier>)], g: &Graph) -> D
     let mut desired = Desired::new();
     for (c, nodes) in assigned {
         for id in nodes {
-            if let Some(t) = g.find_node(id).and_then(|ix| capture_target(g, ix)) {
+            if let Some(t) = g.find_node(id).and_then(|ix| capture_target(g, ix, c)) {
                 desired.insert((c.uuid.clone(), t.node.clone()), (c.clone(), t));
             }
         }
@@ -477,10 +531,11 @@ pub fn assigned_desired(assigned: &[(Capture, Vec<Identifier>)], g: &Graph) -> D
     desired
 }
 
-/// Whether node `id` of `g` is an interface a capture can run on.
-pub fn capturable(g: &Graph, id: &Identifier) -> bool {
+/// Whether `capture` can run on node `id` of `g` (an interface, or the OVS bridge or
+/// port its type takes).
+pub fn capturable(g: &Graph, id: &Identifier, capture: &Capture) -> bool {
     g.find_node(id)
-        .and_then(|ix| capture_target(g, ix))
+        .and_then(|ix| capture_target(g, ix, capture))
         .is_some()
 }
 
@@ -520,7 +575,7 @@ pub fn desired(
             }
         };
         for n in nodes {
-            if let Some(t) = capture_target(g, n) {
+            if let Some(t) = capture_target(g, n, c) {
                 desired.insert((c.uuid.clone(), t.node.clone()), (c.clone(), t));
             }
         }
@@ -551,7 +606,10 @@ pub fn warnings(capture: &Capture, g: &Graph, ext: &Extensions, budget: &Budget)
                 .to_owned(),
         ];
     }
-    if nodes.iter().any(|&n| capture_target(g, n).is_some()) {
+    if nodes
+        .iter()
+        .any(|&n| capture_target(g, n, capture).is_some())
+    {
         return Vec::new();
     }
     const SHOWN: usize = 3;
@@ -592,6 +650,8 @@ pub struct Inputs {
     pub budget: Budget,
     pub flows: Arc<FlowRegistry>,
     pub sinks: SinkFactory,
+    /// Opens the inputs that are not an interface (sockets, OVS configurations).
+    pub inputs: InputFactory,
     /// Running capture points as `/metrics` shows them.
     pub board: Arc<crate::metrics::CaptureBoard>,
     /// Captures dispatched by analyzers (an agent's); placed besides the stored ones.
@@ -602,6 +662,8 @@ struct Running {
     worker: Worker,
     capture: Capture,
     ifname: String,
+    /// The capture type that serves it there.
+    engine: &'static str,
 }
 
 struct Shell {
@@ -701,7 +763,7 @@ impl Shell {
         };
         for c in &captures {
             let error = errors.get(&c.uuid).cloned();
-            if error.is_some() && error != c.active.error() {
+            if error.is_some() && error != c.active.query_error() {
                 warn!(capture = %c.uuid, "runs nowhere: {}", error.as_deref().unwrap_or(""));
             }
             c.active.set_error(error);
@@ -734,6 +796,7 @@ impl Shell {
             }
         }
         let sinks = self.inputs.sinks.clone();
+        let open = self.inputs.inputs.clone();
         // Joining waits for the final export of each sink; opening a sink may resolve
         // a name: both on a blocking thread.
         let started = tokio::task::spawn_blocking(move || {
@@ -748,8 +811,23 @@ impl Shell {
                         netns: target.netns.clone(),
                         bpf: effective_filter(&capture.bpf_filter, &exports),
                         snaplen: capture.snaplen(),
+                        mirror: matches!(target.via, Via::OvsMirror { .. }),
                     };
-                    let worker = sinks(&capture, &target).map(|sink| Worker::spawn(spec, sink));
+                    // The sink first: an input may change OVS, undone if the sink fails.
+                    let worker = sinks(&capture, &target).and_then(|sink| {
+                        let opened = match target.via {
+                            Via::Interface => Opened::new(Input::Interface(spec)),
+                            _ => {
+                                let mut opened = open(&capture, &target)?;
+                                opened.bpf = spec.bpf.clone();
+                                if let Input::Interface(s) = &mut opened.input {
+                                    *s = spec;
+                                }
+                                opened
+                            }
+                        };
+                        Ok(Worker::spawn_input(opened, sink))
+                    });
                     (key, capture, target, worker)
                 })
                 .collect::<Vec<_>>()
@@ -761,6 +839,7 @@ impl Shell {
                 Ok(worker) => {
                     let ifname = target.ifname.clone();
                     debug!(capture = %capture.uuid, node = %target.node, %ifname, netns = ?target.netns, "capture point started");
+                    let engine = target.via.engine(&capture);
                     self.reconciler
                         .started(key.clone(), capture.clone(), target);
                     self.running.insert(
@@ -769,6 +848,7 @@ impl Shell {
                             worker,
                             capture,
                             ifname,
+                            engine,
                         },
                     );
                 }
@@ -832,7 +912,7 @@ impl Shell {
                 "PacketsReceived": sh.received.load(Ordering::Relaxed),
                 "PacketsDropped": sh.dropped.load(Ordering::Relaxed),
                 "PacketsIfDropped": sh.if_dropped.load(Ordering::Relaxed),
-                "Type": r.capture.engine(),
+                "Type": r.engine,
             });
             if !r.capture.bpf_filter.is_empty() {
                 json["BPFFilter"] = r.capture.bpf_filter.clone().into();
@@ -842,6 +922,10 @@ impl Shell {
             }
             if let Some(x) = &r.worker.export {
                 json["Export"] = x.to_json();
+            }
+            if let Some(listen) = &r.worker.listen {
+                json["Listen"] = listen.clone().into();
+                json["Malformed"] = sh.malformed.load(Ordering::Relaxed).into();
             }
             if let Some(f) = self.inputs.flows.table_stats(&r.capture.uuid, node) {
                 json["Flows"] = f;
@@ -873,9 +957,20 @@ impl Shell {
                 json,
             });
         }
+        let mut failed: HashMap<&str, String> = HashMap::new();
+        for ((_, node), capture, reason) in self.reconciler.failures() {
+            failed
+                .entry(capture.uuid.as_str())
+                .or_insert_with(|| format!("on {node}: {reason}"));
+        }
         for c in &self.captures {
-            c.active
-                .set(active.remove(c.uuid.as_str()).unwrap_or_default());
+            let on = active.remove(c.uuid.as_str()).unwrap_or_default();
+            c.active.set_failure(if on.is_empty() {
+                failed.remove(c.uuid.as_str())
+            } else {
+                None
+            });
+            c.active.set(on);
         }
         let writes = self.publisher.changes(per_node, now);
         if writes.is_empty() {
@@ -919,20 +1014,78 @@ fn matched_nodes(out: Output) -> Vec<NodeIx> {
     }
 }
 
-/// The interface behind a node, if packets can be captured there: a network interface
-/// known to the kernel, in the namespace of its owner.
-fn capture_target(g: &Graph, ix: NodeIx) -> Option<Target> {
-    let iface = schema::kernel_interface(g, ix)?;
+/// Where `capture` runs on a node, if it can: by its `Type`, libpcap on an interface
+/// known to the kernel (in the namespace of its owner), a socket on an interface or an
+/// OVS bridge, the sFlow of an OVS bridge (also the default there), a mirror of an OVS
+/// port.
+fn capture_target(g: &Graph, ix: NodeIx, capture: &Capture) -> Option<Target> {
     let md = g.node(ix).metadata();
-    Some(Target {
+    let kind = schema::type_of(md);
+    let name = schema::str_of(md, schema::key::NAME)?;
+    let target = |ifname: &str, if_index, netns: Option<&std::path::Path>, via| Target {
         node: g.node(ix).id().clone(),
         tid: schema::str_of(md, schema::key::TID)
             .unwrap_or_default()
             .to_owned(),
-        ifname: iface.name.to_owned(),
-        if_index: iface.if_index,
-        netns: iface.netns.map(PathBuf::from),
-    })
+        ifname: ifname.to_owned(),
+        if_index,
+        netns: netns.map(PathBuf::from),
+        via,
+    };
+    let bridge = kind == Some(schema::node_type::OVSBRIDGE);
+    let interface = || {
+        schema::kernel_interface(g, ix).map(|i| target(i.name, i.if_index, i.netns, Via::Interface))
+    };
+    match capture.engine_on(bridge) {
+        "ovssflow" if bridge => Some(target(name, 0, ovs_netns(g, ix, name), Via::OvsSflow)),
+        "ovsmirror" if kind == Some(schema::node_type::OVSPORT) => {
+            let (bix, bname) = g.in_edges(ix).find_map(|e| {
+                let p = g.edge(e).parent();
+                let pm = p.metadata();
+                (schema::type_of(pm) == Some(schema::node_type::OVSBRIDGE))
+                    .then(|| Some((p.ix(), schema::str_of(pm, schema::key::NAME)?)))
+                    .flatten()
+            })?;
+            Some(target(
+                &super::ovs::mirror_port_name(&capture.uuid, name),
+                0,
+                ovs_netns(g, bix, bname),
+                Via::OvsMirror {
+                    bridge: bname.to_owned(),
+                    port: name.to_owned(),
+                },
+            ))
+        }
+        "sflow" | "pcapsocket" if bridge || schema::kernel_interface(g, ix).is_some() => {
+            let via = if capture.engine() == "sflow" {
+                Via::Sflow
+            } else {
+                Via::PcapSocket
+            };
+            Some(target(name, 0, None, via))
+        }
+        "pcap" | "afpacket" => interface(),
+        _ => None,
+    }
+}
+
+/// The namespace where the devices of vswitchd serving the bridge `bix` live: that of
+/// the bridge's own internal interface (port and interface named like the bridge);
+/// topotap's own when it is not known.
+fn ovs_netns<'g>(g: &'g Graph, bix: NodeIx, bridge: &str) -> Option<&'g std::path::Path> {
+    let named =
+        |ix: NodeIx| schema::str_of(g.node(ix).metadata(), schema::key::NAME) == Some(bridge);
+    g.out_edges(bix)
+        .map(|e| g.edge(e).child().ix())
+        .filter(|&p| named(p))
+        .flat_map(|p| {
+            g.out_edges(p)
+                .map(|e| g.edge(e).child().ix())
+                .collect::<Vec<_>>()
+        })
+        .filter(|&i| named(i))
+        .find_map(|i| schema::kernel_interface(g, i))
+        .and_then(|i| i.netns)
 }
 
 #[cfg(test)]
@@ -997,6 +1150,7 @@ mod tests {
             ifname: ifname.into(),
             if_index: 2,
             netns: None,
+            via: Via::Interface,
         }
     }
 
@@ -1309,6 +1463,7 @@ mod shell_tests {
             budget: Budget::default(),
             flows: Arc::default(),
             sinks,
+            inputs: Arc::new(|_: &Capture, _: &Target| Err(Error::unavailable("no inputs"))),
             board: Arc::default(),
             assigned: Arc::default(),
         };

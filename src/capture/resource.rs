@@ -8,9 +8,33 @@ use topotap_topology::gremlin::{compile, CompileError, Compiled, Extensions};
 
 use crate::error::Error;
 
-/// Capture engines. `pcap` and `afpacket` are both served by libpcap, which uses
-/// AF_PACKET with a memory-mapped ring on Linux.
-pub const CAPTURE_TYPES: &[&str] = &["pcap", "afpacket"];
+/// Capture types (Skydive's `Type`). `pcap` and `afpacket` are both served by libpcap,
+/// which uses AF_PACKET with a memory-mapped ring on Linux; `sflow` is an sFlow v5
+/// collector socket, `pcapsocket` a TCP socket taking pcap streams; `ovssflow` (the
+/// default on OVS bridges) has Open vSwitch sample the bridge, `ovsmirror` mirrors an
+/// OVS port to a port topotap captures.
+pub const CAPTURE_TYPES: &[&str] = &[
+    "pcap",
+    "afpacket",
+    "sflow",
+    "pcapsocket",
+    "ovssflow",
+    "ovsmirror",
+];
+
+/// The OpenAPI schema of `Type`: one of [`CAPTURE_TYPES`], or empty for the node's
+/// default.
+fn capture_type_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let names = CAPTURE_TYPES.iter().map(|n| serde_json::Value::from(*n));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some(names.chain([serde_json::Value::from("")])))
+        .description(Some(
+            "Capture type; empty: ovssflow on an OVS bridge, pcap elsewhere",
+        ))
+        .build()
+}
 
 /// Where captured traffic goes; the wire strings are Skydive's. `local` (or no
 /// `TargetType`) is the flow table queried with `Flows()`.
@@ -165,6 +189,7 @@ pub struct Capture {
     #[serde(rename = "Description", skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(rename = "Type", skip_serializing_if = "String::is_empty")]
+    #[schema(schema_with = capture_type_schema)]
     pub capture_type: String,
     /// Output only: interfaces where this capture is active, computed at read time.
     #[serde(rename = "Count")]
@@ -296,6 +321,9 @@ impl Capture {
                 CAPTURE_TYPES.join(" ")
             )));
         }
+        if !(0..=65_535).contains(&self.port) {
+            return Err(Error::invalid("Port: A valid port is >= 0 && <= 65535"));
+        }
         if self.header_size != 0 && !(14..=4096).contains(&self.header_size) {
             return Err(Error::invalid(
                 "HeaderSize: A valid header size is >= 14 && <= 4096",
@@ -366,6 +394,25 @@ impl Capture {
         }
     }
 
+    /// The engine that serves this capture on a node: its `Type`, or by default
+    /// `ovssflow` on an OVS bridge and `pcap` elsewhere.
+    pub fn engine_on(&self, ovs_bridge: bool) -> &str {
+        match (self.capture_type.as_str(), ovs_bridge) {
+            ("", true) => "ovssflow",
+            ("", false) => "pcap",
+            (t, _) => t,
+        }
+    }
+
+    /// The UDP or TCP port a socket input listens on: `Port`, or for `sflow` 6343 when
+    /// it is 0 (an ephemeral port for `pcapsocket`).
+    pub fn listen_port(&self) -> u16 {
+        match (self.engine(), u16::try_from(self.port).unwrap_or(0)) {
+            ("sflow", 0) => topotap_targets::wire::sflow5::DEFAULT_PORT,
+            (_, p) => p,
+        }
+    }
+
     /// Bytes of each frame captured.
     pub fn snaplen(&self) -> u32 {
         if self.header_size == 0 {
@@ -381,6 +428,7 @@ impl Capture {
         self.gremlin_query == other.gremlin_query
             && self.engine() == other.engine()
             && self.bpf_filter == other.bpf_filter
+            && self.port == other.port
             && self.target == other.target
             && self.target_type == other.target_type
     }
@@ -484,7 +532,7 @@ mod tests {
                     capture_type: "ebpf".into(),
                     ..capture("G.V()")
                 },
-                "Type: Not a valid capture type: ebpf, available types: [pcap afpacket]",
+                "Type: Not a valid capture type: ebpf, available types: [pcap afpacket sflow pcapsocket ovssflow ovsmirror]",
             ),
             (
                 Capture {
@@ -560,6 +608,13 @@ mod tests {
         ui.sort_unstable();
         ours.sort_unstable();
         assert_eq!(ui, ours, "web/ui/js/panels/captures.js: {line}");
+        // And the same capture types.
+        let line = js
+            .lines()
+            .find(|l| l.contains("export const CAPTURE_TYPES"))
+            .expect("CAPTURE_TYPES in captures.js");
+        let ui: Vec<&str> = line.split('\'').skip(1).step_by(2).collect();
+        assert_eq!(ui, CAPTURE_TYPES, "web/ui/js/panels/captures.js: {line}");
     }
 
     #[test]

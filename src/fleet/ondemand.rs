@@ -91,9 +91,9 @@ impl OnDemand {
             if g.find_node(&node).is_none() {
                 return Err(Error::not_found(format!("no node {node} on this host")));
             }
-            if !placer::capturable(&g, &node) {
+            if !placer::capturable(&g, &node, &capture) {
                 return Err(Error::invalid(format!(
-                    "node {node} is not an interface a capture can run on"
+                    "node {node} is not a node this capture can run on"
                 )));
             }
         }

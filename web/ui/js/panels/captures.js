@@ -10,6 +10,8 @@ const REFRESH_MS = 3000;
 const MATCH_TTL_MS = 10000; // how long what a capture's query matched is reused
 const NAMES_SHOWN = 3;
 export const TARGET_TYPES = ['local', 'netflowv5', 'sflow', 'erspanv1', 'erspanv2', 'ipfix'];
+// Capture types (the server's CAPTURE_TYPES); '' is the node's default.
+export const CAPTURE_TYPES = ['pcap', 'afpacket', 'sflow', 'pcapsocket', 'ovssflow', 'ovsmirror'];
 
 export class CapturesPanel {
   constructor(root, app) {
@@ -25,7 +27,8 @@ export class CapturesPanel {
       query: h('input', { id: 'cap-query', class: 'mono', placeholder: "G.V().Has('TID', '…')", required: true }),
       name: h('input', { id: 'cap-name', placeholder: 'optional' }),
       bpf: h('input', { id: 'cap-bpf', class: 'mono', placeholder: 'e.g. icmp or tcp port 80' }),
-      type: select('cap-type', [['', 'default'], ['pcap', 'pcap'], ['afpacket', 'afpacket']]),
+      type: select('cap-type', [['', 'default'], ...CAPTURE_TYPES.map((t) => [t, t])]),
+      port: h('input', { id: 'cap-port', type: 'number', min: 0, max: 65535, placeholder: 'sflow: 6343' }),
       target: h('input', { id: 'cap-target', class: 'mono', placeholder: 'host:port' }),
       targetType: select('cap-target-type', TARGET_TYPES.map((t) => [t, t])),
       headerSize: h('input', { id: 'cap-header-size', type: 'number', min: 0, max: 4096, placeholder: '256' }),
@@ -44,6 +47,7 @@ export class CapturesPanel {
       h('div', { class: 'grid2' }, field('Capture type', f.type), field('Header size', f.headerSize)),
       h('div', { class: 'grid2' }, field('Target', f.target), field('Target type', f.targetType)),
       h('div', { class: 'grid2' }, field('Sampling rate', f.samplingRate), field('Polling interval (s)', f.pollingInterval)),
+      h('div', { class: 'grid2' }, field('Port (sflow, pcapsocket)', f.port)),
       h('div', { class: 'row' }, h('button', { class: 'btn primary', type: 'submit', id: 'cap-create' }, 'Create capture')),
       this.formError,
       this.warnings,
@@ -197,7 +201,7 @@ export class CapturesPanel {
     if (f.type.value) body.Type = f.type.value;
     if (f.target.value.trim()) body.Target = f.target.value.trim();
     body.TargetType = f.targetType.value;
-    for (const [k, el] of [['HeaderSize', f.headerSize], ['SamplingRate', f.samplingRate], ['PollingInterval', f.pollingInterval]]) {
+    for (const [k, el] of [['HeaderSize', f.headerSize], ['SamplingRate', f.samplingRate], ['PollingInterval', f.pollingInterval], ['Port', f.port]]) {
       if (el.value !== '') body[k] = Number(el.value);
     }
     this.showWarnings(null);
