@@ -170,6 +170,13 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub flow_update: u64,
 
+    /// Seconds between samples of interface counters (`Metric`, `LastUpdateMetric`;
+    /// Skydive's agent.topology.netlink.metrics_update). A node is rewritten only when
+    /// its counters changed.
+    #[arg(long, env = "TOPOTAP_METRIC_INTERVAL", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub metric_interval: u64,
+
     /// Seconds without packets after which a flow leaves the flow table (Skydive's
     /// flow.expire).
     #[arg(long, env = "TOPOTAP_FLOW_EXPIRE", default_value_t = 600,

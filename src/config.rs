@@ -441,6 +441,7 @@ mod tests {
             "flow-max-entries" => ("1234", vec!["--flow-max-entries", "1234"]),
             "flow-update" => ("7", vec!["--flow-update", "7"]),
             "flow-expire" => ("9", vec!["--flow-expire", "9"]),
+            "metric-interval" => ("3", vec!["--metric-interval", "3"]),
             "flow-export-active-timeout" => ("11", vec!["--flow-export-active-timeout", "11"]),
             "flow-export-inactive-timeout" => ("13", vec!["--flow-export-inactive-timeout", "13"]),
             "sflow-agent-address" => ("\"127.0.0.5\"", vec!["--sflow-agent-address", "127.0.0.5"]),

@@ -263,6 +263,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 addr => Some(addr.to_owned()),
             },
             host_metadata: host_metadata(&args.metadata),
+            metrics_interval: Duration::from_secs(args.metric_interval),
             ..ProbesConfig::default()
         };
         let probes = topotap_probes::start(graph.clone(), config)

@@ -57,7 +57,7 @@ impl Default for ProbesConfig {
                 PathBuf::from("/run/docker/netns"),
             ],
             proc_scan_interval: Duration::from_secs(2),
-            metrics_interval: Duration::from_secs(5),
+            metrics_interval: Duration::from_secs(30),
             ovsdb: None,
             host_metadata: Metadata::new(),
         }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use topotap_topology::now_ms;
 
 use super::ethtool;
-use super::registry::NsKey;
+use super::registry::{NsKey, Registry};
 use super::translate::{self, Fields, LinkView};
 use crate::nsenter::{open_ioctl_socket, open_route_socket, RouteSocket};
 use crate::Ctx;
@@ -495,22 +495,34 @@ impl NsProbe {
         let repeer = match collect(self.handle.link().get().execute()).await {
             Ok(links) => {
                 let now = now_ms();
-                let mut reg = self.ctx.registry.lock();
-                let mut g = self.ctx.graph.write();
+                let reg = self.ctx.registry.lock();
                 let mut repeer = Vec::new();
-                for l in links.iter().filter(|l| translate::is_device_message(l)) {
-                    if reg.veth_without_peer(self.ns, l.header.index) {
-                        repeer.push(Change::NewLink(Box::new(translate::link_view(l))));
+                // Counters are compared under the read lock; the write lock is taken
+                // only when some changed, for those nodes alone.
+                let updates: Vec<_> = {
+                    let g = self.ctx.graph.read();
+                    links
+                        .iter()
+                        .filter(|l| translate::is_device_message(l))
+                        .filter_map(|l| {
+                            if reg.veth_without_peer(self.ns, l.header.index) {
+                                repeer.push(Change::NewLink(Box::new(translate::link_view(l))));
+                            }
+                            let stats = l.attributes.iter().find_map(|a| match a {
+                                netlink_packet_route::link::LinkAttribute::Stats64(s) => Some(*s),
+                                _ => None,
+                            })?;
+                            reg.next_metric(&g, self.ns, l.header.index, |prev| {
+                                translate::next_metric(prev, &stats, now)
+                            })
+                        })
+                        .collect()
+                };
+                if !updates.is_empty() {
+                    let mut g = self.ctx.graph.write();
+                    for u in updates {
+                        Registry::write_metric(&mut g, u);
                     }
-                    let Some(stats) = l.attributes.iter().find_map(|a| match a {
-                        netlink_packet_route::link::LinkAttribute::Stats64(s) => Some(*s),
-                        _ => None,
-                    }) else {
-                        continue;
-                    };
-                    reg.set_metric(&mut g, self.ns, l.header.index, |prev| {
-                        translate::next_metric(prev, &stats, now)
-                    });
                 }
                 repeer
             }

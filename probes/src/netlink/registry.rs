@@ -116,6 +116,13 @@ const OTHER_NETLINK_KEYS: &[&str] = &[
     "Features",
 ];
 
+/// New counters for one interface node.
+pub struct MetricUpdate {
+    id: Identifier,
+    metric: Value,
+    last: Option<Value>,
+}
+
 /// Removes what only the netlink probe of the link's namespace knows from a node it
 /// gives up (the OVS probe puts its own `TID` back when its bridge owns the node).
 fn strip_netlink_keys(m: &mut Metadata) {
@@ -457,24 +464,30 @@ impl Registry {
         }
     }
 
-    /// Sets `Metric`/`LastUpdateMetric` only.
-    pub fn set_metric(
-        &mut self,
-        g: &mut Graph,
+    /// The next `Metric`/`LastUpdateMetric` of an interface, read from the graph
+    /// (`None`: unknown interface, or `next` found nothing changed), to write with
+    /// [`Self::write_metric`]. Only reads: the caller holds the read lock.
+    pub fn next_metric(
+        &self,
+        g: &Graph,
         ns: NsKey,
         index: u32,
         next: impl FnOnce(Option<&Value>) -> Option<(Value, Option<Value>)>,
-    ) {
-        let Some(e) = self.interfaces.get(&(ns, index)) else {
-            return;
-        };
-        let Some(node) = g.node_by_id(&e.id) else {
-            return;
-        };
-        let Some((metric, last)) = next(node.metadata().get("Metric")) else {
-            return;
-        };
-        let _ = g.update_node(&e.id.clone(), |m| {
+    ) -> Option<MetricUpdate> {
+        let e = self.interfaces.get(&(ns, index))?;
+        let node = g.node_by_id(&e.id)?;
+        let (metric, last) = next(node.metadata().get("Metric"))?;
+        Some(MetricUpdate {
+            id: e.id.clone(),
+            metric,
+            last,
+        })
+    }
+
+    /// Sets `Metric`/`LastUpdateMetric` only.
+    pub fn write_metric(g: &mut Graph, update: MetricUpdate) {
+        let MetricUpdate { id, metric, last } = update;
+        let _ = g.update_node(&id, |m| {
             m.insert("Metric".into(), metric);
             match last {
                 Some(l) => {
