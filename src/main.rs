@@ -22,6 +22,7 @@ mod resources;
 mod rules;
 #[cfg(test)]
 mod runtime_tests;
+mod series;
 mod server;
 mod services;
 mod tls;

@@ -108,6 +108,10 @@ impl Services {
             registry: sinks.flows.clone(),
             remote: None,
         }));
+        extensions.register(Arc::new(crate::series::MetricsStep));
+        extensions.register(Arc::new(crate::capture::raw::RawPacketsStep {
+            registry: sinks.flows.clone(),
+        }));
         Services {
             graph,
             host_id: host_id.to_owned(),
@@ -150,6 +154,10 @@ impl Services {
         extensions.register(Arc::new(FlowsStep {
             registry: self.sinks.flows.clone(),
             remote: Some(remote.clone()),
+        }));
+        extensions.register(Arc::new(crate::series::MetricsStep));
+        extensions.register(Arc::new(crate::capture::raw::RawPacketsStep {
+            registry: self.sinks.flows.clone(),
         }));
         self.extensions = Arc::new(extensions);
         self.remote_flows = Some(remote);

@@ -206,9 +206,12 @@ fn topology_get() {}
 #[utoipa::path(post, path = "/api/topology", tag = "topology",
     request_body = TopologyQuery,
     responses(
-        (status = 200, description = "The query's answer: a list of graphs, nodes, edges, paths or values, or a value.", body = serde_json::Value),
+        (status = 200, description = "The query's answer: a list of graphs, nodes, edges, paths or values, or a value. \
+            With `Accept: application/vnd.tcpdump.pcap`, the packets of a `...RawPackets()` query as a pcap file.",
+            content((serde_json::Value = "application/json"), (PcapFile = "application/vnd.tcpdump.pcap"))),
         (status = 204, description = "The query is empty."),
         (status = 400, description = "A query that does not parse or apply, a body that is not the object."),
+        (status = 406, description = "A pcap file was asked for a query that does not end in RawPackets()."),
         (status = 413, description = "The answer is larger than the server's budget."),
         (status = 503, description = "The query ran out of its time budget."),
     ))]

@@ -44,8 +44,14 @@ pub fn routes(
     let search = warp::path!("api" / "topology")
         .and(warp::post())
         .and(with_state(state))
+        .and(warp::header::optional::<String>("accept"))
         .and(body)
-        .and_then(|s: AppState, body: Bytes| async move { respond(search(s, body).await) });
+        .and_then(
+            |s: AppState, accept: Option<String>, body: Bytes| async move {
+                let pcap = accept.is_some_and(|a| a.trim().eq_ignore_ascii_case(PCAP));
+                respond(search(s, body, pcap).await)
+            },
+        );
 
     index.or(search).unify()
 }
@@ -63,13 +69,16 @@ async fn index(s: &AppState) -> ApiResult {
     Ok(reply_answer(answer))
 }
 
-async fn search(s: AppState, body: Bytes) -> ApiResult {
+async fn search(s: AppState, body: Bytes, pcap: bool) -> ApiResult {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(missing_body("a JSON object with GremlinQuery"));
     }
     let params: TopologyParams = parse_json(&body)?;
     if params.gremlin_query.trim().is_empty() {
         return Ok(no_content());
+    }
+    if pcap {
+        return pcap_answer(&s, params.gremlin_query).await;
     }
     let incomplete = refresh_remote_flows(&s, &params.gremlin_query).await;
     let (answer, past) = run_query(&s, params.gremlin_query).await?;
@@ -119,6 +128,56 @@ async fn refresh_remote_flows(s: &AppState, query: &str) -> Vec<String> {
         Some(remote) if query.contains("Flows") => remote.refresh().await,
         _ => Vec::new(),
     }
+}
+
+/// The `Accept` value asking for the packets of a `RawPackets()` query as a pcap file.
+pub const PCAP: &str = "application/vnd.tcpdump.pcap";
+
+/// A `...RawPackets()` query answered as a pcap file (Skydive §1.5): every raw packet
+/// of the result, in time order, within the byte budget. Any other result is a 406.
+async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
+    if query.len() > MAX_QUERY_LEN {
+        return Err(ApiError::bad_request(format!(
+            "query longer than {MAX_QUERY_LEN} bytes"
+        )));
+    }
+    let compiled =
+        topotap_topology::gremlin::compile(&query, &s.extensions).map_err(ApiError::bad_request)?;
+    let graph = s.graph.clone();
+    let budget = s.query_budget;
+    let file = tokio::task::spawn_blocking(move || {
+        let g = graph.read();
+        let out = compiled.evaluate(&g, &budget).map_err(eval_error)?;
+        drop(g);
+        let raw = match &out {
+            topotap_topology::gremlin::Output::Ext(e) => {
+                e.as_any()
+                    .downcast_ref::<crate::capture::raw::RawPacketSet>()
+            }
+            _ => None,
+        };
+        let Some(raw) = raw else {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "Only RawPackets can be outputted as pcap",
+            ));
+        };
+        let file = raw
+            .write_pcap()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if file.len() > budget.max_bytes {
+            return Err(eval_error(topotap_topology::gremlin::too_many_bytes(
+                budget.max_bytes,
+            )));
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let mut resp = Response::new(file.into());
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PCAP));
+    Ok(resp)
 }
 
 /// Compiles and evaluates a query off the async workers within the server's budget.

@@ -8,7 +8,7 @@
 //! `CaptureNode()`/`Hops()`/`Node()` (the node each flow was captured on).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -16,19 +16,34 @@ use serde_json::{json, Value};
 use topotap_grammar::ast::{Param, Step, StepKind};
 use topotap_targets::flow::{Flow, FlowTable};
 use topotap_targets::packet::{decode, LinkType, Timestamp};
+use topotap_topology::element::lookup;
 use topotap_topology::gremlin::{
     compile, pick, CompileError, Compiled, EvalError, ExtOutput, Extensions, Output, Records,
     StepExtension, ValueFilter,
 };
-use topotap_topology::{Graph, Identifier};
+use topotap_topology::{Graph, Identifier, NodeIx};
 
 use super::engine::PacketSink;
+use super::raw::{RawPacket, RawStore};
 
 /// One capture point's flow table, shared between its capture thread and queries.
 pub struct FlowSource {
     pub node: Identifier,
     pub capture_id: String,
     pub table: Mutex<FlowTable>,
+    /// Raw frames kept per flow (`RawPacketLimit`); locked after `table` when both are.
+    pub raw: Mutex<RawStore>,
+}
+
+impl FlowSource {
+    pub fn new(node: Identifier, capture_id: String, table: FlowTable) -> FlowSource {
+        FlowSource {
+            node,
+            capture_id,
+            table: Mutex::new(table),
+            raw: Mutex::default(),
+        }
+    }
 }
 
 /// Every live flow table, by (capture, node).
@@ -113,6 +128,25 @@ impl FlowRegistry {
         (out, truncated)
     }
 
+    /// The raw packets a capture kept for flow `uuid`.
+    pub fn raw_packets(&self, capture_id: &str, uuid: u64) -> Vec<RawPacket> {
+        let sources: Vec<Arc<FlowSource>> = self
+            .sources
+            .lock()
+            .iter()
+            .filter(|((c, _), _)| c == capture_id)
+            .map(|(_, s)| s.clone())
+            .collect();
+        for s in sources {
+            let raw = s.raw.lock();
+            let packets = raw.packets_of(uuid);
+            if !packets.is_empty() {
+                return packets.to_vec();
+            }
+        }
+        Vec::new()
+    }
+
     /// Copies of the flows of the sources `keep` accepts.
     fn collect(&self, keep: impl Fn(&FlowSource) -> bool) -> Vec<Flow> {
         let sources: Vec<Arc<FlowSource>> = self.sources.lock().values().cloned().collect();
@@ -130,12 +164,30 @@ pub struct LocalSink {
     pub registry: Arc<FlowRegistry>,
     /// Keep the table queryable after the capture ends (pcap uploads).
     pub retain: bool,
+    /// Raw frames to keep per flow (`RawPacketLimit`, 0 = none).
+    pub raw_limit: u8,
 }
 
 impl PacketSink for LocalSink {
     fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]) {
         let packet = decode(link, data);
-        self.source.table.lock().process(ts, &packet, orig_len);
+        let mut table = self.source.table.lock();
+        if self.raw_limit == 0 {
+            table.process(ts, &packet, orig_len);
+            return;
+        }
+        let raw = &self.source.raw;
+        table.process_keeping(ts, &packet, orig_len, self.raw_limit, |flow| {
+            let frame = RawPacket {
+                ts,
+                index: flow.raw_packets_captured() + 1,
+                link,
+                orig_len,
+                data: data.into(),
+            };
+            raw.lock()
+                .keep(flow.uuid(), flow.raw_packets_captured() + 1, frame)
+        });
     }
 
     fn retag(&mut self, node_tid: &str) {
@@ -145,9 +197,17 @@ impl PacketSink for LocalSink {
     fn tick(&mut self, now: Timestamp) {
         let mut t = self.source.table.lock();
         // Updates and expiries are state transitions of the table; the local target
-        // keeps no history beyond what the table holds.
+        // keeps no history beyond what the table holds, and the raw packets of a flow
+        // go with it.
         t.poll_updates(now).for_each(drop);
-        t.drain_expired(now).for_each(drop);
+        if self.raw_limit == 0 {
+            t.drain_expired(now).for_each(drop);
+        } else {
+            let mut raw = self.source.raw.lock();
+            for e in t.drain_expired(now) {
+                raw.forget(e.flow.uuid());
+            }
+        }
     }
 
     fn finish(&mut self, now: Timestamp) {
@@ -264,7 +324,7 @@ impl StepExtension for FlowsStep {
     }
 
     fn value_steps(&self) -> &[&str] {
-        &["CaptureNode", "Hops", "Node"]
+        &["CaptureNode", "Hops", "Node", "Nodes"]
     }
 
     fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
@@ -311,6 +371,10 @@ pub fn compile_query(text: &str) -> Result<Compiled, CompileError> {
             registry: Arc::default(),
             remote: None,
         }));
+        ext.register(Arc::new(crate::series::MetricsStep));
+        ext.register(Arc::new(super::raw::RawPacketsStep {
+            registry: Arc::default(),
+        }));
         ext
     });
     compile(text, ext)
@@ -344,6 +408,116 @@ fn string_param(step: &Step, i: usize) -> Option<&str> {
         Some(Param::Str(s)) => Some(s),
         _ => None,
     }
+}
+
+/// The first node, in graph order, per value of a metadata key (`MAC`, `TID`), among
+/// the nodes that pass an optional filter (the step's parameters, as in Skydive where
+/// they are added to the lookup).
+struct FirstNodeBy {
+    index: HashMap<String, NodeIx>,
+}
+
+impl FirstNodeBy {
+    fn new(graph: &Graph, key: &str, filter: Option<&ValueFilter>) -> FirstNodeBy {
+        let mut index = HashMap::new();
+        for n in graph.nodes() {
+            let md = graph.node(n).metadata();
+            let Some(v) = md.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            let v = v.to_ascii_lowercase();
+            if index.contains_key(&v) {
+                continue;
+            }
+            if let Some(f) = filter {
+                if !f.matches(|k| lookup(md, k).map(|l| l.to_value())) {
+                    continue;
+                }
+            }
+            index.insert(v, n);
+        }
+        FirstNodeBy { index }
+    }
+
+    fn get(&self, value: &str) -> Option<NodeIx> {
+        self.index.get(&value.to_ascii_lowercase()).copied()
+    }
+}
+
+/// Finds the interface of a MAC address: the node with that `MAC`, else the node whose
+/// peer has it (`PeerIntfMAC`), as Skydive does.
+struct MacLookup {
+    mac: FirstNodeBy,
+    peer: FirstNodeBy,
+}
+
+impl MacLookup {
+    fn new(graph: &Graph, filter: Option<&ValueFilter>) -> MacLookup {
+        MacLookup {
+            mac: FirstNodeBy::new(graph, "MAC", filter),
+            peer: FirstNodeBy::new(graph, "PeerIntfMAC", filter),
+        }
+    }
+
+    fn get(&self, mac: &str) -> Option<NodeIx> {
+        self.mac.get(mac).or_else(|| self.peer.get(mac))
+    }
+}
+
+fn node_filter(params: &[Param]) -> Result<Option<ValueFilter>, EvalError> {
+    if params.is_empty() {
+        Ok(None)
+    } else {
+        ValueFilter::new(params, false).map(Some)
+    }
+}
+
+/// `In()` (`a`: the node of the flow's source MAC, `Link.A`), `Out()` (`b`: of its
+/// destination MAC, `Link.B`) and `Both()`, one node per flow and end found, in flow
+/// order, not deduplicated (Skydive's semantics). Flows without a link layer have no
+/// ends.
+fn ends(
+    flows: &[FlowItem],
+    graph: &Graph,
+    params: &[Param],
+    a: bool,
+    b: bool,
+) -> Result<Vec<NodeIx>, EvalError> {
+    let filter = node_filter(params)?;
+    let macs = MacLookup::new(graph, filter.as_ref());
+    let mut out = Vec::new();
+    for f in flows {
+        if a {
+            out.extend(mac_of(f, "Link.A").and_then(|m| macs.get(&m)));
+        }
+        if b {
+            out.extend(mac_of(f, "Link.B").and_then(|m| macs.get(&m)));
+        }
+    }
+    Ok(out)
+}
+
+/// A flow's MAC address at `Link.A` or `Link.B`, if it has a link layer.
+fn mac_of(flow: &FlowItem, key: &str) -> Option<String> {
+    flow.field(key)?.as_str().map(str::to_owned)
+}
+
+/// `Nodes()`: per flow, the node it was captured on, then the nodes of its two MACs.
+fn seen_on(flows: &[FlowItem], graph: &Graph, params: &[Param]) -> Result<Vec<NodeIx>, EvalError> {
+    let filter = node_filter(params)?;
+    let tids = FirstNodeBy::new(graph, "TID", filter.as_ref());
+    let macs = MacLookup::new(graph, filter.as_ref());
+    let mut out = Vec::new();
+    for f in flows {
+        let tid = f.node_tid();
+        if !tid.is_empty() {
+            out.extend(tids.get(&tid));
+        }
+        for end in ["Link.A", "Link.B"] {
+            out.extend(mac_of(f, end).and_then(|m| macs.get(&m)));
+        }
+    }
+    Ok(out)
 }
 
 impl FlowSet {
@@ -396,6 +570,30 @@ impl ExtOutput for FlowSet {
                     .filter_map(|f| f.field(key).and_then(|v| v.as_f64()))
                     .sum();
                 Ok(Output::Value(json!(total)))
+            }
+            StepKind::In => Ok(Output::Nodes(ends(
+                &flows,
+                graph,
+                &step.params,
+                true,
+                false,
+            )?)),
+            StepKind::Out => Ok(Output::Nodes(ends(
+                &flows,
+                graph,
+                &step.params,
+                false,
+                true,
+            )?)),
+            StepKind::Both => Ok(Output::Nodes(ends(
+                &flows,
+                graph,
+                &step.params,
+                true,
+                true,
+            )?)),
+            StepKind::Extension(name) if name.eq_ignore_ascii_case("Nodes") => {
+                Ok(Output::Nodes(seen_on(&flows, graph, &step.params)?))
             }
             StepKind::Extension(name)
                 if ["capturenode", "hops", "node"]
@@ -471,17 +669,105 @@ mod tests {
             }
         }
         let registry = Arc::new(FlowRegistry::default());
-        registry.add(Arc::new(FlowSource {
-            node: Identifier::from("n"),
-            capture_id: "c".into(),
-            table: Mutex::new(table),
-        }));
+        registry.add(Arc::new(FlowSource::new(
+            Identifier::from("n"),
+            "c".into(),
+            table,
+        )));
         let mut ext = Extensions::new();
         ext.register(Arc::new(FlowsStep {
             registry,
             remote: None,
         }));
         (Graph::new(), ext)
+    }
+
+    /// Flows 7 and 8 captured on node `cap` (TID `tid-cap`), with the client of flow 7,
+    /// the server and, after them, a second node with the server's MAC.
+    fn flows_on_nodes() -> (Graph, Extensions) {
+        let mut table = FlowTable::new(FlowTableConfig {
+            node_tid: "tid-cap".into(),
+            ..FlowTableConfig::default()
+        });
+        for flow in [7u32, 8] {
+            let frame = udp_frame(flow, false);
+            let ts = Timestamp::from_millis(1_000 * u64::from(flow));
+            table.process(ts, &decode(LinkType::Ethernet, &frame), frame.len() as u32);
+        }
+        let registry = Arc::new(FlowRegistry::default());
+        registry.add(Arc::new(FlowSource::new(
+            Identifier::from("cap"),
+            "c".into(),
+            table,
+        )));
+        let mut g = Graph::new();
+        for (id, md) in [
+            ("cap", json!({"Name": "cap", "TID": "tid-cap"})),
+            (
+                "client7",
+                json!({"Name": "client7", "MAC": "02:00:00:00:07:01"}),
+            ),
+            (
+                "server",
+                json!({"Name": "server", "MAC": "02:00:00:00:00:FE", "Type": "veth"}),
+            ),
+            (
+                "server2",
+                json!({"Name": "server2", "MAC": "02:00:00:00:00:fe", "Type": "tap"}),
+            ),
+        ] {
+            let md = md.as_object().cloned().unwrap();
+            g.add_node(topotap_topology::Node::new(
+                Identifier::from(id),
+                md,
+                "h",
+                "test",
+            ))
+            .unwrap();
+        }
+        let mut ext = Extensions::new();
+        ext.register(Arc::new(FlowsStep {
+            registry,
+            remote: None,
+        }));
+        (g, ext)
+    }
+
+    #[test]
+    fn flows_lead_to_the_nodes_of_their_ends() {
+        let (g, ext) = flows_on_nodes();
+        let client7 = "G.Flows().Has('Network.A', '10.0.0.7')";
+        for (q, want) in [
+            (format!("{client7}.In().Values('Name')"), json!(["client7"])),
+            // The first node with the MAC, whatever the case of its digits.
+            (format!("{client7}.Out().Values('Name')"), json!(["server"])),
+            (
+                format!("{client7}.Out('Type', 'tap').Values('Name')"),
+                json!(["server2"]),
+            ),
+            (
+                format!("{client7}.Out().Has('Type', 'tap').Count()"),
+                json!(0),
+            ),
+            (
+                format!("{client7}.Both().Values('Name')"),
+                json!(["client7", "server"]),
+            ),
+            (
+                format!("{client7}.Nodes().Values('Name')"),
+                json!(["cap", "client7", "server"]),
+            ),
+            // Flow 8's client has no node: one end each.
+            (
+                "G.Flows().Sort().In().Values('Name')".into(),
+                json!(["client7"]),
+            ),
+            ("G.Flows().Sort().Out().Count()".into(), json!(2)),
+            ("G.Flows().Nodes().Dedup().Count()".into(), json!(3)),
+            ("G.Flows().Nodes('Name', 'cap').Count()".into(), json!(2)),
+        ] {
+            assert_eq!(run(&g, &ext, &q), want, "{q}");
+        }
     }
 
     fn run(g: &Graph, ext: &Extensions, q: &str) -> Value {

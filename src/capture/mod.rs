@@ -6,6 +6,7 @@ pub mod flows;
 pub mod input;
 pub mod ovs;
 pub mod placer;
+pub mod raw;
 pub mod resource;
 mod wait;
 
@@ -160,16 +161,17 @@ pub fn local_sink(
         },
         ..ctx.flow_defaults.clone()
     };
-    let source = Arc::new(flows::FlowSource {
-        node: target.node.clone(),
-        capture_id: capture.uuid.clone(),
-        table: parking_lot::Mutex::new(FlowTable::new(config)),
-    });
+    let source = Arc::new(flows::FlowSource::new(
+        target.node.clone(),
+        capture.uuid.clone(),
+        FlowTable::new(config),
+    ));
     ctx.flows.add(source.clone());
     Box::new(flows::LocalSink {
         source,
         registry: ctx.flows.clone(),
         retain,
+        raw_limit: capture.raw_packet_limit.clamp(0, raw::MAX_RAW_PACKET_LIMIT) as u8,
     })
 }
 

@@ -201,7 +201,10 @@ pub struct Capture {
     pub sampling_rate: u32,
     #[serde(rename = "PollingInterval")]
     pub polling_interval: u32,
+    /// Local target: how many frames of each flow to keep for `RawPackets()` (0: none;
+    /// at most 64 KiB per flow and 8 MiB per interface are kept).
     #[serde(rename = "RawPacketLimit", skip_serializing_if = "is_zero_i64")]
+    #[schema(minimum = 0, maximum = 10)]
     pub raw_packet_limit: i64,
     #[serde(rename = "HeaderSize", skip_serializing_if = "is_zero_i64")]
     pub header_size: i64,

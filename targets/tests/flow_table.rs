@@ -812,3 +812,27 @@ fn a_shrunk_table_keeps_its_flows_and_gives_back_the_index() {
     let packets: u64 = table.flows().map(|f| f.metric().ab_packets).sum();
     assert_eq!(packets, 300);
 }
+
+#[test]
+fn raw_packets_are_offered_up_to_the_limit_and_counted_when_kept() {
+    let mut table = FlowTable::new(config());
+    let mut offered = Vec::new();
+    for seq in 0..4u16 {
+        let req = v4_frame(IP_A, IP_B, 1, &icmp(8, 123, seq, 56), true);
+        let p = decode(LinkType::Ethernet, &req);
+        // The caller refuses the second frame (its budget is spent): not counted.
+        table.process_keeping(t(u64::from(seq)), &p, req.len() as u32, 3, |f| {
+            offered.push((seq, f.raw_packets_captured(), f.metric().ab_packets));
+            seq != 1
+        });
+    }
+    // Offered while fewer than 3 were kept, with the flow already updated.
+    assert_eq!(offered, [(0, 0, 1), (1, 1, 2), (2, 1, 3), (3, 2, 4)]);
+    let f = only_flow(&table);
+    assert_eq!(f.raw_packets_captured(), 3);
+    assert_eq!(f.to_json()["RawPacketsCaptured"], 3);
+    assert_eq!(f.field("RawPacketsCaptured"), Some(json!(3)));
+    // Without a limit nothing is offered.
+    let (table, _) = ping_table(LayerKeyMode::L2);
+    assert_eq!(only_flow(&table).raw_packets_captured(), 0);
+}

@@ -104,7 +104,7 @@ impl Flow {
             ("CaptureID", None) => non_empty(self.capture_id().to_string()),
             ("Start", None) => Some(json!(self.start_ms())),
             ("Last", None) => Some(json!(self.last_ms())),
-            ("RawPacketsCaptured", None) => Some(json!(0)),
+            ("RawPacketsCaptured", None) => Some(json!(self.raw_packets_captured())),
             ("FinishType", None) => self.finish_type().map(|f| json!(f as u8)),
             ("Metric", _) => metric_field(&self.metric(), rest),
             ("LastUpdateMetric", _) => metric_field(&self.last_update_metric(), rest),
@@ -205,7 +205,7 @@ impl Serialize for Flow {
         if !self.capture_id().is_empty() {
             s.serialize_field("CaptureID", self.capture_id())?;
         }
-        s.serialize_field("RawPacketsCaptured", &0)?;
+        s.serialize_field("RawPacketsCaptured", &self.raw_packets_captured())?;
         if let Some(f) = self.finish_type() {
             s.serialize_field("FinishType", &(f as u8))?;
         }

@@ -239,6 +239,21 @@ impl FlowTable {
     /// Account one packet captured at `now` whose original length on the wire was `frame_len` (Skydive
     /// counts frame bytes; the snaplen may have cut `packet.data` shorter).
     pub fn process(&mut self, now: Timestamp, packet: &Packet<'_>, frame_len: u32) {
+        self.process_keeping(now, packet, frame_len, 0, |_| false);
+    }
+
+    /// [`process`](Self::process), and when the packet's flow has kept fewer than `raw_limit` raw
+    /// frames, offers it to `keep` (with the flow, already updated); if `keep` says it kept the frame,
+    /// the flow counts it in `RawPacketsCaptured` ([`Flow::raw_packets_captured`]; the frame's
+    /// number in the flow is that count after it).
+    pub fn process_keeping(
+        &mut self,
+        now: Timestamp,
+        packet: &Packet<'_>,
+        frame_len: u32,
+        raw_limit: u8,
+        keep: impl FnOnce(&Flow) -> bool,
+    ) {
         self.stats.packets += 1;
         self.stats.bytes += u64::from(frame_len);
         if self.next_update.is_none() {
@@ -291,6 +306,9 @@ impl FlowTable {
         let s = slot_mut(&mut self.chunks, idx);
         let Some(flow) = s.flow.as_mut() else { return };
         let finished = flow.update(now, dir, packet, frame_len);
+        if flow.raw_packets_captured() < raw_limit && keep(flow) {
+            flow.count_raw_packet();
+        }
         let list = usize::from(flow.state >> S_LIST_SHIFT);
         self.unlink(idx);
         let list = if finished { LIST_FINISHED } else { list };

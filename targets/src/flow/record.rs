@@ -502,6 +502,8 @@ pub struct Flow {
     ba_tcp_flags: u8,
     tos: u8,
     finish: u8,
+    /// Frames of this flow the caller kept raw (`RawPacketsCaptured`).
+    raw_captured: u8,
     pub(crate) state: u8,
 }
 
@@ -664,6 +666,7 @@ impl Flow {
             ba_tcp_flags: 0,
             tos,
             finish: 0,
+            raw_captured: 0,
             state,
         }
     }
@@ -1023,6 +1026,16 @@ impl Flow {
 
     pub fn finish_type(&self) -> Option<FinishType> {
         FinishType::from_u8(self.finish)
+    }
+
+    /// Skydive's `RawPacketsCaptured`: frames of this flow kept raw
+    /// ([`FlowTable::process_keeping`](super::FlowTable::process_keeping)).
+    pub fn raw_packets_captured(&self) -> u8 {
+        self.raw_captured
+    }
+
+    pub(crate) fn count_raw_packet(&mut self) {
+        self.raw_captured = self.raw_captured.saturating_add(1);
     }
 }
 

@@ -1,0 +1,228 @@
+//! Raw packets kept per flow (a capture's `RawPacketLimit`, Skydive §4.4) and the
+//! `RawPackets()` and `BPF('expr')` Gremlin steps over them.
+//!
+//! The first `RawPacketLimit` (1 to 10) frames of each flow are kept, as captured (at
+//! most the capture's `HeaderSize`), numbered from 1 (`Index`), and counted in the
+//! flow's `RawPacketsCaptured`; they go when the flow leaves the table. Memory is
+//! bounded twice: a flow keeps at most [`MAX_FLOW_BYTES`], a capture point at most
+//! [`MAX_CAPTURE_BYTES`]; frames beyond are not kept (and not counted).
+//!
+//! `G.Flows()...RawPackets()` answers `[{"<flow UUID>": [{"Timestamp", "Index",
+//! "Data" (base64), "LinkType"}, ...]}]` (`[]` when no flow kept any), or a pcap file
+//! of every packet when asked with `Accept: application/vnd.tcpdump.pcap`
+//! ([`RawPacketSet::write_pcap`]). `BPF('expr')` keeps the packets a libpcap filter
+//! accepts.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use topotap_grammar::ast::{Param, Step, StepKind};
+use topotap_targets::packet::{LinkType, Timestamp};
+use topotap_targets::pcapfile::PcapWriter;
+use topotap_topology::gremlin::{EvalError, ExtOutput, Output, StepExtension};
+use topotap_topology::Graph;
+
+use super::flows::{FlowItem, FlowRegistry, FlowSet};
+
+/// Bytes of raw packets one flow may keep.
+pub const MAX_FLOW_BYTES: usize = 64 * 1024;
+/// Bytes of raw packets one capture point may keep, over all its flows.
+pub const MAX_CAPTURE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest `RawPacketLimit` (Skydive's `flow.MaxRawPacketLimit`).
+pub const MAX_RAW_PACKET_LIMIT: i64 = 10;
+
+/// One kept frame.
+#[derive(Clone, Debug)]
+pub struct RawPacket {
+    pub ts: Timestamp,
+    /// 1 for the flow's first kept frame.
+    pub index: u8,
+    pub link: LinkType,
+    /// Length on the wire.
+    pub orig_len: u32,
+    pub data: Arc<[u8]>,
+}
+
+impl RawPacket {
+    fn to_json(&self) -> Value {
+        json!({
+            "Timestamp": self.ts.as_millis(),
+            "Index": self.index,
+            "Data": base64::engine::general_purpose::STANDARD.encode(&self.data),
+            "LinkType": self.link.to_u32(),
+        })
+    }
+}
+
+/// The raw packets of one capture point, by flow UUID.
+#[derive(Default)]
+pub struct RawStore {
+    by_flow: HashMap<u64, (usize, Vec<RawPacket>)>,
+    bytes: usize,
+    /// Frames not kept because a budget was spent.
+    pub refused: u64,
+}
+
+impl RawStore {
+    /// Keeps a frame of flow `uuid` if the budgets allow; `index` is its number in the
+    /// flow. Returns whether it was kept.
+    pub fn keep(&mut self, uuid: u64, index: u8, packet: RawPacket) -> bool {
+        let len = packet.data.len();
+        let entry = self.by_flow.entry(uuid).or_default();
+        if entry.0 + len > MAX_FLOW_BYTES || self.bytes + len > MAX_CAPTURE_BYTES {
+            self.refused += 1;
+            if entry.1.is_empty() {
+                self.by_flow.remove(&uuid);
+            }
+            return false;
+        }
+        entry.0 += len;
+        entry.1.push(RawPacket { index, ..packet });
+        self.bytes += len;
+        true
+    }
+
+    /// Forgets a flow that left the table.
+    pub fn forget(&mut self, uuid: u64) {
+        if let Some((bytes, _)) = self.by_flow.remove(&uuid) {
+            self.bytes -= bytes;
+        }
+    }
+
+    pub fn packets_of(&self, uuid: u64) -> &[RawPacket] {
+        self.by_flow.get(&uuid).map_or(&[], |(_, p)| p.as_slice())
+    }
+}
+
+/// The `RawPackets()` step.
+pub struct RawPacketsStep {
+    pub registry: Arc<FlowRegistry>,
+}
+
+impl StepExtension for RawPacketsStep {
+    fn name(&self) -> &str {
+        "RawPackets"
+    }
+
+    fn check(&self, step: &Step) -> Result<(), EvalError> {
+        if step.params.is_empty() {
+            Ok(())
+        } else {
+            Err(EvalError::new("RawPackets takes no parameters"))
+        }
+    }
+
+    fn value_steps(&self) -> &[&str] {
+        &["BPF"]
+    }
+
+    fn apply(&self, input: Output, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+        let Output::Ext(e) = input else {
+            return Err(EvalError::cannot_follow(step, input.kind()));
+        };
+        let Some(flows) = e.as_any().downcast_ref::<FlowSet>() else {
+            return Err(EvalError::cannot_follow(step, e.name()));
+        };
+        let mut flows_out = Vec::new();
+        // Only this process' tables keep raw packets (not an analyzer's agents').
+        for f in flows.0.iter().filter_map(|f| match f {
+            FlowItem::Table(f) => Some(f),
+            FlowItem::Remote(_) => None,
+        }) {
+            let packets = self.registry.raw_packets(f.capture_id(), f.uuid());
+            if !packets.is_empty() {
+                flows_out.push((format!("{:016x}", f.uuid()), packets));
+            }
+        }
+        Ok(Output::Ext(Box::new(RawPacketSet { flows: flows_out })))
+    }
+}
+
+/// Raw packets by flow UUID, in the order of the flows.
+pub struct RawPacketSet {
+    pub flows: Vec<(String, Vec<RawPacket>)>,
+}
+
+impl RawPacketSet {
+    /// Every packet as a pcap file, in time order. Frames of another link type than the
+    /// first one's are left out (a pcap file has one).
+    pub fn write_pcap(&self) -> std::io::Result<Vec<u8>> {
+        let mut all: Vec<&RawPacket> = self.flows.iter().flat_map(|(_, p)| p.iter()).collect();
+        all.sort_by_key(|p| p.ts);
+        let link = all.first().map_or(LinkType::Ethernet, |p| p.link);
+        let snaplen = all
+            .iter()
+            .map(|p| p.data.len())
+            .max()
+            .unwrap_or(0)
+            .max(65_535);
+        let mut w = PcapWriter::new(Vec::new(), link, snaplen as u32)?;
+        for p in all.iter().filter(|p| p.link == link) {
+            w.write_packet(p.ts, p.orig_len, &p.data)?;
+        }
+        w.flush()?;
+        Ok(w.into_inner())
+    }
+}
+
+impl ExtOutput for RawPacketSet {
+    fn name(&self) -> &str {
+        "RawPackets"
+    }
+
+    fn to_json(&self, _: &Graph) -> Value {
+        if self.flows.is_empty() {
+            return Value::Array(Vec::new());
+        }
+        let map: Map<String, Value> = self
+            .flows
+            .iter()
+            .map(|(k, p)| (k.clone(), p.iter().map(RawPacket::to_json).collect()))
+            .collect();
+        Value::Array(vec![Value::Object(map)])
+    }
+
+    fn apply_step(mut self: Box<Self>, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+        match &step.kind {
+            StepKind::Extension(n) if n.eq_ignore_ascii_case("BPF") => {
+                let [Param::Str(expr)] = step.params.as_slice() else {
+                    return Err(EvalError::new("BPF takes one filter expression"));
+                };
+                let mut programs: HashMap<u32, pcap::BpfProgram> = HashMap::new();
+                for (_, packets) in &mut self.flows {
+                    let mut kept = Vec::with_capacity(packets.len());
+                    for p in packets.drain(..) {
+                        let code = p.link.to_u32();
+                        let program = match programs.entry(code) {
+                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                                pcap::Capture::dead(pcap::Linktype(code as i32))
+                                    .and_then(|c| c.compile(expr, true))
+                                    .map_err(|e| {
+                                        EvalError::new(format!("Not a valid BPF expression: {e}"))
+                                    })?,
+                            ),
+                        };
+                        if program.filter(&p.data) {
+                            kept.push(p);
+                        }
+                    }
+                    *packets = kept;
+                }
+                self.flows.retain(|(_, p)| !p.is_empty());
+                Ok(Output::Ext(self))
+            }
+            StepKind::Count => Ok(Output::Value(Value::from(
+                self.flows.iter().map(|(_, p)| p.len()).sum::<usize>(),
+            ))),
+            _ => Err(EvalError::cannot_follow(step, "RawPackets")),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
