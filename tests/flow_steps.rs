@@ -171,6 +171,28 @@ async fn flows_lead_to_their_nodes_and_metrics_count_exact_packets() {
         still[0]["Metadata"]["Metric"],
         after_b["Metadata"]["Metric"]
     );
+    // Over a time window, one sample per revision of b (its first sample has no
+    // LastUpdateMetric): the deltas add up to the traffic exactly.
+    let window = format!("G.Context(NOW, '10m').V().Has('MAC', '{mac_b}').Metrics()");
+    let (sum, ok) = t
+        .wait_for(&format!("{window}.Sum('RxPackets')"), WAIT, |v| {
+            v == &json!(8)
+        })
+        .await;
+    assert!(ok, "{sum}: {}", t.query(&window).await);
+    assert_eq!(
+        t.query(&format!("{window}.Sum('TxPackets')")).await,
+        json!(5)
+    );
+    let series = t.query(&window).await;
+    let samples = series[0][&b]
+        .as_array()
+        .unwrap_or_else(|| panic!("{series}"));
+    let starts: Vec<i64> = samples
+        .iter()
+        .map(|s| s["Start"].as_i64().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{series}");
 
     // Flows: exact counts.
     let all = format!("G.Flows().Has('CaptureID', '{uuid}')");
