@@ -14,6 +14,7 @@
 #[path = "../src/capture"]
 mod capture {
     pub mod engine;
+    pub mod input;
     pub mod wait;
 }
 #[path = "../src/history/mod.rs"]
