@@ -78,6 +78,7 @@ async fn a_deleted_interface_is_in_the_past_and_survives_a_restart() {
     sh(&format!("ip -n {ns} link del {a}"));
     let live = format!("G.V().Has('Name','{a}').Count()");
     expect(&t, &live, json!(0)).await;
+    let gone = now_ms();
 
     // At a time it existed, it is there, with its edges (the namespace owns it).
     let past = format!("G.At({seen}).V().Has('Name','{a}')");
@@ -89,8 +90,9 @@ async fn a_deleted_interface_is_in_the_past_and_survives_a_restart() {
     )
     .await;
     assert_eq!(t.query(&live).await, json!(0));
-    // The same in the other accepted forms of a time.
-    let secs = seen / 1000 + 1;
+    // The same in the other accepted forms of a time: in unix seconds, the next second
+    // after the live graph lost it.
+    let secs = gone / 1000 + 1;
     let (status, _, body) =
         query_raw(&t, &format!("G.At({secs}).V().Has('Name','{a}').Count()")).await;
     assert_eq!((status, body.as_str()), (200, "0"), "after its deletion");

@@ -222,13 +222,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         BodyDeadline::Whole(state.limits.body_read_timeout),
     );
 
-    let topology = topology::routes(state.clone(), body.clone());
-    let elements = elements::routes(state.clone(), body.clone());
-    let injections = injection::routes(state.clone(), body.clone());
-    let rules = rules::routes(state.clone(), body.clone());
-    let captures = resources::routes(state.clone(), state.captures.clone(), body);
-    let pcap = pcap::routes(state.clone());
-    let ws = ws::routes(state.clone());
+    // Each group boxed: its request future lives on the heap, so the whole tree's
+    // future stays small enough for a 2 MiB stack in a debug build.
+    let topology = topology::routes(state.clone(), body.clone()).boxed();
+    let elements = elements::routes(state.clone(), body.clone()).boxed();
+    let injections = injection::routes(state.clone(), body.clone()).boxed();
+    let rules = rules::routes(state.clone(), body.clone()).boxed();
+    let captures = resources::routes(state.clone(), state.captures.clone(), body).boxed();
+    let pcap = pcap::routes(state.clone()).boxed();
+    let ws = ws::routes(state.clone()).boxed();
     let metrics_route = metrics_route(state.metrics.clone(), state.metrics_on_api);
     let recorder = state.metrics.clone();
     let record = warp::log::custom(move |info: warp::log::Info<'_>| {
