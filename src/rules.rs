@@ -546,13 +546,7 @@ pub async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
     debounce.changed(Instant::now());
     let applied = Arc::new(Mutex::new(Applied::default()));
     loop {
-        let deadline = debounce.deadline();
-        let due = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = Debounce::sleep_until(debounce.deadline());
         tokio::select! {
             _ = shutdown.changed() => break,
             c = node_store.changed() => {

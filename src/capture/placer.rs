@@ -208,6 +208,15 @@ impl Debounce {
         Some((last + self.quiet).min(first + self.max_delay))
     }
 
+    /// Sleeps until `deadline` (a [`Debounce::deadline`] taken before a `select!` whose
+    /// other arms call [`Debounce::changed`]); never wakes when there is none.
+    pub async fn sleep_until(deadline: Option<Instant>) {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Whether placement is due at `now`; if so, the changes count as handled.
     pub fn take_due(&mut self, now: Instant) -> bool {
         match self.deadline() {
@@ -693,13 +702,7 @@ pub async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiver<bool
     let mut states = tokio::time::interval(STATE_INTERVAL);
     states.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let deadline = debounce.deadline();
-        let due = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = Debounce::sleep_until(debounce.deadline());
         tokio::select! {
             _ = shutdown.changed() => break,
             changed = store.changed() => {

@@ -247,13 +247,7 @@ pub async fn run(
     let holds = Arc::new(Mutex::new(Holds::default()));
     let mut leading = false;
     loop {
-        let deadline = debounce.deadline();
-        let due = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let due = Debounce::sleep_until(debounce.deadline());
         tokio::select! {
             _ = shutdown.changed() => return,
             Ok(()) = captures.changed() => debounce.changed(Instant::now()),
