@@ -70,6 +70,25 @@ async function waitLayoutSettled(timeout = 20000) {
   await page.waitForFunction(() => !window.topotap.view.layout.running, null, { timeout, polling: 100 });
 }
 
+// Clicks a node where it is drawn until the node panel shows it. A graph event
+// can restart the layout between reading the position and the click, so a miss
+// is retried from the new position; five misses fail the test.
+async function selectNodeByClick(id, name) {
+  let last = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await waitLayoutSettled();
+    const p = await nodeScreenPos(id);
+    await page.mouse.click(p.x, p.y);
+    try {
+      await page.waitForFunction((n) => document.querySelector('#node-name')?.textContent === n, name, { timeout: 1500 });
+      return;
+    } catch {
+      last = await page.evaluate(() => document.querySelector('#node-name')?.textContent ?? '(no node selected)');
+    }
+  }
+  assert.fail(`clicking ${name} five times selected ${last}`);
+}
+
 before(async () => {
   assert.ok(fs.existsSync(BIN), `topotap binary not found at ${BIN} (build it first or set TOPOTAP_BIN)`);
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium`);
@@ -128,11 +147,7 @@ test('a node added through the API appears without reload', async () => {
   await page.waitForFunction((nid) => window.topotap.view.view?.rep.get(nid) === nid, id, { timeout: 10000 });
   assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was reloaded');
   // Click it: the node panel shows its metadata.
-  await waitLayoutSettled();
-  const p = await nodeScreenPos(id);
-  await page.mouse.click(p.x, p.y);
-  await page.waitForSelector('#node-name');
-  assert.equal(await page.textContent('#node-name'), 'added-live');
+  await selectNodeByClick(id, 'added-live');
   assert.match(await page.textContent('#tab-node'), /9000/);
   // A live update of the selected node refreshes the panel.
   r = await api('PATCH', `/api/node/${id}`, [{ op: 'add', path: '/Metadata/MTU', value: 1450 }]);
@@ -147,11 +162,7 @@ test('a node added through the API appears without reload', async () => {
 
 test('node panel shows counters and the metadata tree', async () => {
   const vm1 = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm1-veth0');
-  // Where the node is once the layout has settled, not while it still moves.
-  await waitLayoutSettled();
-  const p = await nodeScreenPos(vm1.ID);
-  await page.mouse.click(p.x, p.y);
-  await page.waitForFunction(() => document.querySelector('#node-name')?.textContent === 'vm1-veth0', null, { timeout: 5000 });
+  await selectNodeByClick(vm1.ID, 'vm1-veth0');
   const panel = await page.textContent('#tab-node');
   assert.match(panel, /Interface counters/);
   assert.match(panel, /RxPackets/);
@@ -247,9 +258,7 @@ test('captures: create through the form and list', async (t) => {
   }
   assert.equal(probe.status, 200, probe.text);
   const eth = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm2-veth0');
-  const p = await nodeScreenPos(eth.ID);
-  await page.mouse.click(p.x, p.y);
-  await page.waitForFunction(() => document.querySelector('#node-name')?.textContent === 'vm2-veth0');
+  await selectNodeByClick(eth.ID, 'vm2-veth0');
   await page.click('#tab-node button:has-text("Capture")');
   assert.equal(await page.inputValue('#cap-query'), `G.V().Has('TID', '${eth.Metadata.TID}')`);
   await page.fill('#cap-name', 'ui-capture');
