@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -25,8 +25,10 @@ use crate::http::{reply_error, ApiError};
 
 /// Interval between pings to agents and peers.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
-/// An agent or peer silent (no message, no pong) for this long is dropped.
-const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An agent or peer that answers none of this many pings in a row (no message, no
+/// pong: 10 s at the ping interval) is dropped. Counted in pings rather than in time,
+/// so that an analyzer too busy to ping on time does not blame the agent for it.
+const UNANSWERED_PINGS: u32 = 5;
 /// Close code for a refused message (policy violation).
 const CLOSE_POLICY: u16 = 1008;
 /// Close code for an oversized message.
@@ -41,7 +43,14 @@ pub struct Fleet {
     pub host_id: String,
     /// Largest message accepted from an agent or a peer, in bytes.
     pub max_message_bytes: usize,
-    state: Mutex<State>,
+    /// Connected agents and peers. Held only for a lookup or an insertion, never while
+    /// waiting for the graph: `register` and `request` take it on async workers.
+    conns: Mutex<Conns>,
+    /// Who writes each host of the merged graph. Changed only under the graph's write
+    /// lock, taken after it (lock order: graph, then owners), and never across a wait
+    /// for the graph, so readers (`is_local`, `/api/status`) wait at most for one
+    /// ownership decision (or one peer's message).
+    owners: Mutex<HashMap<String, Owner>>,
     next: AtomicU64,
     refused: AtomicU64,
     /// Leases of connected agents in etcd, renewed while their connection lasts.
@@ -60,8 +69,7 @@ pub enum RequestError {
 }
 
 #[derive(Default)]
-struct State {
-    owners: HashMap<String, Owner>,
+struct Conns {
     agents: HashMap<String, Connection>,
     peers: HashMap<String, Connection>,
 }
@@ -126,7 +134,8 @@ impl Fleet {
             graph,
             host_id: host_id.to_owned(),
             max_message_bytes,
-            state: Mutex::default(),
+            conns: Mutex::default(),
+            owners: Mutex::default(),
             next: AtomicU64::new(1),
             refused: AtomicU64::new(0),
             liveness: std::sync::OnceLock::new(),
@@ -136,7 +145,7 @@ impl Fleet {
 
     /// Hosts whose agent is connected to this analyzer.
     pub fn agent_hosts(&self) -> Vec<String> {
-        self.state.lock().agents.keys().cloned().collect()
+        self.conns.lock().agents.keys().cloned().collect()
     }
 
     /// Sends `request` to `host`'s agent and waits for its reply, at most `timeout`
@@ -148,7 +157,7 @@ impl Fleet {
         timeout: Duration,
     ) -> Result<protocol::Reply, RequestError> {
         let tx = self
-            .state
+            .conns
             .lock()
             .agents
             .get(host)
@@ -199,7 +208,7 @@ impl Fleet {
                 format!("host id {host:?} is this analyzer's own"),
             ));
         }
-        let mut st = self.state.lock();
+        let mut st = self.conns.lock();
         let (map, other) = match kind {
             Kind::Agent => (&st.agents, &st.peers),
             Kind::Peer => (&st.peers, &st.agents),
@@ -244,20 +253,25 @@ impl Fleet {
     /// A connection ended: forget it and remove what it owned.
     fn disconnected(&self, kind: Kind, host: &str, id: u64, delete: bool) {
         topotap_topology::blocking::section("fleet disconnect");
-        let mut lost = Vec::new();
         {
-            let mut st = self.state.lock();
+            let mut conns = self.conns.lock();
             let map = match kind {
-                Kind::Agent => &mut st.agents,
-                Kind::Peer => &mut st.peers,
+                Kind::Agent => &mut conns.agents,
+                Kind::Peer => &mut conns.peers,
             };
             if map.get(host).is_some_and(|c| c.id == id) {
                 map.remove(host);
             }
+        }
+        let mut lost = Vec::new();
+        {
             let mut g = self.graph.write();
+            let mut owners = self.owners.lock();
             match kind {
                 Kind::Agent => {
-                    if st.owners.get(host) == Some(&Owner::Agent(id)) {
+                    if owners.get(host) == Some(&Owner::Agent(id)) {
+                        owners.remove(host);
+                        drop(owners);
                         if delete {
                             let (n, e) = merge::remove_host(&mut g, host);
                             info!(
@@ -267,20 +281,21 @@ impl Fleet {
                                 "agent gone: its subgraph is removed"
                             );
                         }
-                        st.owners.remove(host);
                         lost.push(host.to_owned());
                     }
                 }
                 Kind::Peer => {
-                    let owned: Vec<String> = st
-                        .owners
+                    let owned: Vec<String> = owners
                         .iter()
                         .filter(|(_, o)| **o == Owner::Peer(host.to_owned()))
                         .map(|(h, _)| h.clone())
                         .collect();
+                    for h in &owned {
+                        owners.remove(h);
+                    }
+                    drop(owners);
                     for h in owned {
                         merge::remove_host(&mut g, &h);
-                        st.owners.remove(&h);
                         lost.push(h);
                     }
                     info!(
@@ -300,13 +315,14 @@ impl Fleet {
     /// analyzer holding it did): unless its agent is connected here, its subgraph goes.
     pub fn lease_expired(&self, host: &str) {
         topotap_topology::blocking::section("fleet lease expiry");
-        let mut st = self.state.lock();
-        if st.agents.contains_key(host) {
+        // Under the graph's lock: an agent connecting now applies its `Sync` after
+        // this, not before.
+        let mut g = self.graph.write();
+        if self.conns.lock().agents.contains_key(host) {
             return;
         }
-        let mut g = self.graph.write();
+        self.owners.lock().remove(host);
         let (n, e) = merge::remove_host(&mut g, host);
-        st.owners.remove(host);
         if n + e > 0 {
             info!(
                 host,
@@ -319,8 +335,8 @@ impl Fleet {
 
     /// Other peers may have the hosts just lost: ask each for a full `Sync`.
     fn ask_peers_to_resync(&self) {
-        let st = self.state.lock();
-        for c in st.peers.values() {
+        let conns = self.conns.lock();
+        for c in conns.peers.values() {
             let _ = c.tx.try_send(protocol::sync_request());
         }
     }
@@ -334,29 +350,31 @@ impl Fleet {
             }
             return Ok(());
         };
-        let mut st = self.state.lock();
+        // The graph first, then the owners for as long as the decision takes: nothing
+        // waits for the graph while holding a lock the async side needs.
+        let mut g = self.graph.write();
         match kind {
             Kind::Agent => {
-                let mut g = self.graph.write();
-                match st.owners.get(host) {
-                    Some(Owner::Agent(i)) if *i == id => {}
-                    Some(Owner::Peer(_)) => {
-                        // A local agent wins over a peer's copy of its host.
-                        merge::remove_host(&mut g, host);
-                        st.owners.insert(host.to_owned(), Owner::Agent(id));
-                    }
-                    _ => {
-                        st.owners.insert(host.to_owned(), Owner::Agent(id));
-                    }
+                let displaced = {
+                    let mut owners = self.owners.lock();
+                    matches!(
+                        owners.insert(host.to_owned(), Owner::Agent(id)),
+                        Some(Owner::Peer(_))
+                    )
+                };
+                if displaced {
+                    // A local agent wins over a peer's copy of its host.
+                    merge::remove_host(&mut g, host);
                 }
                 merge::apply_agent(&mut g, host, msg)
             }
             Kind::Peer => {
-                let mut g = self.graph.write();
                 let own = self.host_id.clone();
-                let gone = merge::apply_peer(&mut g, &mut st.owners, &own, host, msg);
+                let gone = {
+                    let mut owners = self.owners.lock();
+                    merge::apply_peer(&mut g, &mut owners, &own, host, msg)
+                };
                 drop(g);
-                drop(st);
                 if !gone.is_empty() {
                     self.ask_peers_to_resync();
                 }
@@ -371,17 +389,15 @@ impl Fleet {
         if origin.starts_with(merge::DERIVED_ORIGIN) {
             return false;
         }
-        !matches!(self.state.lock().owners.get(host), Some(Owner::Peer(_)))
+        !matches!(self.owners.lock().get(host), Some(Owner::Peer(_)))
     }
 
     /// The local part of the graph, for a replication `Sync`, and the changes after it.
     pub fn local_snapshot(&self) -> super::link::Snapshot {
-        // The state lock is never taken under the graph's lock (`apply` takes them the
-        // other way round): copy what is needed first.
+        // Copied first: the owners are not held while waiting for the graph.
         let remote: std::collections::HashSet<String> = self
-            .state
-            .lock()
             .owners
+            .lock()
             .iter()
             .filter(|(_, o)| matches!(o, Owner::Peer(_)))
             .map(|(h, _)| h.clone())
@@ -408,23 +424,29 @@ impl Fleet {
 
     /// Agents and replicating peers connected to this analyzer (`/metrics`).
     pub fn connection_counts(&self) -> Vec<(&'static str, usize)> {
-        let st = self.state.lock();
-        vec![("agent", st.agents.len()), ("peer", st.peers.len())]
+        let conns = self.conns.lock();
+        vec![("agent", conns.agents.len()), ("peer", conns.peers.len())]
     }
 
     /// The `Agents` and `Peers` sections of `/api/status`.
     pub fn status(&self) -> serde_json::Map<String, Value> {
-        let st = self.state.lock();
         let conn = |c: &Connection| json!({"Address": c.addr, "ConnectedSince": c.since});
-        let agents: serde_json::Map<String, Value> = st
-            .agents
-            .iter()
-            .map(|(h, c)| (h.clone(), conn(c)))
-            .collect();
-        let peers: serde_json::Map<String, Value> =
-            st.peers.iter().map(|(h, c)| (h.clone(), conn(c))).collect();
+        let (agents, peers) = {
+            let conns = self.conns.lock();
+            let agents: serde_json::Map<String, Value> = conns
+                .agents
+                .iter()
+                .map(|(h, c)| (h.clone(), conn(c)))
+                .collect();
+            let peers: serde_json::Map<String, Value> = conns
+                .peers
+                .iter()
+                .map(|(h, c)| (h.clone(), conn(c)))
+                .collect();
+            (agents, peers)
+        };
         let mut hosts = serde_json::Map::new();
-        for (h, o) in &st.owners {
+        for (h, o) in self.owners.lock().iter() {
             let v = match o {
                 Owner::Agent(_) => "agent".to_owned(),
                 Owner::Peer(p) => format!("peer {p}"),
@@ -578,11 +600,23 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
         _ => None,
     };
     let mut ping = tokio::time::interval(PING_INTERVAL);
-    let mut heard = Instant::now();
+    // After a stall, ping once and wait an interval again rather than catch up.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = 0u32;
     let close = loop {
+        // Messages already received come first: a pong waiting in the socket while the
+        // analyzer was busy is not a missed one.
         tokio::select! {
+            biased;
+            out = outbox.recv() => {
+                if let Some(text) = out {
+                    if tx.send(Message::text(text)).await.is_err() {
+                        break None;
+                    }
+                }
+            }
             msg = rx.next() => {
-                heard = Instant::now();
+                unanswered = 0;
                 match msg {
                     Some(Ok(m)) if m.is_text() => {
                         let text = match m.to_str() { Ok(t) => t.to_owned(), Err(()) => break None };
@@ -590,7 +624,7 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
                         let applied = tokio::task::spawn_blocking(move || f.apply(kind, &h, id, &text)).await;
                         // Time spent here applying (waiting for the graph) is not the
                         // agent's silence: its pongs queue meanwhile.
-                        heard = Instant::now();
+                        unanswered = 0;
                         match applied {
                             Ok(Ok(())) => {}
                             Ok(Err(refused)) => break Some((CLOSE_POLICY, refused.0)),
@@ -614,17 +648,14 @@ async fn session(socket: WebSocket, reg: Registration, mut outbox: mpsc::Receive
                     None => break None,
                 }
             }
-            out = outbox.recv() => {
-                if let Some(text) = out {
-                    if tx.send(Message::text(text)).await.is_err() {
-                        break None;
-                    }
-                }
-            }
             _ = ping.tick() => {
-                if heard.elapsed() > SILENCE_TIMEOUT {
-                    break Some((1001, format!("no message or pong for {} s", SILENCE_TIMEOUT.as_secs())));
+                if unanswered >= UNANSWERED_PINGS {
+                    break Some((1001, format!(
+                        "no message or pong for {UNANSWERED_PINGS} pings ({} s)",
+                        (PING_INTERVAL * UNANSWERED_PINGS).as_secs()
+                    )));
                 }
+                unanswered += 1;
                 if tx.send(Message::ping(Vec::new())).await.is_err() {
                     break None;
                 }
