@@ -54,7 +54,14 @@ pub struct Liveness {
     etcd: Etcd,
     analyzer: String,
     ttl: Duration,
+    /// Leases being taken at once: a thousand agents connecting together (or coming
+    /// back after an etcd outage) queue here instead of all waiting on etcd at the same
+    /// time and all timing out together.
+    grants: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most leases taken at once by one analyzer.
+const GRANTS_IN_FLIGHT: usize = 32;
 
 /// A registered agent connection; dropping it stops the renewals (the lease expires
 /// after its TTL).
@@ -86,6 +93,7 @@ impl Liveness {
             etcd: etcd.clone(),
             analyzer: analyzer.to_owned(),
             ttl: ttl.max(Duration::from_secs(1)),
+            grants: Arc::new(tokio::sync::Semaphore::new(GRANTS_IN_FLIGHT)),
         })
     }
 
@@ -120,6 +128,7 @@ impl Liveness {
             self.analyzer.clone(),
             self.ttl,
             lease.clone(),
+            self.grants.clone(),
         ));
         AgentLease {
             etcd: self.etcd.clone(),
@@ -220,12 +229,23 @@ enum Lapse {
 }
 
 /// Renews the lease until aborted, taking a new one whenever etcd lost it.
-async fn keep(etcd: Etcd, key: String, analyzer: String, ttl: Duration, lease: Arc<AtomicI64>) {
+async fn keep(
+    etcd: Etcd,
+    key: String,
+    analyzer: String,
+    ttl: Duration,
+    lease: Arc<AtomicI64>,
+    grants: Arc<tokio::sync::Semaphore>,
+) {
     const FIRST: Duration = Duration::from_millis(200);
     let mut delay = FIRST;
     loop {
         if lease.load(Ordering::Relaxed) == NO_LEASE {
-            match grant_and_put(&etcd, &key, &analyzer, ttl).await {
+            let granted = match grants.acquire().await {
+                Ok(_permit) => grant_and_put(&etcd, &key, &analyzer, ttl).await,
+                Err(_) => return,
+            };
+            match granted {
                 Ok(id) => {
                     lease.store(id, Ordering::Relaxed);
                     delay = FIRST;
