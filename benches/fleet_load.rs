@@ -17,11 +17,15 @@
 //!
 //! `cargo bench --bench fleet_load` (root, for the namespace part). Env: `FLEET_AGENTS`
 //! (comma-separated sizes, default `10,100,1000`), `FLEET_INTERFACES` (default 200),
-//! `FLEET_CHANGES` (default 200), `FLEET_NETNS` (default 20).
+//! `FLEET_CHANGES` (default 200), `FLEET_NETNS` (default 20), `FLEET_LOG` (the
+//! analyzer's log filter, default `error`; `warn` shows why it closes connections),
+//! `TOPOTAP_BIN` (the `topotap` binary to measure, e.g. `target/release/topotap` with a
+//! bench harness built in the dev profile).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +34,11 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-const BIN: &str = env!("CARGO_BIN_EXE_topotap");
+/// The `topotap` binary the analyzer and the real agent run: `TOPOTAP_BIN`, or the one
+/// cargo built with this bench (`target/debug/topotap` unless built with `--release`).
+fn bin() -> String {
+    std::env::var("TOPOTAP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_topotap").to_owned())
+}
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -207,6 +215,7 @@ async fn sim_agent(
     interfaces: usize,
     gate: Arc<tokio::sync::Semaphore>,
     mut rx: mpsc::Receiver<String>,
+    closed: Arc<AtomicUsize>,
 ) {
     // A bounded number of connections being opened at once.
     let permit = gate.acquire_owned().await.unwrap();
@@ -233,7 +242,11 @@ async fn sim_agent(
             m = read.next() => match m {
                 Some(Ok(Message::Ping(p))) => { let _ = tx.send(Message::Pong(p)).await; }
                 Some(Ok(_)) => {}
-                _ => return,
+                _ => {
+                    // The analyzer closed the connection (it logs why with FLEET_LOG=warn).
+                    closed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             },
             out = rx.recv() => match out {
                 Some(text) => { let _ = tx.send(Message::text(text)).await; }
@@ -297,7 +310,7 @@ async fn run(
 ) {
     let tag = format!("n{agents}-{}", std::process::id());
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["analyzer", "--listen", &format!("{}:0", net.root_ip)])
         .args(["--etcd", etcd, "--host-id", &format!("an-{tag}")])
         .args(["--insecure-no-auth", "--max-connections", "10000"])
@@ -326,18 +339,23 @@ async fn run(
     let started = Instant::now();
     let mut senders = Vec::with_capacity(agents);
     let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let closed = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..agents {
         let (tx, rx) = mpsc::channel(4);
         senders.push(tx);
         let (addr, host, gate) = (addr.clone(), format!("sim{i}-{tag}"), gate.clone());
-        tasks.push(tokio::spawn(sim_agent(addr, host, interfaces, gate, rx)));
+        let closed = closed.clone();
+        tasks.push(tokio::spawn(sim_agent(
+            addr, host, interfaces, gate, rx, closed,
+        )));
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while count(&http, &api).await != want {
+        let lost = closed.load(Ordering::Relaxed);
         assert!(
-            Instant::now() < deadline,
-            "{agents} agents did not converge"
+            Instant::now() < deadline && lost == 0,
+            "{agents} agents did not converge: {lost} connections closed by the analyzer"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -382,7 +400,7 @@ async fn run(
         .args(["netns", "exec", &net.ns])
         .args(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
         .args(["--propagation", "slave"])
-        .arg(BIN)
+        .arg(bin())
         .args([
             "agent",
             "--analyzer",
@@ -441,7 +459,7 @@ async fn run(
     }
     ns_lat.sort();
     println!(
-        "| {agents} | {} | {:.2} s | {:.1} s | {:.0} % | {:.0} / {:.0} MB (idle {:.0}) | {} / {} ms | {} / {} / {} ms |",
+        "| {agents} | {} | {:.2} s | {:.1} s | {:.0} % | {:.0} / {:.0} MB (idle {:.0}) | {} / {} ms | {} / {} / {} ms | {} |",
         agents * (interfaces + 1),
         converge.as_secs_f64(),
         cpu,
@@ -454,6 +472,7 @@ async fn run(
         ms(percentile(&ns_lat, 0.5)),
         ms(percentile(&ns_lat, 0.99)),
         ms(*ns_lat.last().unwrap_or(&Duration::ZERO)),
+        closed.load(Ordering::Relaxed),
     );
     drop(senders);
     for t in tasks {
@@ -483,9 +502,9 @@ fn main() {
     let (_etcd, etcd) = start_etcd(etcd_dir.path());
     let net = Net::new();
     println!(
-        "| agents | nodes | converge | analyzer CPU while converging | idle CPU | RSS / peak | change -> subscriber p50 / p99 | namespace -> subscriber p50 / p99 / max |"
+        "| agents | nodes | converge | analyzer CPU while converging | idle CPU | RSS / peak | change -> subscriber p50 / p99 | namespace -> subscriber p50 / p99 / max | agent connections closed |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for n in sizes {
         rt.block_on(run(n, interfaces, changes, netns, &etcd, &net));
     }
