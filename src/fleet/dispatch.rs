@@ -697,6 +697,68 @@ mod tests {
         );
     }
 
+    fn reply(status: u16, error: &str) -> protocol::Reply {
+        Request::new(protocol::NS_CAPTURE, "Start", json!({}))
+            .reply(status, json!({"Error": error}))
+    }
+
+    #[test]
+    fn the_board_keeps_a_failure_until_it_succeeds_or_is_no_longer_wanted() {
+        let b = Board::default();
+        b.lead(true);
+        let o = order(true, What::Capture, "c1", &"n1".into(), "h1");
+        b.sent(&o);
+        assert_eq!(b.status()["InFlight"][0]["ID"], "c1");
+        b.answered(&o, Ok(reply(400, "Type: not here")));
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("host h1 refused node n1 (400): Type: not here")
+        );
+        let st = b.status();
+        assert_eq!(st["InFlight"], json!([]));
+        assert_eq!(st["Failed"][0]["Status"], 400);
+        assert_eq!(
+            (st["Sent"].clone(), st["Refused"].clone()),
+            (json!(1), json!(1))
+        );
+        // Still wanted: kept; sent again and done: gone.
+        b.round(std::slice::from_ref(&o), vec![]);
+        assert!(b.capture_failure("c1").is_some());
+        b.sent(&o);
+        b.answered(&o, Ok(reply(200, "")));
+        assert!(b.capture_failure("c1").is_none());
+        // Unanswered, then no longer wanted: gone.
+        let timeout = super::super::analyzer::RequestError::Timeout {
+            host: "h1".into(),
+            ms: 5,
+        };
+        b.answered(&o, Err(timeout));
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("node n1: agent h1 did not answer within 5 ms")
+        );
+        b.round(&[], vec![o.clone()]);
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("node n1: agent h1 is not connected to this analyzer")
+        );
+        assert_eq!(b.status()["Waiting"][0]["Host"], "h1");
+        // A new term starts clean.
+        b.lead(false);
+        assert!(b.capture_failure("c1").is_none());
+        assert_eq!(b.status()["Leading"], false);
+    }
+
+    #[test]
+    fn only_refusals_for_good_are_held_longer() {
+        assert_eq!(refused_hold(true, 400), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(true, 403), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(true, 404), None);
+        assert_eq!(refused_hold(true, 503), None);
+        assert_eq!(refused_hold(false, 404), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(false, 400), None);
+    }
+
     #[test]
     fn holds_keep_orders_from_being_resent_until_they_run_out() {
         let t0 = Instant::now();
