@@ -328,6 +328,9 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         services.fleet_connections = Arc::new(move || f.connection_counts());
     }
     let fleet_status = fleet.clone();
+    // What the dispatcher of an analyzer sends and what fails (`Fleet.Dispatch`).
+    let dispatch_board = analyzer.then(|| Arc::new(crate::fleet::dispatch::Board::default()));
+    let board_status = dispatch_board.clone();
     services.status_sections = Arc::new(move || {
         let mut sections = serde_json::Map::new();
         if let Some(p) = &probes {
@@ -335,6 +338,11 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         }
         if let Some(f) = &fleet_status {
             sections.extend(f.status());
+        }
+        if let (Some(b), Some(serde_json::Value::Object(f))) =
+            (&board_status, sections.get_mut("Fleet"))
+        {
+            f.insert("Dispatch".into(), b.status());
         }
         sections
     });
@@ -370,6 +378,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 links.push(tokio::spawn(crate::fleet::dispatch::run(
                     services.clone(),
                     f.clone(),
+                    dispatch_board.clone().unwrap_or_default(),
                     stopped.clone(),
                 )));
             }

@@ -593,3 +593,93 @@ async fn vxlan_tunnels_link_hosts_on_the_analyzer() {
     .await;
     assert!(none.is_some(), "tunnel edges: {:?}", tunnels().await);
 }
+
+/// A Skydive agent sends metadata changes as `NodePartiallyUpdated` /
+/// `EdgePartiallyUpdated`: the analyzer applies them to that host's elements and
+/// refuses a malformed op with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_updates_of_an_agent_change_its_elements() {
+    let etcd = Etcd::start().await;
+    let tag = common::rand_tag();
+    let an = fleet::analyzer_on(
+        "127.0.0.1:0",
+        &etcd,
+        &format!("an-{tag}"),
+        &["--insecure-no-auth"],
+    );
+    let api = Api::new(&an);
+    let host = format!("p-{tag}");
+    let (a, b) = (format!("{host}-a"), format!("{host}-b"));
+    let mut ws = raw_agent(&an, &host).await.expect("connect");
+    fleet::send_graph(
+        &mut ws,
+        "Sync",
+        json!({
+            "Nodes": [
+                {"ID": a, "Metadata": {"Name": "pa", "Type": "veth", "MTU": 1500}},
+                {"ID": b, "Metadata": {"Name": "pb", "Type": "veth"}},
+            ],
+            "Edges": [{"ID": format!("{host}-e"), "Parent": a, "Child": b,
+                       "Metadata": {"RelationType": "layer2"}}],
+        }),
+    )
+    .await;
+    fleet::send_graph(
+        &mut ws,
+        "NodePartiallyUpdated",
+        json!({"ID": a, "UpdatedAt": 1, "Revision": 2, "Ops": [
+            {"Type": 1, "Key": "Captures", "Value": [{"ID": "c1", "State": "active"}]},
+            {"Type": 1, "Key": "Neighbors.Count", "Value": 2},
+            {"Type": 2, "Key": "MTU"},
+        ]}),
+    )
+    .await;
+    fleet::send_graph(
+        &mut ws,
+        "EdgePartiallyUpdated",
+        json!({"ID": format!("{host}-e"), "Ops": [{"Type": 1, "Key": "Weight", "Value": 3}]}),
+    )
+    .await;
+    let node = || async {
+        api.try_query(&format!("G.V('{a}')"))
+            .await
+            .and_then(|v| v.get(0).cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let md = &node().await["Metadata"];
+            md["Captures"][0]["State"] == "active"
+                && md["Neighbors"]["Count"] == 2
+                && md.get("MTU").is_none()
+                && md["Name"] == "pa"
+        })
+        .await
+        .is_some(),
+        "{}",
+        node().await
+    );
+    assert_eq!(
+        api.query(&format!("G.E('{host}-e').Values('Weight')"))
+            .await,
+        json!([3])
+    );
+    // A bad op: the connection is closed with the reason.
+    fleet::send_graph(
+        &mut ws,
+        "NodePartiallyUpdated",
+        json!({"ID": a, "Ops": [{"Type": 7, "Key": "X"}]}),
+    )
+    .await;
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break f.reason.to_string(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the analyzer did not close the connection: {other:?}"),
+        }
+    };
+    assert_eq!(
+        reason,
+        "NodePartiallyUpdated: Ops[0]: unknown Type 7 (1 sets a key, 2 removes it)"
+    );
+}

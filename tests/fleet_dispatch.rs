@@ -4,7 +4,9 @@
 //! NetFlow reaches an nfcapd in host 3's namespace; `Metadata.Captures` shows on both
 //! analyzers; `Flows()` on an analyzer answers with the agents' flows; an injection
 //! created on an analyzer leaves from host 1; and when the leading analyzer dies the
-//! other takes over without running the capture a second time.
+//! other takes over without running the capture a second time. An injection between
+//! two hosts' VXLAN interfaces crosses the tunnel; what an agent refuses shows on the
+//! analyzer.
 
 mod common;
 #[path = "common/fleet.rs"]
@@ -377,4 +379,388 @@ async fn captures_and_injections_run_on_the_agents_exactly_once() {
     // across the change of leader.
     assert_eq!(echo_requests(&flows, &ip(3), &ip(1)), 10, "{flows:?}");
     drop(b);
+}
+
+/// An injection from host 1's VXLAN to host 2's (overlay addresses on each, the
+/// underlay on the bridge): the analyzer finds the tunnel edges that make a path
+/// across hosts, host 1's agent sends, and the packets reach host 2 through the
+/// tunnel: host 2's VXLAN receives the echo requests (a capture there) and host 2's
+/// `eth0` the VXLAN datagrams from host 1 (a capture on the underlay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injection_from_host_1_to_host_2_crosses_the_vxlan_tunnel() {
+    let etcd = Etcd::start().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let subnet = net.subnet;
+    let overlay = |i: u8| format!("10.214.{subnet}.{i}");
+    let allow = ["--allow-target", "10.214.0.0/16"];
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("v-{tag}"),
+        0,
+        &["--insecure-no-auth", allow[0], allow[1]],
+    );
+    let api = Api::new(&an);
+    wait_until(Duration::from_secs(15), "the analyzer leads", || {
+        api.is_master()
+    })
+    .await;
+    let hosts: Vec<String> = (1..=2).map(|i| format!("v{i}-{tag}")).collect();
+    let (ns1, d1) = net.host(1);
+    let (ns2, d2) = net.host(2);
+    let (ip1, ip2) = (net.host_ip(1), net.host_ip(2));
+    let (vx1, vx2) = (format!("vx{tag}a"), format!("vx{tag}b"));
+    for (i, ns, vx, local, remote) in [(1, &ns1, &vx1, &ip1, &ip2), (2, &ns2, &vx2, &ip2, &ip1)] {
+        sh(&format!(
+            "ip -n {ns} link add {vx} type vxlan id 42 local {local} remote {remote} \
+             dstport 4789 dev eth0 && ip -n {ns} addr add {}/24 dev {vx} && \
+             ip -n {ns} link set {vx} up",
+            overlay(i)
+        ));
+    }
+    let _h1 = agent(&ns1, &d1, &hosts[0], &[&an], &allow);
+    let _h2 = agent(&ns2, &d2, &hosts[1], &[&an], &allow);
+    wait_until(
+        Duration::from_secs(20),
+        "both hosts on the analyzer",
+        || async { api.hosts().await == hosts },
+    )
+    .await;
+    let vx = |name: &str| format!("G.V().Has('Name','{name}')");
+    // Each VXLAN has its edge to the other host: a path crosses hosts.
+    wait_until(
+        Duration::from_secs(10),
+        "a tunnel edge from each host, and both overlay addresses",
+        || async {
+            let overlay2 = format!("{}/24", overlay(2));
+            api.count("G.E().Has('RelationType','tunnel').Count()")
+                .await
+                == 2
+                && api.try_query(&vx(&vx2)).await.is_some_and(|n| {
+                    n[0]["Metadata"]["IPV4"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|ip| ip == overlay2.as_str()))
+                })
+        },
+    )
+    .await;
+    let path = api
+        .query(&format!(
+            "{}.ShortestPathTo(Metadata('Name','{vx2}'))",
+            vx(&vx1)
+        ))
+        .await;
+    let on: Vec<&str> = path[0]
+        .as_array()
+        .unwrap_or_else(|| panic!("no path: {path}"))
+        .iter()
+        .map(|n| n["Host"].as_str().unwrap())
+        .collect();
+    assert_eq!(on.first(), Some(&hosts[0].as_str()), "{path}");
+    assert_eq!(on.last(), Some(&hosts[1].as_str()), "{path}");
+
+    // Captures on host 2: its VXLAN (the overlay) and its eth0 (the underlay).
+    let mut captures = Vec::new();
+    for q in [vx(&vx2), eth0_of(&hosts[1])] {
+        let (s, cap) = api
+            .send("POST", "/api/capture", Some(json!({"GremlinQuery": q})))
+            .await;
+        assert_eq!(s, 201, "{cap}");
+        let id = cap["UUID"].as_str().unwrap().to_owned();
+        wait_until(
+            Duration::from_secs(15),
+            "the capture active on host 2",
+            || async {
+                let e = api.entries("Captures", &id).await;
+                e.len() == 1 && e[0].1["State"] == "active"
+            },
+        )
+        .await;
+        captures.push(id);
+    }
+
+    let (s, inj) = api
+        .send(
+            "POST",
+            "/api/injectpacket",
+            Some(json!({
+                "Src": vx(&vx1),
+                "Dst": vx(&vx2),
+                "Type": "icmp4",
+                "Count": 5,
+                "Interval": 100,
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{inj}");
+    assert_eq!(inj["SrcIP"], overlay(1), "{inj}");
+    assert_eq!(inj["DstIP"], overlay(2), "{inj}");
+    let injection = inj["UUID"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(15),
+        "the injection done on host 1's VXLAN",
+        || async {
+            let e = api.entries("PacketInjections", &injection).await;
+            e.len() == 1 && e[0].0 == vx1 && e[0].1["State"] == "done" && e[0].1["PacketCount"] == 5
+        },
+    )
+    .await;
+    // The overlay: host 2's VXLAN received exactly the 5 echo requests.
+    let q_inner = format!(
+        "G.Flows().Has('CaptureID','{}','Network.A','{}','Network.B','{}','Application','ICMPv4')",
+        captures[0],
+        overlay(1),
+        overlay(2)
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "5 echo requests received on host 2's VXLAN",
+        || async {
+            api.try_query(&q_inner).await.is_some_and(|f| {
+                f.as_array()
+                    .is_some_and(|l| l.len() == 1 && l[0]["Metric"]["ABPackets"] == 5)
+            })
+        },
+    )
+    .await;
+    // The underlay: they came as VXLAN datagrams from host 1 to host 2 (with host 2's
+    // ARP exchange over the tunnel, if any).
+    let q_outer = format!(
+        "G.Flows().Has('CaptureID','{}','Network.A','{ip1}','Network.B','{ip2}','Application','VXLAN','Transport.B',4789)",
+        captures[1]
+    );
+    let encapsulated = || async {
+        api.try_query(&q_outer)
+            .await
+            .and_then(|f| f.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|f| f["Metric"]["ABPackets"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the VXLAN datagrams on host 2's eth0",
+        || async { encapsulated().await >= 5 },
+    )
+    .await;
+}
+
+/// What the leading analyzer cannot dispatch shows on it: an agent that refuses a
+/// capture (a type it does not run), an export its own `--allow-target` forbids (the
+/// node's `Captures` entry), an injection it refuses; in the capture's `Error` and in
+/// `/api/status` `Fleet.Dispatch`, each until it no longer applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_failures_show_on_the_analyzer() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let etcd = Etcd::start().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let an = analyzer(
+        &net,
+        &etcd,
+        &format!("f-{tag}"),
+        0,
+        &["--insecure-no-auth", "--allow-target", "10.213.0.0/16"],
+    );
+    let api = Api::new(&an);
+    wait_until(Duration::from_secs(15), "the analyzer leads", || {
+        api.is_master()
+    })
+    .await;
+    let dispatch = || async { api.json("/api/status").await["Fleet"]["Dispatch"].clone() };
+    let failed = |d: &Value, id: &str| -> Option<Value> {
+        d["Failed"]
+            .as_array()?
+            .iter()
+            .find(|f| f["ID"] == id)
+            .cloned()
+    };
+
+    // An agent whose own --allow-target is narrower than the analyzer's.
+    let host = format!("f1-{tag}");
+    let (ns1, d1) = net.host(1);
+    let _h1 = agent(&ns1, &d1, &host, &[&an], &["--allow-target", "127.0.0.0/8"]);
+    wait_until(
+        Duration::from_secs(20),
+        "host 1 on the analyzer",
+        || async { api.count(&format!("{}.Count()", eth0_of(&host))).await == 1 },
+    )
+    .await;
+
+    // A NetFlow export to the analyzer's address: the analyzer takes it, the agent
+    // starts it and its engine refuses the target; the node's entry says why, and so
+    // does the capture.
+    let (s, cap) = api
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({
+                "GremlinQuery": eth0_of(&host),
+                "TargetType": "netflowv5",
+                "Target": format!("{}:2055", net.analyzer_ip()),
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{cap}");
+    let export = cap["UUID"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(15),
+        "the export's error on host 1's eth0",
+        || async {
+            let e = api.entries("Captures", &export).await;
+            e.len() == 1
+                && e[0].1["State"] == "error"
+                && e[0].1["Error"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("--allow-target"))
+        },
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "the capture's Error", || async {
+        let (_, c) = api
+            .send("GET", &format!("/api/capture/{export}"), None)
+            .await;
+        c["Error"].as_str().is_some_and(|e| {
+            e.starts_with(&format!("on eth0 (host {host}): ")) && e.contains("--allow-target")
+        }) && c["Count"] == 0
+    })
+    .await;
+
+    // An injection to the same address: the agent refuses it (403), with its reason.
+    let (s, inj) = api
+        .send(
+            "POST",
+            "/api/injectpacket",
+            Some(json!({
+                "Src": eth0_of(&host),
+                "DstIP": net.analyzer_ip(),
+                "DstMAC": "02:00:00:00:00:01",
+                "Type": "icmp4",
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{inj}");
+    let injection = inj["UUID"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(15),
+        "the refused injection in Fleet.Dispatch",
+        || async {
+            failed(&dispatch().await, &injection).is_some_and(|f| {
+                f["Namespace"] == "OnDemandPacketInjection"
+                    && f["Type"] == "Start"
+                    && f["Host"] == host.as_str()
+                    && f["Status"] == 403
+                    && f["Reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("--allow-target"))
+            })
+        },
+    )
+    .await;
+
+    // An agent speaking the protocol that runs no capture of this type: it refuses
+    // every Start with 400 and a reason.
+    let other = format!("r-{tag}");
+    let ifname = format!("rif{tag}");
+    let mut ws = fleet::raw_agent(&an, &other).await.expect("connect");
+    fleet::send_graph(
+        &mut ws,
+        "Sync",
+        json!({"Nodes": [{"ID": format!("{other}-if"), "Metadata": {"Name": ifname, "Type": "veth", "IfIndex": 7}}], "Edges": []}),
+    )
+    .await;
+    let starts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = starts.clone();
+    let refuser = tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let req: Value = serde_json::from_str(&text).unwrap();
+            if req["Namespace"] != "OnDemandCapture" {
+                continue;
+            }
+            if req["Type"] == "Start" {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let reply = json!({
+                "Namespace": req["Namespace"],
+                "Type": format!("{}Reply", req["Type"].as_str().unwrap()),
+                "UUID": req["UUID"],
+                "Status": 400,
+                "Obj": {"Error": "Type: pcap captures are not supported on this host"},
+            });
+            if ws.send(Message::text(reply.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (s, cap) = api
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({"GremlinQuery": format!("G.V().Has('Name','{ifname}')")})),
+        )
+        .await;
+    assert_eq!(s, 201, "{cap}");
+    let refused = cap["UUID"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(15),
+        "the refused capture in Fleet.Dispatch",
+        || async {
+            failed(&dispatch().await, &refused).is_some_and(|f| {
+                f["Namespace"] == "OnDemandCapture"
+                    && f["Host"] == other.as_str()
+                    && f["NodeID"] == format!("{other}-if")
+                    && f["Status"] == 400
+                    && f["Reason"] == "Type: pcap captures are not supported on this host"
+            })
+        },
+    )
+    .await;
+    let why = format!(
+        "host {other} refused node {other}-if (400): Type: pcap captures are not supported on this host"
+    );
+    wait_until(Duration::from_secs(5), "the capture's Error", || async {
+        let (_, c) = api
+            .send("GET", &format!("/api/capture/{refused}"), None)
+            .await;
+        c["Error"] == why.as_str()
+    })
+    .await;
+    let d = dispatch().await;
+    assert_eq!(d["Leading"], true, "{d}");
+    assert!(d["Refused"].as_u64().unwrap() >= 2, "{d}");
+    assert!(
+        d["Sent"].as_u64().unwrap() >= d["Refused"].as_u64().unwrap(),
+        "{d}"
+    );
+    // A refusal for good is not sent again every round.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        starts.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one Start, not resent"
+    );
+
+    // Deleted, the capture and the injection leave the failures.
+    for path in [
+        format!("/api/capture/{refused}"),
+        format!("/api/injectpacket/{injection}"),
+    ] {
+        let (s, _) = api.send("DELETE", &path, None).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the failures forgotten",
+        || async {
+            let d = dispatch().await;
+            failed(&d, &refused).is_none() && failed(&d, &injection).is_none()
+        },
+    )
+    .await;
+    refuser.abort();
 }

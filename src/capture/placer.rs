@@ -147,9 +147,18 @@ impl ActiveOn {
         *self.nodes.lock() = nodes;
     }
 
-    /// Where an analyzer sees the capture active (in its agents' `Captures` entries).
-    pub fn set_nodes(&self, nodes: Vec<Identifier>) {
+    /// What an analyzer sees of the capture: where it is active (its agents'
+    /// `Captures` entries), why its query selects nothing, and why it runs nowhere (an
+    /// agent's `error` entry, or a refused dispatch).
+    pub fn set_remote(
+        &self,
+        nodes: Vec<Identifier>,
+        query_error: Option<String>,
+        failure: Option<String>,
+    ) {
         self.set(nodes);
+        self.set_error(query_error);
+        self.set_failure(failure);
     }
 
     /// Why the capture's query could not be evaluated at the last placement, or else

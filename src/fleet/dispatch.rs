@@ -223,13 +223,17 @@ impl Carriers {
     }
 }
 
-/// The `(ID, node) -> host` entries of `key` (`Captures`, `PacketInjections`) on the
-/// nodes `carriers` of `g`, with their `State`.
-fn observed(
-    g: &Graph,
-    carriers: &[topotap_topology::NodeIx],
-    key: &str,
-) -> Vec<((String, Identifier), String, String)> {
+/// One entry of `Metadata.Captures` or `Metadata.PacketInjections` on a node.
+struct Seen {
+    key: (String, Identifier),
+    host: String,
+    state: String,
+    /// `"on <node name> (host <host>): <Error>"`, for an entry with an `Error`.
+    error: Option<String>,
+}
+
+/// The entries of `key` (`Captures`, `PacketInjections`) on the nodes `carriers` of `g`.
+fn observed(g: &Graph, carriers: &[topotap_topology::NodeIx], key: &str) -> Vec<Seen> {
     let mut out = Vec::new();
     for &ix in carriers {
         let n = g.node(ix);
@@ -239,27 +243,36 @@ fn observed(
         for e in entries {
             if let Some(id) = e.get("ID").and_then(Value::as_str) {
                 let state = e.get("State").and_then(Value::as_str).unwrap_or("");
-                out.push((
-                    (id.to_owned(), n.id().clone()),
-                    n.host().to_owned(),
-                    state.to_owned(),
-                ));
+                let error = e.get("Error").and_then(Value::as_str).map(|reason| {
+                    let name = n
+                        .metadata()
+                        .get(schema::key::NAME)
+                        .and_then(Value::as_str)
+                        .map_or_else(|| n.id().to_string(), str::to_owned);
+                    format!("on {name} (host {}): {reason}", n.host())
+                });
+                out.push(Seen {
+                    key: (id.to_owned(), n.id().clone()),
+                    host: n.host().to_owned(),
+                    state: state.to_owned(),
+                    error,
+                });
             }
         }
     }
     out
 }
 
-/// The world as this analyzer sees it, and sets each capture's `Count` from it.
-/// Blocking (query evaluation).
-fn look(services: &Services, carriers: &mut Carriers) -> World {
+/// The world as this analyzer sees it, and sets each capture's `Count` and `Error`
+/// from it (and from `board`'s refused orders). Blocking (query evaluation).
+fn look(services: &Services, carriers: &mut Carriers, board: &Board) -> World {
     topotap_topology::blocking::section("fleet dispatch");
     let captures = services.captures.list();
     let injections = services.injections.list();
     let g = services.graph.read();
     let carrying = carriers.nodes(&g);
     let mut w = World::default();
-    let (desired, _errors) =
+    let (desired, mut query_errors) =
         placer::desired(&captures, &g, &services.extensions, &services.query_budget);
     for (key, (_, target)) in desired {
         if let Some(ix) = g.find_node(&target.node) {
@@ -267,18 +280,32 @@ fn look(services: &Services, carriers: &mut Carriers) -> World {
         }
     }
     let mut active: HashMap<String, Vec<Identifier>> = HashMap::new();
-    for (key, host, state) in observed(&g, &carrying, What::Capture.key()) {
-        if state == "active" {
-            active.entry(key.0.clone()).or_default().push(key.1.clone());
+    let mut failed: HashMap<String, String> = HashMap::new();
+    for seen in observed(&g, &carrying, What::Capture.key()) {
+        if seen.state == "active" {
+            active
+                .entry(seen.key.0.clone())
+                .or_default()
+                .push(seen.key.1.clone());
+        } else if let Some(e) = seen.error {
+            failed.entry(seen.key.0.clone()).or_insert(e);
         }
-        w.observed_captures.insert(key, host);
+        w.observed_captures.insert(seen.key, seen.host);
     }
     for c in &captures {
+        let on = active.remove(&c.uuid).unwrap_or_default();
+        let failure = if on.is_empty() {
+            failed
+                .remove(&c.uuid)
+                .or_else(|| board.capture_failure(&c.uuid))
+        } else {
+            None
+        };
         c.active
-            .set_nodes(active.remove(&c.uuid).unwrap_or_default());
+            .set_remote(on, query_errors.remove(&c.uuid), failure);
     }
-    for (key, host, _) in observed(&g, &carrying, What::Injection.key()) {
-        w.observed_injections.insert(key, host);
+    for seen in observed(&g, &carrying, What::Injection.key()) {
+        w.observed_injections.insert(seen.key, seen.host);
     }
     for inj in &injections {
         w.stored_injections.insert(inj.uuid.clone());
@@ -300,10 +327,12 @@ fn look(services: &Services, carriers: &mut Carriers) -> World {
     w
 }
 
-/// Matches and dispatches until `shutdown` turns true.
+/// Matches and dispatches until `shutdown` turns true; what it sends and what fails
+/// is on `board`.
 pub async fn run(
     services: Services,
     fleet: Arc<Fleet>,
+    board: Arc<Board>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut captures = services.captures.watch();
@@ -352,12 +381,13 @@ pub async fn run(
                 }
             );
             holds.lock().clear();
+            board.lead(leads);
             leading = leads;
         }
-        let s = services.clone();
+        let (s, b) = (services.clone(), board.clone());
         let mut c = std::mem::take(&mut carriers);
         let Ok((world, c)) = tokio::task::spawn_blocking(move || {
-            let world = look(&s, &mut c);
+            let world = look(&s, &mut c, &b);
             (world, c)
         })
         .await
@@ -371,10 +401,10 @@ pub async fn run(
         }
         let connected: BTreeSet<String> = fleet.agent_hosts().into_iter().collect();
         let now = Instant::now();
-        let all: Vec<Order> = orders(&world)
+        let (all, away): (Vec<Order>, Vec<Order>) = orders(&world)
             .into_iter()
-            .filter(|o| connected.contains(&o.host))
-            .collect();
+            .partition(|o| connected.contains(&o.host));
+        board.round(&all, away);
         let due = holds.lock().due(all, now);
         for o in due {
             holds.lock().hold(o.clone(), now + RESEND);
@@ -382,22 +412,228 @@ pub async fn run(
                 Some(r) => r,
                 None => continue,
             };
-            let (fleet, holds) = (fleet.clone(), holds.clone());
+            let (fleet, holds, board) = (fleet.clone(), holds.clone(), board.clone());
+            board.sent(&o);
             tokio::spawn(async move {
-                match fleet.request(&o.host, request, REPLY_TIMEOUT).await {
+                let answer = fleet.request(&o.host, request, REPLY_TIMEOUT).await;
+                match &answer {
                     Ok(reply) if reply.status == 200 => {
                         info!(host = %o.host, node = %o.node, id = %o.uuid, "{} {}", o.what.namespace(), if o.start { "started" } else { "stopped" });
                     }
                     Ok(reply) => {
-                        warn!(host = %o.host, node = %o.node, id = %o.uuid, status = reply.status, "{} {} refused: {}", o.what.namespace(), if o.start { "Start" } else { "Stop" }, reply.reason());
-                        if !o.start && reply.status == 404 {
-                            holds.lock().hold(o, Instant::now() + REFUSED_HOLD);
+                        warn!(host = %o.host, node = %o.node, id = %o.uuid, status = reply.status, "{} {} refused: {}", o.what.namespace(), o.verb(), reply.reason());
+                        if let Some(hold) = refused_hold(o.start, reply.status) {
+                            holds.lock().hold(o.clone(), Instant::now() + hold);
                         }
                     }
                     Err(e) => warn!(id = %o.uuid, "{} not sent: {e}", o.what.namespace()),
                 }
+                board.answered(&o, answer);
             });
         }
+    }
+}
+
+/// How long an order the agent refused with `status` waits before it is sent again,
+/// when longer than [`RESEND`]: a `Stop` of what the agent does not run (404), and a
+/// `Start` the agent refuses for good (a resource or a node it cannot take, a target
+/// its `--allow-target` forbids; not a node it has not shown yet, 404).
+fn refused_hold(start: bool, status: u16) -> Option<Duration> {
+    let for_good = if start {
+        (400..500).contains(&status) && status != 404 && status != 408 && status != 429
+    } else {
+        status == 404
+    };
+    for_good.then_some(REFUSED_HOLD)
+}
+
+// ---------------------------------------------------------------------------------
+// What the dispatcher did, for `/api/status` and the captures' `Error`.
+
+/// Why an order did not take effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The agent's status, when it answered.
+    pub status: Option<u16>,
+    pub reason: String,
+    /// When (ms since the epoch).
+    pub at: i64,
+}
+
+/// The dispatcher's counters, its orders waiting for a reply, those it cannot send
+/// (their agent is not connected to this analyzer), and those that failed, each
+/// until it succeeds or is no longer wanted. Shown in `/api/status` as
+/// `Fleet.Dispatch`.
+#[derive(Default)]
+pub struct Board(Mutex<BoardState>);
+
+#[derive(Default)]
+struct BoardState {
+    leading: bool,
+    sent: u64,
+    succeeded: u64,
+    refused: u64,
+    unanswered: u64,
+    in_flight: BTreeMap<Order, i64>,
+    waiting: BTreeSet<Order>,
+    failures: BTreeMap<Order, Failure>,
+}
+
+impl Order {
+    fn verb(&self) -> &'static str {
+        if self.start {
+            "Start"
+        } else {
+            "Stop"
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Map<String, Value> {
+        let v = json!({
+            "Namespace": self.what.namespace(),
+            "Type": self.verb(),
+            "ID": self.uuid,
+            "NodeID": self.node.to_string(),
+            "Host": self.host,
+        });
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("a JSON object"),
+        }
+    }
+}
+
+impl Board {
+    /// This analyzer leads (or no longer does): what it knew of the last term goes.
+    pub fn lead(&self, leading: bool) {
+        let mut st = self.0.lock();
+        st.leading = leading;
+        st.waiting.clear();
+        st.failures.clear();
+    }
+
+    /// A round of the leader: `wanted` are the orders it may send, `away` those
+    /// whose agent is not connected here. A failure whose order is no longer wanted
+    /// (it took effect after all, or its capture went) is forgotten.
+    pub fn round(&self, wanted: &[Order], away: Vec<Order>) {
+        let wanted: BTreeSet<&Order> = wanted.iter().collect();
+        let mut st = self.0.lock();
+        st.failures.retain(|o, _| wanted.contains(o));
+        st.waiting = away.into_iter().collect();
+    }
+
+    pub fn sent(&self, o: &Order) {
+        let mut st = self.0.lock();
+        st.sent += 1;
+        st.in_flight.insert(o.clone(), topotap_topology::now_ms());
+    }
+
+    /// The agent's answer to `o` (or why there was none).
+    pub fn answered(
+        &self,
+        o: &Order,
+        answer: Result<protocol::Reply, super::analyzer::RequestError>,
+    ) {
+        let mut st = self.0.lock();
+        st.in_flight.remove(o);
+        let failure = match answer {
+            Ok(reply) if reply.status == 200 => {
+                st.succeeded += 1;
+                st.failures.remove(o);
+                return;
+            }
+            Ok(reply) => {
+                st.refused += 1;
+                Failure {
+                    status: Some(reply.status),
+                    reason: reply.reason(),
+                    at: topotap_topology::now_ms(),
+                }
+            }
+            Err(e) => {
+                st.unanswered += 1;
+                Failure {
+                    status: None,
+                    reason: e.to_string(),
+                    at: topotap_topology::now_ms(),
+                }
+            }
+        };
+        st.failures.insert(o.clone(), failure);
+    }
+
+    /// Why capture `uuid` could not be started, if an agent refused it or could not be
+    /// reached: `"host H refused node N: reason"`.
+    pub fn capture_failure(&self, uuid: &str) -> Option<String> {
+        let st = self.0.lock();
+        let mine = |o: &Order| o.start && o.what == What::Capture && o.uuid == uuid;
+        if let Some((o, f)) = st.failures.iter().find(|(o, _)| mine(o)) {
+            return Some(match f.status {
+                Some(status) => format!(
+                    "host {} refused node {} ({status}): {}",
+                    o.host, o.node, f.reason
+                ),
+                None => format!("node {}: {}", o.node, f.reason),
+            });
+        }
+        st.waiting.iter().find(|o| mine(o)).map(|o| {
+            format!(
+                "node {}: {}",
+                o.node,
+                super::analyzer::RequestError::NotConnected(o.host.clone())
+            )
+        })
+    }
+
+    /// `Fleet.Dispatch` of `/api/status`.
+    pub fn status(&self) -> Value {
+        let st = self.0.lock();
+        let in_flight: Vec<Value> = st
+            .in_flight
+            .iter()
+            .map(|(o, since)| {
+                let mut m = o.to_json();
+                m.insert("Since".into(), (*since).into());
+                Value::Object(m)
+            })
+            .collect();
+        let waiting: Vec<Value> = st
+            .waiting
+            .iter()
+            .map(|o| {
+                let mut m = o.to_json();
+                m.insert(
+                    "Reason".into(),
+                    super::analyzer::RequestError::NotConnected(o.host.clone())
+                        .to_string()
+                        .into(),
+                );
+                Value::Object(m)
+            })
+            .collect();
+        let failed: Vec<Value> = st
+            .failures
+            .iter()
+            .map(|(o, f)| {
+                let mut m = o.to_json();
+                if let Some(s) = f.status {
+                    m.insert("Status".into(), s.into());
+                }
+                m.insert("Reason".into(), f.reason.clone().into());
+                m.insert("At".into(), f.at.into());
+                Value::Object(m)
+            })
+            .collect();
+        json!({
+            "Leading": st.leading,
+            "Sent": st.sent,
+            "Succeeded": st.succeeded,
+            "Refused": st.refused,
+            "Unanswered": st.unanswered,
+            "InFlight": in_flight,
+            "Waiting": waiting,
+            "Failed": failed,
+        })
     }
 }
 
@@ -578,6 +814,68 @@ mod tests {
             orders(&w),
             vec![order(false, What::Injection, "i1", &"n9".into(), "h9")]
         );
+    }
+
+    fn reply(status: u16, error: &str) -> protocol::Reply {
+        Request::new(protocol::NS_CAPTURE, "Start", json!({}))
+            .reply(status, json!({"Error": error}))
+    }
+
+    #[test]
+    fn the_board_keeps_a_failure_until_it_succeeds_or_is_no_longer_wanted() {
+        let b = Board::default();
+        b.lead(true);
+        let o = order(true, What::Capture, "c1", &"n1".into(), "h1");
+        b.sent(&o);
+        assert_eq!(b.status()["InFlight"][0]["ID"], "c1");
+        b.answered(&o, Ok(reply(400, "Type: not here")));
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("host h1 refused node n1 (400): Type: not here")
+        );
+        let st = b.status();
+        assert_eq!(st["InFlight"], json!([]));
+        assert_eq!(st["Failed"][0]["Status"], 400);
+        assert_eq!(
+            (st["Sent"].clone(), st["Refused"].clone()),
+            (json!(1), json!(1))
+        );
+        // Still wanted: kept; sent again and done: gone.
+        b.round(std::slice::from_ref(&o), vec![]);
+        assert!(b.capture_failure("c1").is_some());
+        b.sent(&o);
+        b.answered(&o, Ok(reply(200, "")));
+        assert!(b.capture_failure("c1").is_none());
+        // Unanswered, then no longer wanted: gone.
+        let timeout = super::super::analyzer::RequestError::Timeout {
+            host: "h1".into(),
+            ms: 5,
+        };
+        b.answered(&o, Err(timeout));
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("node n1: agent h1 did not answer within 5 ms")
+        );
+        b.round(&[], vec![o.clone()]);
+        assert_eq!(
+            b.capture_failure("c1").as_deref(),
+            Some("node n1: agent h1 is not connected to this analyzer")
+        );
+        assert_eq!(b.status()["Waiting"][0]["Host"], "h1");
+        // A new term starts clean.
+        b.lead(false);
+        assert!(b.capture_failure("c1").is_none());
+        assert_eq!(b.status()["Leading"], false);
+    }
+
+    #[test]
+    fn only_refusals_for_good_are_held_longer() {
+        assert_eq!(refused_hold(true, 400), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(true, 403), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(true, 404), None);
+        assert_eq!(refused_hold(true, 503), None);
+        assert_eq!(refused_hold(false, 404), Some(REFUSED_HOLD));
+        assert_eq!(refused_hold(false, 400), None);
     }
 
     #[test]

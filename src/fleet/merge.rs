@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 
 use topotap_topology::{Edge, Graph, GraphError, Identifier, Metadata, Node};
 
-use super::protocol::{GraphMessage, Refused};
+use super::protocol::{GraphMessage, MetadataOp, Refused};
+use tracing::debug;
 
 /// Origin prefix of elements this analyzer derives itself (cross-host tunnel edges):
 /// never replicated, never replaced by a source's `Sync`.
@@ -256,6 +257,28 @@ pub fn apply_agent(g: &mut Graph, host: &str, msg: GraphMessage) -> Result<(), R
             let _ = g.delete_edge(&id);
             Ok(())
         }
+        // A change of an element this analyzer does not have (it missed its addition)
+        // is skipped, as Skydive does; the agent's next `Sync` brings it.
+        GraphMessage::NodePartiallyUpdated(id, ops) => {
+            match g.node_by_id(&id) {
+                Some(n) if n.host() != host => return Err(other_host("node", &id, n.host(), host)),
+                Some(_) => {
+                    let _ = g.update_node(&id, |m| MetadataOp::apply_all(ops, m));
+                }
+                None => debug!(host, %id, "partial update of an unknown node skipped"),
+            }
+            Ok(())
+        }
+        GraphMessage::EdgePartiallyUpdated(id, ops) => {
+            match g.edge_by_id(&id) {
+                Some(e) if e.host() != host => return Err(other_host("edge", &id, e.host(), host)),
+                Some(_) => {
+                    let _ = g.update_edge(&id, |m| MetadataOp::apply_all(ops, m));
+                }
+                None => debug!(host, %id, "partial update of an unknown edge skipped"),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -353,6 +376,20 @@ pub fn apply_peer(
             }
             Vec::new()
         }
+        GraphMessage::NodePartiallyUpdated(id, ops) => {
+            let host = g.node_by_id(&id).map(|n| n.host().to_owned());
+            if host.is_some_and(|h| owners.get(&h) == Some(&Owner::Peer(peer.to_owned()))) {
+                let _ = g.update_node(&id, |m| MetadataOp::apply_all(ops, m));
+            }
+            Vec::new()
+        }
+        GraphMessage::EdgePartiallyUpdated(id, ops) => {
+            let host = g.edge_by_id(&id).map(|e| e.host().to_owned());
+            if host.is_some_and(|h| owners.get(&h) == Some(&Owner::Peer(peer.to_owned()))) {
+                let _ = g.update_edge(&id, |m| MetadataOp::apply_all(ops, m));
+            }
+            Vec::new()
+        }
         GraphMessage::EdgeDeleted(id) => {
             let host = g.edge_by_id(&id).map(|e| e.host().to_owned());
             if let Some(h) = host {
@@ -412,6 +449,98 @@ mod tests {
         assert_eq!(g.edge_count(), 0);
         assert_eq!(remove_host(&mut g, "h1"), (2, 0));
         assert_eq!(g.node_count(), 0);
+    }
+
+    #[test]
+    fn partial_updates_change_the_keys_they_name() {
+        let mut g = Graph::new();
+        let mut a = node("a", "h1");
+        a.metadata
+            .insert("Captures".into(), serde_json::json!([{"ID": "c0"}]));
+        a.metadata.insert("MTU".into(), 1500.into());
+        apply_agent(
+            &mut g,
+            "h1",
+            sync(vec![a, node("b", "h1")], vec![edge("a", "b")]),
+        )
+        .unwrap();
+        let edge_id = g.edge(g.edges().next().unwrap()).id().clone();
+        let ops = vec![
+            MetadataOp::Set(
+                "Captures".into(),
+                serde_json::json!([{"ID": "c1", "State": "active"}]),
+            ),
+            MetadataOp::Set("Neighbors.Count".into(), 2.into()),
+            MetadataOp::Remove("MTU".into()),
+        ];
+        let rev = g.node_by_id(&"a".into()).unwrap().revision();
+        apply_agent(
+            &mut g,
+            "h1",
+            GraphMessage::NodePartiallyUpdated("a".into(), ops),
+        )
+        .unwrap();
+        let a = g.node_by_id(&"a".into()).unwrap();
+        let md = a.metadata();
+        assert_eq!(md["Captures"][0]["ID"], "c1");
+        assert_eq!(md["Neighbors"]["Count"], 2);
+        assert!(!md.contains_key("MTU"));
+        assert_eq!(md["Name"], "a", "keys not named stay");
+        assert_eq!(a.revision(), rev + 1);
+        apply_agent(
+            &mut g,
+            "h1",
+            GraphMessage::EdgePartiallyUpdated(
+                edge_id.clone(),
+                vec![MetadataOp::Set("Weight".into(), 3.into())],
+            ),
+        )
+        .unwrap();
+        assert_eq!(g.edge_by_id(&edge_id).unwrap().metadata()["Weight"], 3);
+        // Of an element not here: skipped (the next Sync brings it).
+        let before = g.snapshot();
+        apply_agent(
+            &mut g,
+            "h1",
+            GraphMessage::NodePartiallyUpdated(
+                "nope".into(),
+                vec![MetadataOp::Remove("Name".into())],
+            ),
+        )
+        .unwrap();
+        assert_eq!(g.snapshot(), before);
+        // Of another host's: refused, nothing changed.
+        for msg in [
+            GraphMessage::NodePartiallyUpdated("a".into(), vec![MetadataOp::Remove("Name".into())]),
+            GraphMessage::EdgePartiallyUpdated(
+                edge_id,
+                vec![MetadataOp::Remove("RelationType".into())],
+            ),
+        ] {
+            let e = apply_agent(&mut g, "h2", msg).unwrap_err();
+            assert!(e.0.contains("belongs to host \"h1\""), "{e}");
+        }
+        assert_eq!(g.snapshot(), before);
+        // A peer changes only the hosts this analyzer has from it.
+        let mut owners = HashMap::from([("h1".to_owned(), Owner::Agent(1))]);
+        let op = || vec![MetadataOp::Set("X".into(), 1.into())];
+        apply_peer(
+            &mut g,
+            &mut owners,
+            "me",
+            "p",
+            GraphMessage::NodePartiallyUpdated("a".into(), op()),
+        );
+        assert_eq!(g.snapshot(), before);
+        owners.insert("h1".into(), Owner::Peer("p".into()));
+        apply_peer(
+            &mut g,
+            &mut owners,
+            "me",
+            "p",
+            GraphMessage::NodePartiallyUpdated("a".into(), op()),
+        );
+        assert_eq!(g.node_by_id(&"a".into()).unwrap().metadata()["X"], 1);
     }
 
     #[test]

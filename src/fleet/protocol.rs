@@ -6,6 +6,9 @@
 //!   replaces what the receiver had from it;
 //! - `NodeAdded`, `NodeUpdated`, `NodeDeleted`, `EdgeAdded`, `EdgeUpdated`,
 //!   `EdgeDeleted`: O = the element (for deletions only `ID` is read);
+//! - `NodePartiallyUpdated`, `EdgePartiallyUpdated` (what Skydive's agents send for a
+//!   metadata change): O = `{"ID", "UpdatedAt", "Revision", "Ops": [{"Type": 1, "Key",
+//!   "Value"}, {"Type": 2, "Key"}]}`, 1 setting and 2 removing a (dotted) metadata key;
 //! - `SyncRequest` (analyzer -> peer on a replication link): asks for a new `Sync`.
 //!
 //! On an agent's connection the analyzer also sends requests, which the agent answers
@@ -57,6 +60,31 @@ pub enum GraphMessage {
     EdgeAdded(Edge),
     EdgeUpdated(Edge),
     EdgeDeleted(Identifier),
+    NodePartiallyUpdated(Identifier, Vec<MetadataOp>),
+    EdgePartiallyUpdated(Identifier, Vec<MetadataOp>),
+}
+
+/// One change of a partial update, on a dotted metadata key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataOp {
+    Set(String, serde_json::Value),
+    Remove(String),
+}
+
+impl MetadataOp {
+    /// Applies the changes to `md` in order.
+    pub fn apply_all(ops: Vec<MetadataOp>, md: &mut topotap_topology::Metadata) {
+        for op in ops {
+            match op {
+                MetadataOp::Set(k, v) => {
+                    topotap_topology::element::set_field(md, &k, v);
+                }
+                MetadataOp::Remove(k) => {
+                    topotap_topology::element::remove_field(md, &k);
+                }
+            }
+        }
+    }
 }
 
 /// Why a message is refused: a one-line reason, sent back in the close frame.
@@ -86,6 +114,51 @@ struct SyncObj {
     nodes: Option<Vec<Node>>,
     #[serde(rename = "Edges", default)]
     edges: Option<Vec<Edge>>,
+}
+
+#[derive(Deserialize)]
+struct PartialObj {
+    #[serde(rename = "ID")]
+    id: Identifier,
+    #[serde(rename = "Ops", default)]
+    ops: Vec<PartialOp>,
+}
+
+#[derive(Deserialize)]
+struct PartialOp {
+    #[serde(rename = "Type")]
+    kind: u8,
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Value", default)]
+    value: serde_json::Value,
+}
+
+/// The element ID and the changes of a partial update; an op of another `Type` than 1
+/// (set) or 2 (remove), or without `Key`, is refused.
+fn partial(kind: &str, raw: Option<&RawValue>) -> Result<(Identifier, Vec<MetadataOp>), Refused> {
+    let p: PartialObj = obj(kind, raw)?;
+    let ops = p
+        .ops
+        .into_iter()
+        .enumerate()
+        .map(|(i, op)| {
+            if op.key.is_empty() || op.key.split('.').any(str::is_empty) {
+                return Err(Refused::new(format!(
+                    "{kind}: Ops[{i}]: invalid Key {:?}",
+                    op.key
+                )));
+            }
+            match op.kind {
+                1 => Ok(MetadataOp::Set(op.key, op.value)),
+                2 => Ok(MetadataOp::Remove(op.key)),
+                t => Err(Refused::new(format!(
+                    "{kind}: Ops[{i}]: unknown Type {t} (1 sets a key, 2 removes it)"
+                ))),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((p.id, ops))
 }
 
 #[derive(Deserialize)]
@@ -124,6 +197,14 @@ pub fn parse(text: &str) -> Result<Option<GraphMessage>, Refused> {
         "EdgeAdded" => GraphMessage::EdgeAdded(obj(kind, env.obj)?),
         "EdgeUpdated" => GraphMessage::EdgeUpdated(obj(kind, env.obj)?),
         "EdgeDeleted" => GraphMessage::EdgeDeleted(obj::<IdOnly>(kind, env.obj)?.id),
+        "NodePartiallyUpdated" => {
+            let (id, ops) = partial(kind, env.obj)?;
+            GraphMessage::NodePartiallyUpdated(id, ops)
+        }
+        "EdgePartiallyUpdated" => {
+            let (id, ops) = partial(kind, env.obj)?;
+            GraphMessage::EdgePartiallyUpdated(id, ops)
+        }
         "" => return Err(Refused::new("message without Type")),
         other => {
             return Err(Refused::new(format!(
@@ -340,6 +421,37 @@ mod tests {
         assert!(refused(r#"{"Namespace":"Graph","Type":"Sync"}"#).contains("no Obj"));
         let other = json!({"Namespace":"OnDemandCapture","Type":"StartReply","Obj":{}});
         assert_eq!(parse(&other.to_string()).unwrap(), None);
+    }
+
+    #[test]
+    fn partial_updates_parse_and_bad_ops_are_refused() {
+        let msg = |ops: &str| {
+            format!(
+                r#"{{"Namespace":"Graph","Type":"NodePartiallyUpdated","Obj":{{"ID":"n1","UpdatedAt":5,"Revision":3,"Ops":{ops}}}}}"#
+            )
+        };
+        assert_eq!(
+            parse(&msg(
+                r#"[{"Type":1,"Key":"Captures","Value":[{"ID":"c"}]},{"Type":2,"Key":"A.B"}]"#
+            ))
+            .unwrap(),
+            Some(GraphMessage::NodePartiallyUpdated(
+                Identifier::from("n1"),
+                vec![
+                    MetadataOp::Set("Captures".into(), serde_json::json!([{"ID": "c"}])),
+                    MetadataOp::Remove("A.B".into()),
+                ]
+            ))
+        );
+        let refused = |t: &str| parse(t).unwrap_err().0;
+        assert!(refused(&msg(r#"[{"Type":3,"Key":"X"}]"#)).contains("Ops[0]: unknown Type 3"));
+        assert!(refused(&msg(r#"[{"Type":1,"Key":""}]"#)).contains("invalid Key"));
+        assert!(refused(&msg(r#"[{"Type":1,"Key":"a..b"}]"#)).contains("invalid Key"));
+        assert!(refused(&msg(r#"[{"Type":1}]"#)).contains("invalid Obj"));
+        assert!(
+            refused(r#"{"Namespace":"Graph","Type":"EdgePartiallyUpdated","Obj":{"Ops":[]}}"#)
+                .contains("invalid Obj")
+        );
     }
 
     #[test]
