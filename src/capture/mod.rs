@@ -205,7 +205,7 @@ pub fn open_input(
         ctx.ovsdb.clone().ok_or_else(|| {
             Error::unavailable(format!(
                 "an {} capture needs the OVSDB probe (--ovsdb)",
-                capture.engine_on(true)
+                target.via.engine(capture)
             ))
         })
     };
