@@ -49,9 +49,9 @@ fn udp_frame(a: [u8; 4], b: [u8; 4], sport: u16, dport: u16, len: usize) -> Vec<
     f
 }
 
-/// One sFlow datagram with a flow sample per frame (1-in-1 sampling, FCS stripped, the
-/// first 128 bytes sampled).
-fn sflow_datagram(sequence: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+/// One sFlow datagram with a flow sample per frame (1-in-`rate` sampling, FCS stripped,
+/// the first 128 bytes sampled).
+fn sflow_datagram(sequence: u32, rate: u32, frames: &[Vec<u8>]) -> Vec<u8> {
     let mut buf = vec![0u8; 65_000];
     let header = DatagramHeader {
         agent: "127.0.0.1".parse().unwrap(),
@@ -70,8 +70,8 @@ fn sflow_datagram(sequence: u32, frames: &[Vec<u8>]) -> Vec<u8> {
         let fh = FlowSampleHeader {
             sequence: sequence * 100 + i as u32,
             source_id: SourceId(2),
-            sampling_rate: 1,
-            sample_pool: sequence * 100 + i as u32,
+            sampling_rate: rate,
+            sample_pool: sequence * 100 * rate + i as u32 * rate,
             drops: 0,
             input: 2,
             output: INTERFACE_UNKNOWN,
@@ -89,8 +89,9 @@ async fn wait_query(t: &Topotap, q: &str, check: impl Fn(&Value) -> bool) -> Val
 }
 
 /// Frames sent as sFlow by the test's own encoder become flows with their exact counts
-/// (each sample's frame length, FCS excluded); a malformed datagram is counted and
-/// dropped; a second `sflow` capture exporting NetFlow v5 gets the same flows to nfcapd.
+/// (each sample's frame length, FCS excluded), a sample taken 1-in-N counting as N
+/// frames, as collectors estimate; a malformed datagram is counted and dropped; a second
+/// `sflow` capture exporting NetFlow v5 gets the same flows to nfcapd.
 #[tokio::test]
 async fn sflow_input_yields_flows_and_netflow_export() {
     let p = format!("s{}", rand_tag());
@@ -128,12 +129,12 @@ async fn sflow_input_yields_flows_and_netflow_export() {
         let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         sender
             .send_to(
-                &sflow_datagram(1, &[ab.clone(), ab.clone(), ba.clone()]),
+                &sflow_datagram(1, 1, &[ab.clone(), ab.clone(), ba.clone()]),
                 to,
             )
             .unwrap();
         sender
-            .send_to(&sflow_datagram(2, &[ab.clone(), ba.clone()]), to)
+            .send_to(&sflow_datagram(2, 10, &[ab.clone(), ba.clone()]), to)
             .unwrap();
         sender.send_to(b"\x00\x00\x00\x05garbage", to).unwrap();
     }
@@ -141,12 +142,12 @@ async fn sflow_input_yields_flows_and_netflow_export() {
     let q = format!("G.Flows().Has('CaptureID', '{local}')");
     let flows = wait_query(&t, &q, |v| {
         v.as_array().is_some_and(|f| {
-            f.len() == 1 && f[0]["Metric"]["ABPackets"] == 3 && f[0]["Metric"]["BAPackets"] == 2
+            f.len() == 1 && f[0]["Metric"]["ABPackets"] == 12 && f[0]["Metric"]["BAPackets"] == 11
         })
     })
     .await;
-    assert_eq!(flows[0]["Metric"]["ABBytes"], 900, "{flows}");
-    assert_eq!(flows[0]["Metric"]["BABytes"], 200, "{flows}");
+    assert_eq!(flows[0]["Metric"]["ABBytes"], 12 * 300, "{flows}");
+    assert_eq!(flows[0]["Metric"]["BABytes"], 11 * 100, "{flows}");
     assert_eq!(flows[0]["Network"]["A"], "10.61.0.1", "{flows}");
     assert_eq!(flows[0]["Transport"]["B"], 7001, "{flows}");
     let nodes = wait_query(
@@ -174,8 +175,8 @@ async fn sflow_input_yields_flows_and_netflow_export() {
     assert_eq!(
         got,
         [
-            ("10.61.0.1".to_owned(), 3, 3 * 286),
-            ("10.61.0.2".to_owned(), 2, 2 * 86)
+            ("10.61.0.1".to_owned(), 12, 12 * 286),
+            ("10.61.0.2".to_owned(), 11, 11 * 86)
         ]
     );
     drop(t);

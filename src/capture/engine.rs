@@ -23,6 +23,20 @@ use topotap_targets::send::SendCounters;
 pub trait PacketSink: Send {
     /// One frame: its link type, capture time, length on the wire, the captured bytes.
     fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]);
+    /// One frame an sFlow agent sampled 1-in-`sampling_rate`. Sinks that count (flow
+    /// tables) count it as `sampling_rate` frames of its length, as sFlow collectors
+    /// estimate totals; sinks that forward frames forward it once.
+    fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        let _ = sampling_rate;
+        self.packet(link, ts, orig_len, data);
+    }
     /// The capture has no more frames ready: send whatever [`packet`](Self::packet)
     /// buffered (a batch of mirrored frames). Also called before every `tick` and
     /// before `finish`, so nothing waits longer than the ring's [`BLOCK_TIMEOUT`] or a
@@ -508,6 +522,23 @@ impl<'a> Feeder<'a> {
             }
         }
         true
+    }
+
+    /// Feeds one frame sampled 1-in-`sampling_rate` (see [`PacketSink::sampled`]),
+    /// with the wall clock.
+    pub fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        self.fed += 1;
+        self.sink.sampled(link, ts, orig_len, data, sampling_rate);
+        if self.fed % CLOCK_EVERY == 0 {
+            self.poll_clock();
+        }
     }
 
     /// With the wall clock: ticks the sink if a [`TICK`] has passed since the last tick.

@@ -45,7 +45,8 @@ fn socket_error(what: &'static str) -> impl FnOnce(io::Error) -> InterfaceError 
 }
 
 /// Receives sFlow datagrams until the capture stops; every sampled Ethernet frame goes
-/// to the sink with its length on the wire, at the time it was received.
+/// to the sink with its length on the wire and its sampling rate, at the time it was
+/// received.
 pub fn sflow(
     socket: &UdpSocket,
     bpf: &str,
@@ -87,7 +88,13 @@ pub fn sflow(
         let ts = now();
         for frame in datagram.sampled_frames() {
             if filter.as_ref().is_none_or(|f| f.filter(frame.header)) {
-                feeder.packet(LinkType::Ethernet, ts, frame.frame_length, frame.header);
+                feeder.sampled(
+                    LinkType::Ethernet,
+                    ts,
+                    frame.frame_length,
+                    frame.header,
+                    frame.sampling_rate,
+                );
             }
         }
         shared.received.store(feeder.fed, Ordering::Relaxed);
