@@ -404,6 +404,65 @@ async fn sflow_probe_node() {
     drop(ovs);
 }
 
+/// Skydive's TestSFlowMetric: an `ovssflow` capture polling counters; after traffic
+/// from the bridge's internal port, OVS's counter samples of that port are its
+/// `SFlow` metrics: `Metrics('SFlow.LastUpdateMetric').Aggregates()` is a sorted,
+/// non-empty series, and the totals count at least the injected packets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sflow_metric_from_ovs_counter_samples() {
+    let tag = rand_tag();
+    let p = format!("c{tag}");
+    let ovs = Ovs::start(&p);
+    ovs.ip("link set lo up");
+    let (br, intf) = (format!("{p}br"), format!("{p}i1"));
+    bridge_with_internal_port(&ovs, &br, &intf, "169.254.36.33/24");
+    let t = Topotap::start(&["--ovsdb", &ovs.address()]);
+    let query = format!("G.V().Has('Name','{br}','Type','ovsbridge')");
+    t.expect_one(&tag, &query, DEADLINE).await;
+    let uuid = create_capture(
+        &t,
+        json!({"GremlinQuery": query, "SamplingRate": 1, "PollingInterval": 1}),
+    )
+    .await;
+    wait_state(&t, &uuid, "active").await;
+    assert_eq!(ovs.vsctl("--columns=polling --bare list sflow").trim(), "1");
+    wait_ready(&t, &tag, &intf).await;
+    let node = format!("G.V().Has('Name','{intf}','Type','internal')");
+    inject(&t, &node, "169.254.36.34", 5).await;
+    // OVS counts the port from the switch's side: what the interface sent, the port
+    // received.
+    let q = format!("{node}.Values('SFlow.Metric')");
+    let (v, ok) = t
+        .wait_for(&q, CHECKS, |v| {
+            v[0]["RxPackets"].as_u64().unwrap_or(0) + v[0]["TxPackets"].as_u64().unwrap_or(0) >= 5
+        })
+        .await;
+    assert!(ok, "{q}: {v}\n{}", t.dump_named(&tag).await);
+    let m = &v[0];
+    assert!(
+        m["Start"].as_i64().unwrap() <= m["Last"].as_i64().unwrap(),
+        "{m}"
+    );
+    let q = format!("{node}.Metrics('SFlow.LastUpdateMetric').Aggregates()");
+    let (v, ok) = t
+        .wait_for(&q, CHECKS, |v| {
+            v[0]["Aggregated"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert!(ok, "{q}: {v}");
+    let aggregated = v[0]["Aggregated"].as_array().unwrap();
+    let starts: Vec<i64> = aggregated
+        .iter()
+        .map(|s| s["Start"].as_i64().unwrap())
+        .collect();
+    let mut sorted = starts.clone();
+    sorted.sort_unstable();
+    assert_eq!(starts, sorted, "{v}");
+    delete_capture(&t, &uuid).await;
+    drop(t);
+    drop(ovs);
+}
+
 /// Skydive's TestSFlowTwoNodeTID: two OVS bridges joined through a Linux bridge, both
 /// captured (two sFlow probes); echo requests from the first bridge's internal port
 /// cross both: two ICMPv4 flows, one per bridge `TID`, the same `TrackingID`, two

@@ -141,8 +141,9 @@ pub struct CaptureSpec {
 pub enum Input {
     /// libpcap on an interface.
     Interface(CaptureSpec),
-    /// sFlow v5 datagrams on a UDP socket: the sampled frames.
-    Sflow(std::net::UdpSocket),
+    /// sFlow v5 datagrams on a UDP socket: the sampled frames, and the counter samples
+    /// written into the graph when there is a writer.
+    Sflow(std::net::UdpSocket, Option<super::counters::CounterWriter>),
     /// pcap streams accepted on a TCP socket, one connection at a time.
     PcapSocket(std::net::TcpListener),
     /// Nothing to read here (Open vSwitch sends to the capture's target itself): the
@@ -177,7 +178,7 @@ impl Opened {
     /// The local address of its socket, shown in the capture's entry.
     pub fn listen(&self) -> Option<String> {
         match &self.input {
-            Input::Sflow(s) => s.local_addr().ok().map(|a| a.to_string()),
+            Input::Sflow(s, _) => s.local_addr().ok().map(|a| a.to_string()),
             Input::PcapSocket(l) => l.local_addr().ok().map(|a| a.to_string()),
             _ => None,
         }
@@ -255,7 +256,7 @@ impl Worker {
         let sh = shared.clone();
         let name = match &opened.input {
             Input::Interface(spec) => format!("cap-{}", spec.ifname),
-            Input::Sflow(_) => "cap-sflow".to_owned(),
+            Input::Sflow(..) => "cap-sflow".to_owned(),
             Input::PcapSocket(_) => "cap-pcapsocket".to_owned(),
             Input::Nothing => "cap-ovs".to_owned(),
         };
@@ -264,7 +265,9 @@ impl Worker {
             let Opened { input, guard, bpf } = opened;
             let result = match input {
                 Input::Interface(spec) => run(&spec, sink.as_mut(), &sh),
-                Input::Sflow(socket) => super::input::sflow(&socket, &bpf, sink.as_mut(), &sh),
+                Input::Sflow(socket, counters) => {
+                    super::input::sflow(&socket, &bpf, counters.as_ref(), sink.as_mut(), &sh)
+                }
                 Input::PcapSocket(listener) => {
                     super::input::pcap_socket(&listener, &bpf, sink.as_mut(), &sh)
                 }
