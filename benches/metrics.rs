@@ -10,6 +10,7 @@
 
 #[path = "../src/capture"]
 mod capture {
+    pub mod counters;
     pub mod engine;
     pub mod input;
     pub mod wait;

@@ -556,6 +556,18 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: InjectionCommand,
     },
+    /// Node rules: create a node, or add metadata to the nodes a Gremlin query selects.
+    #[command(alias = "node-rule")]
+    Noderule {
+        #[command(subcommand)]
+        command: NodeRuleCommand,
+    },
+    /// Edge rules: link the first nodes of two Gremlin queries.
+    #[command(alias = "edge-rule")]
+    Edgerule {
+        #[command(subcommand)]
+        command: EdgeRuleCommand,
+    },
     /// Feed a pcap or pcapng file through the flow table, or to a target, as a capture
     /// would (POST /api/pcap).
     Pcap(PcapArgs),
@@ -814,4 +826,92 @@ mod tests {
         );
         assert!(matches!(parse_duration("2d"), Err(BadDuration::Syntax(_))));
     }
+}
+
+/// `list`, `get` and `delete` of a rule kind.
+#[derive(Debug, Subcommand)]
+pub enum NodeRuleCommand {
+    /// Create a node rule.
+    Create(NodeRuleCreateArgs),
+    /// List the node rules (table columns: UUID, Name, Action, Query, Metadata, Error).
+    List,
+    /// Show one node rule.
+    Get {
+        /// The rule's UUID.
+        id: String,
+    },
+    /// Delete node rules (what they did is undone).
+    Delete {
+        /// UUIDs of the rules.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeRuleCreateArgs {
+    /// `create` a node (needs --node-name and --node-type) or `update` the nodes
+    /// --query selects (adds --metadata to them).
+    #[arg(long, value_parser = ["create", "update"])]
+    pub action: String,
+    /// Gremlin query of the nodes an `update` rule changes.
+    #[arg(long)]
+    pub query: Option<String>,
+    /// `Name` of the node a `create` rule makes.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// `Type` of the node a `create` rule makes.
+    #[arg(long)]
+    pub node_type: Option<String>,
+    /// Metadata: KEY=VALUE (repeatable, or comma-separated); a dotted key nests, a
+    /// value that is JSON (number, true, [..]) is taken as such, anything else as a string.
+    #[arg(long, short = 'm', value_delimiter = ',')]
+    pub metadata: Vec<String>,
+    /// Rule name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Rule description.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeRuleCommand {
+    /// Create an edge rule.
+    Create(EdgeRuleCreateArgs),
+    /// List the edge rules (table columns: UUID, Name, Src, Dst, Metadata, Error).
+    List,
+    /// Show one edge rule.
+    Get {
+        /// The rule's UUID.
+        id: String,
+    },
+    /// Delete edge rules (their edges are removed).
+    Delete {
+        /// UUIDs of the rules.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeRuleCreateArgs {
+    /// Gremlin query of the parent node (its first node).
+    #[arg(long)]
+    pub src: String,
+    /// Gremlin query of the child node (its first node).
+    #[arg(long)]
+    pub dst: String,
+    /// `RelationType` of the edge.
+    #[arg(long)]
+    pub relationtype: String,
+    /// More edge metadata: KEY=VALUE, as for node rules.
+    #[arg(long, short = 'm', value_delimiter = ',')]
+    pub metadata: Vec<String>,
+    /// Rule name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Rule description.
+    #[arg(long)]
+    pub description: Option<String>,
 }

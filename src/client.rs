@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{
-    CaptureCommand, CaptureCreateArgs, ClientArgs, ClientCommand, Format, InjectionCommand,
-    InjectionCreateArgs, PcapArgs, TopologyCommand,
+    CaptureCommand, CaptureCreateArgs, ClientArgs, ClientCommand, EdgeRuleCommand,
+    EdgeRuleCreateArgs, Format, InjectionCommand, InjectionCreateArgs, NodeRuleCommand,
+    NodeRuleCreateArgs, PcapArgs, TopologyCommand,
 };
 use crate::injection::forge::base64_encode;
 use crate::resources::parse_go_duration;
@@ -74,6 +75,30 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 CaptureCommand::Delete { ids } => api.delete_all("/api/capture", ids).await?,
             };
             (v, Some(CAPTURE_COLUMNS))
+        }
+        ClientCommand::Noderule { command } => {
+            let base = "/api/noderule";
+            let v = match command {
+                NodeRuleCommand::Create(a) => api.create(base, node_rule_body(a)?, None).await?,
+                NodeRuleCommand::List => api.call(Method::GET, base, None).await?,
+                NodeRuleCommand::Get { id } => {
+                    api.call(Method::GET, &format!("{base}/{id}"), None).await?
+                }
+                NodeRuleCommand::Delete { ids } => api.delete_all(base, ids).await?,
+            };
+            (v, Some(NODE_RULE_COLUMNS))
+        }
+        ClientCommand::Edgerule { command } => {
+            let base = "/api/edgerule";
+            let v = match command {
+                EdgeRuleCommand::Create(a) => api.create(base, edge_rule_body(a)?, None).await?,
+                EdgeRuleCommand::List => api.call(Method::GET, base, None).await?,
+                EdgeRuleCommand::Get { id } => {
+                    api.call(Method::GET, &format!("{base}/{id}"), None).await?
+                }
+                EdgeRuleCommand::Delete { ids } => api.delete_all(base, ids).await?,
+            };
+            (v, Some(EDGE_RULE_COLUMNS))
         }
         ClientCommand::Pcap(a) => {
             let body = std::fs::read(&a.file)
@@ -168,6 +193,84 @@ const INJECTION_COLUMNS: Columns = Columns {
     ],
     wide: &["SrcMAC", "DstMAC", "SrcPort", "DstPort", "Mode", "Error"],
 };
+
+/// Columns of `noderule list -o table` and `-o wide`.
+const NODE_RULE_COLUMNS: Columns = Columns {
+    table: &["UUID", "Name", "Action", "Query", "Metadata", "Error"],
+    wide: &["Description"],
+};
+
+/// Columns of `edgerule list -o table` and `-o wide`.
+const EDGE_RULE_COLUMNS: Columns = Columns {
+    table: &["UUID", "Name", "Src", "Dst", "Metadata", "Error"],
+    wide: &["Description"],
+};
+
+/// `KEY=VALUE` pairs as metadata: a dotted key nests (`a.b=1` is `{"a": {"b": 1}}`), a
+/// value that parses as JSON is that JSON, any other is a string.
+fn metadata_of(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut m = Map::new();
+    for pair in pairs.iter().filter(|p| !p.trim().is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| anyhow!("--metadata {pair:?}: expected KEY=VALUE"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
+        let mut parts: Vec<&str> = key.trim().split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut at = &mut m;
+        for p in parts {
+            let slot = at
+                .entry(p.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            at = slot
+                .as_object_mut()
+                .ok_or_else(|| anyhow!("--metadata {pair:?}: {p} is already a value"))?;
+        }
+        at.insert(last.to_owned(), value);
+    }
+    Ok(m)
+}
+
+/// Adds `Name` and `Description` when given.
+fn named(m: &mut Map<String, Value>, name: &Option<String>, description: &Option<String>) {
+    for (key, v) in [("Name", name), ("Description", description)] {
+        if let Some(v) = v {
+            m.insert(key.into(), v.clone().into());
+        }
+    }
+}
+
+/// The node rule to create; the server checks it (a create rule needs a name and a
+/// type, an update rule a query).
+fn node_rule_body(a: &NodeRuleCreateArgs) -> anyhow::Result<Value> {
+    let mut metadata = metadata_of(&a.metadata)?;
+    for (key, v) in [("Name", &a.node_name), ("Type", &a.node_type)] {
+        if let Some(v) = v {
+            metadata.insert(key.into(), v.clone().into());
+        }
+    }
+    let mut m = Map::new();
+    m.insert("Action".into(), a.action.clone().into());
+    m.insert("Metadata".into(), Value::Object(metadata));
+    if let Some(q) = &a.query {
+        m.insert("Query".into(), q.clone().into());
+    }
+    named(&mut m, &a.name, &a.description);
+    Ok(Value::Object(m))
+}
+
+/// The edge rule to create.
+fn edge_rule_body(a: &EdgeRuleCreateArgs) -> anyhow::Result<Value> {
+    let mut metadata = metadata_of(&a.metadata)?;
+    metadata.insert("RelationType".into(), a.relationtype.clone().into());
+    let mut m = Map::new();
+    m.insert("Src".into(), a.src.clone().into());
+    m.insert("Dst".into(), a.dst.clone().into());
+    m.insert("Metadata".into(), Value::Object(metadata));
+    named(&mut m, &a.name, &a.description);
+    Ok(Value::Object(m))
+}
 
 /// The capture to create: only the options given, the server fills the rest.
 fn capture_body(a: &CaptureCreateArgs) -> Value {
@@ -682,6 +785,28 @@ mod tests {
         let t = table_columns(&one, &["UUID", "Type", "State"]);
         assert_eq!(t, "UUID  Type   State\nu2    icmp4  done\n");
         assert_eq!(table_columns(&json!({}), &["UUID"]), "UUID\n");
+    }
+
+    #[test]
+    fn rule_metadata_pairs() {
+        let m = metadata_of(&[
+            "Team=blue".into(),
+            "Weight=3".into(),
+            "Net.Vlan=10".into(),
+            "Net.Tagged=true".into(),
+            "".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            Value::Object(m),
+            json!({"Team": "blue", "Weight": 3, "Net": {"Vlan": 10, "Tagged": true}})
+        );
+        for bad in ["Team", "=x"] {
+            let e = metadata_of(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains("expected KEY=VALUE"), "{e}");
+        }
+        let e = metadata_of(&["a=1".into(), "a.b=2".into()]).unwrap_err();
+        assert!(e.to_string().contains("a is already a value"), "{e}");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use common::ovs::Ovs;
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
 use topotap_targets::wire::sflow5::{
-    DatagramBuilder, DatagramHeader, FlowRecord, FlowSampleHeader, SampledHeader, SourceId,
-    HEADER_PROTOCOL_ETHERNET, INTERFACE_UNKNOWN,
+    CounterRecord, DatagramBuilder, DatagramHeader, FlowRecord, FlowSampleHeader, IfCounters,
+    SampledHeader, SourceId, HEADER_PROTOCOL_ETHERNET, INTERFACE_UNKNOWN,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -49,9 +49,9 @@ fn udp_frame(a: [u8; 4], b: [u8; 4], sport: u16, dport: u16, len: usize) -> Vec<
     f
 }
 
-/// One sFlow datagram with a flow sample per frame (1-in-1 sampling, FCS stripped, the
-/// first 128 bytes sampled).
-fn sflow_datagram(sequence: u32, frames: &[Vec<u8>]) -> Vec<u8> {
+/// One sFlow datagram with a flow sample per frame (1-in-`rate` sampling, FCS stripped,
+/// the first 128 bytes sampled).
+fn sflow_datagram(sequence: u32, rate: u32, frames: &[Vec<u8>]) -> Vec<u8> {
     let mut buf = vec![0u8; 65_000];
     let header = DatagramHeader {
         agent: "127.0.0.1".parse().unwrap(),
@@ -70,8 +70,8 @@ fn sflow_datagram(sequence: u32, frames: &[Vec<u8>]) -> Vec<u8> {
         let fh = FlowSampleHeader {
             sequence: sequence * 100 + i as u32,
             source_id: SourceId(2),
-            sampling_rate: 1,
-            sample_pool: sequence * 100 + i as u32,
+            sampling_rate: rate,
+            sample_pool: sequence * 100 * rate + i as u32 * rate,
             drops: 0,
             input: 2,
             output: INTERFACE_UNKNOWN,
@@ -89,8 +89,9 @@ async fn wait_query(t: &Topotap, q: &str, check: impl Fn(&Value) -> bool) -> Val
 }
 
 /// Frames sent as sFlow by the test's own encoder become flows with their exact counts
-/// (each sample's frame length, FCS excluded); a malformed datagram is counted and
-/// dropped; a second `sflow` capture exporting NetFlow v5 gets the same flows to nfcapd.
+/// (each sample's frame length, FCS excluded), a sample taken 1-in-N counting as N
+/// frames, as collectors estimate; a malformed datagram is counted and dropped; a second
+/// `sflow` capture exporting NetFlow v5 gets the same flows to nfcapd.
 #[tokio::test]
 async fn sflow_input_yields_flows_and_netflow_export() {
     let p = format!("s{}", rand_tag());
@@ -128,12 +129,12 @@ async fn sflow_input_yields_flows_and_netflow_export() {
         let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         sender
             .send_to(
-                &sflow_datagram(1, &[ab.clone(), ab.clone(), ba.clone()]),
+                &sflow_datagram(1, 1, &[ab.clone(), ab.clone(), ba.clone()]),
                 to,
             )
             .unwrap();
         sender
-            .send_to(&sflow_datagram(2, &[ab.clone(), ba.clone()]), to)
+            .send_to(&sflow_datagram(2, 10, &[ab.clone(), ba.clone()]), to)
             .unwrap();
         sender.send_to(b"\x00\x00\x00\x05garbage", to).unwrap();
     }
@@ -141,12 +142,12 @@ async fn sflow_input_yields_flows_and_netflow_export() {
     let q = format!("G.Flows().Has('CaptureID', '{local}')");
     let flows = wait_query(&t, &q, |v| {
         v.as_array().is_some_and(|f| {
-            f.len() == 1 && f[0]["Metric"]["ABPackets"] == 3 && f[0]["Metric"]["BAPackets"] == 2
+            f.len() == 1 && f[0]["Metric"]["ABPackets"] == 12 && f[0]["Metric"]["BAPackets"] == 11
         })
     })
     .await;
-    assert_eq!(flows[0]["Metric"]["ABBytes"], 900, "{flows}");
-    assert_eq!(flows[0]["Metric"]["BABytes"], 200, "{flows}");
+    assert_eq!(flows[0]["Metric"]["ABBytes"], 12 * 300, "{flows}");
+    assert_eq!(flows[0]["Metric"]["BABytes"], 11 * 100, "{flows}");
     assert_eq!(flows[0]["Network"]["A"], "10.61.0.1", "{flows}");
     assert_eq!(flows[0]["Transport"]["B"], 7001, "{flows}");
     let nodes = wait_query(
@@ -174,10 +175,135 @@ async fn sflow_input_yields_flows_and_netflow_export() {
     assert_eq!(
         got,
         [
-            ("10.61.0.1".to_owned(), 3, 3 * 286),
-            ("10.61.0.2".to_owned(), 2, 2 * 86)
+            ("10.61.0.1".to_owned(), 12, 12 * 286),
+            ("10.61.0.2".to_owned(), 11, 11 * 86)
         ]
     );
+    drop(t);
+    drop(net);
+}
+
+/// One sFlow datagram with a generic interface counters sample per entry.
+fn counters_datagram(sequence: u32, counters: &[IfCounters]) -> Vec<u8> {
+    let mut buf = vec![0u8; 65_000];
+    let header = DatagramHeader {
+        agent: "127.0.0.1".parse().unwrap(),
+        sub_agent_id: 0,
+        sequence,
+        uptime_ms: 1000 * sequence,
+    };
+    let mut b = DatagramBuilder::new(&mut buf, header, 65_000).unwrap();
+    for c in counters {
+        b.push_counters_sample(
+            sequence,
+            SourceId(c.if_index),
+            &[CounterRecord::Interface(*c)],
+        )
+        .unwrap();
+    }
+    b.finish().to_vec()
+}
+
+/// Interface counter samples sent to an `sflow` capture on a Linux bridge become the
+/// `SFlow` metrics of the interfaces of its namespace they name by ifIndex: `Metric`
+/// with the netlink probe's counter names, `LastUpdateMetric` the difference between
+/// two samples, read back by `Metrics('SFlow')`. An ifIndex of no interface there
+/// changes nothing.
+#[tokio::test]
+async fn sflow_counter_samples_are_interface_metrics() {
+    let p = format!("k{}", rand_tag());
+    let net = bridged_pair(&p, 65);
+    let t = Topotap::start(&["--ovsdb", "none"]);
+    let port = format!("{p}a0");
+    let query = format!("G.V().Has('Name', '{p}br')");
+    for q in [&query, &format!("G.V().Has('Name', '{port}')")] {
+        t.wait_for(q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+            .await;
+    }
+    let sport = free_port();
+    let uuid = create_capture(
+        &t,
+        json!({"GremlinQuery": query, "Type": "sflow", "Port": sport}),
+    )
+    .await;
+    wait_state(&t, &uuid, "active").await;
+    let index: u32 = sh(&format!("cat /sys/class/net/{port}/ifindex"))
+        .trim()
+        .parse()
+        .unwrap();
+    let first = IfCounters {
+        if_index: index,
+        in_octets: 10_000,
+        in_ucast_pkts: 90,
+        in_multicast_pkts: 5,
+        in_broadcast_pkts: 5,
+        in_discards: 1,
+        out_octets: 20_000,
+        out_ucast_pkts: 200,
+        ..Default::default()
+    };
+    let second = IfCounters {
+        in_octets: 13_000,
+        in_ucast_pkts: 120,
+        out_octets: 20_500,
+        out_ucast_pkts: 205,
+        out_errors: 2,
+        ..first
+    };
+    let stranger = IfCounters {
+        if_index: 999_999,
+        in_octets: 1,
+        ..Default::default()
+    };
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, sport));
+    sender
+        .send_to(&counters_datagram(1, &[first, stranger]), to)
+        .unwrap();
+    let q = format!("G.V().Has('Name', '{port}').Values('SFlow.Metric')");
+    let v = wait_query(&t, &q, |v| v[0]["RxBytes"] == 10_000).await;
+    let m = &v[0];
+    assert_eq!(m["RxPackets"], 100, "{m}");
+    assert_eq!(m["Multicast"], 5, "{m}");
+    assert_eq!(m["RxDropped"], 1, "{m}");
+    assert_eq!(m["TxBytes"], 20_000, "{m}");
+    assert_eq!(m["TxPackets"], 200, "{m}");
+    assert!(m.get("TxErrors").is_none(), "{m}");
+    let start = m["Start"].clone();
+
+    sender
+        .send_to(&counters_datagram(2, &[second]), to)
+        .unwrap();
+    let v = wait_query(&t, &q, |v| v[0]["RxBytes"] == 13_000).await;
+    assert_eq!(v[0]["Start"], start, "{v}");
+    assert_eq!(v[0]["TxErrors"], 2, "{v}");
+    let last = t
+        .query(&format!(
+            "G.V().Has('Name', '{port}').Values('SFlow.LastUpdateMetric')"
+        ))
+        .await;
+    let l = &last[0];
+    assert_eq!(
+        (
+            &l["RxBytes"],
+            &l["RxPackets"],
+            &l["TxBytes"],
+            &l["TxPackets"],
+            &l["TxErrors"]
+        ),
+        (&json!(3000), &json!(30), &json!(500), &json!(5), &json!(2)),
+        "{l}"
+    );
+    assert_eq!(l["Last"], v[0]["Last"], "{l}");
+    let series = t
+        .query(&format!("G.V().Has('Name', '{port}').Metrics('SFlow')"))
+        .await;
+    let node = t.query(&format!("G.V().Has('Name', '{port}')")).await;
+    let id = node[0]["ID"].as_str().unwrap();
+    assert_eq!(series[0][id][0]["RxBytes"], 3000, "{series}");
+    // Nothing else got counters.
+    let others = t.query("G.V().HasKey('SFlow').Values('Name')").await;
+    assert_eq!(others, json!([port]), "{others}");
     drop(t);
     drop(net);
 }

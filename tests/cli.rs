@@ -1,5 +1,5 @@
-//! `topotap client` against a real topotap: captures and injections created, listed,
-//! shown and deleted through the binary, table output, and errors with the server's
+//! `topotap client` against a real topotap: captures, injections, node and edge rules
+//! created, listed, shown and deleted through the binary, table output, and errors with the server's
 //! reason and a non-zero exit.
 
 mod common;
@@ -178,6 +178,145 @@ async fn captures_through_the_client() {
             .count(),
         1
     );
+}
+
+/// Node and edge rules created, listed, shown and deleted through the client; what
+/// they do shows in the graph and is undone when they are deleted.
+#[tokio::test]
+async fn rules_through_the_client() {
+    let t = Topotap::start_api_only();
+    let p = format!("cr{}", rand_tag());
+    let (a, b) = (format!("{p}a"), format!("{p}b"));
+    let mut rules = Vec::new();
+    for n in [&a, &b] {
+        let r = ok(
+            &t,
+            &[
+                "noderule",
+                "create",
+                "--action",
+                "create",
+                "--node-name",
+                n,
+                "--node-type",
+                "fabric",
+                "--metadata",
+                "Owner=ops,Rack.Row=3",
+                "--name",
+                "fabric node",
+            ],
+        )
+        .json();
+        assert_eq!(r["Metadata"]["Rack"]["Row"], 3, "{r}");
+        rules.push(r["UUID"].as_str().unwrap().to_owned());
+    }
+    let update = ok(
+        &t,
+        &[
+            "node-rule",
+            "create",
+            "--action",
+            "update",
+            "--query",
+            &format!("G.V().Has('Name', '{a}')"),
+            "-m",
+            "Team=blue",
+            "-m",
+            "Weight=2",
+        ],
+    )
+    .json();
+    let edge = ok(
+        &t,
+        &[
+            "edgerule",
+            "create",
+            "--src",
+            &format!("G.V().Has('Name', '{a}')"),
+            "--dst",
+            &format!("G.V().Has('Name', '{b}')"),
+            "--relationtype",
+            "layer2",
+            "--metadata",
+            "Vlan=10",
+            "--description",
+            "uplink",
+        ],
+    )
+    .json();
+    let edge_id = edge["UUID"].as_str().unwrap().to_owned();
+    assert_eq!(edge["Metadata"]["RelationType"], "layer2", "{edge}");
+
+    let q = format!(
+        "G.V().Has('Name', '{a}', 'Type', 'fabric', 'Owner', 'ops', 'Rack.Row', 3, 'Team', 'blue')\
+         .OutE().Has('RelationType', 'layer2', 'Vlan', 10).OutV().Has('Name', '{b}')"
+    );
+    let (v, applied) = t
+        .wait_for(&q, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    assert!(applied, "{q}: {v}\n{}", t.dump_named(&p).await);
+
+    let list = ok(&t, &["noderule", "list"]).json();
+    assert_eq!(list.as_object().map(|m| m.len()), Some(3), "{list}");
+    assert_eq!(list[update["UUID"].as_str().unwrap()]["Action"], "update");
+    let table = ok(&t, &["edgerule", "list", "--format", "table"]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["UUID", "Name", "Src", "Dst", "Metadata", "Error"]
+    );
+    assert!(lines[1].starts_with(&edge_id), "{table}");
+    let got = ok(&t, &["edge-rule", "get", &edge_id]).json();
+    assert_eq!(got["Description"], "uplink");
+
+    fails(
+        &t,
+        &[
+            "noderule",
+            "create",
+            "--action",
+            "create",
+            "--node-name",
+            "x",
+        ],
+        "error: 400 Bad Request: Metadata: a create rule needs",
+    );
+    fails(
+        &t,
+        &[
+            "noderule", "create", "--action", "update", "--query", "G.V()", "-m", "Team",
+        ],
+        "error: --metadata \"Team\": expected KEY=VALUE",
+    );
+    fails(
+        &t,
+        &[
+            "edgerule",
+            "create",
+            "--src",
+            "G.V().Nope()",
+            "--dst",
+            "G.V()",
+            "--relationtype",
+            "x",
+        ],
+        "error: 400 Bad Request: Src: Not a valid Gremlin expression",
+    );
+
+    rules.push(update["UUID"].as_str().unwrap().to_owned());
+    let mut args = vec!["noderule", "delete"];
+    args.extend(rules.iter().map(String::as_str));
+    assert_eq!(ok(&t, &args).stdout, "");
+    ok(&t, &["edgerule", "delete", &edge_id]);
+    fails(
+        &t,
+        &["edgerule", "delete", &edge_id],
+        "error: 404 Not Found:",
+    );
+    let q = format!("G.V().Has('Name', Within('{a}', '{b}'))");
+    let (v, gone) = t.wait_for(&q, WAIT, |v| v == &serde_json::json!([])).await;
+    assert!(gone, "{q}: {v}");
+    assert_eq!(ok(&t, &["noderule", "list"]).json(), serde_json::json!({}));
 }
 
 #[tokio::test]

@@ -14,31 +14,19 @@ use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// topotap with the netlink and netns probes, without OVS.
 fn topotap() -> Topotap {
-    Topotap::start(&["--ovsdb", "none"])
+    Topotap::start_without_ovs()
 }
 
 /// Polls `q` until it returns `want`; fails with the last answer and a dump.
 async fn expect(t: &Topotap, tag: &str, q: &str, want: Value) {
-    let (got, ok) = t.wait_for(q, DEADLINE, |v| v == &want).await;
-    if !ok {
-        panic!("{q}: got {got}, want {want}\n{}", t.dump_named(tag).await);
-    }
+    t.expect(tag, q, want, DEADLINE).await;
 }
 
 /// Polls `q` until it returns exactly one element; returns its ID.
 async fn one_id(t: &Topotap, tag: &str, q: &str) -> String {
-    let (got, ok) = t
-        .wait_for(q, DEADLINE, |v| v.as_array().is_some_and(|a| a.len() == 1))
-        .await;
-    if !ok {
-        panic!(
-            "{q}: want one element, got {got}\n{}",
-            t.dump_named(tag).await
-        );
-    }
-    got[0]["ID"].as_str().expect("ID").to_owned()
+    let got = t.expect_one(tag, q, DEADLINE).await;
+    got["ID"].as_str().expect("ID").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,20 @@ use topotap_targets::send::SendCounters;
 pub trait PacketSink: Send {
     /// One frame: its link type, capture time, length on the wire, the captured bytes.
     fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]);
+    /// One frame an sFlow agent sampled 1-in-`sampling_rate`. Sinks that count (flow
+    /// tables) count it as `sampling_rate` frames of its length, as sFlow collectors
+    /// estimate totals; sinks that forward frames forward it once.
+    fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        let _ = sampling_rate;
+        self.packet(link, ts, orig_len, data);
+    }
     /// The capture has no more frames ready: send whatever [`packet`](Self::packet)
     /// buffered (a batch of mirrored frames). Also called before every `tick` and
     /// before `finish`, so nothing waits longer than the ring's [`BLOCK_TIMEOUT`] or a
@@ -127,8 +141,9 @@ pub struct CaptureSpec {
 pub enum Input {
     /// libpcap on an interface.
     Interface(CaptureSpec),
-    /// sFlow v5 datagrams on a UDP socket: the sampled frames.
-    Sflow(std::net::UdpSocket),
+    /// sFlow v5 datagrams on a UDP socket: the sampled frames, and the counter samples
+    /// written into the graph when there is a writer.
+    Sflow(std::net::UdpSocket, Option<super::counters::CounterWriter>),
     /// pcap streams accepted on a TCP socket, one connection at a time.
     PcapSocket(std::net::TcpListener),
     /// Nothing to read here (Open vSwitch sends to the capture's target itself): the
@@ -163,7 +178,7 @@ impl Opened {
     /// The local address of its socket, shown in the capture's entry.
     pub fn listen(&self) -> Option<String> {
         match &self.input {
-            Input::Sflow(s) => s.local_addr().ok().map(|a| a.to_string()),
+            Input::Sflow(s, _) => s.local_addr().ok().map(|a| a.to_string()),
             Input::PcapSocket(l) => l.local_addr().ok().map(|a| a.to_string()),
             _ => None,
         }
@@ -241,7 +256,7 @@ impl Worker {
         let sh = shared.clone();
         let name = match &opened.input {
             Input::Interface(spec) => format!("cap-{}", spec.ifname),
-            Input::Sflow(_) => "cap-sflow".to_owned(),
+            Input::Sflow(..) => "cap-sflow".to_owned(),
             Input::PcapSocket(_) => "cap-pcapsocket".to_owned(),
             Input::Nothing => "cap-ovs".to_owned(),
         };
@@ -250,7 +265,9 @@ impl Worker {
             let Opened { input, guard, bpf } = opened;
             let result = match input {
                 Input::Interface(spec) => run(&spec, sink.as_mut(), &sh),
-                Input::Sflow(socket) => super::input::sflow(&socket, &bpf, sink.as_mut(), &sh),
+                Input::Sflow(socket, counters) => {
+                    super::input::sflow(&socket, &bpf, counters.as_ref(), sink.as_mut(), &sh)
+                }
                 Input::PcapSocket(listener) => {
                     super::input::pcap_socket(&listener, &bpf, sink.as_mut(), &sh)
                 }
@@ -508,6 +525,23 @@ impl<'a> Feeder<'a> {
             }
         }
         true
+    }
+
+    /// Feeds one frame sampled 1-in-`sampling_rate` (see [`PacketSink::sampled`]),
+    /// with the wall clock.
+    pub fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        self.fed += 1;
+        self.sink.sampled(link, ts, orig_len, data, sampling_rate);
+        if self.fed % CLOCK_EVERY == 0 {
+            self.poll_clock();
+        }
     }
 
     /// With the wall clock: ticks the sink if a [`TICK`] has passed since the last tick.

@@ -190,6 +190,25 @@ impl PacketSink for LocalSink {
         });
     }
 
+    fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        if sampling_rate <= 1 {
+            // Raw packets are kept for unsampled frames as for captured ones.
+            return self.packet(link, ts, orig_len, data);
+        }
+        let packet = decode(link, data);
+        self.source
+            .table
+            .lock()
+            .process_sampled(ts, &packet, orig_len, sampling_rate);
+    }
+
     fn retag(&mut self, node_tid: &str) {
         self.source.table.lock().retag(node_tid);
     }

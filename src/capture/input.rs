@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use topotap_targets::packet::LinkType;
 use topotap_targets::pcapfile::PcapStream;
-use topotap_targets::wire::sflow5::Datagram;
+use topotap_targets::wire::sflow5::{CounterRecord, Datagram, IfCounters, Sample};
 
+use super::counters::CounterWriter;
 use super::engine::{now, Clock, Feeder, PacketSink, WorkerShared, WorkerState, TICK};
 use crate::netns::InterfaceError;
 
@@ -45,10 +46,12 @@ fn socket_error(what: &'static str) -> impl FnOnce(io::Error) -> InterfaceError 
 }
 
 /// Receives sFlow datagrams until the capture stops; every sampled Ethernet frame goes
-/// to the sink with its length on the wire, at the time it was received.
+/// to the sink with its length on the wire and its sampling rate, at the time it was
+/// received. Interface counter samples go to `counters`.
 pub fn sflow(
     socket: &UdpSocket,
     bpf: &str,
+    counters: Option<&CounterWriter>,
     sink: &mut dyn PacketSink,
     shared: &WorkerShared,
 ) -> Result<(), InterfaceError> {
@@ -85,9 +88,31 @@ pub fn sflow(
             continue;
         };
         let ts = now();
+        if let Some(w) = counters {
+            let polled: Vec<IfCounters> = datagram
+                .samples
+                .iter()
+                .filter_map(|s| match s {
+                    Sample::Counters(c) => Some(c),
+                    _ => None,
+                })
+                .flat_map(|c| &c.records)
+                .filter_map(|r| match r {
+                    CounterRecord::Interface(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            w.write(&polled, topotap_topology::now_ms());
+        }
         for frame in datagram.sampled_frames() {
             if filter.as_ref().is_none_or(|f| f.filter(frame.header)) {
-                feeder.packet(LinkType::Ethernet, ts, frame.frame_length, frame.header);
+                feeder.sampled(
+                    LinkType::Ethernet,
+                    ts,
+                    frame.frame_length,
+                    frame.header,
+                    frame.sampling_rate,
+                );
             }
         }
         shared.received.store(feeder.fed, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Captures: Gremlin-selected packet capture on every matching interface.
 
+pub mod counters;
 pub mod engine;
 pub mod export;
 pub mod flows;
@@ -205,14 +206,18 @@ pub fn open_input(
         ctx.ovsdb.clone().ok_or_else(|| {
             Error::unavailable(format!(
                 "an {} capture needs the OVSDB probe (--ovsdb)",
-                capture.engine_on(true)
+                target.via.engine(capture)
             ))
         })
+    };
+    let counter_writer = || counters::CounterWriter {
+        graph: ctx.graph.clone(),
+        node: target.node.clone(),
     };
     match &target.via {
         placer::Via::Interface => Err(Error::internal("an interface capture has no socket")),
         placer::Via::Sflow => UdpSocket::bind((Ipv4Addr::LOCALHOST, port))
-            .map(|s| Opened::new(Input::Sflow(s)))
+            .map(|s| Opened::new(Input::Sflow(s, Some(counter_writer()))))
             .map_err(|e| cannot("sFlow", e)),
         placer::Via::PcapSocket => TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .map(|l| Opened::new(Input::PcapSocket(l)))
@@ -234,7 +239,7 @@ pub fn open_input(
             .map_err(|e| cannot("sFlow", e))?;
             let local = socket.local_addr().map_err(|e| cannot("sFlow", e))?;
             let guard = ovsdb.add_sflow(capture, &target.ifname, &local.to_string())?;
-            Ok(Opened::new(Input::Sflow(socket)).guarded(guard))
+            Ok(Opened::new(Input::Sflow(socket, Some(counter_writer()))).guarded(guard))
         }
         placer::Via::OvsMirror { bridge, port } => {
             let guard = ovsdb()?.add_mirror(capture, bridge, port, &target.ifname)?;

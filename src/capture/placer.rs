@@ -1048,7 +1048,7 @@ fn capture_target(g: &Graph, ix: NodeIx, capture: &Capture) -> Option<Target> {
     let interface = || {
         schema::kernel_interface(g, ix).map(|i| target(i.name, i.if_index, i.netns, Via::Interface))
     };
-    match capture.engine_on(bridge) {
+    match capture.engine_on(kind) {
         "ovssflow" if bridge => Some(target(name, 0, ovs_netns(g, ix, name), Via::OvsSflow)),
         "ovsmirror" if kind == Some(schema::node_type::OVSPORT) => {
             let (bix, bname) = g.in_edges(ix).find_map(|e| {

@@ -397,12 +397,15 @@ impl Capture {
         }
     }
 
-    /// The engine that serves this capture on a node: its `Type`, or by default
-    /// `ovssflow` on an OVS bridge and `pcap` elsewhere.
-    pub fn engine_on(&self, ovs_bridge: bool) -> &str {
-        match (self.capture_type.as_str(), ovs_bridge) {
-            ("", true) => "ovssflow",
-            ("", false) => "pcap",
+    /// The engine that serves this capture on a node of type `node_type`: its `Type`, or
+    /// by default (Skydive's) `ovssflow` on an OVS bridge, `ovsmirror` on an OVS port
+    /// and `pcap` elsewhere.
+    pub fn engine_on(&self, node_type: Option<&str>) -> &str {
+        use topotap_topology::schema::node_type::{OVSBRIDGE, OVSPORT};
+        match (self.capture_type.as_str(), node_type) {
+            ("", Some(OVSBRIDGE)) => "ovssflow",
+            ("", Some(OVSPORT)) => "ovsmirror",
+            ("", _) => "pcap",
             (t, _) => t,
         }
     }

@@ -836,3 +836,27 @@ fn raw_packets_are_offered_up_to_the_limit_and_counted_when_kept() {
     let (table, _) = ping_table(LayerKeyMode::L2);
     assert_eq!(only_flow(&table).raw_packets_captured(), 0);
 }
+
+/// A packet sampled 1-in-N stands for N packets of its length: the flow's totals and
+/// its update window are scaled, the table's own statistics count the samples.
+#[test]
+fn sampled_packets_are_scaled_by_their_sampling_rate() {
+    let mut table = FlowTable::new(config());
+    let req = v4_frame(IP_A, IP_B, 17, &udp(4000, 53, 100), true);
+    let rep = v4_frame(IP_B, IP_A, 17, &udp(53, 4000, 20), false);
+    let (rq, rp) = (
+        decode(LinkType::Ethernet, &req),
+        decode(LinkType::Ethernet, &rep),
+    );
+    table.process_sampled(t(0), &rq, req.len() as u32, 400);
+    table.process_sampled(t(10), &rq, req.len() as u32, 400);
+    table.process_sampled(t(20), &rp, rep.len() as u32, 1000);
+    // A rate of 0 (not sampled, by a careless agent) counts once.
+    table.process_sampled(t(30), &rp, rep.len() as u32, 0);
+    let m = only_flow(&table).metric();
+    assert_eq!((m.ab_packets, m.ab_bytes), (800, 800 * req.len() as u64));
+    assert_eq!((m.ba_packets, m.ba_bytes), (1001, 1001 * rep.len() as u64));
+    let u = only_flow(&table).last_update_metric();
+    assert_eq!((u.ab_packets, u.ba_packets), (800, 1001));
+    assert_eq!(table.stats().packets, 4);
+}

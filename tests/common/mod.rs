@@ -186,6 +186,40 @@ impl Topotap {
         }
     }
 
+    /// topotap with the netlink and netns probes, without OVS.
+    pub fn start_without_ovs() -> Self {
+        Self::start(&["--ovsdb", "none"])
+    }
+
+    /// Polls `gremlin` until it returns `want` (for at most `timeout`); fails with the
+    /// last answer and [`Topotap::dump_named`] of `tag`.
+    pub async fn expect(&self, tag: &str, gremlin: &str, want: Value, timeout: Duration) {
+        let (got, ok) = self.wait_for(gremlin, timeout, |v| v == &want).await;
+        if !ok {
+            panic!(
+                "{gremlin}: got {got}, want {want}\n{}",
+                self.dump_named(tag).await
+            );
+        }
+    }
+
+    /// Polls `gremlin` until it returns exactly one element (for at most `timeout`);
+    /// returns it, or fails like [`Topotap::expect`].
+    pub async fn expect_one(&self, tag: &str, gremlin: &str, timeout: Duration) -> Value {
+        let (got, ok) = self
+            .wait_for(gremlin, timeout, |v| {
+                v.as_array().is_some_and(|a| a.len() == 1)
+            })
+            .await;
+        if !ok {
+            panic!(
+                "{gremlin}: want one element, got {got}\n{}",
+                self.dump_named(tag).await
+            );
+        }
+        got[0].clone()
+    }
+
     /// The nodes whose name contains `tag` and the edges around them, one per line,
     /// for failure messages.
     pub async fn dump_named(&self, tag: &str) -> String {

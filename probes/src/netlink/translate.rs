@@ -391,7 +391,17 @@ pub fn next_metric(
     stats: &Stats64,
     now_ms: i64,
 ) -> Option<(Value, Option<Value>)> {
-    let counters = metric_counters(stats);
+    next_metric_of(previous, metric_counters(stats), now_ms)
+}
+
+/// [`next_metric`] from counters given by name (non-zero ones only, as
+/// [`metric_counters`] gives them): the same `Metric`/`LastUpdateMetric` for counters
+/// that come from elsewhere (sFlow counter samples).
+pub fn next_metric_of(
+    previous: Option<&Value>,
+    counters: Map<String, Value>,
+    now_ms: i64,
+) -> Option<(Value, Option<Value>)> {
     let prev = previous.and_then(Value::as_object);
     let prev_counters: Map<String, Value> = prev
         .map(|p| {

@@ -192,6 +192,18 @@ impl<E: FlowExporter + Send> PacketSink for FlowExportSink<E> {
         self.pipeline.packet(link, ts, orig_len, data);
     }
 
+    fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        self.pipeline
+            .sampled(link, ts, orig_len, data, sampling_rate);
+    }
+
     fn tick(&mut self, now: Timestamp) {
         let sender = &self.sender;
         self.pipeline.tick(now, |d, records| {

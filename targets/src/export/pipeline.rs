@@ -145,6 +145,24 @@ impl FlowMeter {
         }
     }
 
+    /// One frame sampled 1-in-`sampling_rate` by someone else (an sFlow agent): it
+    /// counts as that many frames, and goes through this meter's own sampler as one.
+    pub fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        self.observed += u64::from(sampling_rate.max(1));
+        if self.sampler.sample() {
+            let packet = decode(link, data);
+            self.table
+                .process_sampled(ts, &packet, orig_len, sampling_rate);
+        }
+    }
+
     /// Reports the flows due at `now`: expired (idle, finished) and evicted ones first, then the
     /// periodic (active timeout) updates of the others.
     pub fn poll(&mut self, now: Timestamp, mut f: impl FnMut(&FlowEvent)) {
@@ -236,6 +254,18 @@ impl<E: FlowExporter> ExportPipeline<E> {
 
     pub fn packet(&mut self, link: LinkType, ts: Timestamp, orig_len: u32, data: &[u8]) {
         self.meter.packet(link, ts, orig_len, data);
+    }
+
+    /// See [`FlowMeter::sampled`].
+    pub fn sampled(
+        &mut self,
+        link: LinkType,
+        ts: Timestamp,
+        orig_len: u32,
+        data: &[u8],
+        sampling_rate: u32,
+    ) {
+        self.meter.sampled(link, ts, orig_len, data, sampling_rate);
     }
 
     /// Exports what is due at `now`, handing each datagram and its record count to `send`.

@@ -242,6 +242,19 @@ impl FlowTable {
         self.process_keeping(now, packet, frame_len, 0, |_| false);
     }
 
+    /// Account one packet sampled 1-in-`sampling_rate` (sFlow): it stands for
+    /// `sampling_rate` packets of its length, so the flow's packet and byte counts are
+    /// scaled by it, as sFlow collectors estimate totals (a rate of 0 counts as 1).
+    pub fn process_sampled(
+        &mut self,
+        now: Timestamp,
+        packet: &Packet<'_>,
+        frame_len: u32,
+        sampling_rate: u32,
+    ) {
+        self.account(now, packet, frame_len, sampling_rate.max(1), 0, |_| false);
+    }
+
     /// [`process`](Self::process), and when the packet's flow has kept fewer than `raw_limit` raw
     /// frames, offers it to `keep` (with the flow, already updated); if `keep` says it kept the frame,
     /// the flow counts it in `RawPacketsCaptured` ([`Flow::raw_packets_captured`]; the frame's
@@ -251,6 +264,20 @@ impl FlowTable {
         now: Timestamp,
         packet: &Packet<'_>,
         frame_len: u32,
+        raw_limit: u8,
+        keep: impl FnOnce(&Flow) -> bool,
+    ) {
+        self.account(now, packet, frame_len, 1, raw_limit, keep);
+    }
+
+    /// One packet standing for `weight` packets (see [`Flow::update`]); the table's
+    /// statistics count the packets it was given.
+    fn account(
+        &mut self,
+        now: Timestamp,
+        packet: &Packet<'_>,
+        frame_len: u32,
+        weight: u32,
         raw_limit: u8,
         keep: impl FnOnce(&Flow) -> bool,
     ) {
@@ -305,7 +332,7 @@ impl FlowTable {
         };
         let s = slot_mut(&mut self.chunks, idx);
         let Some(flow) = s.flow.as_mut() else { return };
-        let finished = flow.update(now, dir, packet, frame_len);
+        let finished = flow.update(now, dir, packet, frame_len, weight);
         if flow.raw_packets_captured() < raw_limit && keep(flow) {
             flow.count_raw_packet();
         }

@@ -671,24 +671,28 @@ impl Flow {
         }
     }
 
-    /// Account one packet. Returns true if this packet finished the flow (first FIN/RST).
+    /// Account one packet standing for `weight` packets of its size (1 for a captured
+    /// packet, the sampling rate for a sampled one). Returns true if this packet finished the
+    /// flow (first FIN/RST).
     pub(crate) fn update(
         &mut self,
         now: Timestamp,
         dir: Direction,
         p: &Packet<'_>,
         frame_len: u32,
+        weight: u32,
     ) -> bool {
         let off = ms_offset(now, self.start_ms());
-        let bytes = u64::from(frame_len);
+        let n = u64::from(weight);
+        let bytes = u64::from(frame_len) * n;
         let l2_room = frame_len.saturating_sub(u32::from(p.l2_len));
-        let ip_bytes = u64::from(p.ip_len().map_or(l2_room, |l| l.min(l2_room)));
+        let ip_bytes = u64::from(p.ip_len().map_or(l2_room, |l| l.min(l2_room))) * n;
         let flags = p.tcp_flags();
         match dir {
             Direction::AB => {
-                self.ab_packets += 1;
+                self.ab_packets += n;
                 self.ab_bytes += bytes;
-                self.w_ab_packets = self.w_ab_packets.saturating_add(1);
+                self.w_ab_packets = self.w_ab_packets.saturating_add(weight);
                 self.w_ab_bytes += bytes;
                 self.w_ab_ip_bytes += ip_bytes;
                 self.ab_last = self.ab_last.max(off);
@@ -698,9 +702,9 @@ impl Flow {
                 if self.ba_packets == 0 {
                     self.ba_first = off;
                 }
-                self.ba_packets += 1;
+                self.ba_packets += n;
                 self.ba_bytes += bytes;
-                self.w_ba_packets = self.w_ba_packets.saturating_add(1);
+                self.w_ba_packets = self.w_ba_packets.saturating_add(weight);
                 self.w_ba_bytes += bytes;
                 self.w_ba_ip_bytes += ip_bytes;
                 self.ba_last = self.ba_last.max(off);
