@@ -18,6 +18,9 @@ if [ "$mode" = test ]; then
   # The package test: curl, systemd-analyze (systemd), strip (binutils); promtool
   # (prometheus) for the metrics tests.
   pkgs+=(curl systemd binutils prometheus)
+  # tests/containers.rs: a runc container from a busybox-static rootfs, and a private
+  # dockerd (docker.io; its own roots and socket, no iptables, no bridge).
+  pkgs+=(runc busybox-static docker.io)
   # The TLS tests make their CA and certificates with the openssl command.
   pkgs+=(openssl)
   # The web UI login test makes its htpasswd file with `htpasswd -B` (apache2-utils);

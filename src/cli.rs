@@ -158,6 +158,18 @@ pub struct ServerArgs {
           default_values_t = [String::from("/var/run/netns"), String::from("/run/docker/netns")])]
     pub netns_paths: Vec<String>,
 
+    /// runc state directory whose containers name their network namespaces
+    /// (repeatable; `<root>/<id>/state.json`, or `<root>/<namespace>/<id>/state.json`
+    /// for containerd). `none` watches none.
+    #[arg(long = "runc-root", env = "TOPOTAP_RUNC_ROOTS", value_delimiter = ',',
+          default_values_t = topotap_probes::DEFAULT_RUNC_ROOTS.iter().map(|s| s.to_string()))]
+    pub runc_roots: Vec<String>,
+
+    /// Docker Engine API socket giving container names, images and labels, read when
+    /// it exists; `none` disables it.
+    #[arg(long, env = "TOPOTAP_DOCKER_SOCKET", default_value = topotap_probes::DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: String,
+
     /// Most flows one capture point's flow table holds (local target); the least
     /// recently seen flow is evicted beyond it, and counted.
     #[arg(long, env = "TOPOTAP_FLOW_MAX_ENTRIES", default_value_t = 500_000,

@@ -83,6 +83,8 @@ fn the_services_never_block_their_runtime() {
                 metrics_interval: Duration::from_millis(50),
                 ovsdb: None,
                 host_metadata: Default::default(),
+                runc_roots: vec![netns_dir.path().join("runc")],
+                docker_socket: Some(netns_dir.path().join("docker.sock")),
             },
         )
         .await

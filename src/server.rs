@@ -263,6 +263,16 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 addr => Some(addr.to_owned()),
             },
             host_metadata: host_metadata(&args.metadata),
+            runc_roots: args
+                .runc_roots
+                .iter()
+                .filter(|r| !matches!(r.as_str(), "" | "none"))
+                .map(PathBuf::from)
+                .collect(),
+            docker_socket: match args.docker_socket.as_str() {
+                "" | "none" => None,
+                s => Some(PathBuf::from(s)),
+            },
             metrics_interval: Duration::from_secs(args.metric_interval),
             ..ProbesConfig::default()
         };

@@ -1,11 +1,12 @@
 //! Live topology probes: the host node, one netlink probe per network namespace, the
-//! namespace watcher (netns files and process-held namespaces) and, when configured,
-//! the OVSDB probe.
+//! namespace watcher (netns files and process-held namespaces), the container probe
+//! (runc, containerd and Docker) and, when configured, the OVSDB probe.
 //!
 //! [`start`] creates the host node and starts everything; the returned [`Probes`] handle
 //! stops it all when dropped or [shut down](Probes::shutdown).
 #![deny(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use topotap_topology::{tid, Identifier, Metadata, Node, SharedGraph};
 
+pub mod containers;
 pub mod host;
 pub mod netlink;
 pub mod netns;
@@ -46,7 +48,22 @@ pub struct ProbesConfig {
     /// Keys set on the host node on top of what is read from the machine (Skydive's
     /// agent metadata).
     pub host_metadata: Metadata,
+    /// runc state directories (`<root>/<id>/state.json`, or one level deeper for
+    /// containerd's namespaces) whose containers name their network namespaces.
+    pub runc_roots: Vec<PathBuf>,
+    /// The Docker Engine API socket, read when it exists; `None` disables it.
+    pub docker_socket: Option<PathBuf>,
 }
+
+/// runc roots watched by default: runc's own, containerd's and Docker's.
+pub const DEFAULT_RUNC_ROOTS: &[&str] = &[
+    "/run/runc",
+    "/run/containerd/runc",
+    "/run/docker/runtime-runc",
+];
+
+/// The Docker Engine API socket read by default.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
 impl Default for ProbesConfig {
     fn default() -> Self {
@@ -60,6 +77,8 @@ impl Default for ProbesConfig {
             metrics_interval: Duration::from_secs(30),
             ovsdb: None,
             host_metadata: Metadata::new(),
+            runc_roots: DEFAULT_RUNC_ROOTS.iter().map(PathBuf::from).collect(),
+            docker_socket: Some(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
         }
     }
 }
@@ -74,6 +93,13 @@ pub(crate) struct Ctx {
     pub host_tid: Identifier,
     pub metrics_interval: Duration,
     pub status: StatusBoard,
+    /// Network namespaces named after a container (set by the container probe, read by
+    /// the netns watcher when a namespace's files change).
+    pub container_names: Mutex<HashMap<NsKey, String>>,
+    /// Signalled by the netns watcher when it added or removed a namespace.
+    pub namespaces_changed: tokio::sync::Notify,
+    /// Signalled by the container probe when a container's namespace is not known yet.
+    pub rescan_namespaces: tokio::sync::Notify,
 }
 
 /// The running probes. Dropping it (or [`Probes::shutdown`]) stops every probe; the
@@ -220,6 +246,9 @@ pub async fn start(graph: SharedGraph, config: ProbesConfig) -> anyhow::Result<P
         host_tid,
         metrics_interval: config.metrics_interval,
         status: StatusBoard::default(),
+        container_names: Mutex::new(HashMap::new()),
+        namespaces_changed: tokio::sync::Notify::new(),
+        rescan_namespaces: tokio::sync::Notify::new(),
     });
 
     let mut tasks = Vec::new();
@@ -246,6 +275,26 @@ pub async fn start(graph: SharedGraph, config: ProbesConfig) -> anyhow::Result<P
             wctx.status.set_state(netns::STATUS, ProbeState::Error);
         }
     }));
+
+    if !config.runc_roots.is_empty() || config.docker_socket.is_some() {
+        ctx.status
+            .set_state(containers::STATUS, ProbeState::Starting);
+        let probe = containers::ContainerProbe::new(
+            ctx.clone(),
+            config.runc_roots.clone(),
+            config.docker_socket.clone(),
+            root,
+            config.proc_scan_interval,
+        );
+        let cctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = probe.run().await {
+                tracing::error!(error = %e, "container probe stopped");
+                cctx.status.error(containers::STATUS, format!("{e:#}"));
+                cctx.status.set_state(containers::STATUS, ProbeState::Error);
+            }
+        }));
+    }
 
     let ovsdb = config.ovsdb.clone().map(|address| {
         let (task, status) = ovsdb::spawn_with_status(graph.clone(), host_node.clone(), address);

@@ -190,6 +190,9 @@ impl NetnsWatcher {
                         self.pending.clear();
                     }
                 }
+                () = self.ctx.rescan_namespaces.notified() => {
+                    self.scan_proc().await;
+                }
                 _ = tick.tick() => {
                     self.reconcile_dirs(&events, &mut checks).await;
                     self.scan_proc().await;
@@ -307,9 +310,11 @@ impl NetnsWatcher {
         }
     }
 
-    /// Names the namespace's node after one of its paths.
+    /// Names the namespace's node after one of its paths, unless it is named after a
+    /// container.
     fn name_after(&mut self, ino: NsKey, node: &Identifier, path: &Path) {
-        let name = basename(path);
+        let container = self.ctx.container_names.lock().get(&ino).cloned();
+        let name = container.unwrap_or_else(|| basename(path));
         let tid = tid::netns(&self.ctx.host_tid, &path.to_string_lossy());
         let mut reg = self.ctx.registry.lock();
         let mut g = self.ctx.graph.write();
@@ -393,6 +398,7 @@ impl NetnsWatcher {
                 probe,
             },
         );
+        self.ctx.namespaces_changed.notify_one();
     }
 
     fn unregister(&mut self, ino: NsKey) {
@@ -407,6 +413,8 @@ impl NetnsWatcher {
             if g.find_node(&w.node).is_some() {
                 let _ = g.delete_subtree(&w.node);
             }
+            drop((reg, g));
+            self.ctx.namespaces_changed.notify_one();
         }
     }
 

@@ -43,6 +43,8 @@ pub mod key {
 pub mod node_type {
     pub const HOST: &str = "host";
     pub const NETNS: &str = "netns";
+    /// A container, owned by the netns node of its network namespace.
+    pub const CONTAINER: &str = "container";
     pub const OVSBRIDGE: &str = "ovsbridge";
     pub const OVSPORT: &str = "ovsport";
     pub const BRIDGE: &str = "bridge";
@@ -72,6 +74,7 @@ pub const NOT_INTERFACES: &[&str] = &[
     node_type::NETNS,
     node_type::OVSBRIDGE,
     node_type::OVSPORT,
+    node_type::CONTAINER,
 ];
 
 /// OVS interface types that are tunnels (their rows carry local/remote endpoints).

@@ -4,6 +4,7 @@
 const STYLES = {
   host: { color: '#6b8afd', shape: 'square', r: 16, group: 'host' },
   netns: { color: '#b07cf0', shape: 'hexagon', r: 13, group: 'netns' },
+  container: { color: '#3fa7d6', shape: 'square', r: 9, group: 'container' },
   veth: { color: '#34b8a6', shape: 'circle', r: 7, group: 'veth' },
   device: { color: '#9aa4b1', shape: 'circle', r: 7, group: 'device' },
   bridge: { color: '#eda04a', shape: 'diamond', r: 11, group: 'bridge' },
