@@ -18,12 +18,12 @@ use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::gremlin::{Budget, Extensions};
 use topotap_topology::SharedGraph;
 
+use crate::alert::Alert;
 use crate::capture::flows::FlowsStep;
 use crate::capture::placer::{InputFactory, SinkFactory, Target};
 use crate::capture::{self, Capture, SinkContext};
 use crate::injection::Injection;
 use crate::resources::{Definitions, Store};
-use crate::alert::Alert;
 use crate::rules::{EdgeRule, NodeRule};
 
 /// Extra sections of `/api/status` (probe states and such), computed at read time.

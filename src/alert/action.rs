@@ -84,16 +84,18 @@ impl reqwest::dns::Resolve for AllowedResolver {
         let targets = self.targets.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = found
                 .iter()
                 .copied()
                 .filter(|a| targets.allows(a.ip()))
                 .collect();
             if allowed.is_empty() {
-                let first = found.first().map(|a| a.ip().to_string()).unwrap_or_default();
+                let first = found
+                    .first()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
                 let reason = targets
                     .check_ip(found.first().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip()))
                     .err()
@@ -198,9 +200,7 @@ impl Actions {
             finish(
                 &alert,
                 &shown,
-                Err(format!(
-                    "not run: {MAX_RUNNING} actions already running"
-                )),
+                Err(format!("not run: {MAX_RUNNING} actions already running")),
             );
             return;
         };
@@ -257,7 +257,10 @@ impl Actions {
         let mut child = tokio::process::Command::new(&path)
             .current_dir(&dir)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -402,7 +405,10 @@ mod tests {
             ("../outside.sh", "\"..\" is not allowed"),
             ("sub/../../outside.sh", "\"..\" is not allowed"),
             ("escape.sh", "is outside --alert-script-dir"),
-            (root.path().join("outside.sh").to_str().unwrap(), "is outside"),
+            (
+                root.path().join("outside.sh").to_str().unwrap(),
+                "is outside",
+            ),
             ("/bin/sh", "is outside"),
             ("plain.txt", "is not executable"),
             ("sub", "is not a regular file"),
@@ -412,7 +418,11 @@ mod tests {
             assert!(e.contains(needle), "{name}: {e}");
         }
         let off = Actions::new(AllowTargets::Everything, None);
-        assert!(off.check("file://ok.sh").unwrap_err().to_string().contains("scripts are off"));
+        assert!(off
+            .check("file://ok.sh")
+            .unwrap_err()
+            .to_string()
+            .contains("scripts are off"));
     }
 
     #[test]

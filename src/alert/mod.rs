@@ -109,7 +109,11 @@ pub struct Alert {
     #[serde(rename = "Trigger", default)]
     pub trigger: String,
     /// Set by the server (RFC 3339).
-    #[serde(rename = "CreateTime", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "CreateTime",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     #[schema(read_only)]
     pub create_time: String,
     /// Output only: `ok` (does not hold), `firing` (holds), `error` (the expression
@@ -122,7 +126,11 @@ pub struct Alert {
     #[schema(read_only)]
     pub error: String,
     /// Output only: why the action failed the last time it ran.
-    #[serde(rename = "ActionError", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "ActionError",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     #[schema(read_only)]
     pub action_error: String,
     /// Output only: when it last fired, ms since the epoch (0: never).
@@ -189,15 +197,18 @@ impl Alert {
     pub fn validate(&self, ext: &Extensions, actions: &Actions) -> Result<(), Error> {
         let text = self.expression.trim();
         if text.is_empty() {
-            return Err(Error::invalid("Expression: a Gremlin expression is required"));
+            return Err(Error::invalid(
+                "Expression: a Gremlin expression is required",
+            ));
         }
         if text.len() > MAX_EXPRESSION {
             return Err(Error::invalid(format!(
                 "Expression: longer than {MAX_EXPRESSION} bytes"
             )));
         }
-        let q = compile(text, ext)
-            .map_err(|e| Error::invalid(format!("Expression: Not a valid Gremlin expression: {e}")))?;
+        let q = compile(text, ext).map_err(|e| {
+            Error::invalid(format!("Expression: Not a valid Gremlin expression: {e}"))
+        })?;
         if q.time_context().is_some() {
             return Err(Error::invalid(
                 "Expression: alerts watch the live graph: G.At and G.Context are not allowed",
@@ -531,7 +542,13 @@ mod tests {
             Trigger::parse("duration:1m30s").unwrap(),
             Trigger::Every(Duration::from_secs(90))
         );
-        for bad in ["sometimes", "duration:", "duration:10", "duration:10ms", "duration:48h"] {
+        for bad in [
+            "sometimes",
+            "duration:",
+            "duration:10",
+            "duration:10ms",
+            "duration:48h",
+        ] {
             let e = Trigger::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("Trigger: "), "{bad}: {e}");
         }
@@ -539,10 +556,23 @@ mod tests {
 
     #[test]
     fn truthiness_and_fingerprints() {
-        for v in [json!(null), json!(false), json!(0), json!(""), json!([]), json!({})] {
+        for v in [
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(""),
+            json!([]),
+            json!({}),
+        ] {
             assert!(!truthy(&v), "{v}");
         }
-        for v in [json!(true), json!(2), json!("x"), json!([0]), json!({"a": 1})] {
+        for v in [
+            json!(true),
+            json!(2),
+            json!("x"),
+            json!([0]),
+            json!({"a": 1}),
+        ] {
             assert!(truthy(&v), "{v}");
         }
         let a = json!([{"ID": "n1", "Metadata": {"RxBytes": 1}}]);

@@ -8,7 +8,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{parse_json_accepting, reply_json, respond_now, with_state, ApiError, ApiResult, AppState};
+use super::{
+    parse_json_accepting, reply_json, respond_now, with_state, ApiError, ApiResult, AppState,
+};
 use crate::alert::Alert;
 use crate::error::Error;
 use crate::resources::{parse_go_duration, Resource};
