@@ -217,6 +217,11 @@ pub struct ServerArgs {
     #[arg(long, env = "TOPOTAP_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Directory of the scripts alerts may run (`file://NAME` actions name a file in
+    /// it; without it such actions are refused).
+    #[arg(long, env = "TOPOTAP_ALERT_SCRIPT_DIR", value_name = "DIR")]
+    pub alert_script_dir: Option<PathBuf>,
+
     /// Directory where state (capture definitions) is kept.
     #[arg(long, env = "TOPOTAP_STATE_DIR", default_value = "/var/lib/topotap")]
     pub state_dir: PathBuf,

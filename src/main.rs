@@ -1,6 +1,7 @@
 //! topotap: live network topology, Gremlin queries and packet capture.
 #![deny(unsafe_code)]
 
+mod alert;
 mod api;
 mod auth;
 mod capture;

@@ -239,6 +239,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         sflow_agent: args.sflow_agent_address,
         targets: trust.targets.clone(),
         namespaces: Default::default(),
+        alert_script_dir: args.alert_script_dir.clone(),
     };
     // Opening the stores reads files: not on an async worker.
     let (g, h) = (graph.clone(), host_id.clone());
@@ -319,7 +320,8 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             services = services
                 .with_definitions(shared.captures.clone(), shared.injections.clone())
-                .with_rules(shared.node_rules.clone(), shared.edge_rules.clone());
+                .with_rules(shared.node_rules.clone(), shared.edge_rules.clone())
+                .with_alerts(shared.alerts.clone());
             services.leadership = Some(shared.leadership.clone());
             services.etcd_durations = Some(shared.durations.clone());
             if let Some(f) = &fleet {

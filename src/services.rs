@@ -18,6 +18,7 @@ use topotap_targets::flow::FlowTableConfig;
 use topotap_topology::gremlin::{Budget, Extensions};
 use topotap_topology::SharedGraph;
 
+use crate::alert::Alert;
 use crate::capture::flows::FlowsStep;
 use crate::capture::placer::{InputFactory, SinkFactory, Target};
 use crate::capture::{self, Capture, SinkContext};
@@ -45,6 +46,8 @@ pub struct Config {
     pub targets: crate::auth::AllowTargets,
     /// The namespaces captures and injections may enter (those the probes found).
     pub namespaces: crate::auth::netns::KnownNamespaces,
+    /// Where alert scripts (`file://NAME` actions) live; `None`: scripts are refused.
+    pub alert_script_dir: Option<PathBuf>,
 }
 
 /// Everything the server runs, cheap to clone.
@@ -65,6 +68,12 @@ pub struct Services {
     /// graph by `rules::run`.
     pub node_rules: Definitions<NodeRule>,
     pub edge_rules: Definitions<EdgeRule>,
+    /// Alerts (`/api/alert`), evaluated by `alert::run`.
+    pub alerts: Definitions<Alert>,
+    /// What fired alerts do (webhooks, scripts) and the egress policy they obey.
+    pub alert_actions: Arc<crate::alert::Actions>,
+    /// Fired alerts as WebSocket messages of the `Alert` namespace.
+    pub alert_messages: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Flow tables and what capture sinks need (shared with the capture placer and
     /// pcap uploads).
     pub sinks: SinkContext,
@@ -93,6 +102,10 @@ pub struct Services {
 
 impl Services {
     pub fn new(graph: SharedGraph, host_id: &str, config: Config) -> Self {
+        let alert_actions = Arc::new(crate::alert::Actions::new(
+            config.targets.clone(),
+            config.alert_script_dir.clone(),
+        ));
         let sinks = SinkContext {
             flows: Arc::default(),
             graph: graph.clone(),
@@ -122,6 +135,9 @@ impl Services {
             injections: Store::open(None),
             node_rules: Store::open(config.state_dir.as_deref()),
             edge_rules: Store::open(config.state_dir.as_deref()),
+            alerts: Store::open(config.state_dir.as_deref()),
+            alert_actions,
+            alert_messages: tokio::sync::broadcast::channel(crate::alert::MESSAGE_BACKLOG).0,
             sinks,
             status_sections: Arc::new(Map::new),
             fleet_connections: Arc::new(Vec::new),
@@ -175,6 +191,25 @@ impl Services {
         self
     }
 
+    /// Keeps alerts in this store (etcd, for analyzers).
+    pub fn with_alerts(mut self, alerts: Definitions<Alert>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    fn alert_inputs(&self) -> crate::alert::Inputs {
+        let leadership = self.leadership.clone();
+        crate::alert::Inputs {
+            graph: self.graph.clone(),
+            alerts: self.alerts.clone(),
+            extensions: self.extensions.clone(),
+            budget: self.query_budget,
+            actions: self.alert_actions.clone(),
+            messages: self.alert_messages.clone(),
+            evaluates: Arc::new(move || leadership.as_ref().is_none_or(|l| l.is_leader())),
+        }
+    }
+
     fn rules_inputs(&self) -> crate::rules::Inputs {
         crate::rules::Inputs {
             graph: self.graph.clone(),
@@ -221,6 +256,12 @@ impl Services {
             store.insert("QueryErrors".into(), Value::Object(errors));
         }
         sections.insert("Captures".into(), Value::Object(store));
+        let mut alerts = Map::new();
+        if let Some(e) = self.alerts.persist_error() {
+            alerts.insert("Error".into(), e.into());
+        }
+        alerts.insert("IsMaster".into(), self.dispatches().into());
+        sections.insert("Alerts".into(), Value::Object(alerts));
         if let Some(h) = &self.history {
             sections.insert("History".into(), h.status());
         }
@@ -268,7 +309,8 @@ impl Services {
             shutdown.clone(),
         ));
         let rules = tokio::spawn(crate::rules::run(self.rules_inputs(), shutdown.clone()));
-        let mut tasks = vec![placer, injections, rules];
+        let alerts = tokio::spawn(crate::alert::run(self.alert_inputs(), shutdown.clone()));
+        let mut tasks = vec![placer, injections, rules, alerts];
         tasks.extend(self.start_history(shutdown));
         Background { expiry, tasks }
     }
@@ -280,10 +322,11 @@ impl Services {
     /// two hosts). Captures and injections run on agents, never on the analyzer's
     /// merged graph.
     pub fn start_without_placement(&self, shutdown: watch::Receiver<bool>) -> Background {
-        let mut tasks = vec![tokio::spawn(crate::rules::run(
-            self.rules_inputs(),
-            shutdown.clone(),
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(crate::rules::run(self.rules_inputs(), shutdown.clone())),
+            // Alerts watch the merged graph; only the elected dispatcher evaluates.
+            tokio::spawn(crate::alert::run(self.alert_inputs(), shutdown.clone())),
+        ];
         tasks.extend(self.start_history(shutdown));
         Background {
             expiry: tokio::spawn(expire_resources(self.captures.clone())),

@@ -4,6 +4,7 @@
 //! `text/plain` bodies with a one-line reason in [`reply_error`], the one place that maps
 //! failures to HTTP statuses.
 
+mod alert;
 mod elements;
 pub(crate) mod injection;
 pub mod openapi;
@@ -228,6 +229,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     let elements = elements::routes(state.clone(), body.clone()).boxed();
     let injections = injection::routes(state.clone(), body.clone()).boxed();
     let rules = rules::routes(state.clone(), body.clone()).boxed();
+    let alerts = alert::routes(state.clone(), body.clone()).boxed();
     let captures = resources::routes(state.clone(), state.captures.clone(), body).boxed();
     let pcap = pcap::routes(state.clone()).boxed();
     let ws = ws::routes(state.clone()).boxed();
@@ -256,6 +258,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
         .or(injections)
         .unify()
         .or(rules)
+        .unify()
+        .or(alerts)
         .unify()
         .or(pcap)
         .unify()

@@ -24,6 +24,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Content, HttpMethod, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::alert::Alert;
 use crate::capture::Capture;
 use crate::injection::Injection;
 use crate::rules::{EdgeRule, NodeRule};
@@ -381,6 +382,19 @@ resource_paths!(
     edgerule_delete
 );
 
+resource_paths!(
+    "alert",
+    "/api/alert",
+    "/api/alert/{id}",
+    Alert,
+    "alert (an expression that does not compile, a bad Trigger or Action, a script outside --alert-script-dir)",
+    alert_list,
+    alert_create,
+    alert_get,
+    alert_patch,
+    alert_delete
+);
+
 #[utoipa::path(post, path = "/api/pcap", tag = "capture",
     request_body(description = "A pcap or pcapng file (Skydive's client sends it as application/json).",
         content((PcapFile = "application/octet-stream"), (PcapFile = "application/vnd.tcpdump.pcap"))),
@@ -503,6 +517,7 @@ fn ui_file() {}
         injection_list, injection_create, injection_get, injection_patch, injection_delete,
         noderule_list, noderule_create, noderule_get, noderule_patch, noderule_delete,
         edgerule_list, edgerule_create, edgerule_get, edgerule_patch, edgerule_delete,
+        alert_list, alert_create, alert_get, alert_patch, alert_delete,
         pcap_upload, ws_subscriber, ws_agent, ws_replication, metrics, login_post, login_get, logout,
         ui_root, ui_topology, ui_file,
     ),
@@ -514,6 +529,7 @@ fn ui_file() {}
         (name = "capture", description = "Packet captures and pcap uploads."),
         (name = "injection", description = "Packet injection."),
         (name = "rules", description = "Node and edge rules: nodes and edges made or changed by Gremlin queries."),
+        (name = "alert", description = "Alerts: Gremlin expressions watched on graph changes or on a period, firing a webhook, a script and a WebSocket message."),
         (name = "auth", description = "Logging in."),
         (name = "ui", description = "The web UI."),
         (name = "fleet", description = "Analyzers only: agents and peer analyzers connect here."),

@@ -6,6 +6,9 @@
 //! only: after each batch of graph changes the filter is evaluated again and the
 //! difference is sent. Without a filter every change is forwarded.
 //!
+//! Every subscriber also receives fired alerts, `{"Namespace":"Alert","Type":"Alert",
+//! "Obj":{"UUID","Name","Timestamp","ReasonData"}}` (see `crate::alert`).
+//!
 //! Connection parameters come from headers (`X-Client-Type`, `X-Host-ID`,
 //! `X-Gremlin-Filter`) or, for browsers, from the lower-case query parameters.
 //!
@@ -1144,9 +1147,27 @@ async fn session(socket: WebSocket, state: AppState, params: Params, addr: Strin
                 }
             }
         };
+        // Fired alerts go to every subscriber, whatever its filter (Skydive's `Alert`
+        // namespace). A subscriber too slow to take them is dropped like one too slow
+        // for graph messages.
+        let mut alerts = state.alert_messages.subscribe();
+        let alerts = async {
+            loop {
+                match alerts.recv().await {
+                    Ok(msg) => {
+                        if !outbox.push(msg) {
+                            break;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                }
+            }
+        };
         tokio::select! {
             _ = writer => {}
             _ = reader => {}
+            _ = alerts => {}
             _ = outbox.kicked.notified() => {}
         }
         // Dropped with a reason: what is queued (the error), then a close frame that

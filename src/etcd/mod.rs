@@ -35,6 +35,7 @@ pub struct Shared {
     pub injections: std::sync::Arc<EtcdStore<crate::injection::Injection>>,
     pub node_rules: std::sync::Arc<EtcdStore<crate::rules::NodeRule>>,
     pub edge_rules: std::sync::Arc<EtcdStore<crate::rules::EdgeRule>>,
+    pub alerts: std::sync::Arc<EtcdStore<crate::alert::Alert>>,
     /// Leases of the agents connected to this analyzer.
     pub liveness: Liveness,
     /// This analyzer's standing in the dispatcher election.
@@ -49,7 +50,8 @@ pub struct Shared {
 pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdError> {
     let etcd = Etcd::connect(endpoints).await?;
     let liveness = Liveness::new(&etcd, analyzer, liveness::AGENT_TTL)?;
-    let (captures, injections, node_rules, edge_rules) = tokio::join!(
+    let (captures, injections, node_rules, edge_rules, alerts) = tokio::join!(
+        EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
@@ -66,6 +68,7 @@ pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdEr
         injections,
         node_rules,
         edge_rules,
+        alerts,
         liveness,
         leadership: std::sync::Arc::new(leadership),
         durations: etcd.durations.clone(),
