@@ -296,7 +296,9 @@ impl Services {
         let history = self.history.clone()?;
         // A store the fleet's analyzers share is written by the leader only.
         let gate = match &self.leadership {
-            Some(l) if history.store.shared() => crate::history::writer::Gate::Leader(l.clone()),
+            Some(l) if history.store.shared() => crate::history::writer::Gate::Leader(
+                l.clone() as Arc<dyn crate::history::writer::Leadership>
+            ),
             _ => crate::history::writer::Gate::Alone,
         };
         Some(tokio::spawn(crate::history::writer::run(

@@ -124,6 +124,16 @@ impl Leadership {
     }
 }
 
+impl crate::history::writer::Leadership for Leadership {
+    fn token(&self) -> Option<i64> {
+        Leadership::token(self)
+    }
+
+    fn changes(&self) -> watch::Receiver<bool> {
+        Leadership::changes(self)
+    }
+}
+
 impl Drop for Leadership {
     fn drop(&mut self) {
         *self.term.lock() = None;

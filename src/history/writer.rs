@@ -23,7 +23,14 @@ use tokio::sync::{broadcast, watch};
 use topotap_topology::{now_ms, Edge, GraphEvent, Node, SharedGraph};
 
 use super::{Change, History, HistoryStore, Kind};
-use crate::etcd::Leadership;
+
+/// A fleet's leader election, as the writer sees it (`etcd::Leadership`).
+pub trait Leadership: Send + Sync {
+    /// This server's term's token while it leads (greater for each new term).
+    fn token(&self) -> Option<i64>;
+    /// Turns true when this server takes office and false when it leaves it.
+    fn changes(&self) -> watch::Receiver<bool>;
+}
 
 /// Most changes written in one transaction.
 pub const BATCH: usize = 4096;
@@ -225,7 +232,7 @@ pub enum Gate {
     /// The store is this server's own.
     Alone,
     /// Only while this analyzer leads, with its term's token as the store's fence.
-    Leader(Arc<Leadership>),
+    Leader(Arc<dyn Leadership>),
 }
 
 /// Why a writing session ended.
@@ -238,7 +245,7 @@ enum Ended {
 /// The term a session writes under (`None`: alone).
 #[derive(Clone, Copy)]
 struct Term<'a> {
-    leadership: Option<&'a Leadership>,
+    leadership: Option<&'a dyn Leadership>,
     token: i64,
 }
 
@@ -388,7 +395,7 @@ pub async fn run(
         );
         history.stats.writing.store(true, Ordering::Relaxed);
         let term = Term {
-            leadership: Some(&leadership),
+            leadership: Some(leadership.as_ref()),
             token,
         };
         match session(&graph, &history, term, &mut clock, &mut shutdown).await {
