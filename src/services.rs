@@ -337,9 +337,17 @@ impl Services {
     /// The history writer, when the history is on.
     fn start_history(&self, shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
         let history = self.history.clone()?;
+        // A store the fleet's analyzers share is written by the leader only.
+        let gate = match &self.leadership {
+            Some(l) if history.store.shared() => crate::history::writer::Gate::Leader(
+                l.clone() as Arc<dyn crate::history::writer::Leadership>
+            ),
+            _ => crate::history::writer::Gate::Alone,
+        };
         Some(tokio::spawn(crate::history::writer::run(
             self.graph.clone(),
             history,
+            gate,
             shutdown,
         )))
     }

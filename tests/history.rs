@@ -260,3 +260,101 @@ async fn an_unavailable_store_leaves_allinone_live_only() {
     let (status, _, _) = query_raw(&first, "G.At('NOW').V().Count()").await;
     assert_eq!(status, 200);
 }
+
+/// A `SyncRequest` on `/ws/subscriber`, and its `SyncReply`.
+async fn ws_sync(t: &Topotap, obj: Value) -> Value {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("ws://{}/ws/subscriber", t.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let req = json!({"Namespace": "Graph", "Type": "SyncRequest", "UUID": "u1", "Obj": obj});
+    ws.send(Message::Text(req.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("stream open")
+            .expect("no error");
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["Type"] == "SyncReply" && v["UUID"] == "u1" {
+                return v;
+            }
+        }
+    }
+}
+
+fn names(reply: &Value) -> Vec<String> {
+    let mut v: Vec<String> = reply["Obj"]["Nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["Metadata"]["Name"].as_str().map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_syncs_to_a_past_time() {
+    let tag = rand_tag();
+    let (ns, a, b) = (format!("w{tag}"), format!("a{tag}"), format!("b{tag}"));
+    let state = tempfile::tempdir().unwrap();
+    let mut c = Cleanup::new();
+    c.netns(&ns);
+    let t = start(state.path(), &[]);
+    veth_up(&t, &ns, &a, &b).await;
+    expect(
+        &t,
+        &format!("G.At('NOW').V().Has('Name','{a}').Count()"),
+        json!(1),
+    )
+    .await;
+    // A whole second after both ends appeared, so that the second it falls in finds them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let seen = now_ms();
+    sh(&format!("ip -n {ns} link del {a}"));
+    expect(&t, &format!("G.V().Has('Name','{a}').Count()"), json!(0)).await;
+
+    // The same filter, live and at the time both ends existed (ms, as Skydive sends it).
+    let filter = format!("G.V().Has('Name', Within('{a}','{b}')).SubGraph()");
+    let live = ws_sync(&t, json!({"GremlinFilter": filter})).await;
+    assert_eq!(live["Status"], json!(200), "{live}");
+    assert!(names(&live).is_empty(), "{live}");
+    let past = ws_sync(&t, json!({"GremlinFilter": filter, "Time": seen})).await;
+    assert_eq!(past["Status"], json!(200), "{past}");
+    assert_eq!(names(&past), vec![a.clone(), b.clone()], "{past}");
+    // The other forms of a time, and the whole graph without a filter.
+    let secs = ws_sync(
+        &t,
+        json!({"GremlinFilter": filter, "Time": format!("{}", seen / 1000)}),
+    )
+    .await;
+    assert_eq!(names(&secs), vec![a.clone(), b.clone()], "{secs}");
+    let whole = ws_sync(&t, json!({"GremlinFilter": "", "Time": seen})).await;
+    assert_eq!(whole["Status"], json!(200), "{whole}");
+    assert!(names(&whole).contains(&a), "{whole}");
+    assert!(names(&whole).contains(&ns), "{whole}");
+    // Zero is the live graph, as in Skydive.
+    let zero = ws_sync(&t, json!({"GremlinFilter": filter, "Time": 0})).await;
+    assert!(names(&zero).is_empty(), "{zero}");
+    // Before the history began: empty.
+    let early = ws_sync(
+        &t,
+        json!({"GremlinFilter": filter, "Time": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(early["Status"], json!(200), "{early}");
+    assert!(names(&early).is_empty(), "{early}");
+    // A malformed time: 400 with the accepted forms.
+    for bad in [json!("yesterday"), json!(true), json!(-5), json!(1.5)] {
+        let reply = ws_sync(&t, json!({"GremlinFilter": filter, "Time": bad})).await;
+        assert_eq!(reply["Status"], json!(400), "{bad}: {reply}");
+        let reason = reply["Obj"].as_str().unwrap_or_default();
+        assert!(reason.contains("RFC 3339"), "{bad}: {reply}");
+    }
+}

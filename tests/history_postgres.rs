@@ -3,6 +3,8 @@
 //! real `topotap allinone --history <url>` (run as root) and a real interface.
 
 mod common;
+#[path = "common/fleet.rs"]
+mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +94,30 @@ impl Postgres {
 
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Runs one SQL statement with psql; the rows, one a line, columns split by `|`.
+    fn sql(&self, statement: &str) -> String {
+        let out = Command::new(pg_bin("psql"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "topotap",
+                "-d",
+                "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-Atc", statement])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{statement}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 
@@ -214,4 +240,116 @@ fn an_analyzer_with_an_unreachable_history_refuses_to_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("history store"), "{stderr}");
+}
+
+/// Revisions of one element that are the same document twice: two writers.
+const DUPLICATES: &str = "SELECT count(*) FROM (SELECT kind, id, doc FROM topotap_revisions \
+     GROUP BY kind, id, doc HAVING count(*) > 1) d";
+
+/// The `History` section of an analyzer's status.
+async fn history_status(api: &fleet::Api) -> Value {
+    api.json("/api/status").await["History"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leading_analyzer_writes_and_the_next_leader_goes_on() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let etcd = fleet::Etcd::start().await;
+    let mut net = fleet::Net::new();
+    let tag = net.tag.clone();
+    let mut a = fleet::analyzer(
+        &net,
+        &etcd,
+        &format!("hist-a{tag}"),
+        0,
+        &["--insecure-no-auth", "--history", &url],
+    );
+    let api_a = fleet::Api::new(&a);
+    fleet::wait_until(DEADLINE * 2, "the first analyzer leads", || {
+        api_a.is_master()
+    })
+    .await;
+    let mut b = fleet::analyzer(
+        &net,
+        &etcd,
+        &format!("hist-b{tag}"),
+        0,
+        &["--insecure-no-auth", "--history", &url],
+    );
+    let api_b = fleet::Api::new(&b);
+    let (ns, dir) = net.host(1);
+    let host = format!("hist-h{tag}");
+    let _agent = fleet::agent(&ns, &dir, &host, &[&a, &b], &[]);
+    for api in [&api_a, &api_b] {
+        fleet::wait_until(
+            DEADLINE * 2,
+            "the agent's host on both analyzers",
+            || async { api.hosts().await.contains(&host) },
+        )
+        .await;
+    }
+
+    let (x, y) = (format!("x{tag}"), format!("y{tag}"));
+    sh(&format!("ip -n {ns} link add {x} type veth peer name {y}"));
+    sh(&format!("ip -n {ns} link set {x} up"));
+    sh(&format!("ip -n {ns} link set {y} up"));
+    let state = format!("G.V().Has('Name','{x}').Values('State')");
+    let past_state = format!("G.At('NOW').V().Has('Name','{x}').Values('State')");
+    for api in [&api_a, &api_b] {
+        fleet::wait_until(DEADLINE, "the interface up on both analyzers", || async {
+            api.try_query(&state).await == Some(json!(["UP"]))
+        })
+        .await;
+    }
+    // Written once, by the leader; the other reads the same history.
+    for api in [&api_a, &api_b] {
+        fleet::wait_until(DEADLINE, "the interface up in the history", || async {
+            api.try_query(&past_state).await == Some(json!(["UP"]))
+        })
+        .await;
+    }
+    let (ha, hb) = (history_status(&api_a).await, history_status(&api_b).await);
+    assert_eq!(ha["Writing"], json!(true), "{ha}");
+    assert_eq!(hb["Writing"], json!(false), "{hb}");
+    assert!(ha["Written"].as_u64() > Some(0), "{ha}");
+    assert_eq!(hb["Written"], json!(0), "{hb}");
+    assert_eq!(pg.sql(DUPLICATES), "0");
+
+    // The leader goes; the other takes over and goes on from the graph it holds.
+    a.kill();
+    fleet::wait_until(DEADLINE * 3, "the second analyzer leads", || {
+        api_b.is_master()
+    })
+    .await;
+    fleet::wait_until(DEADLINE, "the second analyzer writes", || async {
+        history_status(&api_b).await["Writing"] == json!(true)
+    })
+    .await;
+    let id = api_b.query(&format!("G.V().Has('Name','{x}')")).await[0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sh(&format!("ip -n {ns} link set {x} down"));
+    fleet::wait_until(DEADLINE, "the interface down in the history", || async {
+        api_b.try_query(&past_state).await == Some(json!(["DOWN"]))
+    })
+    .await;
+    assert_eq!(pg.sql(DUPLICATES), "0");
+    // One revision after the other, no gap, the last one open.
+    let rows = pg.sql(&format!(
+        "SELECT lower(valid), coalesce(upper(valid)::text, 'open') FROM topotap_revisions \
+         WHERE kind = 'n' AND id = '{id}' AND NOT isempty(valid) ORDER BY lower(valid), seq"
+    ));
+    let intervals: Vec<(&str, &str)> = rows.lines().map(|l| l.split_once('|').unwrap()).collect();
+    assert!(intervals.len() >= 2, "{rows}");
+    for pair in intervals.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "a gap or an overlap: {rows}");
+    }
+    assert_eq!(intervals.last().unwrap().1, "open", "{rows}");
+    let open = pg.sql(&format!(
+        "SELECT count(*) FROM topotap_revisions WHERE id = '{id}' AND upper_inf(valid)"
+    ));
+    assert_eq!(open, "1");
+    b.kill();
 }

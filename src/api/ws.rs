@@ -44,7 +44,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use topotap_grammar::time::{parse_time, time_from_int, TimePoint, ACCEPTED_TIMES};
 use topotap_topology::gremlin::{
     compile, edge_size_lower_bound, node_size_lower_bound, too_many_bytes, Budget, Compiled,
     ErrorKind, EvalError, Extensions, Snapshot,
@@ -641,6 +642,14 @@ enum Command {
         uuid: String,
         wanted: Wanted,
     },
+    /// A `SyncRequest` with a `Time`: the subscriber gets no live changes until its
+    /// next `SyncRequest` without one; `done` gets the filter to evaluate on the past
+    /// graph (and kept for that next request).
+    Past {
+        id: u64,
+        wanted: Wanted,
+        done: oneshot::Sender<Option<Arc<Filter>>>,
+    },
     Leave {
         id: u64,
     },
@@ -990,6 +999,18 @@ impl Hub {
                     },
                 }
             }
+            Command::Past { id, wanted, done } => {
+                let Some(sub) = self.subs.get(&id) else {
+                    return;
+                };
+                let filter = match wanted {
+                    Wanted::Keep => sub.filter.clone(),
+                    Wanted::All => None,
+                    Wanted::Filter(f) => Some(f),
+                };
+                self.set_mode(id, Mode::Nothing, filter.clone());
+                let _ = done.send(filter);
+            }
             Command::Leave { id } => {
                 if let Some(sub) = self.subs.remove(&id) {
                     if let Mode::Group(key) = sub.mode {
@@ -1138,11 +1159,38 @@ async fn session(socket: WebSocket, state: AppState, params: Params, addr: Strin
                 if msg.is_close() {
                     break;
                 }
-                if let Ok(text) = msg.to_str() {
-                    if let Some(cmd) = request(sub_id, text, &outbox, &ext) {
+                let Ok(text) = msg.to_str() else {
+                    continue;
+                };
+                match parse_request(text, &ext) {
+                    Ok(Request::Live(uuid, wanted)) => {
+                        let cmd = Command::Sync {
+                            id: sub_id,
+                            uuid,
+                            wanted,
+                        };
                         if hub.send(cmd).await.is_err() {
                             break;
                         }
+                    }
+                    Ok(Request::Past(uuid, wanted, at)) => {
+                        // Live changes stop before the past graph is sent.
+                        let (done, filter) = oneshot::channel();
+                        let cmd = Command::Past {
+                            id: sub_id,
+                            wanted,
+                            done,
+                        };
+                        if hub.send(cmd).await.is_err() {
+                            break;
+                        }
+                        let Ok(filter) = filter.await else {
+                            break;
+                        };
+                        outbox.push(past_reply(&state, &uuid, at, filter).await);
+                    }
+                    Err(reply) => {
+                        outbox.push(reply);
                     }
                 }
             }
@@ -1198,19 +1246,115 @@ struct SyncRequest {
     time: Option<Value>,
 }
 
-/// Reads a client message: a valid `SyncRequest` becomes a command for the hub; any
-/// other message is answered here with a 400.
-fn request(id: u64, text: &str, outbox: &Outbox, ext: &Extensions) -> Option<Command> {
-    match parse_request(text, ext) {
-        Ok((uuid, wanted)) => Some(Command::Sync { id, uuid, wanted }),
-        Err(reply) => {
-            outbox.push(reply);
-            None
-        }
+/// A valid `SyncRequest`: of the live graph, or of the graph at a time.
+enum Request {
+    Live(String, Wanted),
+    Past(String, Wanted, TimePoint),
+}
+
+/// `SyncRequest`'s `Time`: absent, `null` or `0` is the live graph; otherwise the forms
+/// of `G.At` (milliseconds as Skydive sends them, Unix seconds, RFC 3339, a relative
+/// duration, `NOW`).
+fn sync_time(v: Option<&Value>) -> Result<Option<TimePoint>, String> {
+    let bad =
+        |v: &Value| format!("invalid Time {v}: {ACCEPTED_TIMES}, or milliseconds since the epoch");
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(0) => Ok(None),
+            Some(i) => time_from_int(i)
+                .map(Some)
+                .map_err(|_| bad(&Value::Number(n.clone()))),
+            None => Err(bad(&Value::Number(n.clone()))),
+        },
+        Some(Value::String(t)) => parse_time(t).map(Some).map_err(|e| e.0),
+        Some(other) => Err(bad(other)),
     }
 }
 
-fn parse_request(text: &str, ext: &Extensions) -> Result<(String, Wanted), Text> {
+/// The `SyncReply` to a `SyncRequest` with a time: the filter (or the whole graph)
+/// evaluated on the graph of that time, built from the history, within the query
+/// budget. 400 without a history, 503 when the store cannot be read.
+async fn past_reply(
+    state: &AppState,
+    uuid: &str,
+    at: TimePoint,
+    filter: Option<Arc<Filter>>,
+) -> Text {
+    let Some(history) = state.history.clone() else {
+        return error_message(
+            "SyncReply",
+            uuid,
+            400,
+            "Backend does not support history: this server runs with --history off, or its history store could not be opened",
+        );
+    };
+    let at = at.resolve(topotap_topology::now_ms());
+    let budget = state.query_budget;
+    let result = tokio::task::spawn_blocking(move || {
+        let past = history
+            .graph_between(at, at)
+            .map_err(|e| (503, e.to_string()))?;
+        let g = &past.graph;
+        let fail = |e: FilterError| (e.status(), e.reason);
+        match filter {
+            None => Snapshot::whole(g, &budget)
+                .and_then(|s| s.encode(&budget))
+                .map(|a| String::from_utf8_lossy(&a.to_vec()).into_owned())
+                .map_err(|e| fail(FilterError::eval(e))),
+            Some(f) => {
+                let (nodes, edges) = f.evaluate(g, &budget).map_err(fail)?;
+                subgraph_json(g, &nodes, &edges, &budget).map_err(fail)
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(obj)) => graph_message("SyncReply", uuid, 200, &obj),
+        Ok(Err((status, reason))) => error_message("SyncReply", uuid, status, &reason),
+        Err(e) => error_message("SyncReply", uuid, 500, &e.to_string()),
+    }
+}
+
+/// `{"Nodes":[...],"Edges":[...]}` of these elements, within the byte budget.
+fn subgraph_json(
+    g: &Graph,
+    nodes: &[NodeIx],
+    edges: &[EdgeIx],
+    budget: &Budget,
+) -> Result<String, FilterError> {
+    let max = budget.max_bytes;
+    let mut out = String::from("{\"Nodes\":[");
+    let check = |out: &String| {
+        if out.len() > max {
+            Err(FilterError::eval(too_many_bytes(max)))
+        } else {
+            Ok(())
+        }
+    };
+    for (i, ix) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&to_json_text(&g.node(*ix).to_owned()));
+        check(&out)?;
+    }
+    out.push_str("],\"Edges\":[");
+    for (i, ix) in edges.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&to_json_text(&g.edge(*ix).to_owned()));
+        check(&out)?;
+    }
+    out.push_str("]}");
+    check(&out)?;
+    Ok(out)
+}
+
+/// Reads a client message: a valid `SyncRequest`, or the reply to anything else (a
+/// 400).
+fn parse_request(text: &str, ext: &Extensions) -> Result<Request, Text> {
     let msg: WsMessage = serde_json::from_str(text)
         .map_err(|e| error_message("Error", "", 400, &format!("invalid message: {e}")))?;
     if msg.namespace != "Graph" || msg.kind != "SyncRequest" {
@@ -1232,14 +1376,8 @@ fn parse_request(text: &str, ext: &Extensions) -> Result<(String, Wanted), Text>
             &format!("invalid SyncRequest: {e}"),
         )
     })?;
-    if req.time.as_ref().is_some_and(|t| !t.is_null()) {
-        return Err(error_message(
-            "SyncReply",
-            &uuid,
-            400,
-            "history (Time) is not supported: topotap keeps the live graph only",
-        ));
-    }
+    let at =
+        sync_time(req.time.as_ref()).map_err(|e| error_message("SyncReply", &uuid, 400, &e))?;
     let wanted = match req.gremlin_filter {
         None => Wanted::Keep,
         Some(f) if f.trim().is_empty() => Wanted::All,
@@ -1248,7 +1386,10 @@ fn parse_request(text: &str, ext: &Extensions) -> Result<(String, Wanted), Text>
             Err(e) => return Err(error_message("SyncReply", &uuid, 400, e.reason())),
         },
     };
-    Ok((uuid, wanted))
+    Ok(match at {
+        None => Request::Live(uuid, wanted),
+        Some(at) => Request::Past(uuid, wanted, at),
+    })
 }
 
 #[cfg(test)]

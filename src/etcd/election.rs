@@ -40,9 +40,8 @@ pub struct Election {
 /// This analyzer's standing in an election: campaigns until [`Leadership::resign`] (or
 /// drop, after which its lease expires).
 pub struct Leadership {
-    /// While leading: until when (see the module's notes).
-    term: Arc<Mutex<Option<Instant>>>,
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// While leading: until when (see the module's notes), and the term's token.
+    term: Arc<Mutex<Option<(Instant, i64)>>>,
     leading: watch::Receiver<bool>,
     leader: watch::Receiver<Option<String>>,
     stop: watch::Sender<bool>,
@@ -93,11 +92,19 @@ impl Election {
 impl Leadership {
     /// Whether this analyzer leads now. Check it right before each dispatch.
     pub fn is_leader(&self) -> bool {
-        self.term.lock().is_some_and(|until| Instant::now() < until)
+        self.token().is_some()
+    }
+
+    /// While this analyzer leads: its term's token, the creation revision of its
+    /// leader key in etcd. Each term has a greater token than the terms before it, so
+    /// a shared store can refuse the writes of a former leader (a fencing token).
+    pub fn token(&self) -> Option<i64> {
+        self.term
+            .lock()
+            .and_then(|(until, token)| (Instant::now() < until).then_some(token))
     }
 
     /// Turns true when this analyzer takes office and false when it leaves it.
-    #[cfg_attr(not(test), allow(dead_code))] // for the dispatcher
     pub fn changes(&self) -> watch::Receiver<bool> {
         self.leading.clone()
     }
@@ -117,6 +124,16 @@ impl Leadership {
     }
 }
 
+impl crate::history::writer::Leadership for Leadership {
+    fn token(&self) -> Option<i64> {
+        Leadership::token(self)
+    }
+
+    fn changes(&self) -> watch::Receiver<bool> {
+        Leadership::changes(self)
+    }
+}
+
 impl Drop for Leadership {
     fn drop(&mut self) {
         *self.term.lock() = None;
@@ -129,13 +146,13 @@ impl Drop for Leadership {
 
 /// What a candidate publishes about its term.
 struct Office {
-    term: Arc<Mutex<Option<Instant>>>,
+    term: Arc<Mutex<Option<(Instant, i64)>>>,
     leading: watch::Sender<bool>,
 }
 
 impl Office {
-    fn take(&self, until: Instant) {
-        *self.term.lock() = Some(until);
+    fn take(&self, until: Instant, token: i64) {
+        *self.term.lock() = Some((until, token));
         if !self.leading.send_replace(true) {
             info!("leading: this analyzer dispatches captures and injections");
         }
@@ -143,8 +160,8 @@ impl Office {
 
     fn extend(&self, until: Instant) {
         let mut term = self.term.lock();
-        if term.is_some() {
-            *term = Some(until);
+        if let Some((_, token)) = *term {
+            *term = Some((until, token));
         }
     }
 
@@ -281,7 +298,7 @@ async fn term(
             return Err(etcd.error("campaign", "elected with a key that is gone"));
         }
         until = renewal.once(etcd).await? + valid;
-        office.take(until);
+        office.take(until, key.rev());
         next = Instant::now() + period;
         loop {
             tokio::select! {

@@ -96,6 +96,24 @@ pub trait HistoryStore: Send + Sync {
     /// Applies changes in order, all or none.
     fn apply(&self, changes: &[Change]) -> Result<(), HistoryError>;
 
+    /// Whether several servers share this store (a fleet's analyzers): then only the
+    /// leader writes, with [`HistoryStore::take_over`] and [`HistoryStore::apply_as`].
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Makes the holder of `token` (a leader's term, greater for each new term) the
+    /// store's only writer: from now on an [`HistoryStore::apply_as`] with an older
+    /// token fails, and one in flight has finished. Fails when a newer token holds it.
+    fn take_over(&self, _token: i64) -> Result<(), HistoryError> {
+        Ok(())
+    }
+
+    /// [`HistoryStore::apply`], only while `token` is the store's writer.
+    fn apply_as(&self, _token: i64, changes: &[Change]) -> Result<(), HistoryError> {
+        self.apply(changes)
+    }
+
     /// The open revisions (the elements current as far as the store knows), as
     /// `(kind, id, doc)`.
     fn open_revisions(&self) -> Result<Vec<(Kind, String, Vec<u8>)>, HistoryError>;

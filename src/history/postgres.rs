@@ -37,6 +37,14 @@ fn e(err: impl std::fmt::Display) -> HistoryError {
     HistoryError::new(err)
 }
 
+/// PostgreSQL's own message when the server gave one ("db error" says nothing).
+fn db_error(err: postgres::Error) -> HistoryError {
+    match err.as_db_error() {
+        Some(db) => HistoryError::new(format!("{}: {}", db.severity(), db.message())),
+        None => HistoryError::new(err),
+    }
+}
+
 fn kind_str(k: Kind) -> &'static str {
     match k {
         Kind::Node => "n",
@@ -86,21 +94,32 @@ impl PostgresStore {
         if result.is_err() && client.is_closed() {
             *guard = None;
         }
-        result.map_err(e)
+        result.map_err(db_error)
     }
 }
 
-impl HistoryStore for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn apply(&self, changes: &[Change]) -> Result<(), HistoryError> {
+impl PostgresStore {
+    /// Applies `changes` in one transaction; with a token, only while it holds the
+    /// `writer` row (shared-locked until the commit, so a take-over waits for it).
+    fn write(&self, token: Option<i64>, changes: &[Change]) -> Result<(), HistoryError> {
         if changes.is_empty() {
             return Ok(());
         }
+        let mut fenced = None;
         self.with(|c| {
             let mut tx = c.transaction()?;
+            if let Some(token) = token {
+                let holder: Option<i64> = tx
+                    .query_opt(
+                        "SELECT value FROM topotap_history_meta WHERE key = 'writer' FOR SHARE",
+                        &[],
+                    )?
+                    .map(|r| r.get(0));
+                if holder != Some(token) {
+                    fenced = Some(holder);
+                    return tx.rollback();
+                }
+            }
             let close = tx.prepare(
                 "UPDATE topotap_revisions SET valid = int8range(lower(valid), greatest(lower(valid), $3))
                  WHERE kind = $1 AND id = $2 AND upper_inf(valid)",
@@ -123,7 +142,53 @@ impl HistoryStore for PostgresStore {
                 }
             }
             tx.commit()
-        })
+        })?;
+        match fenced {
+            None => Ok(()),
+            Some(holder) => Err(HistoryError(format!(
+                "not written: this analyzer's term {} no longer holds the history (writer: {})",
+                token.unwrap_or_default(),
+                holder.map_or("none".to_owned(), |h| format!("term {h}"))
+            ))),
+        }
+    }
+}
+
+impl HistoryStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), HistoryError> {
+        self.write(None, changes)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn take_over(&self, token: i64) -> Result<(), HistoryError> {
+        // Waits for a former writer's transaction in flight (it holds the row).
+        let holder: i64 = self.with(|c| {
+            c.query_one(
+                "INSERT INTO topotap_history_meta VALUES ('writer', $1)
+                 ON CONFLICT (key) DO UPDATE
+                     SET value = greatest(topotap_history_meta.value, EXCLUDED.value)
+                 RETURNING value",
+                &[&token],
+            )
+            .map(|r| r.get(0))
+        })?;
+        if holder != token {
+            return Err(HistoryError(format!(
+                "a newer leader (term {holder}) writes the history, not term {token}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_as(&self, token: i64, changes: &[Change]) -> Result<(), HistoryError> {
+        self.write(Some(token), changes)
     }
 
     fn open_revisions(&self) -> Result<Vec<(Kind, String, Vec<u8>)>, HistoryError> {

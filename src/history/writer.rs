@@ -13,7 +13,7 @@
 //! never overlap.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,14 @@ use tokio::sync::{broadcast, watch};
 use topotap_topology::{now_ms, Edge, GraphEvent, Node, SharedGraph};
 
 use super::{Change, History, HistoryStore, Kind};
+
+/// A fleet's leader election, as the writer sees it (`etcd::Leadership`).
+pub trait Leadership: Send + Sync {
+    /// This server's term's token while it leads (greater for each new term).
+    fn token(&self) -> Option<i64>;
+    /// Turns true when this server takes office and false when it leaves it.
+    fn changes(&self) -> watch::Receiver<bool>;
+}
 
 /// Most changes written in one transaction.
 pub const BATCH: usize = 4096;
@@ -34,6 +42,9 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
 /// The writer's counters, read by `/api/status` and `/metrics`.
 #[derive(Default)]
 pub struct Stats {
+    /// Whether this server writes the history now (a fleet's analyzers: only the
+    /// leader).
+    pub writing: AtomicBool,
     /// Changes waiting to be written (queued here and in the broadcast).
     pub backlog: AtomicU64,
     /// Changes written.
@@ -65,6 +76,10 @@ impl Stats {
 
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
+        m.insert(
+            "Writing".into(),
+            self.writing.load(Ordering::Relaxed).into(),
+        );
         m.insert(
             "Backlog".into(),
             self.backlog.load(Ordering::Relaxed).into(),
@@ -210,30 +225,74 @@ async fn blocking<T: Send + 'static>(
     .ok()
 }
 
-/// Writes `batch` until it is written or `shutdown` turns true; counts failures.
-/// Meanwhile, events keep queueing in `rx`.
+/// Who writes the history: this server alone, or a fleet's leading analyzer (a store
+/// shared by the analyzers).
+#[derive(Clone)]
+pub enum Gate {
+    /// The store is this server's own.
+    Alone,
+    /// Only while this analyzer leads, with its term's token as the store's fence.
+    Leader(Arc<dyn Leadership>),
+}
+
+/// Why a writing session ended.
+enum Ended {
+    Shutdown,
+    /// The term ended (or the store refused its token): wait to lead again.
+    Lost,
+}
+
+/// The term a session writes under (`None`: alone).
+#[derive(Clone, Copy)]
+struct Term<'a> {
+    leadership: Option<&'a dyn Leadership>,
+    token: i64,
+}
+
+impl Term<'_> {
+    fn holds(&self) -> bool {
+        self.leadership
+            .is_none_or(|l| l.token() == Some(self.token))
+    }
+}
+
+/// Writes `batch` until it is written, the term ends or `shutdown` turns true; counts
+/// failures. Meanwhile, events keep queueing in `rx`.
 async fn write(
     history: &History,
+    term: Term<'_>,
     batch: Vec<Change>,
     rx: &broadcast::Receiver<Arc<GraphEvent>>,
     shutdown: &mut watch::Receiver<bool>,
-) -> bool {
+) -> Result<(), Ended> {
     let batch = Arc::new(batch);
     let mut backoff = Duration::from_millis(200);
     loop {
+        if !term.holds() {
+            return Err(Ended::Lost);
+        }
         history
             .stats
             .backlog
             .store((rx.len() + batch.len()) as u64, Ordering::Relaxed);
         let b = batch.clone();
-        let result = blocking(&history.store, move |s| s.apply(&b)).await;
+        let fenced = term.leadership.is_some();
+        let token = term.token;
+        let result = blocking(&history.store, move |s| {
+            if fenced {
+                s.apply_as(token, &b)
+            } else {
+                s.apply(&b)
+            }
+        })
+        .await;
         match result {
             Some(Ok(())) => {
                 let s = &history.stats;
                 s.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 s.last_write.store(now_ms(), Ordering::Relaxed);
                 *s.error.lock() = None;
-                return true;
+                return Ok(());
             }
             Some(Err(err)) => {
                 let s = &history.stats;
@@ -248,7 +307,7 @@ async fn write(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return false,
+            _ = shutdown.changed() => return Err(Ended::Shutdown),
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
@@ -276,9 +335,87 @@ async fn retain(history: &History) {
     }
 }
 
-/// Keeps `history` current with `graph` until `shutdown` turns true.
-pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Receiver<bool>) {
+/// Keeps `history` current with `graph` until `shutdown` turns true. With
+/// [`Gate::Leader`], only while this analyzer leads: a new leader takes the store over
+/// (the former leader's writes are refused from then on), compares its graph with the
+/// store's open revisions and writes the difference, then follows its graph's events:
+/// what did not change keeps its revision, so the history has neither a gap nor a
+/// duplicate across a change of leader.
+pub async fn run(
+    graph: SharedGraph,
+    history: History,
+    gate: Gate,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut clock = Clock { last: 0 };
+    let leadership = match gate {
+        Gate::Alone => {
+            history.stats.writing.store(true, Ordering::Relaxed);
+            let term = Term {
+                leadership: None,
+                token: 0,
+            };
+            let _ = session(&graph, &history, term, &mut clock, &mut shutdown).await;
+            return;
+        }
+        Gate::Leader(l) => l,
+    };
+    let mut changes = leadership.changes();
+    loop {
+        history.stats.writing.store(false, Ordering::Relaxed);
+        history.stats.backlog.store(0, Ordering::Relaxed);
+        let token = loop {
+            if let Some(t) = leadership.token() {
+                break t;
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                // The term is also checked by the clock (a lapsed renewal).
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        };
+        let taken = blocking(&history.store, move |s| s.take_over(token)).await;
+        match taken {
+            Some(Ok(())) => {}
+            other => {
+                if let Some(Err(err)) = other {
+                    tracing::warn!(error = %err, "history: cannot take the history over");
+                    *history.stats.error.lock() = Some(err.to_string());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        tracing::info!(
+            term = token,
+            "history: this analyzer leads and writes the history"
+        );
+        history.stats.writing.store(true, Ordering::Relaxed);
+        let term = Term {
+            leadership: Some(leadership.as_ref()),
+            token,
+        };
+        match session(&graph, &history, term, &mut clock, &mut shutdown).await {
+            Ended::Shutdown => return,
+            Ended::Lost => {
+                tracing::info!("history: no longer leading; the leader writes the history");
+            }
+        }
+    }
+}
+
+/// Writes the history while `term` holds: a snapshot compared with the store, then
+/// the graph's events, starting over from a snapshot after a lag.
+async fn session(
+    graph: &SharedGraph,
+    history: &History,
+    term: Term<'_>,
+    clock: &mut Clock,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ended {
     let mut retention = tokio::time::interval(RETENTION_EVERY);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'resync: loop {
@@ -291,6 +428,9 @@ pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Rece
             (rx, n, e)
         };
         let open = loop {
+            if !term.holds() {
+                return Ended::Lost;
+            }
             match blocking(&history.store, |s| s.open_revisions()).await {
                 Some(Ok(open)) => break open,
                 Some(Err(err)) => {
@@ -305,15 +445,15 @@ pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Rece
                 .store(rx.len() as u64, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return Ended::Shutdown,
             }
         };
         let at = clock.stamp(now_ms());
         let changes = reconcile(open, &nodes, &edges, at);
         drop((nodes, edges));
         for chunk in changes.chunks(BATCH) {
-            if !write(&history, chunk.to_vec(), &rx, &mut shutdown).await {
-                return;
+            if let Err(end) = write(history, term, chunk.to_vec(), &rx, shutdown).await {
+                return end;
             }
         }
         loop {
@@ -324,10 +464,13 @@ pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Rece
             let first = tokio::select! {
                 r = rx.recv() => r,
                 _ = retention.tick() => {
-                    retain(&history).await;
+                    if !term.holds() {
+                        return Ended::Lost;
+                    }
+                    retain(history).await;
                     continue;
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return Ended::Shutdown,
             };
             let mut batch = Vec::new();
             match first {
@@ -336,7 +479,7 @@ pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Rece
                     history.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     continue 'resync;
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Closed) => return Ended::Shutdown,
             }
             let deadline = tokio::time::Instant::now() + BATCH_WAIT;
             while batch.len() < BATCH {
@@ -345,16 +488,16 @@ pub async fn run(graph: SharedGraph, history: History, mut shutdown: watch::Rece
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
                         history.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                         // What was received is still true; write it, then start over.
-                        if !write(&history, batch, &rx, &mut shutdown).await {
-                            return;
+                        if let Err(end) = write(history, term, batch, &rx, shutdown).await {
+                            return end;
                         }
                         continue 'resync;
                     }
                     Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
                 }
             }
-            if !write(&history, batch, &rx, &mut shutdown).await {
-                return;
+            if let Err(end) = write(history, term, batch, &rx, shutdown).await {
+                return end;
             }
         }
     }
