@@ -1,9 +1,16 @@
-//! The history's costs, embedded store (redb, durable commits):
-//! - write cost per change and bytes per revision, 100,000 metadata updates of 1,000
-//!   interface nodes written in batches of 1,000 (what the writer does under churn);
-//! - `G.At(now)` on that churned history against the same query on the live graph
-//!   (the baseline), median of 20 runs each;
-//! - growth per day at 10 changes/s, from the bytes per revision.
+//! The history's costs, for the embedded store (redb, durable commits) and, when the
+//! PostgreSQL server binaries are installed and the bench runs as root, for a real
+//! PostgreSQL started in a temp dir (initdb + pg_ctl, unix socket only):
+//! - write cost per change and bytes per revision: 1,000 interface nodes, then 100,000
+//!   metadata updates (metric samples, 100 per ms), with one node in 100 deleted and
+//!   created again, written in batches of 1,000 (what the writer does under churn);
+//! - `G.At(t)` on that churned history against the same query on the live graph (the
+//!   baseline), at `NOW` and at a time in the middle of the churn, for three queries:
+//!   a count with `Has`, a lookup by name and the whole `V()`. "cold" builds the past
+//!   graph from the store every time (a fresh `History`); "repeat" asks again for a
+//!   time already asked (what the time slider and polling do); "rebuild" is what every
+//!   `G.At` did before past graphs were kept. Medians of 15 runs;
+//! - growth per day at 10 changes/s, extrapolated from the bytes per revision.
 //!
 //! `cargo bench --bench history`
 //!
@@ -25,18 +32,23 @@ mod metrics;
 #[path = "../src/netns.rs"]
 mod netns;
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use topotap_topology::gremlin::{answer, compile, Budget, Extensions};
 use topotap_topology::{Graph, Metadata, Node, SharedGraph};
 
+use history::postgres::PostgresStore;
 use history::redb_store::RedbStore;
 use history::{Change, History, HistoryStore, Kind, Retention};
 
 const NODES: usize = 1_000;
 const CHANGES: usize = 100_000;
 const BATCH: usize = 1_000;
+const RUNS: usize = 15;
 
 fn interface(i: usize, rx: u64) -> Node {
     let mut m = Metadata::new();
@@ -78,14 +90,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn main() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let path = dir.path().join("history.redb");
-    let store = RedbStore::open(&path).expect("open the store");
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
 
-    // Live graph and its first revisions.
+/// The churn: what the store is given (times from 0, moved to after the store's
+/// creation when written), and the live graph it leads to.
+struct Churn {
+    batches: Vec<Vec<Change>>,
+    live: Graph,
+}
+
+fn churn() -> Churn {
+    // 100 changes per millisecond: the churn spans one second.
+    let t0 = 0;
     let mut live = Graph::new();
-    let t0 = topotap_topology::now_ms() - 10 * 60_000;
     let first: Vec<Change> = (0..NODES)
         .map(|i| {
             let n = interface(i, 0);
@@ -98,87 +117,315 @@ fn main() {
             }
         })
         .collect();
-    store.apply(&first).unwrap();
-
-    // Churn: 100,000 updates (metric samples), 1 ms apart, in batches.
-    let mut write_time = Duration::ZERO;
+    let mut batches = vec![first];
     let mut batch = Vec::with_capacity(BATCH);
     for c in 0..CHANGES {
         let i = c % NODES;
         let n = interface(i, (c / NODES + 1) as u64);
+        let at = t0 + 1 + (c / 100) as i64;
+        if c % 100 == 99 {
+            // Deleted, and created again in the same batch.
+            batch.push(Change::Close {
+                kind: Kind::Node,
+                id: n.id.to_string(),
+                at,
+            });
+        }
         batch.push(Change::Open {
             kind: Kind::Node,
             id: n.id.to_string(),
-            at: t0 + 1 + c as i64,
+            at,
             doc: serde_json::to_vec(&n).unwrap(),
         });
-        if batch.len() == BATCH {
-            let start = Instant::now();
-            store.apply(&batch).unwrap();
-            write_time += start.elapsed();
-            batch.clear();
-        }
-        if c == CHANGES - 1 {
+        if c >= CHANGES - NODES {
             live.update_node(&n.id, |m| *m = n.metadata.clone())
                 .unwrap();
         }
+        if batch.len() >= BATCH {
+            batches.push(std::mem::take(&mut batch));
+        }
     }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    Churn { batches, live }
+}
+
+/// Writes the churn; returns the time per change (the first batch, the creation of
+/// the nodes, not counted), and the time the churn began. It begins after the store's
+/// horizon (its creation) and is over before the queries ask for `NOW`.
+fn write(store: &dyn HistoryStore, churn: &Churn) -> (Duration, i64) {
+    let t0 = store.horizon().unwrap() + 10;
+    let at = |b: &[Change]| -> Vec<Change> {
+        b.iter()
+            .cloned()
+            .map(|mut c| {
+                match &mut c {
+                    Change::Open { at, .. } | Change::Close { at, .. } => *at += t0,
+                }
+                c
+            })
+            .collect()
+    };
+    let batches: Vec<Vec<Change>> = churn.batches.iter().map(|b| at(b)).collect();
+    store.apply(&batches[0]).unwrap();
+    let mut spent = Duration::ZERO;
+    let mut changes = 0;
+    for b in &batches[1..] {
+        let start = Instant::now();
+        store.apply(b).unwrap();
+        spent += start.elapsed();
+        changes += b.len();
+    }
+    while topotap_topology::now_ms() <= t0 + 1 + (CHANGES / 100) as i64 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (spent / changes as u32, t0)
+}
+
+const QUERIES: [(&str, &str); 3] = [
+    ("count", ".V().Has('Type', 'veth').Count()"),
+    ("by name", ".V().Has('Name', 'veth500')"),
+    ("all", ".V()"),
+];
+
+/// `G.At(t)` against the live graph, for every query, at `NOW` and mid-churn.
+fn queries(store: Arc<dyn HistoryStore>, t0: i64, live: &SharedGraph) {
+    let ext = Extensions::new();
+    let budget = Budget::unlimited();
+    let mid = t0 + CHANGES as i64 / 200;
+    for (name, q) in QUERIES {
+        let q_live = compile(&format!("G{q}"), &ext).unwrap();
+        let mut times = Vec::new();
+        let mut len = 0;
+        for _ in 0..RUNS {
+            let start = Instant::now();
+            len = answer(live, &q_live, &budget).unwrap().len();
+            times.push(start.elapsed());
+        }
+        let l = median(times);
+        println!("  {name:8} G{q}: live {:.3} ms ({len} bytes)", ms(l));
+        for (when, at) in [("NOW", "'NOW'".to_owned()), ("mid-churn", mid.to_string())] {
+            let q_past = compile(&format!("G.At({at}){q}"), &ext).unwrap();
+            let run = |history: &History| {
+                let start = Instant::now();
+                let range = q_past
+                    .time_context()
+                    .unwrap()
+                    .resolve(topotap_topology::now_ms());
+                let past = history.graph_between(range.from, range.at).unwrap();
+                let g = past_graph(past);
+                let a = answer(&g, &q_past, &budget).unwrap();
+                (start.elapsed(), a.len())
+            };
+            // What every query did before past graphs were kept: read the horizon and
+            // the revisions, build the graph, query it.
+            let rebuild: Vec<Duration> = (0..RUNS)
+                .map(|_| {
+                    let start = Instant::now();
+                    let range = q_past
+                        .time_context()
+                        .unwrap()
+                        .resolve(topotap_topology::now_ms());
+                    let horizon = store.horizon().unwrap();
+                    assert!(range.at >= horizon);
+                    let revs = store.between(range.from, range.at).unwrap();
+                    let g = SharedGraph::new(history::graph_of(revs), "bench-host");
+                    answer(&g, &q_past, &budget).unwrap();
+                    start.elapsed()
+                })
+                .collect();
+            let b = median(rebuild);
+            let mut cold = Vec::new();
+            let mut past_len = 0;
+            for _ in 0..RUNS {
+                let (d, n) = run(&History::new(store.clone(), Retention::default()));
+                cold.push(d);
+                past_len = n;
+            }
+            let history = History::new(store.clone(), Retention::default());
+            run(&history);
+            let repeat: Vec<Duration> = (0..RUNS).map(|_| run(&history).0).collect();
+            let (c, r) = (median(cold), median(repeat));
+            println!(
+                "           G.At({when}): rebuild {:.3} ms ({:.1}x), cold {:.3} ms ({:.1}x), repeat {:.3} ms ({:.2}x) ({past_len} bytes)",
+                ms(b),
+                b.as_secs_f64() / l.as_secs_f64(),
+                ms(c),
+                c.as_secs_f64() / l.as_secs_f64(),
+                ms(r),
+                r.as_secs_f64() / l.as_secs_f64(),
+            );
+        }
+    }
+}
+
+fn past_graph(past: history::Past) -> SharedGraph {
+    past.graph
+}
+
+fn report(revisions: u64, per_change: Duration, stored_bytes: u64, doc_bytes: u64) {
+    let per_revision = stored_bytes as f64 / revisions as f64;
+    println!("  revisions stored: {revisions}");
+    println!(
+        "  write cost: {:.1} us per change (batches of {BATCH}, one durable commit each)",
+        per_change.as_secs_f64() * 1e6
+    );
+    println!(
+        "  bytes per revision: {per_revision:.0} stored ({stored_bytes} bytes), {:.0} of JSON document",
+        doc_bytes as f64 / revisions as f64
+    );
+    println!(
+        "  growth per day at 10 changes/s (864,000 revisions, extrapolated): {:.0} MiB",
+        per_revision * 864_000.0 / (1024.0 * 1024.0)
+    );
+}
+
+fn redb(churn: &Churn, live: &SharedGraph) {
+    println!("redb (embedded):");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("history.redb");
+    let store = RedbStore::open(&path).expect("open the store");
+    let (per_change, t0) = write(&store, churn);
     let (doc_bytes, revisions) = store.usage().unwrap();
     drop(store);
     let file_bytes = std::fs::metadata(&path).unwrap().len();
+    report(revisions, per_change, file_bytes, doc_bytes);
     let store = RedbStore::open(&path).unwrap();
-    let per_change_us = write_time.as_secs_f64() * 1e6 / CHANGES as f64;
-    let per_revision = file_bytes as f64 / revisions as f64;
+    queries(Arc::new(store), t0, live);
+}
 
-    println!("revisions stored: {revisions}");
-    println!(
-        "write cost: {per_change_us:.1} us per change (batches of {BATCH}, durable commit each)"
-    );
-    println!(
-        "bytes per revision: {:.0} in the file ({file_bytes} bytes), {:.0} of JSON document",
-        per_revision,
-        doc_bytes as f64 / revisions as f64
-    );
-    let day = per_revision * 10.0 * 86_400.0;
-    println!(
-        "growth per day at 10 changes/s: {:.0} MiB (864,000 revisions)",
-        day / (1024.0 * 1024.0)
-    );
+fn pg_bin(tool: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .find(|p| p.join("initdb").exists())
+        .map(|d| d.join(tool))
+}
 
-    // The same query on the live graph and on the graph of now from the history.
-    let history = History::new(std::sync::Arc::new(store), Retention::default());
-    let ext = Extensions::new();
-    let budget = Budget::unlimited();
-    let q_live = compile("G.V().Has('Type', 'veth').Count()", &ext).unwrap();
-    let q_past = compile("G.At('NOW').V().Has('Type', 'veth').Count()", &ext).unwrap();
-    let shared = SharedGraph::new(live, "bench-host");
-    let mut live_times = Vec::new();
-    let mut past_times = Vec::new();
-    let mut past_read = Vec::new();
-    for _ in 0..20 {
-        let start = Instant::now();
-        let a = answer(&shared, &q_live, &budget).unwrap();
-        live_times.push(start.elapsed());
-        assert_eq!(a.len(), 3);
+/// A PostgreSQL server of its own, stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
 
-        let start = Instant::now();
-        let now = topotap_topology::now_ms();
-        let past = history.graph_between(now, now).unwrap();
-        past_read.push(start.elapsed());
-        let g = SharedGraph::new(past.graph, "bench-host");
-        let a = answer(&g, &q_past, &budget).unwrap();
-        past_times.push(start.elapsed());
-        assert_eq!(a.len(), 3);
+fn as_postgres(args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
-    let (l, p, r) = (median(live_times), median(past_times), median(past_read));
-    println!(
-        "G.V().Has('Type','veth').Count() on the live graph ({NODES} nodes): {:.3} ms",
-        l.as_secs_f64() * 1e3
-    );
-    println!(
-        "G.At('NOW') same query, history of {revisions} revisions: {:.3} ms ({:.3} ms reading and building the graph), {:.0}x the live query",
-        p.as_secs_f64() * 1e3,
-        r.as_secs_f64() * 1e3,
-        p.as_secs_f64() / l.as_secs_f64()
-    );
+}
+
+impl Postgres {
+    fn start() -> Result<Postgres, String> {
+        let initdb = pg_bin("initdb").ok_or("no PostgreSQL server binaries")?;
+        let pg_ctl = pg_bin("pg_ctl").ok_or("no PostgreSQL server binaries")?;
+        let dir = tempfile::Builder::new()
+            .prefix("topotap-pg-bench-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let st = Command::new("chown")
+            .arg("postgres:")
+            .arg(dir.path())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err("cannot give the data dir to the postgres user (run as root)".into());
+        }
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        as_postgres(&[
+            initdb.as_os_str(),
+            "-A".as_ref(),
+            "trust".as_ref(),
+            "-U".as_ref(),
+            "topotap".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+        ])?;
+        let opts = format!(
+            "-c listen_addresses='' -k {} -p {port}",
+            dir.path().display()
+        );
+        let log = dir.path().join("log");
+        as_postgres(&[
+            pg_ctl.as_os_str(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-l".as_ref(),
+            log.as_os_str(),
+            "-o".as_ref(),
+            opts.as_ref(),
+            "-w".as_ref(),
+            "start".as_ref(),
+        ])?;
+        Ok(Postgres { dir, port })
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host={} port={} user=topotap dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(pg_ctl) = pg_bin("pg_ctl") {
+            let data = self.dir.path().join("data");
+            let _ = as_postgres(&[
+                pg_ctl.as_os_str(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ]);
+        }
+    }
+}
+
+fn postgres(churn: &Churn, live: &SharedGraph) {
+    let pg = match Postgres::start() {
+        Ok(pg) => pg,
+        Err(e) => {
+            println!("PostgreSQL: skipped ({})", e.trim());
+            return;
+        }
+    };
+    println!("PostgreSQL 15 (local, unix socket, default settings):");
+    let store = PostgresStore::connect(&pg.url()).expect("connect");
+    let (per_change, t0) = write(&store, churn);
+    let (doc_bytes, revisions) = store.usage().unwrap();
+    let mut client = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    client
+        .batch_execute("VACUUM ANALYZE topotap_revisions")
+        .unwrap();
+    let table: i64 = client
+        .query_one("SELECT pg_total_relation_size('topotap_revisions')", &[])
+        .unwrap()
+        .get(0);
+    report(revisions, per_change, table as u64, doc_bytes);
+    queries(Arc::new(store), t0, live);
+}
+
+fn main() {
+    let mut churn = churn();
+    let live = SharedGraph::new(std::mem::take(&mut churn.live), "bench-host");
+    redb(&churn, &live);
+    postgres(&churn, &live);
 }

@@ -13,7 +13,6 @@
 use bytes::Bytes;
 use serde::Deserialize;
 use topotap_topology::gremlin::{Answer, ErrorKind, EvalError};
-use topotap_topology::SharedGraph;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -209,14 +208,12 @@ pub async fn run_query(
         ApiError::bad_request("Backend does not support history: this server runs with --history off, or its history store could not be opened")
     })?;
     let range = context.resolve(topotap_topology::now_ms());
-    let host = s.host_id.clone();
     tokio::task::spawn_blocking(move || {
         let past = history
             .graph_between(range.from, range.at)
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        let graph = SharedGraph::new(past.graph, &host);
-        let answer =
-            topotap_topology::gremlin::answer(&graph, &compiled, &budget).map_err(eval_error)?;
+        let answer = topotap_topology::gremlin::answer(&past.graph, &compiled, &budget)
+            .map_err(eval_error)?;
         Ok((
             answer,
             Some(PastQuery {

@@ -15,7 +15,11 @@
 //!
 //! Queries (`G.At(t)`, `G.Context(t, d)`) read the revisions valid at `t` (or during
 //! `[t-d, t]`), build a [`Graph`] of them ([`graph_of`]) and run the ordinary Gremlin
-//! evaluator over it.
+//! evaluator over it. The graphs of the last few instants asked are kept ([`History`]),
+//! each with the span of time around its instant in which the same revisions were
+//! valid ([`PointRead`]), and reused for any instant of that span while the store's
+//! [`Stamp`] says nothing written since can have changed it: asking again for a time
+//! (the UI's time slider, a poll of `G.At`) costs about what the live query costs.
 
 pub mod postgres;
 pub mod redb_store;
@@ -24,7 +28,8 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use topotap_topology::{Edge, Graph, Node};
+use parking_lot::Mutex;
+use topotap_topology::{Edge, Graph, Node, SharedGraph};
 
 /// Whether a revision is a node's or an edge's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +79,32 @@ pub struct Revision {
     pub to: Option<i64>,
     /// The element's JSON (`Node` or `Edge`).
     pub doc: Vec<u8>,
+}
+
+/// Where a store is at, for reusing a past graph built from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Changes with every write.
+    pub version: u64,
+    /// Counts the writes that had a change at a time before the latest change already
+    /// stored. Any other write changes the history only from the latest stored change
+    /// on: every span that ends at or before it stays as it was.
+    pub rewrites: u64,
+    /// The oldest instant the history covers ([`HistoryStore::horizon`]). Removing old
+    /// revisions changes nothing at or after it.
+    pub horizon: i64,
+}
+
+/// The revisions valid at an instant `t`, and the span of time around `t` in which
+/// exactly these were valid: from the last change at or before `t` (`lo`, included)
+/// to the first change after it (`hi`, excluded; `None`: none stored yet).
+#[derive(Debug, Clone)]
+pub struct PointRead {
+    pub revisions: Vec<Revision>,
+    pub lo: i64,
+    pub hi: Option<i64>,
+    /// The store as it was when these were read.
+    pub stamp: Stamp,
 }
 
 /// Why the history could not be read or written: one line.
@@ -136,6 +167,18 @@ pub trait HistoryStore: Send + Sync {
 
     /// Bytes of revision documents kept, and how many revisions.
     fn usage(&self) -> Result<(u64, u64), HistoryError>;
+
+    /// Where the store is at; `None` when it does not tell (then no past graph built
+    /// from it is reused). A store that gives it gives [`HistoryStore::at_point`].
+    fn stamp(&self) -> Result<Option<Stamp>, HistoryError> {
+        Ok(None)
+    }
+
+    /// The revisions valid at `at` with their span and stamp, read together (as one
+    /// snapshot); `None` when the store does not tell spans.
+    fn at_point(&self, _at: i64) -> Result<Option<PointRead>, HistoryError> {
+        Ok(None)
+    }
 }
 
 /// What to keep and for how long.
@@ -156,12 +199,72 @@ impl Default for Retention {
     }
 }
 
+/// How many past graphs are kept for reuse.
+pub const KEPT_PASTS: usize = 4;
+
+/// A past graph kept for reuse: the graph of the revisions valid in `[lo, hi)`.
+struct KeptPast {
+    lo: i64,
+    hi: Option<i64>,
+    stamp: Stamp,
+    graph: SharedGraph,
+}
+
+impl KeptPast {
+    /// Whether this is the graph at `t` in a store now at `now`: `t` is in the span,
+    /// and nothing written since changed the span (no write at all, or only writes
+    /// from the latest change on, which is at or after a closed span's end).
+    fn serves(&self, t: i64, now: &Stamp) -> bool {
+        self.lo <= t
+            && self.hi.is_none_or(|hi| t < hi)
+            && self.stamp.rewrites == now.rewrites
+            && (self.stamp.version == now.version || self.hi.is_some())
+    }
+
+    /// Whether it can still serve some instant.
+    fn live(&self, now: &Stamp) -> bool {
+        self.stamp.rewrites == now.rewrites
+            && (self.stamp.version == now.version || self.hi.is_some())
+            && self.hi.is_none_or(|hi| hi > now.horizon)
+    }
+}
+
+/// The past graphs kept, the most recently used last, and how often one served.
+#[derive(Default)]
+struct Kept {
+    pasts: Mutex<Vec<KeptPast>>,
+    served: std::sync::atomic::AtomicU64,
+}
+
+impl Kept {
+    fn get(&self, t: i64, now: &Stamp) -> Option<SharedGraph> {
+        let mut kept = self.pasts.lock();
+        kept.retain(|k| k.live(now));
+        let i = kept.iter().rposition(|k| k.serves(t, now))?;
+        let k = kept.remove(i);
+        let graph = k.graph.clone();
+        kept.push(k);
+        self.served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(graph)
+    }
+
+    fn put(&self, k: KeptPast) {
+        let mut kept = self.pasts.lock();
+        if kept.len() >= KEPT_PASTS {
+            kept.remove(0);
+        }
+        kept.push(k);
+    }
+}
+
 /// The history of a running server: its store and the writer's counters.
 #[derive(Clone)]
 pub struct History {
     pub store: Arc<dyn HistoryStore>,
     pub stats: Arc<writer::Stats>,
     pub retention: Retention,
+    kept: Arc<Kept>,
 }
 
 impl History {
@@ -170,6 +273,7 @@ impl History {
             store,
             stats: Arc::default(),
             retention,
+            kept: Arc::default(),
         }
     }
 
@@ -177,20 +281,56 @@ impl History {
     /// the history reaches back to `from`. Blocking.
     pub fn graph_between(&self, from: i64, at: i64) -> Result<Past, HistoryError> {
         topotap_topology::blocking::section("history read");
+        if from == at {
+            if let Some(stamp) = self.store.stamp()? {
+                if let Some(past) = self.graph_at(at, stamp)? {
+                    return Ok(past);
+                }
+            }
+        }
         let horizon = self.store.horizon()?;
         if at < horizon {
-            return Ok(Past {
-                graph: Graph::with_event_capacity(1),
-                horizon,
-                complete: false,
-            });
+            return Ok(Past::before(horizon));
         }
         let revisions = self.store.between(from, at)?;
         Ok(Past {
-            graph: graph_of(revisions),
+            graph: SharedGraph::new(graph_of(revisions), ""),
             horizon,
             complete: from >= horizon,
         })
+    }
+
+    /// The graph at `at`: a kept one when one serves, else read and kept.
+    fn graph_at(&self, at: i64, stamp: Stamp) -> Result<Option<Past>, HistoryError> {
+        if at < stamp.horizon {
+            return Ok(Some(Past::before(stamp.horizon)));
+        }
+        if let Some(graph) = self.kept.get(at, &stamp) {
+            return Ok(Some(Past {
+                graph,
+                horizon: stamp.horizon,
+                complete: true,
+            }));
+        }
+        let Some(read) = self.store.at_point(at)? else {
+            return Ok(None);
+        };
+        let horizon = read.stamp.horizon;
+        if at < horizon {
+            return Ok(Some(Past::before(horizon)));
+        }
+        let graph = SharedGraph::new(graph_of(read.revisions), "");
+        self.kept.put(KeptPast {
+            lo: read.lo,
+            hi: read.hi,
+            stamp: read.stamp,
+            graph: graph.clone(),
+        });
+        Ok(Some(Past {
+            graph,
+            horizon,
+            complete: true,
+        }))
     }
 
     /// The `History` section of `/api/status`.
@@ -208,12 +348,24 @@ impl History {
 
 /// A past graph.
 pub struct Past {
-    pub graph: Graph,
+    /// Shared with later queries of the same time: read it, never change it.
+    pub graph: SharedGraph,
     /// The oldest instant the history covers.
     pub horizon: i64,
     /// Whether the asked time (or the whole window) is within the history; when not,
     /// the graph holds only what is left (nothing before the horizon).
     pub complete: bool,
+}
+
+impl Past {
+    /// Before the history: nothing.
+    fn before(horizon: i64) -> Past {
+        Past {
+            graph: SharedGraph::new(Graph::with_event_capacity(1), ""),
+            horizon,
+            complete: false,
+        }
+    }
 }
 
 /// A graph of revisions: nodes oldest first, then edges oldest first, so that an ID
@@ -266,5 +418,218 @@ impl Backend {
                 "invalid --history {s:?}: expected off, embedded, or postgres://USER@HOST/DB"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redb_store::RedbStore;
+    use super::*;
+    use topotap_topology::{Identifier, Metadata};
+
+    fn node(id: &str, v: u64) -> Node {
+        let mut m = Metadata::new();
+        m.insert("Name".into(), id.into());
+        m.insert("V".into(), v.into());
+        Node::new(Identifier::from(id), m, "h", "o")
+    }
+
+    fn open_node(id: &str, v: u64, at: i64) -> Change {
+        Change::Open {
+            kind: Kind::Node,
+            id: id.into(),
+            at,
+            doc: serde_json::to_vec(&node(id, v)).unwrap(),
+        }
+    }
+
+    fn open_edge(a: &str, b: &str, v: u64, at: i64) -> Change {
+        let mut m = Metadata::new();
+        m.insert("RelationType".into(), "layer2".into());
+        m.insert("V".into(), v.into());
+        let e = Edge::new(Identifier::from(a), Identifier::from(b), m, "h", "o");
+        Change::Open {
+            kind: Kind::Edge,
+            id: e.id.to_string(),
+            at,
+            doc: serde_json::to_vec(&e).unwrap(),
+        }
+    }
+
+    fn close(kind: Kind, id: &str, at: i64) -> Change {
+        Change::Close {
+            kind,
+            id: id.into(),
+            at,
+        }
+    }
+
+    /// A graph's elements as sorted JSON lines.
+    fn contents(g: &SharedGraph) -> Vec<String> {
+        let (nodes, edges) = g.read().snapshot();
+        let mut out: Vec<String> = nodes
+            .iter()
+            .map(|n| serde_json::to_string(n).unwrap())
+            .chain(edges.iter().map(|e| serde_json::to_string(e).unwrap()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The graph at `t` built from the store, nothing reused.
+    fn fresh(store: &dyn HistoryStore, t: i64) -> Vec<String> {
+        contents(&SharedGraph::new(
+            graph_of(store.between(t, t).unwrap()),
+            "",
+        ))
+    }
+
+    fn served(h: &History) -> u64 {
+        h.kept.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Nodes a..f created, updated and deleted (with the edges between them) at
+    /// pseudo-random steps 10 ms apart from `base`, in batches of `per_batch`.
+    fn churn(base: i64, steps: usize, seed: u64) -> Vec<Change> {
+        let ids = ["a", "b", "c", "d", "e", "f"];
+        let mut alive = [false; 6];
+        let mut x = seed;
+        let mut out = Vec::new();
+        for k in 0..steps {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (x >> 33) as usize % ids.len();
+            let at = base + 10 * k as i64;
+            let edge = |out: &mut Vec<Change>, i: usize, alive: &[bool; 6], v| {
+                if i > 0 && i < alive.len() && alive[i] && alive[i - 1] {
+                    out.push(open_edge(ids[i - 1], ids[i], v, at));
+                }
+            };
+            match (x >> 40) % 3 {
+                0 if alive[i] => {
+                    // Deleted, with its edges.
+                    alive[i] = false;
+                    out.push(close(Kind::Node, ids[i], at));
+                    for j in [i.saturating_sub(1), i + 1] {
+                        if j < ids.len() && j != i {
+                            let (p, c) = if j < i { (j, i) } else { (i, j) };
+                            let e = Edge::new(
+                                Identifier::from(ids[p]),
+                                Identifier::from(ids[c]),
+                                {
+                                    let mut m = Metadata::new();
+                                    m.insert("RelationType".into(), "layer2".into());
+                                    m
+                                },
+                                "h",
+                                "o",
+                            );
+                            out.push(close(Kind::Edge, &e.id.to_string(), at));
+                        }
+                    }
+                }
+                _ => {
+                    // Created or updated, and linked to its alive neighbour.
+                    alive[i] = true;
+                    out.push(open_node(ids[i], k as u64, at));
+                    edge(&mut out, i, &alive, k as u64);
+                    edge(&mut out, i + 1, &alive, k as u64);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_kept_past_serves_only_its_span_while_nothing_changed_it() {
+        let g = SharedGraph::new(Graph::new(), "");
+        let s = |version, rewrites| Stamp {
+            version,
+            rewrites,
+            horizon: 0,
+        };
+        let closed = KeptPast {
+            lo: 100,
+            hi: Some(200),
+            stamp: s(1, 0),
+            graph: g.clone(),
+        };
+        assert!(closed.serves(100, &s(1, 0)));
+        assert!(closed.serves(199, &s(1, 0)));
+        assert!(!closed.serves(99, &s(1, 0)));
+        assert!(!closed.serves(200, &s(1, 0)));
+        // Writes after the span leave it; a write before the latest change may not.
+        assert!(closed.serves(150, &s(7, 0)));
+        assert!(!closed.serves(150, &s(7, 1)));
+        let open = KeptPast {
+            lo: 100,
+            hi: None,
+            stamp: s(1, 0),
+            graph: g,
+        };
+        assert!(open.serves(10_000, &s(1, 0)));
+        assert!(!open.serves(10_000, &s(2, 0)));
+        assert!(!open.serves(99, &s(1, 0)));
+    }
+
+    #[test]
+    fn past_graphs_equal_the_history_at_every_time_while_it_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("h.redb")).unwrap());
+        let history = History::new(store.clone(), Retention::default());
+        let base = topotap_topology::now_ms() + 1000;
+        let changes = churn(base, 300, 7);
+        let end = base + 3000;
+        for (n, batch) in changes.chunks(25).enumerate() {
+            store.apply(batch).unwrap();
+            // Times at and around changes, before them, mid-way and after everything;
+            // each asked twice (the second time, a kept graph may answer).
+            let written = match batch.last().unwrap() {
+                Change::Open { at, .. } | Change::Close { at, .. } => *at,
+            };
+            let probes = [
+                base,
+                base + 5,
+                written,
+                written - 1,
+                written + 1,
+                base + (written - base) / 2,
+                base + 10 * (n as i64 * 7 % 30),
+                end + 1000,
+            ];
+            for t in probes.into_iter().chain(probes) {
+                let past = history.graph_between(t, t).unwrap();
+                assert!(past.complete, "t={t}");
+                assert_eq!(
+                    contents(&past.graph),
+                    fresh(store.as_ref(), t),
+                    "t={t} batch {n}"
+                );
+            }
+        }
+        let reused = served(&history);
+        assert!(reused > 100, "kept graphs served {reused} times");
+        // Deletions and the edges left out are there: somewhere a node is missing.
+        assert!((0..300).any(|k| fresh(store.as_ref(), base + 10 * k).len() < 6));
+
+        // A write before the latest change (a rewrite of the past): nothing kept is
+        // trusted any more.
+        let t = base + 1500;
+        let was = contents(&history.graph_between(t, t).unwrap().graph);
+        store.apply(&[open_node("z", 1, t - 3)]).unwrap();
+        let now = contents(&history.graph_between(t, t).unwrap().graph);
+        assert_ne!(was, now);
+        assert_eq!(now, fresh(store.as_ref(), t));
+
+        // Before the horizon: nothing, and said so.
+        store.purge_before(base + 2000).unwrap();
+        let past = history.graph_between(base + 1999, base + 1999).unwrap();
+        assert!(!past.complete);
+        assert!(contents(&past.graph).is_empty());
+        let t = base + 2500;
+        let past = history.graph_between(t, t).unwrap();
+        assert!(past.complete);
+        assert_eq!(contents(&past.graph), fresh(store.as_ref(), t));
     }
 }

@@ -5,13 +5,16 @@
 //! is `[from, to)` in milliseconds, open-ended while the revision is current, with a
 //! GiST index, so "as of t" is `valid @> t` and "between t1 and t2" is
 //! `valid && [t1, t2]`; a partial unique index keeps one open revision per element.
-//! `topotap_history_meta` holds the horizon. The synchronous client is used on
-//! blocking threads, one connection, opened again after it broke.
+//! B-tree indexes on both ends find the changes just before and after a time (the span
+//! of a past graph, [`PointRead`]). `topotap_history_meta` holds the horizon and the
+//! [`Stamp`]: `version` (one more at every write), `latest` (the latest change time
+//! written) and `rewrites` (writes with a change before `latest`). The synchronous
+//! client is used on blocking threads, one connection, opened again after it broke.
 
 use parking_lot::Mutex;
 use postgres::{Client, NoTls};
 
-use super::{Change, HistoryError, HistoryStore, Kind, Revision};
+use super::{Change, HistoryError, HistoryStore, Kind, PointRead, Revision, Stamp};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS topotap_revisions (
@@ -24,8 +27,30 @@ CREATE TABLE IF NOT EXISTS topotap_revisions (
 CREATE INDEX IF NOT EXISTS topotap_revisions_valid ON topotap_revisions USING gist (valid);
 CREATE UNIQUE INDEX IF NOT EXISTS topotap_revisions_open
     ON topotap_revisions (kind, id) WHERE upper_inf(valid);
+CREATE INDEX IF NOT EXISTS topotap_revisions_from ON topotap_revisions (lower(valid));
+CREATE INDEX IF NOT EXISTS topotap_revisions_to ON topotap_revisions (upper(valid));
 CREATE TABLE IF NOT EXISTS topotap_history_meta (key text PRIMARY KEY, value int8 NOT NULL);
+INSERT INTO topotap_history_meta VALUES ('version', 0), ('rewrites', 0) ON CONFLICT DO NOTHING;
+INSERT INTO topotap_history_meta
+    SELECT 'latest', coalesce(max(coalesce(upper(valid), lower(valid))), -9223372036854775808)
+    FROM topotap_revisions
+    WHERE NOT EXISTS (SELECT 1 FROM topotap_history_meta WHERE key = 'latest')
+ON CONFLICT DO NOTHING;
 ";
+
+const STAMP: &str = "SELECT
+    (SELECT value FROM topotap_history_meta WHERE key = 'version'),
+    (SELECT value FROM topotap_history_meta WHERE key = 'rewrites'),
+    (SELECT value FROM topotap_history_meta WHERE key = 'horizon')";
+
+fn stamp_of(row: &postgres::Row) -> Stamp {
+    let get = |i| row.get::<_, Option<i64>>(i).unwrap_or(0);
+    Stamp {
+        version: get(0) as u64,
+        rewrites: get(1) as u64,
+        horizon: get(2),
+    }
+}
 
 /// A PostgreSQL database of revisions.
 pub struct PostgresStore {
@@ -141,6 +166,21 @@ impl PostgresStore {
                     }
                 }
             }
+            let times = changes.iter().map(|c| match c {
+                Change::Open { at, .. } | Change::Close { at, .. } => *at,
+            });
+            let (first, last) = (times.clone().min(), times.max());
+            tx.execute(
+                "UPDATE topotap_history_meta SET value = value + 1 WHERE key = 'rewrites'
+                 AND $1 < (SELECT value FROM topotap_history_meta WHERE key = 'latest')",
+                &[&first],
+            )?;
+            tx.execute(
+                "UPDATE topotap_history_meta
+                 SET value = CASE key WHEN 'version' THEN value + 1 ELSE greatest(value, $1) END
+                 WHERE key IN ('version', 'latest')",
+                &[&last],
+            )?;
             tx.commit()
         })?;
         match fenced {
@@ -226,6 +266,66 @@ impl HistoryStore for PostgresStore {
                 })
             })
             .collect())
+    }
+
+    fn stamp(&self) -> Result<Option<Stamp>, HistoryError> {
+        self.with(|c| c.query_one(STAMP, &[]).map(|r| Some(stamp_of(&r))))
+    }
+
+    fn at_point(&self, at: i64) -> Result<Option<PointRead>, HistoryError> {
+        let (stamp, rows, around) = self.with(|c| {
+            // One snapshot for the stamp, the revisions and the span.
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let stamp = stamp_of(&tx.query_one(STAMP, &[])?);
+            let rows = tx.query(
+                "SELECT kind, lower(valid), upper(valid), doc::text FROM topotap_revisions
+                 WHERE valid @> $1::int8",
+                &[&at],
+            )?;
+            let around = tx.query_one(
+                "SELECT
+                    (SELECT max(upper(valid)) FROM topotap_revisions WHERE upper(valid) <= $1),
+                    (SELECT min(lower(valid)) FROM topotap_revisions WHERE lower(valid) > $1),
+                    (SELECT min(upper(valid)) FROM topotap_revisions WHERE upper(valid) > $1)",
+                &[&at],
+            )?;
+            tx.commit()?;
+            Ok((stamp, rows, around))
+        })?;
+        let revisions: Vec<Revision> = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Revision {
+                    kind: kind_of(r.get::<_, &str>(0))?,
+                    from: r.get(1),
+                    to: r.get(2),
+                    doc: r.get::<_, String>(3).into_bytes(),
+                })
+            })
+            .collect();
+        // The last change at or before `at`: an end, or the begin of a revision valid
+        // at `at` (one that ended by then began before its end).
+        let last_end = around.get::<_, Option<i64>>(0);
+        let lo = revisions
+            .iter()
+            .map(|r| r.from)
+            .chain(last_end)
+            .max()
+            .unwrap_or(i64::MIN);
+        let hi = [around.get::<_, Option<i64>>(1), around.get(2)]
+            .into_iter()
+            .flatten()
+            .min();
+        Ok(Some(PointRead {
+            revisions,
+            lo,
+            hi,
+            stamp,
+        }))
     }
 
     fn horizon(&self) -> Result<i64, HistoryError> {

@@ -7,7 +7,8 @@
 //!   ones), and retention removes a prefix.
 //! - `open`: kind + element ID -> `seq` of its open revision.
 //! - `meta`: `seq` (next sequence number), `horizon`, `bytes` and `count` of stored
-//!   revisions.
+//!   revisions; `version` (one more at every write), `latest` (the latest change time
+//!   written) and `rewrites` (writes with a change before `latest`), the [`Stamp`].
 //!
 //! Every `apply` is one write transaction, committed durably before it returns.
 
@@ -15,7 +16,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{Change, HistoryError, HistoryStore, Kind, Revision};
+use super::{Change, HistoryError, HistoryStore, Kind, PointRead, Revision, Stamp};
 
 const REVISIONS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("revisions");
 const OPEN: TableDefinition<&str, u64> = TableDefinition::new("open");
@@ -47,17 +48,51 @@ fn encode(kind: Kind, from: i64, doc: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A stored value's begin time and kind, without its document.
+fn head(v: &[u8]) -> Option<(i64, Kind)> {
+    let from = i64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    Some((from, Kind::from_code(*v.get(8)?)?))
+}
+
 fn decode(v: &[u8], to: i64) -> Option<Revision> {
-    if v.len() < 9 {
-        return None;
-    }
-    let from = i64::from_le_bytes(v[..8].try_into().ok()?);
+    let (from, kind) = head(v)?;
     Some(Revision {
-        kind: Kind::from_code(v[8])?,
+        kind,
         from,
         to: (to != OPEN_END).then_some(to),
         doc: v[9..].to_vec(),
     })
+}
+
+fn get(
+    meta: &impl ReadableTable<&'static str, i64>,
+    key: &str,
+) -> Result<Option<i64>, HistoryError> {
+    Ok(meta.get(key).map_err(e)?.map(|v| v.value()))
+}
+
+fn stamp_of(meta: &impl ReadableTable<&'static str, i64>) -> Result<Stamp, HistoryError> {
+    Ok(Stamp {
+        version: get(meta, "version")?.unwrap_or(0) as u64,
+        rewrites: get(meta, "rewrites")?.unwrap_or(0) as u64,
+        horizon: get(meta, "horizon")?.unwrap_or(0),
+    })
+}
+
+/// The latest change time of the revisions stored: the latest end, or the latest
+/// begin of an open revision.
+fn latest_of(revs: &impl ReadableTable<(i64, u64), &'static [u8]>) -> Result<i64, HistoryError> {
+    let mut latest = i64::MIN;
+    if let Some(item) = revs.range(..(OPEN_END, 0u64)).map_err(e)?.next_back() {
+        latest = item.map_err(e)?.0.value().0;
+    }
+    for item in revs.range((OPEN_END, 0u64)..).map_err(e)? {
+        let (_, v) = item.map_err(e)?;
+        if let Some((from, _)) = head(v.value()) {
+            latest = latest.max(from);
+        }
+    }
+    Ok(latest)
 }
 
 impl RedbStore {
@@ -67,12 +102,16 @@ impl RedbStore {
             .map_err(|err| HistoryError(format!("cannot open {}: {err}", path.display())))?;
         let tx = db.begin_write().map_err(e)?;
         {
-            tx.open_table(REVISIONS).map_err(e)?;
+            let revs = tx.open_table(REVISIONS).map_err(e)?;
             tx.open_table(OPEN).map_err(e)?;
             let mut meta = tx.open_table(META).map_err(e)?;
             if meta.get("horizon").map_err(e)?.is_none() {
                 meta.insert("horizon", topotap_topology::now_ms())
                     .map_err(e)?;
+            }
+            // A file written before `latest` was kept.
+            if meta.get("latest").map_err(e)?.is_none() {
+                meta.insert("latest", latest_of(&revs)?).map_err(e)?;
             }
         }
         tx.commit().map_err(e)?;
@@ -109,6 +148,8 @@ impl HistoryStore for RedbStore {
             let mut open = tx.open_table(OPEN).map_err(e)?;
             let mut meta = tx.open_table(META).map_err(e)?;
             let mut seq = meta.get("seq").map_err(e)?.map(|v| v.value()).unwrap_or(0) as u64;
+            let before = get(&meta, "latest")?.unwrap_or(i64::MIN);
+            let mut latest = before;
             let (mut bytes, mut count) = (0i64, 0i64);
             for change in changes {
                 let (kind, id, at) = match change {
@@ -116,6 +157,7 @@ impl HistoryStore for RedbStore {
                         (*kind, id, *at)
                     }
                 };
+                latest = latest.max(at);
                 let key = open_key(kind, id);
                 // Close the open revision, if any.
                 let prev = open.remove(key.as_str()).map_err(e)?.map(|v| v.value());
@@ -143,6 +185,14 @@ impl HistoryStore for RedbStore {
             meta.insert("seq", seq as i64).map_err(e)?;
             bump(&mut meta, "bytes", bytes)?;
             bump(&mut meta, "count", count)?;
+            bump(&mut meta, "version", 1)?;
+            meta.insert("latest", latest).map_err(e)?;
+            let earliest = changes.iter().map(|c| match c {
+                Change::Open { at, .. } | Change::Close { at, .. } => *at,
+            });
+            if earliest.min().is_some_and(|at| at < before) {
+                bump(&mut meta, "rewrites", 1)?;
+            }
         }
         tx.commit().map_err(e)
     }
@@ -176,13 +226,60 @@ impl HistoryStore for RedbStore {
         for item in revs.range((start, 0u64)..).map_err(e)? {
             let (k, v) = item.map_err(e)?;
             let (to, _) = k.value();
-            if let Some(r) = decode(v.value(), to) {
-                if r.from <= at && r.to.is_none_or(|t| t > r.from) {
-                    out.push(r);
-                }
+            let v = v.value();
+            // The document is copied only when the revision is wanted.
+            if head(v).is_some_and(|(f, _)| f <= at && to > f) {
+                out.extend(decode(v, to));
             }
         }
         Ok(out)
+    }
+
+    fn stamp(&self) -> Result<Option<Stamp>, HistoryError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let meta = tx.open_table(META).map_err(e)?;
+        stamp_of(&meta).map(Some)
+    }
+
+    fn at_point(&self, at: i64) -> Result<Option<PointRead>, HistoryError> {
+        let tx = self.db.begin_read().map_err(e)?;
+        let revs = tx.open_table(REVISIONS).map_err(e)?;
+        let meta = tx.open_table(META).map_err(e)?;
+        let stamp = stamp_of(&meta)?;
+        // The last end at or before `at`; any revision that ended by then began
+        // before its end.
+        let mut lo = i64::MIN;
+        let last_end = at.saturating_add(1);
+        if let Some(item) = revs.range(..(last_end, 0u64)).map_err(e)?.next_back() {
+            lo = item.map_err(e)?.0.value().0;
+        }
+        // Every other change time around `at` is a begin or an end of a revision that
+        // ends after `at`.
+        let mut hi: Option<i64> = None;
+        let mut revisions = Vec::new();
+        for item in revs.range((last_end, 0u64)..).map_err(e)? {
+            let (k, v) = item.map_err(e)?;
+            let (to, _) = k.value();
+            let v = v.value();
+            let Some((from, _)) = head(v) else {
+                continue;
+            };
+            if from <= at {
+                lo = lo.max(from);
+                revisions.extend(decode(v, to));
+            } else {
+                hi = Some(hi.map_or(from, |h| h.min(from)));
+            }
+            if to != OPEN_END {
+                hi = Some(hi.map_or(to, |h| h.min(to)));
+            }
+        }
+        Ok(Some(PointRead {
+            revisions,
+            lo,
+            hi,
+            stamp,
+        }))
     }
 
     fn horizon(&self) -> Result<i64, HistoryError> {
@@ -340,5 +437,61 @@ mod tests {
         assert_eq!(s.between(5000, 5000).unwrap().len(), 1);
         assert!(s.between(1000, 1000).unwrap().is_empty());
         assert_eq!(s.between(0, 10_000).unwrap().len() as u64, left);
+    }
+
+    #[test]
+    fn a_point_read_is_the_valid_revisions_and_the_span_they_stay_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(&dir.path().join("h.redb")).unwrap();
+        let v0 = s.stamp().unwrap().unwrap();
+        s.apply(&[open("a", 100, "a1"), open("b", 100, "b1")])
+            .unwrap();
+        s.apply(&[open("a", 200, "a2"), open("c", 250, "c1")])
+            .unwrap();
+        s.apply(&[Change::Close {
+            kind: Kind::Node,
+            id: "b".into(),
+            at: 300,
+        }])
+        .unwrap();
+        // Deleted and created again at the same time.
+        s.apply(&[
+            Change::Close {
+                kind: Kind::Node,
+                id: "c".into(),
+                at: 400,
+            },
+            open("c", 400, "c2"),
+        ])
+        .unwrap();
+        let changes = [100, 200, 250, 300, 400];
+        for t in 0..500 {
+            let read = s.at_point(t).unwrap().unwrap();
+            assert_eq!(
+                docs(read.revisions),
+                docs(s.between(t, t).unwrap()),
+                "t={t}"
+            );
+            let lo = changes.iter().rev().find(|&&c| c <= t).copied();
+            let hi = changes.iter().find(|&&c| c > t).copied();
+            assert_eq!(read.lo, lo.unwrap_or(i64::MIN), "t={t}");
+            assert_eq!(read.hi, hi, "t={t}");
+        }
+        let v = s.stamp().unwrap().unwrap();
+        assert_eq!(v.version, v0.version + 4);
+        assert_eq!(v.rewrites, 0);
+        // A change before the latest one is a rewrite, one per write.
+        s.apply(&[open("d", 350, "d1"), open("e", 120, "e1")])
+            .unwrap();
+        let after = s.stamp().unwrap().unwrap();
+        assert_eq!((after.version, after.rewrites), (v.version + 1, 1));
+        assert_eq!(s.at_point(360).unwrap().unwrap().lo, 350);
+        // The latest change time survives a reopening.
+        drop(s);
+        let s = RedbStore::open(&dir.path().join("h.redb")).unwrap();
+        s.apply(&[open("f", 390, "f1")]).unwrap();
+        assert_eq!(s.stamp().unwrap().unwrap().rewrites, 2);
+        s.apply(&[open("f", 500, "f2")]).unwrap();
+        assert_eq!(s.stamp().unwrap().unwrap().rewrites, 2);
     }
 }
