@@ -246,6 +246,153 @@ test('highlight and filter boxes', async () => {
   assert.deepEqual(unexpectedErrors(), []);
 });
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A Gremlin query's answer through the API, as text. */
+async function gremlinText(q) {
+  const r = await api('POST', '/api/topology', { GremlinQuery: q });
+  assert.equal(r.status, 200, `${q}: ${r.text}`);
+  return r.text.trim();
+}
+
+/** Polls `q` until its answer is `want` (the history writes in batches). */
+async function waitAnswer(q, want, timeout = 15000) {
+  const end = Date.now() + timeout;
+  let got;
+  while (Date.now() < end) {
+    got = await gremlinText(q);
+    if (got === want) return;
+    await sleep(200);
+  }
+  assert.fail(`${q} answered ${got}, not ${want}`);
+}
+
+/** Moves the time slider to `secs` from now (0: live), as a drag released there does. */
+async function setSlider(secs) {
+  await page.$eval(
+    '#time-slider',
+    (el, v) => {
+      el.value = String(v);
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+      el.dispatchEvent(new Event('change', { bubbles: true }));
+    },
+    secs,
+  );
+}
+
+test('time slider: a deleted node is shown in the past and gone back in live', async () => {
+  await page.click('.tab[data-tab="node"]');
+  await page.waitForSelector('#time-bar:not(.hidden)', { timeout: 10000 });
+  assert.equal(await page.textContent('#time-label'), 'live');
+  const id = 'ui-test-past';
+  let r = await api('POST', '/api/node', { ID: id, Metadata: { Name: 'past-node', Type: 'veth', MTU: 1234 } });
+  assert.equal(r.status, 201, r.text);
+  r = await api('POST', '/api/edge', { ID: 'ui-test-past-own', Parent: seeded.host, Child: id, Metadata: { RelationType: 'ownership' } });
+  assert.equal(r.status, 201, r.text);
+  await page.waitForFunction((nid) => window.topotap.graph.nodes.has(nid), id, { timeout: 10000 });
+  await sleep(2000);
+  const seen = Date.now();
+  await sleep(2000);
+  r = await api('DELETE', `/api/node/${id}`);
+  assert.equal(r.status, 200, r.text);
+  await page.waitForFunction((nid) => !window.topotap.graph.nodes.has(nid), id, { timeout: 10000 });
+  await waitAnswer(`G.At(${seen}).V().Has('@ID', '${id}').Count()`, '1');
+  const liveCount = await page.evaluate(() => window.topotap.graph.nodes.size);
+
+  // Back to when it existed: it is displayed, with its ownership edge, and selectable.
+  await setSlider(Math.round((seen - Date.now()) / 1000));
+  await page.waitForSelector('#time-bar[data-state="past"]', { timeout: 10000 });
+  await page.waitForFunction((nid) => window.topotap.view.view?.rep.get(nid) === nid, id, { timeout: 10000 });
+  assert.equal(await page.evaluate(() => window.topotap.graph.nodes.size), liveCount + 1);
+  assert.ok(await page.evaluate((eid) => window.topotap.graph.edges.has(eid), 'ui-test-past-own'));
+  assert.ok(await page.isVisible('#time-banner-live'));
+  assert.match(await page.textContent('#time-label'), /^Viewing the topology at .* ago\)$/);
+  assert.equal(await page.textContent('#time-banner-note'), 'live updates paused');
+  assert.ok(await page.$eval('#stage', (s) => s.classList.contains('past')));
+  await selectNodeByClick(id, 'past-node');
+  assert.match(await page.textContent('#tab-node'), /1234/);
+  // The highlight asks about the time shown.
+  await page.fill('#highlight', "G.V().Has('Name', 'past-node')");
+  await page.press('#highlight', 'Enter');
+  await page.waitForFunction((nid) => window.topotap.view.highlight?.has(nid), id, { timeout: 5000 });
+  await page.click('#highlight-clear');
+  await shot('12-time-past');
+  // The highlight zoomed in on what it found: the whole graph again for what follows.
+  await page.click('#zoom-fit');
+
+  // Live changes wait while the past is shown.
+  const later = 'ui-test-later';
+  r = await api('POST', '/api/node', { ID: later, Metadata: { Name: 'later-node', Type: 'veth' } });
+  assert.equal(r.status, 201, r.text);
+  await sleep(1000);
+  assert.equal(await page.evaluate((nid) => window.topotap.graph.nodes.has(nid), later), false, 'a live event reached the past view');
+
+  // Back to live: the deleted node is gone, the one made meanwhile is there.
+  await page.click('#time-banner-live');
+  await page.waitForSelector('#time-bar[data-state="live"]');
+  await page.waitForFunction(([gone, added]) => !window.topotap.graph.nodes.has(gone) && window.topotap.graph.nodes.has(added), [id, later], { timeout: 10000 });
+  assert.ok(await page.isHidden('#time-banner'));
+  assert.equal(await page.textContent('#time-label'), 'live');
+  assert.equal(await page.$eval('#time-slider', (el) => el.value), '0');
+  // The live view follows events again.
+  r = await api('DELETE', `/api/node/${later}`);
+  assert.equal(r.status, 200, r.text);
+  await page.waitForFunction((nid) => !window.topotap.graph.nodes.has(nid), later, { timeout: 10000 });
+
+  // The slider's right end is live too.
+  await setSlider(Math.round((seen - Date.now()) / 1000));
+  await page.waitForFunction((nid) => window.topotap.graph.nodes.has(nid), id, { timeout: 10000 });
+  await setSlider(0);
+  await page.waitForFunction((nid) => !window.topotap.graph.nodes.has(nid), id, { timeout: 10000 });
+  assert.deepEqual(unexpectedErrors(), []);
+});
+
+test('node panel charts an interface over the last hour', async () => {
+  const id = 'ui-test-metric';
+  const t0 = Date.now() - 60000;
+  // Four sampling intervals of 10 s: 1000, 2000, 3000, 4000 bytes/s received.
+  const sample = (i) => ({ RxBytes: 10000 * (i + 1), TxBytes: 5000 * (i + 1), RxPackets: 10 * (i + 1), TxPackets: 5 * (i + 1), Start: t0 + i * 10000, Last: t0 + (i + 1) * 10000 });
+  const total = (i) => ({ ...sample(i), Start: t0 });
+  let r = await api('POST', '/api/node', { ID: id, Metadata: { Name: 'metric-if', Type: 'veth', Metric: total(0), LastUpdateMetric: sample(0) } });
+  assert.equal(r.status, 201, r.text);
+  r = await api('POST', '/api/edge', { ID: 'ui-test-metric-own', Parent: seeded.host, Child: id, Metadata: { RelationType: 'ownership' } });
+  assert.equal(r.status, 201, r.text);
+  for (let i = 1; i < 4; i++) {
+    r = await api('PATCH', `/api/node/${id}`, [
+      { op: 'add', path: '/Metadata/LastUpdateMetric', value: sample(i) },
+      { op: 'add', path: '/Metadata/Metric', value: total(i) },
+    ]);
+    assert.equal(r.status, 200, r.text);
+  }
+  await waitAnswer(`G.Context('NOW', 3600).V().Has('@ID', '${id}').Metrics().Sum('RxPackets')`, '100');
+
+  await page.waitForFunction((nid) => window.topotap.view.view?.rep.get(nid) === nid, id, { timeout: 10000 });
+  await selectNodeByClick(id, 'metric-if');
+  await page.waitForFunction(() => document.querySelector('#metric-chart')?.dataset.points === '4', null, { timeout: 10000 });
+  assert.ok(await page.$('#metric-chart canvas'), 'no chart canvas');
+  const data = () => page.evaluate(() => window.topotap.app.nodePanel.chart.plot.data.map((s) => [...s]));
+  let d = await data();
+  assert.deepEqual(d[0], [1, 2, 3, 4].map((i) => (t0 + i * 10000) / 1000));
+  assert.deepEqual(d[1], [1000, 2000, 3000, 4000]);
+  assert.deepEqual(d[2], [500, 1000, 1500, 2000]);
+  // Something is drawn: the plot's canvas has non-background pixels.
+  const inked = await page.$eval('#metric-chart canvas', (c) => {
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+    return n;
+  });
+  assert.ok(inked > 100, `${inked} pixels drawn`);
+  await page.selectOption('#metric-unit', 'Packets');
+  d = await data();
+  assert.deepEqual(d[1], [1, 2, 3, 4]);
+  assert.deepEqual(d[2], [0.5, 1, 1.5, 2]);
+  await shot('13-metric-chart');
+  r = await api('DELETE', `/api/node/${id}`);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(unexpectedErrors(), []);
+});
+
 test('captures: create through the form and list', async (t) => {
   const probe = await api('GET', '/api/capture');
   await page.click('.tab[data-tab="captures"]');

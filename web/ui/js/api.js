@@ -22,6 +22,11 @@ export class ApiError extends Error {
 }
 
 export async function request(method, path, body, headers = {}) {
+  return (await exchange(method, path, body, headers)).data;
+}
+
+/** As request(), with the answer's headers: {data, headers}. */
+export async function exchange(method, path, body, headers = {}) {
   let resp;
   try {
     resp = await fetch(path, {
@@ -41,9 +46,9 @@ export async function request(method, path, body, headers = {}) {
   if (!resp.ok) {
     throw new ApiError(resp.status, text.trim() || `${resp.status} ${resp.statusText}`);
   }
-  if (!text) return null;
+  if (!text) return { data: null, headers: resp.headers };
   try {
-    return JSON.parse(text);
+    return { data: JSON.parse(text), headers: resp.headers };
   } catch (e) {
     throw new ApiError(resp.status, `invalid JSON from server: ${e.message}`);
   }
@@ -52,6 +57,15 @@ export async function request(method, path, body, headers = {}) {
 /** POST /api/topology: the query's JSON result (null for an empty query). */
 export function gremlin(query) {
   return request('POST', '/api/topology', { GremlinQuery: query });
+}
+
+/**
+ * POST /api/topology of a query about the past: {result, note}, `note` the server's
+ * X-Topotap-History header (set when the time is before what the history keeps).
+ */
+export async function gremlinPast(query) {
+  const { data, headers } = await exchange('POST', '/api/topology', { GremlinQuery: query });
+  return { result: data, note: headers.get('X-Topotap-History') || '' };
 }
 
 export const isNode = (v) => v && typeof v === 'object' && typeof v.ID === 'string' && v.Metadata && !('Parent' in v);

@@ -10,6 +10,7 @@ import { InjectionsPanel } from './panels/injections.js';
 import { NodePanel } from './panels/node.js';
 import { legendEntries, shapePath } from './styles.js';
 import { Subscriber } from './subscriber.js';
+import { TimeTravel } from './timetravel.js';
 import { TopologyView } from './topology.js';
 
 const SUBGRAPH = /\.SubGraph\(\s*\)\s*$/;
@@ -18,6 +19,7 @@ class App {
   constructor() {
     this.graph = new Graph();
     this.synced = false;
+    this.timeTravel = new TimeTravel(this);
     this.view = new TopologyView($('#topology'), this.graph, {
       onSelect: (id) => {
         this.nodePanel.show(id);
@@ -38,7 +40,8 @@ class App {
 
     this.subscriber = new Subscriber({
       onSync: () => {},
-      onEvent: (type, obj) => this.graph.apply(type, obj),
+      // While a past time is shown, the live graph's changes wait for the way back.
+      onEvent: (type, obj) => !this.timeTravel.active && this.graph.apply(type, obj),
       onState: (state, info) => this.connectionState(state, info),
       onFilterError: (msg) => this.filterError(msg),
       onMessage: (msg) => this.otherMessage(msg),
@@ -46,6 +49,7 @@ class App {
     // A SyncReply replaces the graph; keep the handler here so `synced` is set once.
     this.subscriber.h.onSync = (g) => {
       this.synced = true;
+      if (this.timeTravel.active) return;
       this.graph.reset(g);
       this.updateEmptyHint();
     };
@@ -83,6 +87,20 @@ class App {
     this.user = s.user;
     showUser(s.user, () => this.logout());
     this.subscriber.start();
+    if (!this.timeTravel.available) this.timeTravel.init();
+  }
+
+  /** A past graph is shown: the node panel follows the selected node into it. */
+  pastShown() {
+    this.updateEmptyHint();
+    this.nodePanel.refresh(this.view.selected);
+  }
+
+  /** Back from a past time: a fresh sync replaces the past graph (or the next reconnect does). */
+  resumeLive() {
+    const ws = this.subscriber.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) this.subscriber.sync();
+    this.nodePanel.refresh(this.view.selected);
   }
 
   /** A call answered 401: the session ended (expired token, server restarted). */
@@ -102,6 +120,7 @@ class App {
       this.user = null;
       showUser(null);
       this.synced = false;
+      this.timeTravel.live();
       this.graph.reset({ Nodes: [], Edges: [] });
       this.begin('Logged out.');
     }
@@ -197,7 +216,7 @@ class App {
       return;
     }
     try {
-      const result = await gremlin(q);
+      const result = await gremlin(this.timeTravel.rewrite(q));
       const ids = nodeIdsOf(result);
       this.view.setHighlight(ids);
       // Bring what was found into view, clear of the bars around the canvas.
@@ -220,6 +239,7 @@ class App {
       this.clearQueryError();
       this.view.autoFit = true;
       this.subscriber.setFilter(this.normalizeFilter(text));
+      this.timeTravel.refilter();
     });
     $('#highlight-form').addEventListener('submit', (ev) => {
       ev.preventDefault();

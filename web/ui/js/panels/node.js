@@ -4,6 +4,7 @@
 import { clear, fmtBytes, fmtNumber, fmtTime, gq, h, table } from '../dom.js';
 import { nameOf, relationsOf } from '../graph.js';
 import { styleFor } from '../styles.js';
+import { MetricChart } from './chart.js';
 
 const METRIC_ORDER = ['RxPackets', 'TxPackets', 'RxBytes', 'TxBytes', 'RxErrors', 'TxErrors', 'RxDropped', 'TxDropped', 'Multicast', 'Collisions'];
 // Always shown for a node with counters: a counter Skydive leaves out is zero.
@@ -15,11 +16,13 @@ export class NodePanel {
     this.app = app;
     this.id = null;
     this.open = new Set(['']); // metadata tree paths the user opened
+    this.chart = new MetricChart(app);
   }
 
   show(id) {
     if (id !== this.id) this.open = new Set(['']);
     this.id = id;
+    this.chart.reset();
     this.render();
   }
 
@@ -72,6 +75,11 @@ export class NodePanel {
       ),
     );
     root.append(section('Interface counters', metricsTable(md)));
+    // Rates over time, from the history (when the server keeps one).
+    if ((md.Metric || md.LastUpdateMetric) && this.app.timeTravel.available) {
+      const at = this.app.timeTravel.at;
+      root.append(section(at === null ? 'Rates over the last hour' : `Rates over the hour before ${new Date(at).toLocaleTimeString()}`, this.chart.update(node)));
+    }
     root.append(section('Captures', capturesTable(md.Captures)));
     root.append(section('Packet injections', injectionsTable(md.PacketInjections)));
     root.append(section('Metadata', h('div', { class: 'tree mono' }, this.tree(md, ''))));
