@@ -1295,7 +1295,8 @@ async fn past_reply(
         let past = history
             .graph_between(at, at)
             .map_err(|e| (503, e.to_string()))?;
-        let g = &past.graph;
+        let guard = past.graph.read();
+        let g = &*guard;
         let fail = |e: FilterError| (e.status(), e.reason);
         match filter {
             None => Snapshot::whole(g, &budget)
