@@ -22,9 +22,12 @@ fn quiet_pair(p: &str, subnet: u8) -> (Cleanup, String, String) {
     let (a, b) = (format!("{p}a"), format!("{p}b"));
     for ns in [&a, &b] {
         c.netns(ns);
+        // No IPv6 chatter, and no forwarding: a new namespace inherits IPv4
+        // forwarding from the host's, and a forwarding `b` would bounce the datagrams
+        // sent to an address it does not own back to `a` with an ICMP redirect.
         sh(&format!(
             "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-             net.ipv6.conf.default.disable_ipv6=1"
+             net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0"
         ));
     }
     sh(&format!(
