@@ -430,6 +430,12 @@ mod tests {
                 vec!["--metadata", "Rack=r12", "--metadata", "Site.Room=b2"],
             ),
             "no-probes" => ("true", vec!["--no-probes"]),
+            "runc-root" => (
+                "[\"/tmp/runc-a\", \"/tmp/runc-b\"]",
+                vec!["--runc-root", "/tmp/runc-a", "--runc-root", "/tmp/runc-b"],
+            ),
+            "docker-socket" => ("\"/tmp/d.sock\"", vec!["--docker-socket", "/tmp/d.sock"]),
+            "alert-script-dir" => ("\"/tmp/alerts\"", vec!["--alert-script-dir", "/tmp/alerts"]),
             "ovsdb" => (
                 "\"tcp:127.0.0.1:6640\"",
                 vec!["--ovsdb", "tcp:127.0.0.1:6640"],
