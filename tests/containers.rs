@@ -273,7 +273,8 @@ async fn a_container_started_before_topotap_is_found_at_start() {
     drop(c);
 }
 
-/// A private dockerd: its own data and exec roots and socket, no iptables rules and
+/// A private dockerd: its own data and exec roots and socket, no iptables rules, no
+/// host-wide forwarding and
 /// no bridge. Stopped and removed on drop.
 struct Dockerd {
     child: Child,
@@ -311,6 +312,9 @@ impl Dockerd {
             .args([
                 "--iptables=false",
                 "--ip6tables=false",
+                // Left to its default, dockerd turns IPv4 forwarding on for the whole
+                // host, and every namespace created afterwards inherits it.
+                "--ip-forward=false",
                 "--bridge=none",
                 "--storage-driver=vfs",
             ])
