@@ -274,8 +274,7 @@ async fn a_container_started_before_topotap_is_found_at_start() {
 }
 
 /// A private dockerd: its own data and exec roots and socket, no iptables rules, no
-/// host-wide forwarding and
-/// no bridge. Stopped and removed on drop.
+/// host-wide forwarding and no bridge. Stopped and removed on drop.
 struct Dockerd {
     child: Child,
     dir: tempfile::TempDir,
