@@ -309,6 +309,19 @@ async fn captures_and_injections_run_on_the_agents_exactly_once() {
         },
     )
     .await;
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(10),
+            "the injection done in GET /api/injectpacket/<id>",
+            || async {
+                let (s, i) = api
+                    .send("GET", &format!("/api/injectpacket/{injection}"), None)
+                    .await;
+                s == 200 && i["State"] == "done" && i["PacketCount"] == 5
+            },
+        )
+        .await;
+    }
     let q = "G.Flows().Has('Transport.A', 7000, 'Transport.B', 7777)";
     wait_until(
         Duration::from_secs(10),
@@ -406,6 +419,15 @@ async fn an_injection_from_host_1_to_host_2_crosses_the_vxlan_tunnel() {
         api.is_master()
     })
     .await;
+    // A second analyzer, which does not lead: it shows the injection's progress too.
+    let other = analyzer(
+        &net,
+        &etcd,
+        &format!("w-{tag}"),
+        0,
+        &["--insecure-no-auth", allow[0], allow[1]],
+    );
+    let api_other = Api::new(&other);
     let hosts: Vec<String> = (1..=2).map(|i| format!("v{i}-{tag}")).collect();
     let (ns1, d1) = net.host(1);
     let (ns2, d2) = net.host(2);
@@ -419,14 +441,17 @@ async fn an_injection_from_host_1_to_host_2_crosses_the_vxlan_tunnel() {
             overlay(i)
         ));
     }
-    let _h1 = agent(&ns1, &d1, &hosts[0], &[&an], &allow);
-    let _h2 = agent(&ns2, &d2, &hosts[1], &[&an], &allow);
-    wait_until(
-        Duration::from_secs(20),
-        "both hosts on the analyzer",
-        || async { api.hosts().await == hosts },
-    )
-    .await;
+    let _h1 = agent(&ns1, &d1, &hosts[0], &[&an, &other], &allow);
+    let _h2 = agent(&ns2, &d2, &hosts[1], &[&an, &other], &allow);
+    for a in [&api, &api_other] {
+        wait_until(
+            Duration::from_secs(20),
+            "both hosts on both analyzers",
+            || async { a.hosts().await == hosts },
+        )
+        .await;
+    }
+    assert!(!api_other.is_master().await, "one leader only");
     let vx = |name: &str| format!("G.V().Has('Name','{name}')");
     // Each VXLAN has its edge to the other host: a path crosses hosts.
     wait_until(
@@ -506,6 +531,23 @@ async fn an_injection_from_host_1_to_host_2_crosses_the_vxlan_tunnel() {
         },
     )
     .await;
+    // The resource itself, on either analyzer, follows the agent's progress.
+    for a in [&api, &api_other] {
+        wait_until(
+            Duration::from_secs(10),
+            "the injection done with 5 packets in GET /api/injectpacket/<id>",
+            || async {
+                let (s, i) = a
+                    .send("GET", &format!("/api/injectpacket/{injection}"), None)
+                    .await;
+                s == 200
+                    && i["State"] == "done"
+                    && i["PacketCount"] == 5
+                    && i.get("Error").is_none()
+            },
+        )
+        .await;
+    }
     // The overlay: host 2's VXLAN received exactly the 5 echo requests.
     let q_inner = format!(
         "G.Flows().Has('CaptureID','{}','Network.A','{}','Network.B','{}','Application','ICMPv4')",
@@ -658,6 +700,21 @@ async fn dispatch_failures_show_on_the_analyzer() {
                         .as_str()
                         .is_some_and(|r| r.contains("--allow-target"))
             })
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the refused injection's State and Error",
+        || async {
+            let (_, i) = api
+                .send("GET", &format!("/api/injectpacket/{injection}"), None)
+                .await;
+            i["State"] == "error"
+                && i["PacketCount"] == 0
+                && i["Error"].as_str().is_some_and(|e| {
+                    e.starts_with(&format!("host {host} refused node ")) && e.contains("(403)")
+                })
         },
     )
     .await;

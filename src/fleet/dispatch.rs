@@ -16,6 +16,7 @@
 //! again while its effect has not yet shown in the graph.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use tracing::{info, warn};
 use super::analyzer::Fleet;
 use super::protocol::{self, Request};
 use crate::capture::placer::{self, Debounce};
+use crate::injection::resource::JobState;
 use crate::services::Services;
 
 /// Quiet time after a graph or store change before matching again.
@@ -228,6 +230,8 @@ struct Seen {
     key: (String, Identifier),
     host: String,
     state: String,
+    /// `PacketCount` (injections).
+    packets: u64,
     /// `"on <node name> (host <host>): <Error>"`, for an entry with an `Error`.
     error: Option<String>,
 }
@@ -243,6 +247,7 @@ fn observed(g: &Graph, carriers: &[topotap_topology::NodeIx], key: &str) -> Vec<
         for e in entries {
             if let Some(id) = e.get("ID").and_then(Value::as_str) {
                 let state = e.get("State").and_then(Value::as_str).unwrap_or("");
+                let packets = e.get("PacketCount").and_then(Value::as_u64).unwrap_or(0);
                 let error = e.get("Error").and_then(Value::as_str).map(|reason| {
                     let name = n
                         .metadata()
@@ -255,6 +260,7 @@ fn observed(g: &Graph, carriers: &[topotap_topology::NodeIx], key: &str) -> Vec<
                     key: (id.to_owned(), n.id().clone()),
                     host: n.host().to_owned(),
                     state: state.to_owned(),
+                    packets,
                     error,
                 });
             }
@@ -304,11 +310,25 @@ fn look(services: &Services, carriers: &mut Carriers, board: &Board) -> World {
         c.active
             .set_remote(on, query_errors.remove(&c.uuid), failure);
     }
+    // How each injection does where it runs: its `State` and `PacketCount` here.
+    let mut progress: HashMap<String, (JobState, u64)> = HashMap::new();
     for seen in observed(&g, &carrying, What::Injection.key()) {
+        if let Some(state) = JobState::from_entry(&seen.state, seen.error.as_deref()) {
+            progress.insert(seen.key.0.clone(), (state, seen.packets));
+        }
         w.observed_injections.insert(seen.key, seen.host);
     }
     for inj in &injections {
         w.stored_injections.insert(inj.uuid.clone());
+        match progress.remove(&inj.uuid) {
+            Some((state, packets)) => inj.progress.observe(state, packets),
+            None => {
+                if let Some(reason) = board.injection_failure(&inj.uuid) {
+                    let packets = inj.progress.packets.load(Ordering::Relaxed);
+                    inj.progress.observe(JobState::Error(reason), packets);
+                }
+            }
+        }
         let node = match inj.progress.source.lock().clone() {
             Some(s) => Some(s.node),
             None => crate::injection::resource::source_node(
@@ -460,6 +480,20 @@ pub struct Failure {
     pub at: i64,
 }
 
+impl Failure {
+    /// `"host H refused node N (status): reason"`, or `"node N: reason"` when the
+    /// agent did not answer.
+    fn describe(&self, o: &Order) -> String {
+        match self.status {
+            Some(status) => format!(
+                "host {} refused node {} ({status}): {}",
+                o.host, o.node, self.reason
+            ),
+            None => format!("node {}: {}", o.node, self.reason),
+        }
+    }
+}
+
 /// The dispatcher's counters, its orders waiting for a reply, those it cannot send
 /// (their agent is not connected to this analyzer), and those that failed, each
 /// until it succeeds or is no longer wanted. Shown in `/api/status` as
@@ -568,13 +602,7 @@ impl Board {
         let st = self.0.lock();
         let mine = |o: &Order| o.start && o.what == What::Capture && o.uuid == uuid;
         if let Some((o, f)) = st.failures.iter().find(|(o, _)| mine(o)) {
-            return Some(match f.status {
-                Some(status) => format!(
-                    "host {} refused node {} ({status}): {}",
-                    o.host, o.node, f.reason
-                ),
-                None => format!("node {}: {}", o.node, f.reason),
-            });
+            return Some(f.describe(o));
         }
         st.waiting.iter().find(|o| mine(o)).map(|o| {
             format!(
@@ -583,6 +611,17 @@ impl Board {
                 super::analyzer::RequestError::NotConnected(o.host.clone())
             )
         })
+    }
+
+    /// Why injection `uuid` could not be started, if its agent refused it or could
+    /// not be reached.
+    pub fn injection_failure(&self, uuid: &str) -> Option<String> {
+        let st = self.0.lock();
+        let (o, f) = st
+            .failures
+            .iter()
+            .find(|(o, _)| o.start && o.what == What::Injection && o.uuid == uuid)?;
+        Some(f.describe(o))
     }
 
     /// `Fleet.Dispatch` of `/api/status`.

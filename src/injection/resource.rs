@@ -234,6 +234,19 @@ impl JobState {
             JobState::Done | JobState::Stopped | JobState::Error(_)
         )
     }
+
+    /// The state a `Metadata.PacketInjections` entry shows (`State`, and `Error` for
+    /// a failed one); `None` for a state name topotap does not write.
+    pub fn from_entry(state: &str, error: Option<&str>) -> Option<JobState> {
+        Some(match state {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            "stopped" => JobState::Stopped,
+            "error" => JobState::Error(error.unwrap_or("failed").to_owned()),
+            _ => return None,
+        })
+    }
 }
 
 /// Shared between the stored resource, the runner and the sending thread.
@@ -255,6 +268,13 @@ impl Progress {
             *s = state;
         }
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// The state and count of an injection run elsewhere (an analyzer's copy of one
+    /// an agent runs), as last seen.
+    pub fn observe(&self, state: JobState, packets: u64) {
+        *self.state.lock() = state;
+        self.packets.store(packets, Ordering::Relaxed);
     }
 }
 
