@@ -565,31 +565,196 @@ pub enum ClientCommand {
     /// Captures: packet capture on every interface a Gremlin query selects.
     Capture {
         #[command(subcommand)]
-        command: CaptureCommand,
+        command: ResourceCommand<CaptureCreateArgs>,
     },
     /// Packet injections: forged packets (or a pcap file) sent from an interface.
     #[command(alias = "inject-packet")]
     Injection {
         #[command(subcommand)]
-        command: InjectionCommand,
+        command: ResourceCommand<InjectionCreateArgs>,
     },
     /// Node rules: create a node, or add metadata to the nodes a Gremlin query selects.
     #[command(alias = "node-rule")]
     Noderule {
         #[command(subcommand)]
-        command: NodeRuleCommand,
+        command: ResourceCommand<NodeRuleCreateArgs>,
     },
     /// Edge rules: link the first nodes of two Gremlin queries.
     #[command(alias = "edge-rule")]
     Edgerule {
         #[command(subcommand)]
-        command: EdgeRuleCommand,
+        command: ResourceCommand<EdgeRuleCreateArgs>,
+    },
+    /// Alerts: a Gremlin expression watched on graph changes or on a period, with a
+    /// webhook or a script run when it fires.
+    Alert {
+        #[command(subcommand)]
+        command: ResourceCommand<AlertCreateArgs>,
     },
     /// Feed a pcap or pcapng file through the flow table, or to a target, as a capture
     /// would (POST /api/pcap).
     Pcap(PcapArgs),
     /// API status.
     Status,
+}
+
+/// `create`, `list`, `get` and `delete` of a stored resource kind (`/api/<kind>`).
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand<C: ResourceArgs> {
+    #[command(about = format!("Create {}", C::ONE))]
+    Create(Box<C>),
+    #[command(about = format!(
+        "List the {} (table columns: {})",
+        C::MANY,
+        C::TABLE.join(", ")
+    ))]
+    List,
+    #[command(about = format!("Show one {}", C::SHORT))]
+    Get {
+        #[arg(help = format!("The {}'s UUID", C::SHORT))]
+        id: String,
+    },
+    #[command(about = format!("Delete {}{}", C::MANY, C::DELETE_NOTE))]
+    Delete {
+        #[arg(required = true, help = format!("UUIDs of the {}", C::MANY))]
+        ids: Vec<String>,
+    },
+}
+
+/// A resource kind's `create` flags, and what its other commands say and show.
+pub trait ResourceArgs: Args {
+    /// The API path: `/api/capture`.
+    const PATH: &'static str;
+    /// One of them, with its article: `a capture`.
+    const ONE: &'static str;
+    /// One of them, without: `capture`.
+    const SHORT: &'static str;
+    /// Several: `captures`.
+    const MANY: &'static str;
+    /// What a deletion also does: ` (their edges are removed)`.
+    const DELETE_NOTE: &'static str = "";
+    /// Columns of `list -o table`.
+    const TABLE: &'static [&'static str];
+    /// Columns `-o wide` adds.
+    const WIDE: &'static [&'static str];
+}
+
+impl ResourceArgs for CaptureCreateArgs {
+    const PATH: &'static str = "/api/capture";
+    const ONE: &'static str = "a capture";
+    const SHORT: &'static str = "capture";
+    const MANY: &'static str = "captures";
+    const TABLE: &'static [&'static str] = &[
+        "UUID",
+        "Name",
+        "GremlinQuery",
+        "TargetType",
+        "Target",
+        "Count",
+    ];
+    const WIDE: &'static [&'static str] = &[
+        "BPFFilter",
+        "Type",
+        "HeaderSize",
+        "SamplingRate",
+        "LayerKeyMode",
+        "Error",
+    ];
+}
+
+impl ResourceArgs for InjectionCreateArgs {
+    const PATH: &'static str = "/api/injectpacket";
+    const ONE: &'static str = "a packet injection";
+    const SHORT: &'static str = "injection";
+    const MANY: &'static str = "injections";
+    const DELETE_NOTE: &'static str = " (stops those still sending)";
+    const TABLE: &'static [&'static str] = &[
+        "UUID",
+        "Type",
+        "Src",
+        "Dst",
+        "SrcIP",
+        "DstIP",
+        "Count",
+        "Interval",
+        "State",
+        "PacketCount",
+    ];
+    const WIDE: &'static [&'static str] =
+        &["SrcMAC", "DstMAC", "SrcPort", "DstPort", "Mode", "Error"];
+}
+
+impl ResourceArgs for NodeRuleCreateArgs {
+    const PATH: &'static str = "/api/noderule";
+    const ONE: &'static str = "a node rule";
+    const SHORT: &'static str = "node rule";
+    const MANY: &'static str = "node rules";
+    const DELETE_NOTE: &'static str = " (what they did is undone)";
+    const TABLE: &'static [&'static str] =
+        &["UUID", "Name", "Action", "Query", "Metadata", "Error"];
+    const WIDE: &'static [&'static str] = &["Description"];
+}
+
+impl ResourceArgs for EdgeRuleCreateArgs {
+    const PATH: &'static str = "/api/edgerule";
+    const ONE: &'static str = "an edge rule";
+    const SHORT: &'static str = "edge rule";
+    const MANY: &'static str = "edge rules";
+    const DELETE_NOTE: &'static str = " (their edges are removed)";
+    const TABLE: &'static [&'static str] = &["UUID", "Name", "Src", "Dst", "Metadata", "Error"];
+    const WIDE: &'static [&'static str] = &["Description"];
+}
+
+impl ResourceArgs for AlertCreateArgs {
+    const PATH: &'static str = "/api/alert";
+    const ONE: &'static str = "an alert";
+    const SHORT: &'static str = "alert";
+    const MANY: &'static str = "alerts";
+    const TABLE: &'static [&'static str] = &[
+        "UUID",
+        "Name",
+        "Expression",
+        "Trigger",
+        "Action",
+        "State",
+        "FireCount",
+    ];
+    const WIDE: &'static [&'static str] = &[
+        "Description",
+        "CreateTime",
+        "LastFired",
+        "Error",
+        "ActionError",
+    ];
+}
+
+/// `topotap client alert create` (Skydive's flags).
+#[derive(Debug, Args)]
+pub struct AlertCreateArgs {
+    /// Gremlin expression; the alert fires when its result turns truthy (non-empty,
+    /// true, non-zero) or changes while truthy, e.g. "G.V().Has('Name', 'eth0', 'State', 'DOWN')".
+    #[arg(long)]
+    pub expression: String,
+    /// What firing does besides the WebSocket `Alert` message: an http:// or https://
+    /// URL (a POST of the alert, within the server's --allow-target), file://NAME (a
+    /// script in the server's --alert-script-dir, the alert on its standard input), or
+    /// empty.
+    #[arg(long, default_value = "")]
+    pub action: String,
+    /// When the expression is evaluated: graph (on every graph change) or
+    /// duration:PERIOD (every PERIOD, e.g. duration:10s).
+    #[arg(long, default_value = "graph", conflicts_with = "period")]
+    pub trigger: String,
+    /// Evaluate every PERIOD (e.g. 10s, 1m30s) instead of on graph changes: the same as
+    /// --trigger duration:PERIOD.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Alert name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Alert description.
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -614,26 +779,6 @@ pub struct PcapArgs {
     /// A name for this upload.
     #[arg(long)]
     pub name: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CaptureCommand {
-    /// Create a capture.
-    Create(Box<CaptureCreateArgs>),
-    /// List the captures (table columns: UUID, Name, GremlinQuery, TargetType, Target,
-    /// Count).
-    List,
-    /// Show one capture.
-    Get {
-        /// The capture's UUID.
-        id: String,
-    },
-    /// Delete captures.
-    Delete {
-        /// UUIDs of the captures.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -699,26 +844,6 @@ pub struct CaptureCreateArgs {
     /// milliseconds (sent as X-Resource-TTL).
     #[arg(long)]
     pub ttl: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum InjectionCommand {
-    /// Inject packets.
-    Create(Box<InjectionCreateArgs>),
-    /// List the injections (table columns: UUID, Type, Src, Dst, SrcIP, DstIP, Count,
-    /// Interval, State, PacketCount).
-    List,
-    /// Show one injection.
-    Get {
-        /// The injection's UUID.
-        id: String,
-    },
-    /// Delete injections (stops those still sending).
-    Delete {
-        /// UUIDs of the injections.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -845,26 +970,6 @@ mod tests {
     }
 }
 
-/// `list`, `get` and `delete` of a rule kind.
-#[derive(Debug, Subcommand)]
-pub enum NodeRuleCommand {
-    /// Create a node rule.
-    Create(NodeRuleCreateArgs),
-    /// List the node rules (table columns: UUID, Name, Action, Query, Metadata, Error).
-    List,
-    /// Show one node rule.
-    Get {
-        /// The rule's UUID.
-        id: String,
-    },
-    /// Delete node rules (what they did is undone).
-    Delete {
-        /// UUIDs of the rules.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
-}
-
 #[derive(Debug, Args)]
 pub struct NodeRuleCreateArgs {
     /// `create` a node (needs --node-name and --node-type) or `update` the nodes
@@ -890,25 +995,6 @@ pub struct NodeRuleCreateArgs {
     /// Rule description.
     #[arg(long)]
     pub description: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum EdgeRuleCommand {
-    /// Create an edge rule.
-    Create(EdgeRuleCreateArgs),
-    /// List the edge rules (table columns: UUID, Name, Src, Dst, Metadata, Error).
-    List,
-    /// Show one edge rule.
-    Get {
-        /// The rule's UUID.
-        id: String,
-    },
-    /// Delete edge rules (their edges are removed).
-    Delete {
-        /// UUIDs of the rules.
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{json, Map, Value};
 
 use crate::cli::{
-    CaptureCommand, CaptureCreateArgs, ClientArgs, ClientCommand, EdgeRuleCommand,
-    EdgeRuleCreateArgs, Format, InjectionCommand, InjectionCreateArgs, NodeRuleCommand,
-    NodeRuleCreateArgs, PcapArgs, TopologyCommand,
+    AlertCreateArgs, CaptureCreateArgs, ClientArgs, ClientCommand, EdgeRuleCreateArgs, Format,
+    InjectionCreateArgs, NodeRuleCreateArgs, PcapArgs, ResourceArgs, ResourceCommand,
+    TopologyCommand,
 };
 use crate::injection::forge::base64_encode;
 use crate::resources::parse_go_duration;
@@ -57,70 +57,15 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             ),
             TopologyCommand::Export => (api.call(Method::GET, "/api/topology", None).await?, None),
         },
-        ClientCommand::Capture { command } => {
-            let v = match command {
-                CaptureCommand::Create(a) => {
-                    let ttl = a.ttl.as_deref().map(ttl_header).transpose()?.flatten();
-                    let created = api.create("/api/capture", capture_body(a), ttl).await?;
-                    for w in created["Warnings"].as_array().into_iter().flatten() {
-                        eprintln!("warning: {}", w.as_str().unwrap_or_default());
-                    }
-                    created
-                }
-                CaptureCommand::List => api.call(Method::GET, "/api/capture", None).await?,
-                CaptureCommand::Get { id } => {
-                    api.call(Method::GET, &format!("/api/capture/{id}"), None)
-                        .await?
-                }
-                CaptureCommand::Delete { ids } => api.delete_all("/api/capture", ids).await?,
-            };
-            (v, Some(CAPTURE_COLUMNS))
-        }
-        ClientCommand::Noderule { command } => {
-            let base = "/api/noderule";
-            let v = match command {
-                NodeRuleCommand::Create(a) => api.create(base, node_rule_body(a)?, None).await?,
-                NodeRuleCommand::List => api.call(Method::GET, base, None).await?,
-                NodeRuleCommand::Get { id } => {
-                    api.call(Method::GET, &format!("{base}/{id}"), None).await?
-                }
-                NodeRuleCommand::Delete { ids } => api.delete_all(base, ids).await?,
-            };
-            (v, Some(NODE_RULE_COLUMNS))
-        }
-        ClientCommand::Edgerule { command } => {
-            let base = "/api/edgerule";
-            let v = match command {
-                EdgeRuleCommand::Create(a) => api.create(base, edge_rule_body(a)?, None).await?,
-                EdgeRuleCommand::List => api.call(Method::GET, base, None).await?,
-                EdgeRuleCommand::Get { id } => {
-                    api.call(Method::GET, &format!("{base}/{id}"), None).await?
-                }
-                EdgeRuleCommand::Delete { ids } => api.delete_all(base, ids).await?,
-            };
-            (v, Some(EDGE_RULE_COLUMNS))
-        }
+        ClientCommand::Capture { command } => resource(&api, command).await?,
+        ClientCommand::Injection { command } => resource(&api, command).await?,
+        ClientCommand::Noderule { command } => resource(&api, command).await?,
+        ClientCommand::Edgerule { command } => resource(&api, command).await?,
+        ClientCommand::Alert { command } => resource(&api, command).await?,
         ClientCommand::Pcap(a) => {
             let body = std::fs::read(&a.file)
                 .with_context(|| format!("cannot read {}", a.file.display()))?;
             (api.post_bytes(&pcap_path(a), body).await?, None)
-        }
-        ClientCommand::Injection { command } => {
-            let v = match command {
-                InjectionCommand::Create(a) => {
-                    let (body, ttl) = injection_body(a)?;
-                    api.create("/api/injectpacket", body, ttl).await?
-                }
-                InjectionCommand::List => api.call(Method::GET, "/api/injectpacket", None).await?,
-                InjectionCommand::Get { id } => {
-                    api.call(Method::GET, &format!("/api/injectpacket/{id}"), None)
-                        .await?
-                }
-                InjectionCommand::Delete { ids } => {
-                    api.delete_all("/api/injectpacket", ids).await?
-                }
-            };
-            (v, Some(INJECTION_COLUMNS))
         }
     };
     if value.is_null() {
@@ -157,54 +102,100 @@ struct Columns {
     wide: &'static [&'static str],
 }
 
-/// Columns of `capture list -o table` and `-o wide`.
-const CAPTURE_COLUMNS: Columns = Columns {
-    table: &[
-        "UUID",
-        "Name",
-        "GremlinQuery",
-        "TargetType",
-        "Target",
-        "Count",
-    ],
-    wide: &[
-        "BPFFilter",
-        "Type",
-        "HeaderSize",
-        "SamplingRate",
-        "LayerKeyMode",
-        "Error",
-    ],
-};
+/// A resource kind's `create` flags as the body (and `X-Resource-TTL`) of its POST.
+trait Creates: ResourceArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)>;
+}
 
-/// Columns of `injection list -o table` and `-o wide`.
-const INJECTION_COLUMNS: Columns = Columns {
-    table: &[
-        "UUID",
-        "Type",
-        "Src",
-        "Dst",
-        "SrcIP",
-        "DstIP",
-        "Count",
-        "Interval",
-        "State",
-        "PacketCount",
-    ],
-    wide: &["SrcMAC", "DstMAC", "SrcPort", "DstPort", "Mode", "Error"],
-};
+/// Runs `create`, `list`, `get` or `delete` of a resource kind: the answer and the
+/// kind's table columns.
+async fn resource<C: Creates>(
+    api: &Api,
+    command: &ResourceCommand<C>,
+) -> anyhow::Result<(Value, Option<Columns>)> {
+    let base = C::PATH;
+    let v = match command {
+        ResourceCommand::Create(a) => {
+            let (body, ttl) = a.body()?;
+            let created = api.create(base, body, ttl).await?;
+            for w in created["Warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", w.as_str().unwrap_or_default());
+            }
+            created
+        }
+        ResourceCommand::List => api.call(Method::GET, base, None).await?,
+        ResourceCommand::Get { id } => {
+            api.call(Method::GET, &format!("{base}/{}", percent_encode(id)), None)
+                .await?
+        }
+        ResourceCommand::Delete { ids } => api.delete_all(base, ids).await?,
+    };
+    Ok((
+        v,
+        Some(Columns {
+            table: C::TABLE,
+            wide: C::WIDE,
+        }),
+    ))
+}
 
-/// Columns of `noderule list -o table` and `-o wide`.
-const NODE_RULE_COLUMNS: Columns = Columns {
-    table: &["UUID", "Name", "Action", "Query", "Metadata", "Error"],
-    wide: &["Description"],
-};
+impl Creates for CaptureCreateArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)> {
+        let ttl = self.ttl.as_deref().map(ttl_header).transpose()?.flatten();
+        Ok((capture_body(self), ttl))
+    }
+}
 
-/// Columns of `edgerule list -o table` and `-o wide`.
-const EDGE_RULE_COLUMNS: Columns = Columns {
-    table: &["UUID", "Name", "Src", "Dst", "Metadata", "Error"],
-    wide: &["Description"],
-};
+impl Creates for InjectionCreateArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)> {
+        injection_body(self)
+    }
+}
+
+impl Creates for NodeRuleCreateArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)> {
+        Ok((node_rule_body(self)?, None))
+    }
+}
+
+impl Creates for EdgeRuleCreateArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)> {
+        Ok((edge_rule_body(self)?, None))
+    }
+}
+
+impl Creates for AlertCreateArgs {
+    fn body(&self) -> anyhow::Result<(Value, Option<String>)> {
+        Ok((alert_body(self)?, None))
+    }
+}
+
+/// The alert to create. The server checks the expression, the trigger and the action
+/// too; a bad `--period` is refused here, named by its flag.
+fn alert_body(a: &AlertCreateArgs) -> anyhow::Result<Value> {
+    if a.expression.trim().is_empty() {
+        bail!("--expression: a Gremlin expression is required");
+    }
+    let trigger = match &a.period {
+        Some(p) => {
+            let t = format!("duration:{}", p.trim());
+            crate::alert::Trigger::parse(&t).map_err(|e| {
+                anyhow!(
+                    "--period {p:?}: {}",
+                    e.to_string().trim_start_matches("Trigger: ")
+                )
+            })?;
+            t
+        }
+        None => a.trigger.clone(),
+    };
+    let mut m = Map::new();
+    m.insert("Expression".into(), a.expression.clone().into());
+    m.insert("Action".into(), a.action.clone().into());
+    m.insert("Trigger".into(), trigger.into());
+    named(&mut m, &a.name, &a.description);
+    Ok(Value::Object(m))
+}
 
 /// `KEY=VALUE` pairs as metadata: a dotted key nests (`a.b=1` is `{"a": {"b": 1}}`), a
 /// value that parses as JSON is that JSON, any other is a string.
@@ -486,7 +477,11 @@ impl Api {
         let mut failures = Vec::new();
         for id in ids {
             if let Err(e) = self
-                .call(Method::DELETE, &format!("{base}/{id}"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("{base}/{}", percent_encode(id)),
+                    None,
+                )
                 .await
             {
                 failures.push(format!("{e:#}"));
@@ -778,7 +773,7 @@ mod tests {
     fn resource_tables_have_fixed_columns() {
         let v = json!({"u1": {"UUID": "u1", "Name": "n", "GremlinQuery": "G.V()", "Count": 2, "BPFFilter": "icmp"}});
         assert_eq!(
-            table_columns(&v, CAPTURE_COLUMNS.table),
+            table_columns(&v, CaptureCreateArgs::TABLE),
             "UUID  Name  GremlinQuery  TargetType  Target  Count\nu1    n     G.V()                             2\n"
         );
         let one = json!({"UUID": "u2", "Type": "icmp4", "State": "done"});

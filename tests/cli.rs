@@ -1,4 +1,4 @@
-//! `topotap client` against a real topotap: captures, injections, node and edge rules
+//! `topotap client` against a real topotap: captures, injections, node and edge rules, alerts
 //! created, listed, shown and deleted through the binary, table output, and errors with the server's
 //! reason and a non-zero exit.
 
@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::net::{bridged_pair, sh};
+use common::webhook::receiver;
 use common::{rand_tag, Topotap};
 use serde_json::Value;
 use topotap_targets::packet::{LinkType, Timestamp};
@@ -317,6 +318,203 @@ async fn rules_through_the_client() {
     let (v, gone) = t.wait_for(&q, WAIT, |v| v == &serde_json::json!([])).await;
     assert!(gone, "{q}: {v}");
     assert_eq!(ok(&t, &["noderule", "list"]).json(), serde_json::json!({}));
+}
+
+/// Alerts created, listed, shown and deleted through the client; one made by the
+/// client fires its webhook on a real receiver when a matching node appears.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_through_the_client() {
+    let (hook, mut hooks) = receiver().await;
+    let t = Topotap::start(&["--no-probes", "--allow-target", "127.0.0.1/32"]);
+    let p = format!("ca{}", rand_tag());
+    let expression = format!("G.V().Has('Name', '{p}')");
+    let action = format!("http://{hook}/cli");
+    let created = ok(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            &expression,
+            "--action",
+            &action,
+            "--name",
+            &format!("{p}-hook"),
+            "--description",
+            "from the CLI",
+        ],
+    )
+    .json();
+    let uuid = created["UUID"].as_str().unwrap().to_owned();
+    assert_eq!(created["Expression"], expression.as_str(), "{created}");
+    assert_eq!(created["Trigger"], "graph", "{created}");
+    assert_eq!(created["Action"], action.as_str(), "{created}");
+    assert_eq!(created["Description"], "from the CLI", "{created}");
+    assert!(created["CreateTime"].is_string(), "{created}");
+
+    let timed = ok(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V().Count()",
+            "--period",
+            "2s",
+        ],
+    )
+    .json();
+    let timed_id = timed["UUID"].as_str().unwrap().to_owned();
+    assert_eq!(timed["Trigger"], "duration:2s", "{timed}");
+
+    // The node appears: the webhook gets the alert, once.
+    let (s, v) = t
+        .request(
+            "POST",
+            "/api/node",
+            Some(
+                &serde_json::json!({"ID": format!("{p}-id"),
+                    "Metadata": {"Name": p, "Type": "device"}})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (line, body) = tokio::time::timeout(WAIT, hooks.recv())
+        .await
+        .expect("no webhook POST")
+        .unwrap();
+    assert_eq!(line, "POST /cli HTTP/1.1");
+    assert_eq!(body["UUID"], uuid.as_str(), "{body}");
+    assert_eq!(body["ReasonData"][0]["ID"], format!("{p}-id"), "{body}");
+
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        let got = ok(&t, &["alert", "get", &uuid]).json();
+        if got["FireCount"] == 1 || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got["State"], "firing", "{got}");
+    assert_eq!(got["FireCount"], 1, "{got}");
+    let list = ok(&t, &["alert", "list"]).json();
+    assert_eq!(list.as_object().map(|m| m.len()), Some(2), "{list}");
+    assert_eq!(list[&timed_id]["Trigger"], "duration:2s", "{list}");
+    let table = ok(&t, &["alert", "list", "-o", "table"]).stdout;
+    let rows = cells(&table);
+    assert_eq!(
+        rows[0],
+        [
+            "UUID",
+            "Name",
+            "Expression",
+            "Trigger",
+            "Action",
+            "State",
+            "FireCount"
+        ]
+    );
+    let wide = ok(&t, &["alert", "get", &uuid, "-o", "wide"]).stdout;
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("ActionError"),
+        "{wide}"
+    );
+    assert!(wide.contains("from the CLI"), "{wide}");
+
+    // Bad input: the server's one-line reason or the flag's, and a non-zero exit.
+    fails(
+        &t,
+        &["alert", "create", "--expression", "G.V().Has("],
+        "error: 400 Bad Request: Expression: Not a valid Gremlin expression",
+    );
+    fails(
+        &t,
+        &["alert", "create", "--expression", " "],
+        "error: --expression: a Gremlin expression is required",
+    );
+    fails(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V()",
+            "--trigger",
+            "sometimes",
+        ],
+        "error: 400 Bad Request: Trigger: ",
+    );
+    fails(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V()",
+            "--period",
+            "soon",
+        ],
+        "error: --period \"soon\": ",
+    );
+    fails(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V()",
+            "--period",
+            "5ms",
+        ],
+        "error: --period \"5ms\": the period must be between",
+    );
+    fails(
+        &t,
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V()",
+            "--action",
+            "http://192.0.2.1/hook",
+        ],
+        "error: 403 Forbidden: ",
+    );
+    for args in [
+        &["alert", "create"][..],
+        &[
+            "alert",
+            "create",
+            "--expression",
+            "G.V()",
+            "--trigger",
+            "graph",
+            "--period",
+            "1s",
+        ],
+        &["alert", "get"],
+        &["alert", "delete"],
+    ] {
+        let r = client(&t, args);
+        assert!(!r.ok, "{args:?} should fail: {}", r.stdout);
+        assert!(r.stderr.starts_with("error: "), "{args:?}: {}", r.stderr);
+    }
+    fails(
+        &t,
+        &["alert", "get", "nope"],
+        "error: 404 Not Found: Alert 'nope' not found",
+    );
+
+    assert_eq!(ok(&t, &["alert", "delete", &uuid, &timed_id]).stdout, "");
+    fails(&t, &["alert", "delete", &uuid], "error: 404 Not Found:");
+    assert_eq!(ok(&t, &["alert", "list"]).json(), serde_json::json!({}));
+    // Nothing more came: the alert fired once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(hooks.try_recv().is_err());
 }
 
 #[tokio::test]
