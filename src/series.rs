@@ -3,7 +3,9 @@
 //! - `G.V()...Metrics([key])`: per node, its metric samples under `key` (default
 //!   `LastUpdateMetric`, the netlink probe's counters of the last sampling interval; a
 //!   key whose value holds a `LastUpdateMetric`, such as `SFlow`, means that one).
-//! - `G.Flows()...Metrics()`: per flow (by `UUID`), its `LastUpdateMetric`.
+//! - `G.Flows()...Metrics()`: per flow (by `UUID`), its `LastUpdateMetric`; over a
+//!   past time (`G.At`/`G.Context`), the `LastUpdateMetric` of each of its snapshots
+//!   then (`history::flows`), oldest first.
 //!
 //! Without a time context each series holds the latest sample; over a past graph that
 //! holds every revision of a node valid in a time window, the series has one sample per
@@ -29,7 +31,7 @@ use topotap_topology::gremlin::{
 };
 use topotap_topology::Graph;
 
-use crate::capture::flows::FlowSet;
+use crate::capture::flows::{FlowItem, FlowSet};
 
 /// Default `Aggregates()` slice, in seconds.
 pub const DEFAULT_SLICE_SECS: i64 = 30;
@@ -81,6 +83,10 @@ impl StepExtension for MetricsStep {
                     .iter()
                     .filter_map(|f| {
                         let uuid = f.field("UUID")?.as_str()?.to_owned();
+                        // A past flow: its samples of the time asked, oldest first.
+                        if let FlowItem::Past(p) = f {
+                            return (!p.samples.is_empty()).then(|| (uuid, p.samples.clone()));
+                        }
                         let sample = f.field("LastUpdateMetric")?.as_object()?.clone();
                         Some((uuid, vec![sample]))
                     })

@@ -252,6 +252,9 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         timeout: args.query_timeout,
     };
     services.history = open_history(&args, matches!(role, Role::Allinone)).await?;
+    if !analyzer {
+        services.record_flows();
+    }
 
     let probes = if args.no_probes || matches!(role, Role::Analyzer { .. }) {
         None

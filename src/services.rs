@@ -98,6 +98,8 @@ pub struct Services {
     pub assigned: Arc<capture::placer::Assigned>,
     /// Injections analyzers dispatched to this agent, run besides the stored ones.
     pub dispatched_injections: Arc<Store<Injection>>,
+    /// The queue of flow snapshots, until [`Services::start`] starts its writer.
+    flow_queue: Arc<parking_lot::Mutex<Option<crate::history::flows::FlowQueue>>>,
 }
 
 impl Services {
@@ -115,11 +117,13 @@ impl Services {
             targets: config.targets,
             namespaces: config.namespaces,
             ovsdb: None,
+            flow_history: None,
         };
         let mut extensions = Extensions::new();
         extensions.register(Arc::new(FlowsStep {
             registry: sinks.flows.clone(),
             remote: None,
+            past: None,
         }));
         extensions.register(Arc::new(crate::series::MetricsStep));
         extensions.register(Arc::new(crate::capture::raw::RawPacketsStep {
@@ -148,6 +152,7 @@ impl Services {
             remote_flows: None,
             assigned: Arc::default(),
             dispatched_injections: Store::open(None),
+            flow_queue: Arc::default(),
         }
     }
 
@@ -170,6 +175,7 @@ impl Services {
         extensions.register(Arc::new(FlowsStep {
             registry: self.sinks.flows.clone(),
             remote: Some(remote.clone()),
+            past: None,
         }));
         extensions.register(Arc::new(crate::series::MetricsStep));
         extensions.register(Arc::new(crate::capture::raw::RawPacketsStep {
@@ -178,6 +184,22 @@ impl Services {
         self.extensions = Arc::new(extensions);
         self.remote_flows = Some(remote);
         self
+    }
+
+    /// Keeps the flows of this server's `local` capture targets in the history too
+    /// (when the history is on): their snapshots are queued from the capture threads
+    /// and written by [`Services::start`]'s flow writer.
+    pub fn record_flows(&mut self) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let (recorder, queue) = crate::history::flows::FlowRecorder::new(
+            &self.host_id,
+            crate::history::flows::QUEUE,
+            history.flow_stats.clone(),
+        );
+        self.sinks.flow_history = Some(recorder);
+        *self.flow_queue.lock() = Some(queue);
     }
 
     /// Keeps node and edge rules in these stores (etcd, for analyzers).
@@ -311,6 +333,15 @@ impl Services {
         let rules = tokio::spawn(crate::rules::run(self.rules_inputs(), shutdown.clone()));
         let alerts = tokio::spawn(crate::alert::run(self.alert_inputs(), shutdown.clone()));
         let mut tasks = vec![placer, injections, rules, alerts];
+        if let (Some(history), Some(queue)) = (&self.history, self.flow_queue.lock().take()) {
+            tasks.push(tokio::spawn(crate::history::flows::run(
+                history.store.clone(),
+                history.flow_stats.clone(),
+                history.retention,
+                queue,
+                shutdown.clone(),
+            )));
+        }
         tasks.extend(self.start_history(shutdown));
         Background { expiry, tasks }
     }

@@ -208,10 +208,28 @@ pub async fn run_query(
         ApiError::bad_request("Backend does not support history: this server runs with --history off, or its history store could not be opened")
     })?;
     let range = context.resolve(topotap_topology::now_ms());
+    // `Flows()` of a past time reads the flow snapshots of that time.
+    let flows = query.to_ascii_lowercase().contains("flows");
+    let extensions = s.extensions.clone();
     tokio::task::spawn_blocking(move || {
+        let unavailable = |e: crate::history::HistoryError| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        };
         let past = history
             .graph_between(range.from, range.at)
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            .map_err(unavailable)?;
+        let compiled = if flows {
+            let (flows, _) = history
+                .flows_between(range.from, range.at)
+                .map_err(unavailable)?;
+            let mut ext = (*extensions).clone();
+            ext.register(std::sync::Arc::new(crate::capture::flows::FlowsStep::past(
+                flows,
+            )));
+            topotap_topology::gremlin::compile(&query, &ext).map_err(ApiError::bad_request)?
+        } else {
+            compiled
+        };
         let answer = topotap_topology::gremlin::answer(&past.graph, &compiled, &budget)
             .map_err(eval_error)?;
         Ok((

@@ -25,6 +25,7 @@ use topotap_topology::{Graph, Identifier, NodeIx};
 
 use super::engine::PacketSink;
 use super::raw::{RawPacket, RawStore};
+use crate::history::flows::PastFlow;
 
 /// One capture point's flow table, shared between its capture thread and queries.
 pub struct FlowSource {
@@ -166,6 +167,17 @@ pub struct LocalSink {
     pub retain: bool,
     /// Raw frames to keep per flow (`RawPacketLimit`, 0 = none).
     pub raw_limit: u8,
+    /// Where flow snapshots go for the history (`None`: history off, or a pcap upload).
+    pub history: Option<crate::history::flows::FlowRecorder>,
+}
+
+impl LocalSink {
+    fn record(&self, now: Timestamp, ev: &topotap_targets::flow::FlowEvent) {
+        if let Some(h) = &self.history {
+            let s = &self.source;
+            h.record(&s.capture_id, &s.node, now.as_millis() as i64, ev);
+        }
+    }
 }
 
 impl PacketSink for LocalSink {
@@ -215,15 +227,19 @@ impl PacketSink for LocalSink {
 
     fn tick(&mut self, now: Timestamp) {
         let mut t = self.source.table.lock();
-        // Updates and expiries are state transitions of the table; the local target
-        // keeps no history beyond what the table holds, and the raw packets of a flow
-        // go with it.
-        t.poll_updates(now).for_each(drop);
+        // Updates and expiries are state transitions of the table: snapshots for the
+        // history (queued, never waited for); the raw packets of a flow go with it.
+        for e in t.poll_updates(now) {
+            self.record(now, &e);
+        }
         if self.raw_limit == 0 {
-            t.drain_expired(now).for_each(drop);
+            for e in t.drain_expired(now) {
+                self.record(now, &e);
+            }
         } else {
             let mut raw = self.source.raw.lock();
             for e in t.drain_expired(now) {
+                self.record(now, &e);
                 raw.forget(e.flow.uuid());
             }
         }
@@ -236,6 +252,16 @@ impl PacketSink for LocalSink {
             self.source.table.lock().shrink_to_fit();
             self.registry.retain(self.source.clone());
         } else {
+            if self.history.is_some() {
+                // The flows end with the capture.
+                let mut t = self.source.table.lock();
+                for e in t.poll_updates(now) {
+                    self.record(now, &e);
+                }
+                for e in t.flush_all() {
+                    self.record(now, &e);
+                }
+            }
             self.registry
                 .remove(&self.source.capture_id, &self.source.node);
         }
@@ -247,6 +273,20 @@ pub struct FlowsStep {
     pub registry: Arc<FlowRegistry>,
     /// An analyzer's: the flows its agents answered for this query.
     pub remote: Option<Arc<RemoteFlows>>,
+    /// A query of a past time (`G.At`/`G.Context`): the flows of that time, from the
+    /// history, instead of the live tables.
+    pub past: Option<Arc<Vec<Arc<PastFlow>>>>,
+}
+
+impl FlowsStep {
+    /// The step of a query of a past time: the flows read from the history.
+    pub fn past(flows: Vec<PastFlow>) -> FlowsStep {
+        FlowsStep {
+            registry: Arc::default(),
+            remote: None,
+            past: Some(Arc::new(flows.into_iter().map(Arc::new).collect())),
+        }
+    }
 }
 
 /// Flows fetched from elsewhere (an analyzer's agents), as JSON with the node each
@@ -292,6 +332,17 @@ impl RemoteFlows {
 pub enum FlowItem {
     Table(Flow),
     Remote(Arc<Value>),
+    /// From the history: the flow as it was, with its metric samples of the time asked.
+    Past(Arc<PastFlow>),
+}
+
+/// The dotted path `key` in a flow's JSON.
+fn json_field(v: &Value, key: &str) -> Option<Value> {
+    let mut cur: &Value = v;
+    for part in key.split('.') {
+        cur = cur.get(part)?;
+    }
+    Some(cur.clone())
 }
 
 impl FlowItem {
@@ -299,6 +350,7 @@ impl FlowItem {
         match self {
             FlowItem::Table(f) => f.to_json(),
             FlowItem::Remote(v) => (**v).clone(),
+            FlowItem::Past(p) => p.doc.clone(),
         }
     }
 
@@ -307,13 +359,8 @@ impl FlowItem {
     pub fn field(&self, key: &str) -> Option<Value> {
         match self {
             FlowItem::Table(f) => f.field(key),
-            FlowItem::Remote(v) => {
-                let mut cur: &Value = v;
-                for part in key.split('.') {
-                    cur = cur.get(part)?;
-                }
-                Some(cur.clone())
-            }
+            FlowItem::Remote(v) => json_field(v, key),
+            FlowItem::Past(p) => json_field(&p.doc, key),
         }
     }
 
@@ -321,6 +368,12 @@ impl FlowItem {
         match self {
             FlowItem::Table(f) => f.node_tid().to_owned(),
             FlowItem::Remote(v) => v
+                .get("NodeTID")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            FlowItem::Past(p) => p
+                .doc
                 .get("NodeTID")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
@@ -362,6 +415,19 @@ impl StepExtension for FlowsStep {
             other => return Err(EvalError::cannot_follow(step, other.kind())),
         };
         let keep = |n: &Identifier| ids.as_ref().is_none_or(|ids| ids.contains(n));
+        if let Some(past) = &self.past {
+            let flows = past
+                .iter()
+                .filter(|f| keep(&f.node))
+                .map(|f| FlowItem::Past(f.clone()))
+                .collect();
+            let set = FlowSet(flows);
+            return if step.params.is_empty() {
+                Ok(Output::Ext(Box::new(set)))
+            } else {
+                set.filter(&step.params, false)
+            };
+        }
         let mut flows: Vec<FlowItem> = self
             .registry
             .collect(|s| keep(&s.node))
@@ -389,6 +455,7 @@ pub fn compile_query(text: &str) -> Result<Compiled, CompileError> {
         ext.register(Arc::new(FlowsStep {
             registry: Arc::default(),
             remote: None,
+            past: None,
         }));
         ext.register(Arc::new(crate::series::MetricsStep));
         ext.register(Arc::new(super::raw::RawPacketsStep {
@@ -697,6 +764,7 @@ mod tests {
         ext.register(Arc::new(FlowsStep {
             registry,
             remote: None,
+            past: None,
         }));
         (Graph::new(), ext)
     }
@@ -748,6 +816,7 @@ mod tests {
         ext.register(Arc::new(FlowsStep {
             registry,
             remote: None,
+            past: None,
         }));
         (g, ext)
     }

@@ -88,6 +88,9 @@ pub struct SinkContext {
     /// The ovsdb-server that `ovssflow` and `ovsmirror` captures configure (the OVSDB
     /// probe's); `None`: those captures fail.
     pub ovsdb: Option<Arc<ovs::Ovsdb>>,
+    /// Where the `local` flow tables send their snapshots for the history (`None`:
+    /// history off).
+    pub flow_history: Option<crate::history::flows::FlowRecorder>,
 }
 
 /// Builds the sink for a capture on one node, by its target type. Export sockets are
@@ -173,6 +176,12 @@ pub fn local_sink(
         registry: ctx.flows.clone(),
         retain,
         raw_limit: capture.raw_packet_limit.clamp(0, raw::MAX_RAW_PACKET_LIMIT) as u8,
+        // A pcap upload's flows are of the file's time, not of this server's.
+        history: if retain {
+            None
+        } else {
+            ctx.flow_history.clone()
+        },
     })
 }
 

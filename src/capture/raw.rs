@@ -130,7 +130,7 @@ impl StepExtension for RawPacketsStep {
         // Only this process' tables keep raw packets (not an analyzer's agents').
         for f in flows.0.iter().filter_map(|f| match f {
             FlowItem::Table(f) => Some(f),
-            FlowItem::Remote(_) => None,
+            FlowItem::Remote(_) | FlowItem::Past(_) => None,
         }) {
             let packets = self.registry.raw_packets(f.capture_id(), f.uuid());
             if !packets.is_empty() {

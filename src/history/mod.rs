@@ -21,7 +21,10 @@
 //! [`Stamp`] says nothing written since can have changed it: asking again for a time
 //! (the UI's time slider, a poll of `G.At`) costs about what the live query costs.
 
+pub mod flows;
 pub mod postgres;
+mod postgres_flows;
+mod redb_flows;
 pub mod redb_store;
 pub mod writer;
 
@@ -30,6 +33,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use topotap_topology::{Edge, Graph, Node, SharedGraph};
+
+use flows::{FlowChange, FlowRevision, FlowStats, PastFlow};
 
 /// Whether a revision is a node's or an edge's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,6 +184,43 @@ pub trait HistoryStore: Send + Sync {
     fn at_point(&self, _at: i64) -> Result<Option<PointRead>, HistoryError> {
         Ok(None)
     }
+
+    // Flow snapshots ([`flows`]), kept apart from the node and edge revisions.
+
+    /// Applies flow changes in order, all or none.
+    fn apply_flows(&self, _changes: &[FlowChange]) -> Result<(), HistoryError> {
+        Err(HistoryError(format!(
+            "the {} store keeps no flows",
+            self.backend()
+        )))
+    }
+
+    /// Flow revisions valid at some instant of `[from, at]` (a point: `from == at`).
+    fn flows_between(&self, _from: i64, _at: i64) -> Result<Vec<FlowRevision>, HistoryError> {
+        Ok(Vec::new())
+    }
+
+    /// Closes at `at` the open flow revisions whose ID starts with `prefix` (a server's
+    /// flows, when it starts: its tables are new); returns how many.
+    fn close_open_flows(&self, _prefix: &str, _at: i64) -> Result<u64, HistoryError> {
+        Ok(0)
+    }
+
+    /// Removes flow revisions that ended before `cutoff`; returns how many.
+    fn purge_flows_before(&self, _cutoff: i64) -> Result<u64, HistoryError> {
+        Ok(0)
+    }
+
+    /// Removes the oldest ended flow revisions until they take at most `max_bytes`;
+    /// returns how many.
+    fn enforce_flow_size(&self, _max_bytes: u64) -> Result<u64, HistoryError> {
+        Ok(0)
+    }
+
+    /// Bytes of flow documents kept, and how many flow revisions.
+    fn flow_usage(&self) -> Result<(u64, u64), HistoryError> {
+        Ok((0, 0))
+    }
 }
 
 /// What to keep and for how long.
@@ -263,6 +305,8 @@ impl Kept {
 pub struct History {
     pub store: Arc<dyn HistoryStore>,
     pub stats: Arc<writer::Stats>,
+    /// The flow recorder's counters.
+    pub flow_stats: Arc<FlowStats>,
     pub retention: Retention,
     kept: Arc<Kept>,
 }
@@ -272,9 +316,22 @@ impl History {
         History {
             store,
             stats: Arc::default(),
+            flow_stats: Arc::default(),
             retention,
             kept: Arc::default(),
         }
+    }
+
+    /// The flows as they were during `[from, at]` (at `at` when `from == at`), one per
+    /// flow, and whether the history reaches back to `from`. Blocking.
+    pub fn flows_between(&self, from: i64, at: i64) -> Result<(Vec<PastFlow>, bool), HistoryError> {
+        topotap_topology::blocking::section("history flow read");
+        let horizon = self.store.horizon()?;
+        if at < horizon {
+            return Ok((Vec::new(), false));
+        }
+        let revisions = self.store.flows_between(from, at)?;
+        Ok((flows::past_flows(revisions), from >= horizon))
     }
 
     /// The graph as it was during `[from, at]` (at `at` when `from == at`), and whether
@@ -336,6 +393,7 @@ impl History {
     /// The `History` section of `/api/status`.
     pub fn status(&self) -> serde_json::Value {
         let mut s = self.stats.to_json();
+        self.flow_stats.extend_json(&mut s);
         s.insert("Backend".into(), self.store.backend().into());
         s.insert(
             "RetentionSeconds".into(),

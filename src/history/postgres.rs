@@ -87,6 +87,9 @@ fn connect(url: &str) -> Result<Client, HistoryError> {
     let mut client = config.connect(NoTls).map_err(e)?;
     client.batch_execute(SCHEMA).map_err(e)?;
     client
+        .batch_execute(super::postgres_flows::SCHEMA)
+        .map_err(e)?;
+    client
         .execute(
             "INSERT INTO topotap_history_meta VALUES ('horizon', $1) ON CONFLICT DO NOTHING",
             &[&topotap_topology::now_ms()],
@@ -384,5 +387,33 @@ impl HistoryStore for PostgresStore {
             )
             .map(|r| (r.get::<_, i64>(0).max(0) as u64, r.get::<_, i64>(1).max(0) as u64))
         })
+    }
+
+    fn apply_flows(&self, changes: &[super::flows::FlowChange]) -> Result<(), HistoryError> {
+        self.with(|c| super::postgres_flows::apply(c, changes))
+    }
+
+    fn flows_between(
+        &self,
+        from: i64,
+        at: i64,
+    ) -> Result<Vec<super::flows::FlowRevision>, HistoryError> {
+        self.with(|c| super::postgres_flows::between(c, from, at))
+    }
+
+    fn close_open_flows(&self, prefix: &str, at: i64) -> Result<u64, HistoryError> {
+        self.with(|c| super::postgres_flows::close_open(c, prefix, at))
+    }
+
+    fn purge_flows_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
+        self.with(|c| super::postgres_flows::purge_before(c, cutoff))
+    }
+
+    fn enforce_flow_size(&self, max_bytes: u64) -> Result<u64, HistoryError> {
+        self.with(|c| super::postgres_flows::enforce_size(c, max_bytes))
+    }
+
+    fn flow_usage(&self) -> Result<(u64, u64), HistoryError> {
+        self.with(super::postgres_flows::usage)
     }
 }

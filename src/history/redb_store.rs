@@ -26,7 +26,7 @@ const OPEN_END: i64 = i64::MAX;
 
 /// A redb file of revisions.
 pub struct RedbStore {
-    db: Database,
+    pub(super) db: Database,
 }
 
 fn e(err: impl std::fmt::Display) -> HistoryError {
@@ -347,6 +347,34 @@ impl HistoryStore for RedbStore {
             self.meta("bytes")?.max(0) as u64,
             self.meta("count")?.max(0) as u64,
         ))
+    }
+
+    fn apply_flows(&self, changes: &[super::flows::FlowChange]) -> Result<(), HistoryError> {
+        super::redb_flows::apply(&self.db, changes)
+    }
+
+    fn flows_between(
+        &self,
+        from: i64,
+        at: i64,
+    ) -> Result<Vec<super::flows::FlowRevision>, HistoryError> {
+        super::redb_flows::between(&self.db, from, at)
+    }
+
+    fn close_open_flows(&self, prefix: &str, at: i64) -> Result<u64, HistoryError> {
+        super::redb_flows::close_open(&self.db, prefix, at)
+    }
+
+    fn purge_flows_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
+        super::redb_flows::purge_before(&self.db, cutoff)
+    }
+
+    fn enforce_flow_size(&self, max_bytes: u64) -> Result<u64, HistoryError> {
+        super::redb_flows::enforce_size(&self.db, max_bytes)
+    }
+
+    fn flow_usage(&self) -> Result<(u64, u64), HistoryError> {
+        super::redb_flows::usage(&self.db)
     }
 }
 
