@@ -61,7 +61,10 @@ struct LoginForm {
     password: Option<String>,
 }
 
-/// `POST /api/topology`: the Gremlin query. Empty or blank: 204.
+/// `POST /api/topology`: the Gremlin query. Empty or blank: 204. A query that starts
+/// with `G.At(t)` / `G.Context(t[, d])` runs on the graph and the flows of that time
+/// (`G.At('-5m').Flows()`; over a window, `Flows().Metrics()` is each flow's series of
+/// snapshots), from the history.
 #[derive(ToSchema)]
 struct TopologyQuery {
     #[schema(rename = "GremlinQuery", max_length = 65536)]
@@ -211,7 +214,8 @@ fn topology_get() {}
             With `Accept: application/vnd.tcpdump.pcap`, the packets of a `...RawPackets()` query as a pcap file.",
             content((serde_json::Value = "application/json"), (PcapFile = "application/vnd.tcpdump.pcap"))),
         (status = 204, description = "The query is empty."),
-        (status = 400, description = "A query that does not parse or apply, a body that is not the object."),
+        (status = 400, description = "A query that does not parse or apply, a body that is not the object, \
+            a malformed time in G.At/G.Context (the answer lists the accepted forms), or G.At on a server without history."),
         (status = 406, description = "A pcap file was asked for a query that does not end in RawPackets()."),
         (status = 413, description = "The answer is larger than the server's budget."),
         (status = 503, description = "The query ran out of its time budget."),
