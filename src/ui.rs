@@ -40,6 +40,7 @@ const ASSETS: &[Asset] = assets![
     "ui/js/panels/console.js",
     "ui/js/panels/captures.js",
     "ui/js/panels/injections.js",
+    "ui/js/panels/alerts.js",
     "ui/js/panels/flows.js",
     "ui/js/panels/chart.js",
     "ui/js/timetravel.js",

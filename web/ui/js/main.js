@@ -3,6 +3,7 @@
 import { ApiError, gremlin, nodeIdsOf } from './api.js';
 import { $, clear, gq, h, put } from './dom.js';
 import { Graph, nameOf, relationsOf } from './graph.js';
+import { AlertsPanel } from './panels/alerts.js';
 import { CapturesPanel } from './panels/captures.js';
 import { caretPre, ConsolePanel } from './panels/console.js';
 import { LoginForm, logout, session, showUser } from './login.js';
@@ -31,6 +32,7 @@ class App {
     this.console = new ConsolePanel($('#tab-console'), this);
     this.captures = new CapturesPanel($('#tab-captures'), this);
     this.injections = new InjectionsPanel($('#tab-inject'), this);
+    this.alerts = new AlertsPanel($('#tab-alerts'), this);
     this.nodePanel.show(null);
 
     this.graph.onChange((kind, id) => {
@@ -175,6 +177,8 @@ class App {
     // Skydive announces capture and injection changes in their own namespaces.
     if (msg.Namespace === 'OnDemandCaptureNotification' && this.activeTab === 'captures') this.captures.refresh();
     if (msg.Namespace === 'OnDemandPacketInjectionNotification' && this.activeTab === 'inject') this.injections.refresh();
+    // Fired alerts reach every subscriber: kept in the Alerts tab's list whichever tab is open.
+    if (msg.Namespace === 'Alert' && msg.Type === 'Alert') this.alerts.fired(msg.Obj);
   }
 
   // ---- filter and highlight ---------------------------------------------------------
@@ -284,7 +288,7 @@ class App {
     if (this.activeTab === name) return;
     for (const b of document.querySelectorAll('.tab')) b.classList.toggle('active', b.dataset.tab === name);
     for (const p of document.querySelectorAll('.tab-panel')) p.classList.toggle('hidden', p.id !== `tab-${name}`);
-    const panels = { captures: this.captures, inject: this.injections };
+    const panels = { captures: this.captures, inject: this.injections, alerts: this.alerts };
     panels[this.activeTab]?.deactivate();
     this.activeTab = name;
     panels[name]?.activate();
