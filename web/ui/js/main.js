@@ -37,6 +37,11 @@ class App {
 
     this.graph.onChange((kind, id) => {
       if (kind === 'node-updated' || kind === 'reset') this.nodePanel.refresh(this.view.selected);
+      else if (kind === 'edge' && this.view.selected) {
+        // What the selected node owns or is wired to changed (a container in a namespace).
+        const e = this.graph.edges.get(id);
+        if (e && (e.Parent === this.view.selected || e.Child === this.view.selected)) this.nodePanel.refresh(this.view.selected);
+      }
       this.scheduleCounts();
     });
 

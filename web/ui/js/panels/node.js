@@ -74,6 +74,8 @@ export class NodePanel {
         h('button', { class: 'btn', onclick: () => this.app.consoleQuery(`G.V(${gq(node.ID)})`) }, 'Query'),
       ),
     );
+    const container = this.containerSection(node);
+    if (container) root.append(container);
     root.append(section('Interface counters', metricsTable(md)));
     // Rates over time, from the history (when the server keeps one).
     if ((md.Metric || md.LastUpdateMetric) && this.app.timeTravel.available) {
@@ -125,6 +127,34 @@ export class NodePanel {
     return rows;
   }
 
+  /**
+   * A container's facts: its own `Container` metadata, or for a network namespace named
+   * after a container, that of the container node(s) it owns.
+   */
+  containerSection(node) {
+    const md = node.Metadata || {};
+    let found = [];
+    if (md.Container && typeof md.Container === 'object') found = [{ id: null, c: md.Container }];
+    else if (md.Type === 'netns') {
+      const g = this.app.graph;
+      for (const eid of g.incident.get(node.ID) || []) {
+        const e = g.edges.get(eid);
+        if (!e || e.Parent !== node.ID || e.Metadata?.RelationType !== 'ownership') continue;
+        const child = g.nodes.get(e.Child);
+        const c = child?.Metadata?.Container;
+        if (child?.Metadata?.Type === 'container' && c && typeof c === 'object') found.push({ id: child.ID, c });
+      }
+      found.sort((a, b) => String(a.c.Name ?? '').localeCompare(String(b.c.Name ?? '')));
+    }
+    if (!found.length) return null;
+    return h(
+      'section',
+      { class: 'sub', id: 'node-container' },
+      h('h3', null, found.length > 1 ? `Containers (${found.length})` : 'Container'),
+      found.map(({ id, c }) => containerFacts(c, id && ((label) => h('button', { type: 'button', class: 'link', dataset: { node: id }, title: 'show the container node', onclick: () => this.app.selectNode(id) }, label)))),
+    );
+  }
+
   tree(value, path) {
     if (value === null || typeof value !== 'object') return leaf(value);
     const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v]) : Object.entries(value).sort(([a], [b]) => a.localeCompare(b));
@@ -148,6 +178,46 @@ export class NodePanel {
 function fact(label, value) {
   if (value === undefined || value === null || value === '') return null;
   return [h('dt', null, label), h('dd', { class: 'mono' }, String(value))];
+}
+
+/** Container IDs are long hashes: the first 12 characters, as Docker shows them. */
+const CONTAINER_ID_SHOWN = 12;
+
+/** `link(label)`, when given, makes the name a link to the container's node. */
+function containerFacts(c, link) {
+  const id = c.ID === undefined || c.ID === null ? '' : String(c.ID);
+  const pod = c.PodName ? (c.PodNamespace ? `${c.PodNamespace}/${c.PodName}` : String(c.PodName)) : c.PodNamespace ? `${c.PodNamespace}/—` : '';
+  const labels = c.Labels && typeof c.Labels === 'object' ? Object.entries(c.Labels).sort(([a], [b]) => a.localeCompare(b)) : [];
+  return h(
+    'div',
+    { class: 'container-facts', dataset: { container: id } },
+    h(
+      'dl',
+      { class: 'facts' },
+      // Seen from its namespace, the name leads to the container's node.
+      c.Name !== undefined && c.Name !== null ? [h('dt', null, 'Name'), h('dd', { class: 'mono container-name' }, link ? link(String(c.Name)) : String(c.Name))] : null,
+      id ? [h('dt', null, 'ID'), h('dd', { class: 'mono container-id', title: id }, id.length > CONTAINER_ID_SHOWN ? `${id.slice(0, CONTAINER_ID_SHOWN)}…` : id)] : null,
+      fact('Image', c.Image),
+      fact('Runtime', c.Runtime),
+      fact('Status', c.Status),
+      fact('PID', c.InitProcessPID),
+      pod ? [h('dt', null, 'Pod'), h('dd', { class: 'mono container-pod' }, pod)] : null,
+    ),
+    labels.length
+      ? h(
+          'details',
+          { class: 'container-labels', open: labels.length <= 8 },
+          h('summary', { class: 'muted small' }, `Labels (${labels.length})`),
+          table(
+            [
+              { label: 'Label', value: ([k]) => h('span', { class: 'mono' }, k) },
+              { label: 'Value', value: ([, v]) => h('span', { class: 'mono' }, typeof v === 'string' ? v : JSON.stringify(v)) },
+            ],
+            labels,
+          ),
+        )
+      : null,
+  );
 }
 
 function leaf(v) {
