@@ -3,7 +3,9 @@
 // then created for real (ip netns add) and the firing, pushed on the WebSocket `Alert`
 // namespace, shows up in the tab's list with the alert's name and the namespace it
 // matched, while the alert's row says it is firing. A refused expression shows the
-// server's reason in the form. Deleting the alert in the UI removes it from /api/alert.
+// server's reason in the form; one that fails when evaluated shows its error on its row
+// while the other alert goes on. Deleting the alerts in the UI removes them from
+// /api/alert.
 // Needs root (ip netns); skipped otherwise. Screenshots go to
 // target/ui-artifacts/alerts-*.png.
 
@@ -20,6 +22,8 @@ const rand = crypto.randomBytes(3).toString('hex');
 const NS = `uia${rand}`;
 const HOST_ID = `ui-alerts-${rand}`;
 const ALERT = `netns ${NS} appeared`;
+// Fails at run time once the namespace exists (its name is not a number to sum).
+const BROKEN = `sum of ${NS}`;
 
 const isRoot = process.getuid?.() === 0;
 let hasIp = false;
@@ -133,6 +137,14 @@ test('alerts: made in the UI, fired by a real namespace, shown live, deleted in 
       polling: 200,
     });
     assert.deepEqual(await firings(), []);
+    // A second one, valid but failing when evaluated on the namespace.
+    await page.fill('#alert-name', BROKEN);
+    await page.fill('#alert-expression', `G.V().Has('Type', 'netns', 'Name', '${NS}').Values('Name').Sum()`);
+    await page.click('#alert-create');
+    await page.waitForFunction((n) => [...document.querySelectorAll('#alert-list tbody tr')].some((tr) => tr.querySelector('.alert-name')?.textContent === n), BROKEN, { timeout: 10000 });
+    assert.equal(await page.isHidden('#alert-error'), true);
+    const broken = Object.entries((await api('GET', '/api/alert')).json()).find(([, a]) => a.Name === BROKEN)?.[0];
+    assert.ok(broken, 'the second alert is not stored');
     await shot('alerts-01-created');
 
     // Looking at another tab meanwhile: the firing still arrives, and the tab counts it.
@@ -162,6 +174,15 @@ test('alerts: made in the UI, fired by a real namespace, shown live, deleted in 
     );
     const row = await alertRow(ALERT);
     assert.match(row.text, /on graph changes/);
+    // The failing one says why, and never fired.
+    await page.waitForFunction(
+      (n) => [...document.querySelectorAll('#alert-list tbody tr')].some((tr) => tr.querySelector('.alert-name')?.textContent === n && tr.querySelector('.state')?.textContent === 'error'),
+      BROKEN,
+      { timeout: 10000, polling: 200 },
+    );
+    const brokenRow = await page.textContent(`#alert-list tbody tr:has(.alert-name:text-is("${BROKEN}")) .alert-err`, { timeout: 5000 });
+    assert.match(brokenRow, /^expression: .*Sum: value 1 has a non-numeric value/);
+    assert.ok((await firings()).every((f) => f.name === ALERT));
     const listed = (await api('GET', '/api/alert')).json()[uuid];
     assert.equal(listed.FireCount, 1, JSON.stringify(listed));
     assert.equal(listed.State, 'firing');
@@ -192,11 +213,14 @@ test('alerts: made in the UI, fired by a real namespace, shown live, deleted in 
     const times = await page.$$eval('#alert-firings tbody tr .fired-time', (els) => els.map((el) => Date.parse(el.title)));
     assert.ok(times[0] >= times[1], `newest first: ${times}`);
 
-    // Deleted through its row: gone from the list and from the server.
+    // Deleted through their rows: gone from the list and from the server.
     await page.click(`#alert-list tbody tr:has(.alert-name:text-is("${ALERT}")) button:has-text("Delete")`);
+    await page.waitForFunction((n) => ![...document.querySelectorAll('#alert-list .alert-name')].some((el) => el.textContent === n), ALERT, { timeout: 10000 });
+    assert.equal((await api('GET', `/api/alert/${uuid}`)).status, 404);
+    assert.deepEqual(Object.keys((await api('GET', '/api/alert')).json()), [broken]);
+    await page.click(`#alert-list tbody tr:has(.alert-name:text-is("${BROKEN}")) button:has-text("Delete")`);
     await page.waitForFunction(() => document.querySelector('#alert-list')?.textContent.includes('no alert'), null, { timeout: 10000 });
     assert.deepEqual((await api('GET', '/api/alert')).json(), {});
-    assert.equal((await api('GET', `/api/alert/${uuid}`)).status, 404);
     // What fired stays listed until cleared.
     assert.equal((await firings()).length, 2);
     await page.click('#alert-firings-clear');
