@@ -125,7 +125,9 @@ test('alerts: made in the UI, fired by a real namespace, shown live, deleted in 
     await page.fill('#alert-name', ALERT);
     await page.fill('#alert-expression', `G.V().Has('Type', 'netns', 'Name', '${NS}')`);
     await page.click('#alert-create');
-    await page.waitForSelector('#alert-error', { state: 'hidden', timeout: 10000 });
+    // Listed once the server answered the creation (the form's error hides at once).
+    await page.waitForFunction((n) => [...document.querySelectorAll('#alert-list .alert-name')].some((el) => el.textContent === n), ALERT, { timeout: 10000 });
+    assert.equal(await page.isHidden('#alert-error'), true);
     const stored = Object.entries((await api('GET', '/api/alert')).json());
     assert.equal(stored.length, 1, JSON.stringify(stored));
     const [uuid, alert] = stored[0];
