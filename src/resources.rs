@@ -58,6 +58,29 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn annotate_created(&mut self, _services: &crate::services::Services) {}
 }
 
+/// Declares a resource struct that starts with the header Skydive's node rules, edge
+/// rules and alerts share: `UUID` (set by the server), `Name` and `Description` (left
+/// out of the JSON when empty). The body is the struct's own fields.
+macro_rules! headed_resource {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            #[serde(rename = "UUID", default)]
+            pub uuid: String,
+            #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+            pub name: String,
+            #[serde(
+                rename = "Description",
+                default,
+                skip_serializing_if = "String::is_empty"
+            )]
+            pub description: String,
+            $($fields)*
+        }
+    };
+}
+pub(crate) use headed_resource;
+
 /// A stored definition: the resource and when it expires. The etcd store keeps the
 /// same JSON as a key's value.
 #[derive(Clone, Serialize, Deserialize)]

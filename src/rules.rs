@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use crate::capture::placer::Debounce;
 use crate::error::Error;
-use crate::resources::{Definitions, Resource};
+use crate::resources::{headed_resource, Definitions, Resource};
 
 /// Why a rule does nothing now (a query over its budget, endpoints not found), as the
 /// engine last found it; shared by every copy of the rule.
@@ -61,19 +61,10 @@ pub enum NodeAction {
     Update,
 }
 
+headed_resource! {
 /// A node rule as clients send and receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeRule {
-    #[serde(rename = "UUID", default)]
-    pub uuid: String,
-    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub description: String,
     /// `create`: the node's metadata (`Type` and `Name` required); `update`: the keys
     /// merged into every node the query selects (not `Type` nor `Name`).
     #[serde(rename = "Metadata", default)]
@@ -91,20 +82,12 @@ pub struct NodeRule {
     #[serde(skip)]
     pub status: RuleStatus,
 }
+}
 
+headed_resource! {
 /// An edge rule as clients send and receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EdgeRule {
-    #[serde(rename = "UUID", default)]
-    pub uuid: String,
-    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub description: String,
     /// Gremlin: the edge's parent is the first node it selects.
     #[serde(rename = "Src")]
     pub src: String,
@@ -121,6 +104,7 @@ pub struct EdgeRule {
     pub error: String,
     #[serde(skip)]
     pub status: RuleStatus,
+}
 }
 
 fn check_query(field: &str, text: &str, ext: &Extensions) -> Result<(), Error> {

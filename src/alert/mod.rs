@@ -39,7 +39,7 @@ use tracing::debug;
 
 use crate::capture::placer::Debounce;
 use crate::error::Error;
-use crate::resources::{Definitions, Resource};
+use crate::resources::{headed_resource, Definitions, Resource};
 
 pub use action::Actions;
 
@@ -83,19 +83,10 @@ pub struct Shown {
     pub fire_count: u64,
 }
 
+headed_resource! {
 /// An alert as clients send and receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
-    #[serde(rename = "UUID", default)]
-    pub uuid: String,
-    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub description: String,
     /// Gremlin, evaluated on the live graph; the alert fires when its result turns
     /// truthy (non-empty, `true`, non-zero) or changes while truthy.
     #[serde(rename = "Expression", default)]
@@ -143,6 +134,7 @@ pub struct Alert {
     pub fire_count: u64,
     #[serde(skip)]
     pub status: AlertStatus,
+}
 }
 
 fn is_zero(v: &i64) -> bool {

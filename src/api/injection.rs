@@ -1,52 +1,31 @@
-//! `/api/injectpacket`: Skydive's generic resource routes, with a create that resolves
+//! `/api/injectpacket`: Skydive's generic resource routes ([`super::resources`]), with a create that resolves
 //! the source interface and the addresses against the graph before storing (§7.1).
 
-use bytes::Bytes;
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::{Filter, Rejection};
+use futures_util::future::BoxFuture;
 
-use super::{parse_json_accepting, reply_json, respond_now, with_state, ApiResult, AppState};
+use super::resources::Checked;
+use super::{ApiError, AppState};
 use crate::error::Error;
 use crate::injection::forge::Rng;
 use crate::injection::Injection;
-use crate::resources::{parse_go_duration, Resource};
 
-pub fn routes(
-    state: AppState,
-    body: impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let create = warp::path!("api" / "injectpacket")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(warp::header::optional::<String>("X-Resource-TTL"))
-        .and(body.clone())
-        .then(|s: AppState, ttl: Option<String>, b: Bytes| async move {
-            respond_now(create(&s, ttl, &b).await)
-        });
-    let others = super::resources::routes(state.clone(), state.injections.clone(), body);
-    create.or(others).unify()
-}
-
-async fn create(s: &AppState, ttl: Option<String>, body: &[u8]) -> ApiResult {
-    let mut item: Injection = parse_json_accepting(body, Injection::OUTPUT_ONLY)?;
-    let ttl = match ttl {
-        Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
-        None => None,
-    };
-    item.validate()?;
-    // Queries are evaluated within the server's budget, off the async workers.
-    let (graph, ext, budget) = (s.graph.clone(), s.extensions.clone(), s.query_budget);
-    let item = tokio::task::spawn_blocking(move || {
-        let g = graph.read();
-        item.resolve(&g, &ext, &budget, &mut Rng::from_entropy())
-            .map(|()| item)
-    })
-    .await
-    .map_err(Error::from)??;
-    allowed(&s.sinks, &item)?;
-    let created = s.injections.create(item, ttl).await.map_err(Error::from)?;
-    Ok(reply_json(StatusCode::CREATED, &created))
+impl Checked for Injection {
+    fn check(s: AppState, mut item: Self) -> BoxFuture<'static, Result<Self, ApiError>> {
+        Box::pin(async move {
+            item.validate()?;
+            // Queries are evaluated within the server's budget, off the async workers.
+            let (graph, ext, budget) = (s.graph.clone(), s.extensions.clone(), s.query_budget);
+            let item = tokio::task::spawn_blocking(move || {
+                let g = graph.read();
+                item.resolve(&g, &ext, &budget, &mut Rng::from_entropy())
+                    .map(|()| item)
+            })
+            .await
+            .map_err(Error::from)??;
+            allowed(&s.sinks, &item)?;
+            Ok(item)
+        })
+    }
 }
 
 /// An injection may only send to `--allow-target` networks, from a namespace the probes

@@ -227,10 +227,13 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Inf
     // future stays small enough for a 2 MiB stack in a debug build.
     let topology = topology::routes(state.clone(), body.clone()).boxed();
     let elements = elements::routes(state.clone(), body.clone()).boxed();
-    let injections = injection::routes(state.clone(), body.clone()).boxed();
-    let rules = rules::routes(state.clone(), body.clone()).boxed();
-    let alerts = alert::routes(state.clone(), body.clone()).boxed();
+    let injections = resources::routes(state.clone(), state.injections.clone(), body.clone());
+    let node_rules = resources::routes(state.clone(), state.node_rules.clone(), body.clone());
+    let edge_rules = resources::routes(state.clone(), state.edge_rules.clone(), body.clone());
+    let alerts = resources::routes(state.clone(), state.alerts.clone(), body.clone()).boxed();
     let captures = resources::routes(state.clone(), state.captures.clone(), body).boxed();
+    let rules = node_rules.or(edge_rules).unify().boxed();
+    let injections = injections.boxed();
     let pcap = pcap::routes(state.clone()).boxed();
     let ws = ws::routes(state.clone()).boxed();
     let metrics_route = metrics_route(state.metrics.clone(), state.metrics_on_api);

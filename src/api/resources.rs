@@ -1,6 +1,9 @@
-//! HTTP routes of a stored resource kind (`/api/capture`, `/api/injectpacket`).
+//! HTTP routes of a stored resource kind (`/api/capture`, `/api/injectpacket`,
+//! `/api/noderule`, `/api/edgerule`, `/api/alert`): Skydive's generic CRUD, built once
+//! for every kind; what differs between kinds at create is their [`Checked::check`].
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -13,7 +16,21 @@ use super::{
 use crate::error::Error;
 use crate::resources::{parse_go_duration, DefinitionStore, Definitions, Resource, StoreError};
 
-pub fn routes<T: Resource>(
+/// What a resource kind checks at create, beyond its JSON and `Resource::prepare`:
+/// against the server (its Gremlin extensions, egress policy, graph). It may complete
+/// the resource (an injection's addresses); an error is the answer.
+pub trait Checked: Resource {
+    fn check(_s: AppState, item: Self) -> BoxFuture<'static, Result<Self, ApiError>> {
+        Box::pin(std::future::ready(Ok(item)))
+    }
+}
+
+/// A capture's checks are its `export_target` (here, for every kind) and `prepare`.
+impl Checked for crate::capture::Capture {}
+
+/// `GET /api/<kind>`, `POST` (create, `X-Resource-TTL`), `GET /api/<kind>/<id>`,
+/// `PATCH` (refused) and `DELETE` over `store`.
+pub fn routes<T: Checked>(
     state: AppState,
     store: Definitions<T>,
     body: impl Filter<Extract = (Bytes,), Error = Rejection> + Clone + Send + Sync + 'static,
@@ -114,23 +131,24 @@ fn show<T: Resource>(s: &AppState, store: &dyn DefinitionStore<T>, id: &str) -> 
     Ok(reply_json(StatusCode::OK, &item))
 }
 
-async fn create<T: Resource>(
+async fn create<T: Checked>(
     s: &AppState,
     store: &dyn DefinitionStore<T>,
     ttl: Option<String>,
     body: &[u8],
 ) -> ApiResult {
     let item: T = parse_json_accepting(body, T::OUTPUT_ONLY)?;
+    let ttl = match ttl {
+        Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
+        None => None,
+    };
     if let Some(target) = item.export_target() {
         s.sinks
             .targets
             .check_target(target)
             .map_err(Error::forbidden)?;
     }
-    let ttl = match ttl {
-        Some(t) => Some(parse_go_duration(&t).map_err(Error::from)?),
-        None => None,
-    };
+    let item = T::check(s.clone(), item).await?;
     let mut created = store.create(item, ttl).await.map_err(Error::from)?;
     let services = s.services.clone();
     let created = tokio::task::spawn_blocking(move || {
