@@ -139,6 +139,46 @@ async fn ethtool_facts_of_a_veth_match_ethtool() {
     compare(&node(&t, &a).await);
 }
 
+/// Ethtool facts that change without a link message (a tap's speed and duplex set
+/// with `ethtool -s`) show on the node at the next metric interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ethtool_facts_are_read_again_each_metric_interval() {
+    let tag = rand_tag();
+    let (ns, tap) = (format!("e{tag}"), format!("t{tag}"));
+    let t = Topotap::start(&["--ovsdb", "none", "--metric-interval", "1"]);
+    let mut c = Cleanup::new();
+    c.netns(&ns);
+    sh(&format!(
+        "ip netns exec {ns} ip tuntap add mode tap name {tap}"
+    ));
+    let link = sh(&format!("ip netns exec {ns} ethtool {tap}"));
+    let speed: u64 = field(&link, "Speed")
+        .unwrap()
+        .trim_end_matches("Mb/s")
+        .parse()
+        .expect("speed");
+    assert_ne!(speed, 100, "{link}");
+    t.expect(
+        &tag,
+        &format!("G.V().Has('Name','{tap}').Values('Speed')"),
+        json!([speed]),
+        DEADLINE,
+    )
+    .await;
+    sh(&format!(
+        "ip netns exec {ns} ethtool -s {tap} speed 100 duplex half"
+    ));
+    t.expect(
+        &tag,
+        &format!("G.V().Has('Name','{tap}').Values('Speed')"),
+        json!([100]),
+        DEADLINE,
+    )
+    .await;
+    let meta = node(&t, &tap).await;
+    assert_eq!(meta["Duplex"], "Half", "{meta}");
+}
+
 /// The bridge's own forwarding entries (`master BR`) of `bridge -j fdb show br BR` as
 /// `(ifname, mac, master, state, vlan)` tuples.
 fn bridge_fdb(br: &str) -> BTreeSet<(String, String, bool, String, u64)> {

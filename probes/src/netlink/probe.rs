@@ -256,6 +256,10 @@ impl NsProbe {
         // An error means the link went away meanwhile: its deletion follows.
         let Ok(facts) = facts else { return };
         let fields = facts.fields();
+        // Read again on every metric tick: the node is written only when they changed.
+        if self.facts.get(&index) == Some(&fields) {
+            return;
+        }
         let mut reg = self.ctx.registry.lock();
         if !reg.has_namespace(self.ns) || reg.node_id(self.ns, index).is_none() {
             return;
@@ -536,6 +540,10 @@ impl NsProbe {
         if !repeer.is_empty() {
             self.apply(repeer).await;
         }
+        // Ethtool facts also change without a link message (`ethtool -s` setting a
+        // speed): every link's are read again, at the pace of the counters.
+        self.to_read.extend(self.facts.keys().copied());
+        self.start_reads();
         let (unresolved, others, count) = {
             let reg = self.ctx.registry.lock();
             (
