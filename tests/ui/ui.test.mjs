@@ -173,6 +173,46 @@ test('node panel shows counters and the metadata tree', async () => {
   assert.deepEqual(unexpectedErrors(), []);
 });
 
+test('node panel: a container in a namespace, seeded as the containers probe writes it', async () => {
+  // tests/ui/containers.test.mjs does the same with a real runc container (as root).
+  const ns = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm3');
+  await selectNodeByClick(ns.ID, 'vm3');
+  assert.equal(await page.$('#node-container'), null, 'a namespace without a container has no Container section');
+  const cid = 'f3a1c0ffee4242d00dfeedbeef0123456789abcdef0123456789abcdef012345';
+  const container = { ID: cid, Name: 'web-1', Image: 'nginx:1.25', Runtime: 'docker', Status: 'running', InitProcessPID: 4242, Labels: { app: 'web', 'io.kubernetes.pod.name': 'web-1-abc' }, PodName: 'web-1-abc', PodNamespace: 'shop' };
+  let r = await api('POST', '/api/node', { ID: 'ui-test-ctr', Metadata: { Name: 'web-1', Type: 'container', Manager: 'docker', Container: container } });
+  assert.equal(r.status, 201, r.text);
+  r = await api('POST', '/api/edge', { ID: 'ui-test-ctr-own', Parent: ns.ID, Child: 'ui-test-ctr', Metadata: { RelationType: 'ownership' } });
+  assert.equal(r.status, 201, r.text);
+  // The namespace's panel, still selected, gains the section when the container arrives.
+  await page.waitForSelector('#node-container', { timeout: 10000 });
+  const facts = () =>
+    page.$$eval('#node-container dl.facts dt', (dts) => Object.fromEntries(dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])));
+  const want = { Name: 'web-1', ID: 'f3a1c0ffee42…', Image: 'nginx:1.25', Runtime: 'docker', Status: 'running', PID: '4242', Pod: 'shop/web-1-abc' };
+  assert.deepEqual(await facts(), want);
+  assert.equal(await page.getAttribute('#node-container .container-id', 'title'), cid);
+  const labels = await page.$$eval('#node-container .container-labels tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.deepEqual(labels, [
+    ['app', 'web'],
+    ['io.kubernetes.pod.name', 'web-1-abc'],
+  ]);
+  await shot('02b-netns-container');
+  // The name leads to the container node, whose panel shows the same.
+  await page.click('#node-container .container-name button.link');
+  await page.waitForFunction(() => document.querySelector('#node-name')?.textContent === 'web-1', null, { timeout: 5000 });
+  assert.deepEqual(await facts(), want);
+  assert.equal(await page.$('#node-container .container-name button.link'), null);
+  // Back on the namespace: the section goes with the container.
+  await page.evaluate((id) => window.topotap.app.selectNode(id), ns.ID);
+  await page.waitForFunction(() => document.querySelector('#node-name')?.textContent === 'vm3', null, { timeout: 5000 });
+  await page.waitForSelector('#node-container', { timeout: 5000 });
+  r = await api('DELETE', '/api/node/ui-test-ctr');
+  assert.equal(r.status, 200, r.text);
+  await page.waitForSelector('#node-container', { state: 'detached', timeout: 10000 });
+  await page.waitForFunction((n) => window.topotap.graph.nodes.size === n, seeded.topo.nodes.length, { timeout: 5000 });
+  assert.deepEqual(unexpectedErrors(), []);
+});
+
 test('groups collapse and expand', async () => {
   const ns = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm1');
   const shown = () => page.evaluate(() => window.topotap.view.view.nodes.length);

@@ -37,6 +37,7 @@ class App {
 
     this.graph.onChange((kind, id) => {
       if (kind === 'node-updated' || kind === 'reset') this.nodePanel.refresh(this.view.selected);
+      else if (kind === 'node-deleted' && this.nodePanel.related.has(id)) this.nodePanel.refresh(this.view.selected);
       else if (kind === 'edge' && this.view.selected) {
         // What the selected node owns or is wired to changed (a container in a namespace).
         const e = this.graph.edges.get(id);

@@ -16,6 +16,7 @@ export class NodePanel {
     this.app = app;
     this.id = null;
     this.open = new Set(['']); // metadata tree paths the user opened
+    this.related = new Set(); // other nodes whose metadata the panel shows (a namespace's containers)
     this.chart = new MetricChart(app);
   }
 
@@ -31,6 +32,7 @@ export class NodePanel {
   }
 
   render() {
+    this.related.clear();
     const root = clear(this.root);
     const node = this.id && this.app.graph.nodes.get(this.id);
     if (!node) {
@@ -145,6 +147,7 @@ export class NodePanel {
         if (child?.Metadata?.Type === 'container' && c && typeof c === 'object') found.push({ id: child.ID, c });
       }
       found.sort((a, b) => String(a.c.Name ?? '').localeCompare(String(b.c.Name ?? '')));
+      for (const f of found) this.related.add(f.id);
     }
     if (!found.length) return null;
     return h(
