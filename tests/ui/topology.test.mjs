@@ -464,6 +464,11 @@ test('captures and flows fit the side panel at 1280 px, actions first, captures 
   // Flows of a capture, with long addresses: rendered by the panel's own table code.
   await page.click('#capture-list tbody tr:first-child button:has-text("Flows")');
   await page.waitForSelector('#flows:not(.hidden)');
+  // The view's own load answered, and its refresh timer stopped: nothing redraws the
+  // table put in below while it is measured.
+  await page.waitForFunction(() => document.querySelector('#flows-status')?.textContent !== 'loading…', null, { timeout: 10000 });
+  await page.evaluate(() => window.topotap.app.captures.flows.stop());
+  await page.waitForFunction(() => !window.topotap.app.captures.flows.busy, null, { timeout: 10000 });
   await page.evaluate(async () => {
     const { flowTable } = await import('/ui/js/panels/flows.js');
     const flows = [
@@ -473,7 +478,6 @@ test('captures and flows fit the side panel at 1280 px, actions first, captures 
     const body = document.querySelector('#flows-body');
     body.replaceChildren(flowTable(flows));
   });
-  // The refresh timer may redraw the body: check right away.
   const widths = await page.evaluate(() => {
     const panel = document.querySelector('#tab-captures');
     return [...panel.querySelectorAll('table.grid')].map((tbl) => ({ id: tbl.closest('[id]')?.id, table: tbl.getBoundingClientRect().right, panel: panel.getBoundingClientRect().right - parseFloat(getComputedStyle(panel).paddingRight) + 0.5, scroll: tbl.parentElement.scrollWidth - tbl.parentElement.clientWidth }));
