@@ -110,6 +110,37 @@ async fn a_deleted_interface_is_in_the_past_and_survives_a_restart() {
         )
         .await;
     assert!(ok, "{got}");
+    // Its last revision in the window says when it was deleted, as in Skydive; each
+    // revision keeps its CreatedAt, UpdatedAt and Revision.
+    let window = format!("G.Context('NOW', '10m').V().Has('Name','{a}')");
+    let (got, ok) = t
+        .wait_for(&window, DEADLINE, |v| {
+            v.as_array()
+                .is_some_and(|r| r.iter().any(|n| n["DeletedAt"].is_i64()))
+        })
+        .await;
+    assert!(ok, "{window}: {got}");
+    let revisions = got.as_array().unwrap();
+    let deleted: Vec<i64> = revisions
+        .iter()
+        .filter_map(|n| n["DeletedAt"].as_i64())
+        .collect();
+    assert_eq!(deleted.len(), 1, "{got}");
+    assert!(seen <= deleted[0] && deleted[0] <= now_ms(), "{got}");
+    for n in revisions {
+        let created = n["CreatedAt"].as_i64().unwrap_or_default();
+        assert!(created > 0, "{n}");
+        assert!(n["UpdatedAt"].as_i64() >= Some(created), "{n}");
+        assert!(n["Revision"].as_i64() >= Some(1), "{n}");
+    }
+    // A window that ends before the deletion does not know of it, nor an instant.
+    let before = format!("G.Context({seen}, '10m').V().Has('Name','{a}')");
+    let got = t.query(&before).await;
+    let revisions = got.as_array().expect("an array");
+    assert!(!revisions.is_empty(), "{before}: {got}");
+    assert!(revisions.iter().all(|n| n["DeletedAt"].is_null()), "{got}");
+    let got = t.query(&past).await;
+    assert!(got[0]["DeletedAt"].is_null(), "{past}: {got}");
     expect(
         &t,
         &format!("G.At('-0s').V().Has('Name','{a}').Count()"),
@@ -355,6 +386,10 @@ async fn a_subscriber_syncs_to_a_past_time() {
     .await;
     assert_eq!(early["Status"], json!(200), "{early}");
     assert!(names(&early).is_empty(), "{early}");
+    // ...and said so, as the REST answer's header does.
+    let note = early["History"].as_str().unwrap_or_default();
+    assert!(note.starts_with("before-retention; horizon="), "{early}");
+    assert!(past.get("History").is_none(), "{past}");
     // A malformed time: 400 with the accepted forms.
     for bad in [json!("yesterday"), json!(true), json!(-5), json!(1.5)] {
         let reply = ws_sync(&t, json!({"GremlinFilter": filter, "Time": bad})).await;

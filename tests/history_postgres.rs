@@ -210,6 +210,15 @@ async fn postgres_keeps_a_deleted_interface_across_a_restart() {
         })
         .await;
     assert!(ok, "{q}: {got}");
+    // A window that holds the deletion: the last revision carries DeletedAt.
+    let window = format!("G.Context('NOW', '10m').V().Has('Name','{a}').Values('@DeletedAt')");
+    let (got, ok) = t
+        .wait_for(&window, DEADLINE, |v| {
+            v.as_array()
+                .is_some_and(|d| d.iter().filter(|d| d.as_i64() >= Some(seen)).count() == 1)
+        })
+        .await;
+    assert!(ok, "{window}: {got}");
 
     drop(t);
     let t = start(state.path(), &pg.url());

@@ -110,6 +110,17 @@ fn graph_message(kind: &str, uuid: &str, status: u16, obj: &str) -> Text {
     format!(r#"{{"Namespace":"Graph","Type":"{kind}","UUID":{uuid}{status},"Obj":{obj}}}"#).into()
 }
 
+/// A `SyncReply` about a time the history does not fully cover: `History` says so as
+/// the REST header does (`before-retention; horizon=<ms>`).
+fn past_message(uuid: &str, note: &str, obj: &str) -> Text {
+    let uuid = serde_json::to_string(uuid).unwrap_or_else(|_| "\"\"".into());
+    let note = serde_json::to_string(note).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        r#"{{"Namespace":"Graph","Type":"SyncReply","UUID":{uuid},"Status":200,"History":{note},"Obj":{obj}}}"#
+    )
+    .into()
+}
+
 fn error_message(kind: &str, uuid: &str, status: u16, reason: &str) -> Text {
     let obj = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
     graph_message(kind, uuid, status, &obj)
@@ -1295,10 +1306,15 @@ async fn past_reply(
         let past = history
             .graph_between(at, at)
             .map_err(|e| (503, e.to_string()))?;
+        let note = super::topology::PastQuery {
+            horizon: past.horizon,
+            complete: past.complete,
+        }
+        .note();
         let guard = past.graph.read();
         let g = &*guard;
         let fail = |e: FilterError| (e.status(), e.reason);
-        match filter {
+        let obj = match filter {
             None => Snapshot::whole(g, &budget)
                 .and_then(|s| s.encode(&budget))
                 .map(|a| String::from_utf8_lossy(&a.to_vec()).into_owned())
@@ -1307,11 +1323,13 @@ async fn past_reply(
                 let (nodes, edges) = f.evaluate(g, &budget).map_err(fail)?;
                 subgraph_json(g, &nodes, &edges, &budget).map_err(fail)
             }
-        }
+        }?;
+        Ok((obj, note))
     })
     .await;
     match result {
-        Ok(Ok(obj)) => graph_message("SyncReply", uuid, 200, &obj),
+        Ok(Ok((obj, None))) => graph_message("SyncReply", uuid, 200, &obj),
+        Ok(Ok((obj, Some(note)))) => past_message(uuid, &note, &obj),
         Ok(Err((status, reason))) => error_message("SyncReply", uuid, status, &reason),
         Err(e) => error_message("SyncReply", uuid, 500, &e.to_string()),
     }

@@ -82,6 +82,8 @@ pub struct Revision {
     pub from: i64,
     /// `None`: still the current one.
     pub to: Option<i64>,
+    /// Whether it ended because the element was deleted (not changed again).
+    pub deleted: bool,
     /// The element's JSON (`Node` or `Edge`).
     pub doc: Vec<u8>,
 }
@@ -172,6 +174,19 @@ pub trait HistoryStore: Send + Sync {
 
     /// Bytes of revision documents kept, and how many revisions.
     fn usage(&self) -> Result<(u64, u64), HistoryError>;
+
+    /// Bytes the store takes on disk (its file, or its table and indexes), when it
+    /// tells.
+    fn disk_bytes(&self) -> Result<Option<u64>, HistoryError> {
+        Ok(None)
+    }
+
+    /// Gives the space of removed revisions back to the file system when the store
+    /// does not on its own; blocks reads and writes while it runs. Returns whether it
+    /// did.
+    fn compact(&self) -> Result<bool, HistoryError> {
+        Ok(false)
+    }
 
     /// Where the store is at; `None` when it does not tell (then no past graph built
     /// from it is reused). A store that gives it gives [`HistoryStore::at_point`].
@@ -349,7 +364,11 @@ impl History {
         if at < horizon {
             return Ok(Past::before(horizon));
         }
-        let revisions = self.store.between(from, at)?;
+        let mut revisions = self.store.between(from, at)?;
+        // Deleted as of `at`: a deletion after it is not known yet at `at`.
+        for r in &mut revisions {
+            r.deleted &= r.to.is_some_and(|to| to <= at);
+        }
         Ok(Past {
             graph: SharedGraph::new(graph_of(revisions), ""),
             horizon,
@@ -428,19 +447,23 @@ impl Past {
 
 /// A graph of revisions: nodes oldest first, then edges oldest first, so that an ID
 /// finds its latest revision and an edge links the latest revisions of its ends. An
-/// edge whose ends are not there (removed by retention) is left out.
+/// edge whose ends are not there (removed by retention) is left out. A revision that
+/// ended by a deletion carries `DeletedAt`, as in Skydive.
 pub fn graph_of(mut revisions: Vec<Revision>) -> Graph {
     revisions.sort_by_key(|r| (r.kind, r.from));
     let mut graph = Graph::with_event_capacity(1);
     for r in revisions {
+        let deleted_at = r.to.filter(|_| r.deleted);
         match r.kind {
             Kind::Node => {
-                if let Ok(n) = serde_json::from_slice::<Node>(&r.doc) {
+                if let Ok(mut n) = serde_json::from_slice::<Node>(&r.doc) {
+                    n.deleted_at = deleted_at;
                     graph.add_node_revision(n);
                 }
             }
             Kind::Edge => {
-                if let Ok(e) = serde_json::from_slice::<Edge>(&r.doc) {
+                if let Ok(mut e) = serde_json::from_slice::<Edge>(&r.doc) {
+                    e.deleted_at = deleted_at;
                     let _ = graph.add_edge_revision(e);
                 }
             }

@@ -1,8 +1,9 @@
 //! The history in PostgreSQL (`--history postgres://...`), for a fleet: the analyzer
 //! writes it, any analyzer reads it.
 //!
-//! One table, `topotap_revisions (seq, kind, id, valid int8range, doc jsonb)`: `valid`
-//! is `[from, to)` in milliseconds, open-ended while the revision is current, with a
+//! One table, `topotap_revisions (seq, kind, id, valid int8range, doc jsonb, deleted)`:
+//! `valid` is `[from, to)` in milliseconds, open-ended while the revision is current
+//! (`deleted` when it ended by the element's deletion), with a
 //! GiST index, so "as of t" is `valid @> t` and "between t1 and t2" is
 //! `valid && [t1, t2]`; a partial unique index keeps one open revision per element.
 //! B-tree indexes on both ends find the changes just before and after a time (the span
@@ -30,6 +31,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS topotap_revisions_open
 CREATE INDEX IF NOT EXISTS topotap_revisions_from ON topotap_revisions (lower(valid));
 CREATE INDEX IF NOT EXISTS topotap_revisions_to ON topotap_revisions (upper(valid));
 CREATE TABLE IF NOT EXISTS topotap_history_meta (key text PRIMARY KEY, value int8 NOT NULL);
+ALTER TABLE topotap_revisions ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAULT false;
 INSERT INTO topotap_history_meta VALUES ('version', 0), ('rewrites', 0) ON CONFLICT DO NOTHING;
 INSERT INTO topotap_history_meta
     SELECT 'latest', coalesce(max(coalesce(upper(valid), lower(valid))), -9223372036854775808)
@@ -149,7 +151,8 @@ impl PostgresStore {
                 }
             }
             let close = tx.prepare(
-                "UPDATE topotap_revisions SET valid = int8range(lower(valid), greatest(lower(valid), $3))
+                "UPDATE topotap_revisions SET valid = int8range(lower(valid), greatest(lower(valid), $3)),
+                     deleted = $4
                  WHERE kind = $1 AND id = $2 AND upper_inf(valid)",
             )?;
             let open = tx.prepare(
@@ -160,12 +163,12 @@ impl PostgresStore {
                 match change {
                     Change::Open { kind, id, at, doc } => {
                         let k = kind_str(*kind);
-                        tx.execute(&close, &[&k, id, at])?;
+                        tx.execute(&close, &[&k, id, at, &false])?;
                         let doc = String::from_utf8_lossy(doc);
                         tx.execute(&open, &[&k, id, at, &doc.as_ref()])?;
                     }
                     Change::Close { kind, id, at } => {
-                        tx.execute(&close, &[&kind_str(*kind), id, at])?;
+                        tx.execute(&close, &[&kind_str(*kind), id, at, &true])?;
                     }
                 }
             }
@@ -253,7 +256,7 @@ impl HistoryStore for PostgresStore {
     fn between(&self, from: i64, at: i64) -> Result<Vec<Revision>, HistoryError> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT kind, lower(valid), upper(valid), doc::text FROM topotap_revisions
+                "SELECT kind, lower(valid), upper(valid), deleted, doc::text FROM topotap_revisions
                  WHERE valid && int8range($1, $2, '[]')",
                 &[&from, &at],
             )
@@ -265,7 +268,8 @@ impl HistoryStore for PostgresStore {
                     kind: kind_of(r.get::<_, &str>(0))?,
                     from: r.get(1),
                     to: r.get(2),
-                    doc: r.get::<_, String>(3).into_bytes(),
+                    deleted: r.get(3),
+                    doc: r.get::<_, String>(4).into_bytes(),
                 })
             })
             .collect())
@@ -285,7 +289,7 @@ impl HistoryStore for PostgresStore {
                 .start()?;
             let stamp = stamp_of(&tx.query_one(STAMP, &[])?);
             let rows = tx.query(
-                "SELECT kind, lower(valid), upper(valid), doc::text FROM topotap_revisions
+                "SELECT kind, lower(valid), upper(valid), deleted, doc::text FROM topotap_revisions
                  WHERE valid @> $1::int8",
                 &[&at],
             )?;
@@ -306,7 +310,8 @@ impl HistoryStore for PostgresStore {
                     kind: kind_of(r.get::<_, &str>(0))?,
                     from: r.get(1),
                     to: r.get(2),
-                    doc: r.get::<_, String>(3).into_bytes(),
+                    deleted: r.get(3),
+                    doc: r.get::<_, String>(4).into_bytes(),
                 })
             })
             .collect();
@@ -377,6 +382,16 @@ impl HistoryStore for PostgresStore {
         // Not enough ended revisions to free that much: all of them go.
         let cutoff = cutoff.unwrap_or(i64::MAX);
         self.purge_before(cutoff.saturating_add(1))
+    }
+
+    fn disk_bytes(&self) -> Result<Option<u64>, HistoryError> {
+        self.with(|c| {
+            c.query_one(
+                "SELECT pg_total_relation_size('topotap_revisions')::int8",
+                &[],
+            )
+            .map(|r| Some(r.get::<_, i64>(0).max(0) as u64))
+        })
     }
 
     fn usage(&self) -> Result<(u64, u64), HistoryError> {

@@ -1,19 +1,25 @@
 //! The embedded history store: one redb file (`history.redb` in the state dir).
 //!
 //! Tables:
-//! - `revisions`: `(to, seq)` -> `from` (8 bytes, little-endian), kind (`n`/`e`), the
-//!   element's JSON. An open revision has `to = i64::MAX`. Keyed by end time, so "valid
-//!   at t" reads only the revisions that ended after `t` (recent ones and the open
-//!   ones), and retention removes a prefix.
+//! - `revisions`: `(to, seq)` -> `from` (8 bytes, little-endian), kind (`n`/`e`, with
+//!   the high bit set when the revision ended by a deletion), the element's JSON. An
+//!   open revision has `to = i64::MAX`. Keyed by end time, so "valid at t" reads only
+//!   the revisions that ended after `t` (recent ones and the open ones), and retention
+//!   removes a prefix.
 //! - `open`: kind + element ID -> `seq` of its open revision.
 //! - `meta`: `seq` (next sequence number), `horizon`, `bytes` and `count` of stored
 //!   revisions; `version` (one more at every write), `latest` (the latest change time
 //!   written) and `rewrites` (writes with a change before `latest`), the [`Stamp`].
 //!
 //! Every `apply` is one write transaction, committed durably before it returns.
+//!
+//! Removing revisions frees pages that redb reuses for later writes but does not give
+//! back to the file system: [`HistoryStore::compact`] does (`Database::compact`), with
+//! every read and write waiting for it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::{Change, HistoryError, HistoryStore, Kind, PointRead, Revision, Stamp};
@@ -26,7 +32,9 @@ const OPEN_END: i64 = i64::MAX;
 
 /// A redb file of revisions.
 pub struct RedbStore {
-    pub(super) db: Database,
+    /// Written only to compact it (no transaction may be open then).
+    pub(super) db: RwLock<Database>,
+    path: PathBuf,
 }
 
 fn e(err: impl std::fmt::Display) -> HistoryError {
@@ -48,10 +56,13 @@ fn encode(kind: Kind, from: i64, doc: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Set on the kind byte of a revision that ended by a deletion.
+const DELETED: u8 = 0x80;
+
 /// A stored value's begin time and kind, without its document.
 fn head(v: &[u8]) -> Option<(i64, Kind)> {
     let from = i64::from_le_bytes(v.get(..8)?.try_into().ok()?);
-    Some((from, Kind::from_code(*v.get(8)?)?))
+    Some((from, Kind::from_code(*v.get(8)? & !DELETED)?))
 }
 
 fn decode(v: &[u8], to: i64) -> Option<Revision> {
@@ -60,6 +71,7 @@ fn decode(v: &[u8], to: i64) -> Option<Revision> {
         kind,
         from,
         to: (to != OPEN_END).then_some(to),
+        deleted: v[8] & DELETED != 0,
         doc: v[9..].to_vec(),
     })
 }
@@ -115,11 +127,15 @@ impl RedbStore {
             }
         }
         tx.commit().map_err(e)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore {
+            db: RwLock::new(db),
+            path: path.to_owned(),
+        })
     }
 
     fn meta(&self, key: &str) -> Result<i64, HistoryError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_read().map_err(e)?;
         let meta = tx.open_table(META).map_err(e)?;
         let v = meta.get(key).map_err(e)?.map(|v| v.value());
         Ok(v.unwrap_or(0))
@@ -142,7 +158,8 @@ impl HistoryStore for RedbStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_write().map_err(e)?;
         {
             let mut revs = tx.open_table(REVISIONS).map_err(e)?;
             let mut open = tx.open_table(OPEN).map_err(e)?;
@@ -166,7 +183,10 @@ impl HistoryStore for RedbStore {
                         .remove((OPEN_END, s))
                         .map_err(e)?
                         .map(|v| v.value().to_vec());
-                    if let Some(value) = value {
+                    if let Some(mut value) = value {
+                        if matches!(change, Change::Close { .. }) && value.len() > 8 {
+                            value[8] |= DELETED;
+                        }
                         let from = decode(&value, OPEN_END).map_or(at, |r| r.from);
                         // Never an interval that ends before it begins.
                         revs.insert((at.max(from), s), value.as_slice())
@@ -198,7 +218,8 @@ impl HistoryStore for RedbStore {
     }
 
     fn open_revisions(&self) -> Result<Vec<(Kind, String, Vec<u8>)>, HistoryError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_read().map_err(e)?;
         let revs = tx.open_table(REVISIONS).map_err(e)?;
         let open = tx.open_table(OPEN).map_err(e)?;
         let mut out = Vec::new();
@@ -218,7 +239,8 @@ impl HistoryStore for RedbStore {
     }
 
     fn between(&self, from: i64, at: i64) -> Result<Vec<Revision>, HistoryError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_read().map_err(e)?;
         let revs = tx.open_table(REVISIONS).map_err(e)?;
         let mut out = Vec::new();
         // Ended after `from` (an interval is [from, to)): to > from.
@@ -236,13 +258,15 @@ impl HistoryStore for RedbStore {
     }
 
     fn stamp(&self) -> Result<Option<Stamp>, HistoryError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_read().map_err(e)?;
         let meta = tx.open_table(META).map_err(e)?;
         stamp_of(&meta).map(Some)
     }
 
     fn at_point(&self, at: i64) -> Result<Option<PointRead>, HistoryError> {
-        let tx = self.db.begin_read().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_read().map_err(e)?;
         let revs = tx.open_table(REVISIONS).map_err(e)?;
         let meta = tx.open_table(META).map_err(e)?;
         let stamp = stamp_of(&meta)?;
@@ -287,7 +311,8 @@ impl HistoryStore for RedbStore {
     }
 
     fn purge_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
-        let tx = self.db.begin_write().map_err(e)?;
+        let db = self.db.read();
+        let tx = db.begin_write().map_err(e)?;
         let removed;
         {
             let mut revs = tx.open_table(REVISIONS).map_err(e)?;
@@ -321,7 +346,8 @@ impl HistoryStore for RedbStore {
         // Down to 90% of the cap, oldest ends first: find the end time to cut at.
         let target = bytes - max_bytes + max_bytes / 10;
         let cutoff = {
-            let tx = self.db.begin_read().map_err(e)?;
+            let db = self.db.read();
+            let tx = db.begin_read().map_err(e)?;
             let revs = tx.open_table(REVISIONS).map_err(e)?;
             let mut freed = 0u64;
             let mut cutoff = None;
@@ -350,7 +376,7 @@ impl HistoryStore for RedbStore {
     }
 
     fn apply_flows(&self, changes: &[super::flows::FlowChange]) -> Result<(), HistoryError> {
-        super::redb_flows::apply(&self.db, changes)
+        super::redb_flows::apply(&self.db.read(), changes)
     }
 
     fn flows_between(
@@ -358,23 +384,43 @@ impl HistoryStore for RedbStore {
         from: i64,
         at: i64,
     ) -> Result<Vec<super::flows::FlowRevision>, HistoryError> {
-        super::redb_flows::between(&self.db, from, at)
+        super::redb_flows::between(&self.db.read(), from, at)
     }
 
     fn close_open_flows(&self, prefix: &str, at: i64) -> Result<u64, HistoryError> {
-        super::redb_flows::close_open(&self.db, prefix, at)
+        super::redb_flows::close_open(&self.db.read(), prefix, at)
     }
 
     fn purge_flows_before(&self, cutoff: i64) -> Result<u64, HistoryError> {
-        super::redb_flows::purge_before(&self.db, cutoff)
+        super::redb_flows::purge_before(&self.db.read(), cutoff)
     }
 
     fn enforce_flow_size(&self, max_bytes: u64) -> Result<u64, HistoryError> {
-        super::redb_flows::enforce_size(&self.db, max_bytes)
+        super::redb_flows::enforce_size(&self.db.read(), max_bytes)
     }
 
     fn flow_usage(&self) -> Result<(u64, u64), HistoryError> {
-        super::redb_flows::usage(&self.db)
+        super::redb_flows::usage(&self.db.read())
+    }
+
+    fn disk_bytes(&self) -> Result<Option<u64>, HistoryError> {
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|err| HistoryError(format!("{}: {err}", self.path.display())))?;
+        Ok(Some(meta.len()))
+    }
+
+    fn compact(&self) -> Result<bool, HistoryError> {
+        // No transaction is open while the lock is held for writing. Each pass moves
+        // what it can towards the start of the file; a few more may free more.
+        let mut db = self.db.write();
+        let mut compacted = false;
+        for _ in 0..8 {
+            if !db.compact().map_err(e)? {
+                break;
+            }
+            compacted = true;
+        }
+        Ok(compacted)
     }
 }
 

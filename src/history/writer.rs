@@ -57,6 +57,12 @@ pub struct Stats {
     pub purged: AtomicU64,
     /// Bytes of stored revision documents, as of the last retention run.
     pub bytes: AtomicU64,
+    /// Bytes the store takes on disk, as of the last retention run (0: not told).
+    pub disk_bytes: AtomicU64,
+    /// Bytes of revision documents removed since the store was last compacted.
+    pub freed: AtomicU64,
+    /// Times the store was compacted.
+    pub compactions: AtomicU64,
     /// Time of the last successful write (ms), 0 before.
     pub last_write: AtomicI64,
     /// The last write error, cleared by a successful write.
@@ -98,6 +104,14 @@ impl Stats {
         );
         m.insert("Purged".into(), self.purged.load(Ordering::Relaxed).into());
         m.insert("Bytes".into(), self.bytes.load(Ordering::Relaxed).into());
+        let disk = self.disk_bytes.load(Ordering::Relaxed);
+        if disk > 0 {
+            m.insert("DiskBytes".into(), disk.into());
+        }
+        m.insert(
+            "Compactions".into(),
+            self.compactions.load(Ordering::Relaxed).into(),
+        );
         if let Some(err) = self.error.lock().clone() {
             m.insert("Error".into(), err.into());
         }
@@ -313,20 +327,52 @@ async fn write(
     }
 }
 
-/// Runs retention: what ended before `now - keep`, then the size cap.
-async fn retain(history: &History) {
+/// Documents removed since the last compaction that make the next one worth it, at
+/// the least: below this, what a compaction gives back is not worth blocking the store.
+pub const COMPACT_AFTER: u64 = 1 << 20;
+
+/// Whether to compact a store that kept `kept` bytes of documents after `freed` bytes
+/// were removed since its last compaction: once at least half of what it held went,
+/// so a store that retention keeps at a steady size compacts about once per retention
+/// period, and one that shrank (a burst of churn expired, a lower cap) soon after.
+fn worth_compacting(freed: u64, kept: u64) -> bool {
+    freed >= COMPACT_AFTER && freed >= kept
+}
+
+/// Runs retention: what ended before `now - keep`, then the size cap; then compacts
+/// the store when enough was removed since it last was ([`worth_compacting`]).
+pub(crate) async fn retain(history: &History) {
     let keep = history.retention.keep;
     let max = history.retention.max_bytes;
+    let freed_before = history.stats.freed.load(Ordering::Relaxed);
     let result = blocking(&history.store, move |s| {
         let cutoff = now_ms().saturating_sub(keep.as_millis() as i64);
+        let before = s.usage()?.0;
         let n = s.purge_before(cutoff)? + s.enforce_size(max)?;
-        Ok::<_, super::HistoryError>((n, s.usage()?.0))
+        let kept = s.usage()?.0;
+        let freed = freed_before + before.saturating_sub(kept);
+        let compacted = worth_compacting(freed, kept) && s.compact()?;
+        Ok::<_, super::HistoryError>((n, kept, freed, compacted, s.disk_bytes()?))
     })
     .await;
     match result {
-        Some(Ok((n, bytes))) => {
+        Some(Ok((n, bytes, freed, compacted, disk))) => {
             history.stats.purged.fetch_add(n, Ordering::Relaxed);
             history.stats.bytes.store(bytes, Ordering::Relaxed);
+            history
+                .stats
+                .disk_bytes
+                .store(disk.unwrap_or(0), Ordering::Relaxed);
+            if compacted {
+                history.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                history.stats.freed.store(0, Ordering::Relaxed);
+                tracing::info!(
+                    disk_bytes = disk.unwrap_or(0),
+                    "history: store compacted after retention"
+                );
+            } else {
+                history.stats.freed.store(freed, Ordering::Relaxed);
+            }
         }
         Some(Err(err)) => {
             tracing::warn!(error = %err, "history: retention failed");
@@ -500,5 +546,72 @@ async fn session(
                 return end;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::redb_store::RedbStore;
+    use crate::history::Retention;
+
+    #[test]
+    fn compaction_waits_for_half_of_the_documents_to_go() {
+        assert!(!worth_compacting(COMPACT_AFTER - 1, 0));
+        assert!(!worth_compacting(COMPACT_AFTER, COMPACT_AFTER + 1));
+        assert!(worth_compacting(COMPACT_AFTER, COMPACT_AFTER));
+        assert!(worth_compacting(10 * COMPACT_AFTER, COMPACT_AFTER));
+    }
+
+    #[tokio::test]
+    async fn retention_that_removes_most_revisions_shrinks_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.redb");
+        let store = Arc::new(RedbStore::open(&path).unwrap());
+        let t0 = store.horizon().unwrap();
+        // 4,000 revisions of 100 elements, about 8 MB; all but the last of each ended.
+        let doc = vec![b'x'; 2000];
+        for b in 0..40 {
+            let changes: Vec<Change> = (0..100)
+                .map(|i| Change::Open {
+                    kind: Kind::Node,
+                    id: format!("n{i}"),
+                    at: t0 + b,
+                    doc: doc.clone(),
+                })
+                .collect();
+            store.apply(&changes).unwrap();
+        }
+        let history = History::new(
+            store.clone(),
+            Retention {
+                keep: Duration::from_millis(1),
+                max_bytes: 1 << 30,
+            },
+        );
+        while now_ms() <= t0 + 50 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let grown = std::fs::metadata(&path).unwrap().len();
+        retain(&history).await;
+        let shrunk = std::fs::metadata(&path).unwrap().len();
+        assert!(shrunk < grown / 4, "{grown} bytes, then {shrunk}");
+        assert_eq!(history.stats.purged.load(Ordering::Relaxed), 3900);
+        assert_eq!(history.stats.compactions.load(Ordering::Relaxed), 1);
+        let status = history.status();
+        assert_eq!(status["DiskBytes"], serde_json::json!(shrunk), "{status}");
+        // What is left is intact, and the store still takes writes.
+        assert_eq!(store.open_revisions().unwrap().len(), 100);
+        assert_eq!(store.between(t0 + 45, t0 + 45).unwrap().len(), 100);
+        store
+            .apply(&[Change::Close {
+                kind: Kind::Node,
+                id: "n0".into(),
+                at: now_ms(),
+            }])
+            .unwrap();
+        // Nothing more to give back: no second compaction.
+        retain(&history).await;
+        assert_eq!(history.stats.compactions.load(Ordering::Relaxed), 1);
     }
 }

@@ -86,6 +86,8 @@ struct Stamp {
     source: u32,
     created_at: i64,
     updated_at: i64,
+    /// Set only in graphs built from history: when the element was deleted.
+    deleted_at: Option<i64>,
     revision: i64,
     /// Position in the graph's insertion-order list.
     order: u32,
@@ -420,6 +422,7 @@ impl Graph {
             metadata: Metadata::new(),
             created_at: node.created_at,
             updated_at: node.updated_at,
+            deleted_at: node.deleted_at,
             revision: node.revision,
             order: 0,
         };
@@ -454,6 +457,7 @@ impl Graph {
             metadata: edge.metadata.clone(),
             created_at: edge.created_at,
             updated_at: edge.updated_at,
+            deleted_at: edge.deleted_at,
             revision: edge.revision,
             order: 0,
         };
@@ -675,6 +679,11 @@ macro_rules! element_accessors {
         pub fn revision(&self) -> i64 {
             self.stamp.revision
         }
+        /// `None` for live elements; in a graph built from history, when the element
+        /// was deleted.
+        pub fn deleted_at(&self) -> Option<i64> {
+            self.stamp.deleted_at
+        }
     };
 }
 
@@ -693,7 +702,7 @@ impl<'g> NodeRef<'g> {
             origin: self.origin().to_owned(),
             created_at: self.created_at(),
             updated_at: self.updated_at(),
-            deleted_at: None,
+            deleted_at: self.deleted_at(),
             revision: self.revision(),
         }
     }
@@ -722,7 +731,7 @@ impl<'g> EdgeRef<'g> {
             origin: self.origin().to_owned(),
             created_at: self.created_at(),
             updated_at: self.updated_at(),
-            deleted_at: None,
+            deleted_at: self.deleted_at(),
             revision: self.revision(),
             parent: self.parent().id().clone(),
             child: self.child().id().clone(),
@@ -741,7 +750,7 @@ impl serde::Serialize for NodeRef<'_> {
         st.serialize_field("Origin", self.origin())?;
         st.serialize_field("CreatedAt", &self.created_at())?;
         st.serialize_field("UpdatedAt", &self.updated_at())?;
-        st.serialize_field("DeletedAt", &Option::<i64>::None)?;
+        st.serialize_field("DeletedAt", &self.deleted_at())?;
         st.serialize_field("Revision", &self.revision())?;
         st.end()
     }
@@ -757,7 +766,7 @@ impl serde::Serialize for EdgeRef<'_> {
         st.serialize_field("Origin", self.origin())?;
         st.serialize_field("CreatedAt", &self.created_at())?;
         st.serialize_field("UpdatedAt", &self.updated_at())?;
-        st.serialize_field("DeletedAt", &Option::<i64>::None)?;
+        st.serialize_field("DeletedAt", &self.deleted_at())?;
         st.serialize_field("Revision", &self.revision())?;
         st.serialize_field("Parent", self.parent().id())?;
         st.serialize_field("Child", self.child().id())?;

@@ -233,20 +233,34 @@ pub(crate) enum SpecialField<'g> {
     NotSpecial,
 }
 
+/// The special keys nodes and edges share, read from a `NodeRef` or an `EdgeRef`.
+macro_rules! common_special {
+    ($e:expr, $s:expr) => {{
+        let e = $e;
+        let f = match $s {
+            Special::Id => Field::Str(Cow::Owned(e.id().to_string())),
+            Special::Host => Field::Str(Cow::Borrowed(e.host())),
+            Special::Origin => Field::Str(Cow::Borrowed(e.origin())),
+            Special::CreatedAt => Field::Int(e.created_at()),
+            Special::UpdatedAt => Field::Int(e.updated_at()),
+            Special::Revision => Field::Int(e.revision()),
+            // Null for live elements; set in graphs built from history.
+            Special::DeletedAt => match e.deleted_at() {
+                Some(t) => Field::Int(t),
+                None => return SpecialField::Absent,
+            },
+            Special::Parent | Special::Child => return SpecialField::NotSpecial,
+        };
+        SpecialField::Found(f)
+    }};
+}
+
 impl<'g> Element<'g> for NodeRef<'g> {
     fn metadata(&self) -> &'g Metadata {
         NodeRef::metadata(self)
     }
     fn special(&self, s: Special) -> SpecialField<'g> {
-        common_special(
-            s,
-            self.id(),
-            self.host(),
-            self.origin(),
-            self.created_at(),
-            self.updated_at(),
-            self.revision(),
-        )
+        common_special!(self, s)
     }
 }
 
@@ -262,40 +276,9 @@ impl<'g> Element<'g> for EdgeRef<'g> {
             Special::Child => {
                 SpecialField::Found(Field::Str(Cow::Owned(self.child().id().to_string())))
             }
-            s => common_special(
-                s,
-                self.id(),
-                self.host(),
-                self.origin(),
-                self.created_at(),
-                self.updated_at(),
-                self.revision(),
-            ),
+            s => common_special!(self, s),
         }
     }
-}
-
-fn common_special<'g>(
-    s: Special,
-    id: &crate::Identifier,
-    host: &'g str,
-    origin: &'g str,
-    created_at: i64,
-    updated_at: i64,
-    revision: i64,
-) -> SpecialField<'g> {
-    let f = match s {
-        Special::Id => Field::Str(Cow::Owned(id.to_string())),
-        Special::Host => Field::Str(Cow::Borrowed(host)),
-        Special::Origin => Field::Str(Cow::Borrowed(origin)),
-        Special::CreatedAt => Field::Int(created_at),
-        Special::UpdatedAt => Field::Int(updated_at),
-        Special::Revision => Field::Int(revision),
-        // Live elements only: DeletedAt is always null.
-        Special::DeletedAt => return SpecialField::Absent,
-        Special::Parent | Special::Child => return SpecialField::NotSpecial,
-    };
-    SpecialField::Found(f)
 }
 
 /// A JSON object inside a value list (`ValueMap(...)` results, extension values).
