@@ -59,8 +59,9 @@ pub struct Stats {
     pub bytes: AtomicU64,
     /// Bytes the store takes on disk, as of the last retention run (0: not told).
     pub disk_bytes: AtomicU64,
-    /// Bytes of revision documents removed since the store was last compacted.
-    pub freed: AtomicU64,
+    /// Most bytes of documents (revisions and flow snapshots) the store held since it
+    /// was last compacted.
+    pub peak: AtomicU64,
     /// Times the store was compacted.
     pub compactions: AtomicU64,
     /// Time of the last successful write (ms), 0 before.
@@ -340,38 +341,42 @@ fn worth_compacting(freed: u64, kept: u64) -> bool {
 }
 
 /// Runs retention: what ended before `now - keep`, then the size cap; then compacts
-/// the store when enough was removed since it last was ([`worth_compacting`]).
+/// the store when enough was removed since it last was ([`worth_compacting`]): the
+/// documents kept (flow snapshots included, which their own retention removes)
+/// against the most it held since.
 pub(crate) async fn retain(history: &History) {
     let keep = history.retention.keep;
     let max = history.retention.max_bytes;
-    let freed_before = history.stats.freed.load(Ordering::Relaxed);
+    let peak_before = history.stats.peak.load(Ordering::Relaxed);
     let result = blocking(&history.store, move |s| {
         let cutoff = now_ms().saturating_sub(keep.as_millis() as i64);
-        let before = s.usage()?.0;
+        let held = |s: &dyn HistoryStore| -> Result<(u64, u64), super::HistoryError> {
+            let graph = s.usage()?.0;
+            Ok((graph, graph + s.flow_usage()?.0))
+        };
+        let peak = peak_before.max(held(s)?.1);
         let n = s.purge_before(cutoff)? + s.enforce_size(max)?;
-        let kept = s.usage()?.0;
-        let freed = freed_before + before.saturating_sub(kept);
-        let compacted = worth_compacting(freed, kept) && s.compact()?;
-        Ok::<_, super::HistoryError>((n, kept, freed, compacted, s.disk_bytes()?))
+        let (bytes, kept) = held(s)?;
+        let compacted = worth_compacting(peak.saturating_sub(kept), kept) && s.compact()?;
+        let peak = if compacted { kept } else { peak };
+        Ok::<_, super::HistoryError>((n, bytes, peak, compacted, s.disk_bytes()?))
     })
     .await;
     match result {
-        Some(Ok((n, bytes, freed, compacted, disk))) => {
+        Some(Ok((n, bytes, peak, compacted, disk))) => {
             history.stats.purged.fetch_add(n, Ordering::Relaxed);
             history.stats.bytes.store(bytes, Ordering::Relaxed);
             history
                 .stats
                 .disk_bytes
                 .store(disk.unwrap_or(0), Ordering::Relaxed);
+            history.stats.peak.store(peak, Ordering::Relaxed);
             if compacted {
                 history.stats.compactions.fetch_add(1, Ordering::Relaxed);
-                history.stats.freed.store(0, Ordering::Relaxed);
                 tracing::info!(
                     disk_bytes = disk.unwrap_or(0),
                     "history: store compacted after retention"
                 );
-            } else {
-                history.stats.freed.store(freed, Ordering::Relaxed);
             }
         }
         Some(Err(err)) => {
