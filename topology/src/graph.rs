@@ -109,12 +109,27 @@ impl Stamp {
 }
 
 /// (`Host`, `Origin`) pairs shared by many elements, stored once, with how many live
-/// elements use each.
+/// elements use each, and which: a host's elements are found without visiting the
+/// graph (a fleet analyzer drops a departed host's subgraph at the cost of that
+/// subgraph, not of the whole merged graph).
 #[derive(Debug, Default)]
 struct Interner {
     pairs: Vec<(Arc<str>, Arc<str>)>,
     live: Vec<u32>,
     index: std::collections::HashMap<(Arc<str>, Arc<str>), u32>,
+    /// The pairs of each host.
+    by_host: std::collections::HashMap<Arc<str>, Vec<u32>>,
+    /// The nodes and the edges using each pair.
+    nodes: Vec<hashbrown::HashSet<NodeIndex>>,
+    edges: Vec<hashbrown::HashSet<EdgeIndex>>,
+}
+
+/// Forgets `ix` in `set`, and the set's memory once it is empty.
+fn forget<T: Hash + Eq>(set: &mut hashbrown::HashSet<T>, ix: &T) {
+    set.remove(ix);
+    if set.is_empty() && set.capacity() > 0 {
+        *set = hashbrown::HashSet::new();
+    }
 }
 
 impl Interner {
@@ -131,6 +146,16 @@ impl Interner {
         *n = n.saturating_sub(1);
     }
 
+    fn release_node(&mut self, i: u32, ix: NodeIndex) {
+        self.release(i);
+        forget(&mut self.nodes[i as usize], &ix);
+    }
+
+    fn release_edge(&mut self, i: u32, ix: EdgeIndex) {
+        self.release(i);
+        forget(&mut self.edges[i as usize], &ix);
+    }
+
     fn intern(&mut self, host: &str, origin: &str) -> u32 {
         if let Some(i) = self.index.get(&(Arc::from(host), Arc::from(origin))) {
             return *i;
@@ -138,17 +163,21 @@ impl Interner {
         let key: (Arc<str>, Arc<str>) = (Arc::from(host), Arc::from(origin));
         self.pairs.push(key.clone());
         self.live.push(0);
+        self.nodes.push(hashbrown::HashSet::new());
+        self.edges.push(hashbrown::HashSet::new());
         let i = (self.pairs.len() - 1) as u32;
+        self.by_host.entry(key.0.clone()).or_default().push(i);
         self.index.insert(key, i);
         i
     }
 
     /// Whether any live element has `Host` = `host`.
     fn has_host(&self, host: &str) -> bool {
-        self.pairs
-            .iter()
-            .zip(&self.live)
-            .any(|((h, _), n)| *n > 0 && &**h == host)
+        self.pairs_of(host).any(|i| self.live[i as usize] > 0)
+    }
+
+    fn pairs_of(&self, host: &str) -> impl Iterator<Item = u32> + '_ {
+        self.by_host.get(host).into_iter().flatten().copied()
     }
 
     fn host(&self, i: u32) -> &str {
@@ -410,6 +439,23 @@ impl Graph {
         self.strings.has_host(host)
     }
 
+    /// The nodes and the edges whose `Host` is `host`, each in insertion order. Costs
+    /// the host's elements, not the graph's.
+    pub fn host_elements(&self, host: &str) -> (Vec<NodeIx>, Vec<EdgeIx>) {
+        let mut nodes: Vec<NodeIndex> = Vec::new();
+        let mut edges: Vec<EdgeIndex> = Vec::new();
+        for i in self.strings.pairs_of(host) {
+            nodes.extend(self.strings.nodes[i as usize].iter().copied());
+            edges.extend(self.strings.edges[i as usize].iter().copied());
+        }
+        nodes.sort_unstable_by_key(|ix| self.inner[*ix].order);
+        edges.sort_unstable_by_key(|ix| self.inner[*ix].order);
+        (
+            nodes.into_iter().map(NodeIx).collect(),
+            edges.into_iter().map(EdgeIx).collect(),
+        )
+    }
+
     /// Adds a node as given (timestamps and revision included).
     pub fn add_node(&mut self, node: Node) -> Result<NodeIx, GraphError> {
         if self.find_node(&node.id).is_some() {
@@ -430,7 +476,9 @@ impl Graph {
             self.inner
                 .reserve_exact_nodes(growth(self.inner.node_count()));
         }
+        let source = stamp.source;
         let ix = self.inner.add_node(stamp);
+        self.strings.nodes[source as usize].insert(ix);
         let order = self.node_order.push(ix);
         let w = &mut self.inner[ix];
         w.order = order;
@@ -465,7 +513,9 @@ impl Graph {
             self.inner
                 .reserve_exact_edges(growth(self.inner.edge_count()));
         }
+        let source = stamp.source;
         let ix = self.inner.add_edge(parent.0, child.0, stamp);
+        self.strings.edges[source as usize].insert(ix);
         self.inner[ix].order = self.edge_order.push(ix);
         let inner = &self.inner;
         let hasher = &self.hasher;
@@ -573,7 +623,7 @@ impl Graph {
             .inner
             .remove_edge(ix.0)
             .expect("edge handle from this graph");
-        self.strings.release(stamp.source);
+        self.strings.release_edge(stamp.source, ix.0);
         self.edge_order.remove(stamp.order);
         let inner = &mut self.inner;
         self.edge_order.maybe_compact(|e, pos| inner[e].order = pos);
@@ -603,7 +653,7 @@ impl Graph {
             .inner
             .remove_node(ix.0)
             .expect("node handle from this graph");
-        self.strings.release(stamp.source);
+        self.strings.release_node(stamp.source, ix.0);
         self.node_order.remove(stamp.order);
         let inner = &mut self.inner;
         self.node_order.maybe_compact(|n, pos| inner[n].order = pos);
@@ -799,6 +849,71 @@ mod tests {
         g.delete_node(&"a".into()).unwrap();
         assert!(!g.has_host("h1"));
         assert!(g.has_host("h2"));
+    }
+
+    #[test]
+    fn host_elements_follow_adds_and_deletes_in_insertion_order() {
+        let mut g = Graph::new();
+        let md = Metadata::new();
+        let ids = |g: &Graph, host: &str| {
+            let (n, e) = g.host_elements(host);
+            let n: Vec<String> = n.iter().map(|ix| g.node(*ix).id().to_string()).collect();
+            let e: Vec<String> = e.iter().map(|ix| g.edge(*ix).id().to_string()).collect();
+            (n, e)
+        };
+        // Two origins of one host, another host between them.
+        for (id, host, origin) in [
+            ("c", "h1", "o1"),
+            ("x", "h2", "o1"),
+            ("a", "h1", "o2"),
+            ("b", "h1", "o1"),
+        ] {
+            g.add_node(Node::new(id.into(), md.clone(), host, origin))
+                .unwrap();
+        }
+        let mut e1 = Edge::new("c".into(), "a".into(), md.clone(), "h1", "o2");
+        e1.id = "e1".into();
+        let mut e2 = Edge::new("x".into(), "b".into(), md.clone(), "h1", "o1");
+        e2.id = "e2".into();
+        let mut e3 = Edge::new("x".into(), "c".into(), md.clone(), "h2", "o1");
+        e3.id = "e3".into();
+        for e in [e1, e2, e3] {
+            g.add_edge(e).unwrap();
+        }
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&g, "h1"), (s(&["c", "a", "b"]), s(&["e1", "e2"])));
+        assert_eq!(ids(&g, "h2"), (s(&["x"]), s(&["e3"])));
+        assert_eq!(ids(&g, "h3"), (vec![], vec![]));
+        // Deleting a node takes its edges out of both hosts' elements.
+        g.delete_node(&"c".into()).unwrap();
+        assert_eq!(ids(&g, "h1"), (s(&["a", "b"]), s(&["e2"])));
+        assert_eq!(ids(&g, "h2"), (s(&["x"]), vec![]));
+        g.delete_edge(&"e2".into()).unwrap();
+        for id in ["a", "b"] {
+            g.delete_node(&id.into()).unwrap();
+        }
+        assert_eq!(ids(&g, "h1"), (vec![], vec![]));
+        assert!(!g.has_host("h1"));
+        // A node added again after many deletions (the order list compacted) comes
+        // after the older ones.
+        for i in 0..200 {
+            g.add_node(Node::new(
+                format!("t{i}").as_str().into(),
+                md.clone(),
+                "h1",
+                "o1",
+            ))
+            .unwrap();
+        }
+        for i in 0..150 {
+            g.delete_node(&format!("t{i}").as_str().into()).unwrap();
+        }
+        g.add_node(Node::new("z".into(), md.clone(), "h1", "o1"))
+            .unwrap();
+        let (n, _) = ids(&g, "h1");
+        assert_eq!(n.len(), 51);
+        assert_eq!(n.first().map(String::as_str), Some("t150"));
+        assert_eq!(n.last().map(String::as_str), Some("z"));
     }
 
     use super::*;
