@@ -384,10 +384,12 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             peers, credentials, ..
         } => {
             if let Some(f) = &fleet {
+                let s = services.clone();
                 links = crate::fleet::replication::start(
                     f.clone(),
                     peers,
                     credentials.clone(),
+                    Arc::new(move || s.dispatches()),
                     stopped.clone(),
                 );
                 links.push(tokio::spawn(crate::fleet::dispatch::run(

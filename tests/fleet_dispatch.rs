@@ -5,8 +5,9 @@
 //! analyzers; `Flows()` on an analyzer answers with the agents' flows; an injection
 //! created on an analyzer leaves from host 1; and when the leading analyzer dies the
 //! other takes over without running the capture a second time. An injection between
-//! two hosts' VXLAN interfaces crosses the tunnel; what an agent refuses shows on the
-//! analyzer.
+//! two hosts' VXLAN interfaces crosses the tunnel, its progress on every analyzer;
+//! what an agent refuses shows on the analyzer; an agent connected to the analyzer
+//! that does not lead only gets its orders through that analyzer.
 
 mod common;
 #[path = "common/fleet.rs"]
@@ -820,4 +821,130 @@ async fn dispatch_failures_show_on_the_analyzer() {
     )
     .await;
     refuser.abort();
+}
+
+/// An agent connected to the analyzer that does not lead only (its link to the
+/// leader down, here never configured): the leader reaches it through that peer,
+/// whose replication link carries the orders and their answers. A capture and an
+/// injection created on the leader run there, once; deleting the capture stops it;
+/// nothing waits in `Fleet.Dispatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_reach_an_agent_connected_to_another_analyzer_only() {
+    let etcd = Etcd::start().await;
+    let mut net = Net::new();
+    let tag = net.tag.clone();
+    let allow = ["--allow-target", "10.213.0.0/16"];
+    let (port_a, port_b) = (free_port(), free_port());
+    let ip = net.analyzer_ip();
+    let (peer_a, peer_b) = (format!("{ip}:{port_a}"), format!("{ip}:{port_b}"));
+    let a = analyzer(
+        &net,
+        &etcd,
+        &format!("la-{tag}"),
+        port_a,
+        &["--insecure-no-auth", "--peer", &peer_b, allow[0], allow[1]],
+    );
+    let api_a = Api::new(&a);
+    wait_until(Duration::from_secs(15), "analyzer A leads", || {
+        api_a.is_master()
+    })
+    .await;
+    let b = analyzer(
+        &net,
+        &etcd,
+        &format!("lb-{tag}"),
+        port_b,
+        &["--insecure-no-auth", "--peer", &peer_a, allow[0], allow[1]],
+    );
+    let api_b = Api::new(&b);
+    let host = format!("l1-{tag}");
+    let (ns1, d1) = net.host(1);
+    let h1 = agent(&ns1, &d1, &host, &[&b], &allow);
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(20),
+            "host 1 on both analyzers",
+            || async { api.count(&format!("{}.Count()", eth0_of(&host))).await == 1 },
+        )
+        .await;
+    }
+    let status = api_a.json("/api/status").await;
+    assert!(status["Agents"].get(&host).is_none(), "{status}");
+    assert!(api_a.is_master().await && !api_b.is_master().await);
+
+    // A capture created on the leader runs on host 1, once.
+    let (s, cap) = api_a
+        .send(
+            "POST",
+            "/api/capture",
+            Some(json!({"GremlinQuery": eth0_of(&host)})),
+        )
+        .await;
+    assert_eq!(s, 201, "{cap}");
+    let capture = cap["UUID"].as_str().unwrap().to_owned();
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(15),
+            "the capture active on host 1",
+            || async {
+                let e = api.entries("Captures", &capture).await;
+                e.len() == 1 && e[0].1["State"] == "active"
+            },
+        )
+        .await;
+    }
+    let d = api_a.json("/api/status").await["Fleet"]["Dispatch"].clone();
+    assert_eq!(d["Waiting"], json!([]), "{d}");
+    assert!(d["Succeeded"].as_u64().unwrap() >= 1, "{d}");
+    // Several rounds of the leader: still one capture point.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(agent_capture_points(&ns1, &h1, "active"), 1);
+
+    // An injection from host 1 to the analyzers' address, created on the leader: sent
+    // by host 1's agent, its progress on both analyzers.
+    let (s, inj) = api_a
+        .send(
+            "POST",
+            "/api/injectpacket",
+            Some(json!({
+                "Src": eth0_of(&host),
+                "DstIP": ip,
+                "DstMAC": "02:00:00:00:00:01",
+                "Type": "icmp4",
+                "Count": 3,
+                "Interval": 50,
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{inj}");
+    let injection = inj["UUID"].as_str().unwrap().to_owned();
+    for api in [&api_a, &api_b] {
+        wait_until(
+            Duration::from_secs(15),
+            "the injection done with 3 packets",
+            || async {
+                let (s, i) = api
+                    .send("GET", &format!("/api/injectpacket/{injection}"), None)
+                    .await;
+                s == 200 && i["State"] == "done" && i["PacketCount"] == 3
+            },
+        )
+        .await;
+    }
+
+    // Deleted on the leader: stopped on host 1 through B.
+    let (s, _) = api_a
+        .send("DELETE", &format!("/api/capture/{capture}"), None)
+        .await;
+    assert_eq!(s, 200);
+    wait_until(
+        Duration::from_secs(15),
+        "the capture stopped on host 1",
+        || async { api_a.entries("Captures", &capture).await.is_empty() },
+    )
+    .await;
+    assert_eq!(agent_capture_points(&ns1, &h1, "active"), 0);
+    let d = api_a.json("/api/status").await["Fleet"]["Dispatch"].clone();
+    assert_eq!(d["Waiting"], json!([]), "{d}");
+    assert_eq!(d["Failed"], json!([]), "{d}");
 }

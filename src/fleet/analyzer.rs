@@ -66,7 +66,15 @@ pub enum RequestError {
     NotConnected(String),
     #[error("agent {host} did not answer within {ms} ms")]
     Timeout { host: String, ms: u128 },
+    /// Sent through the peer analyzer holding the agent's connection, which could not
+    /// deliver it or answer in time.
+    #[error("through analyzer {peer}: {reason}")]
+    Relayed { peer: String, reason: String },
 }
+
+/// Time kept by the analyzer relaying a request for its answer to come back, out of
+/// the requester's timeout: its agent's timeout is that much shorter.
+const RELAY_MARGIN: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Conns {
@@ -148,9 +156,110 @@ impl Fleet {
         self.conns.lock().agents.keys().cloned().collect()
     }
 
+    /// Hosts this analyzer can send requests to: those of its agents, and those a
+    /// connected peer replicates as its own (their agent is connected to that peer).
+    pub fn reachable_hosts(&self) -> Vec<String> {
+        let relayed: Vec<(String, String)> = self
+            .owners
+            .lock()
+            .iter()
+            .filter_map(|(h, o)| match o {
+                Owner::Peer(p) => Some((h.clone(), p.clone())),
+                Owner::Agent(_) => None,
+            })
+            .collect();
+        let conns = self.conns.lock();
+        let mut hosts: Vec<String> = conns.agents.keys().cloned().collect();
+        hosts.extend(
+            relayed
+                .into_iter()
+                .filter(|(h, p)| conns.peers.contains_key(p) && !conns.agents.contains_key(h))
+                .map(|(h, _)| h),
+        );
+        hosts
+    }
+
     /// Sends `request` to `host`'s agent and waits for its reply, at most `timeout`
-    /// in all.
+    /// in all. An agent not connected here is reached through the peer analyzer whose
+    /// replication link brings its host ([`super::relay`]).
     pub async fn request(
+        &self,
+        host: &str,
+        request: protocol::Request,
+        timeout: Duration,
+    ) -> Result<protocol::Reply, RequestError> {
+        if self.conns.lock().agents.contains_key(host) {
+            return self.request_local(host, request, timeout).await;
+        }
+        let peer = match self.owners.lock().get(host) {
+            Some(Owner::Peer(p)) => p.clone(),
+            _ => return Err(RequestError::NotConnected(host.to_owned())),
+        };
+        let tx = self
+            .conns
+            .lock()
+            .peers
+            .get(&peer)
+            .map(|c| c.tx.clone())
+            .ok_or_else(|| RequestError::NotConnected(host.to_owned()))?;
+        let budget = timeout.saturating_sub(RELAY_MARGIN).max(timeout / 2);
+        let relay = protocol::Request::new(
+            protocol::NS_RELAY,
+            "Forward",
+            json!({
+                "Host": host,
+                "TimeoutMs": u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                "Request": request,
+            }),
+        );
+        let relayed = |reason: String| RequestError::Relayed {
+            peer: peer.clone(),
+            reason,
+        };
+        let reply = match self.exchange(&tx, relay, timeout).await {
+            Some(Ok(r)) => r,
+            Some(Err(())) => return Err(relayed("connection lost".into())),
+            None => {
+                return Err(relayed(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        };
+        if reply.status != 200 {
+            return Err(relayed(reply.reason()));
+        }
+        reply
+            .obj
+            .get("Reply")
+            .cloned()
+            .and_then(|r| serde_json::from_value::<protocol::Reply>(r).ok())
+            .ok_or_else(|| relayed("an answer without the agent's Reply".into()))
+    }
+
+    /// Sends `request` on `tx` and waits for the reply with its UUID: `None` after
+    /// `timeout`, `Some(Err)` if the connection went first.
+    async fn exchange(
+        &self,
+        tx: &mpsc::Sender<String>,
+        request: protocol::Request,
+        timeout: Duration,
+    ) -> Option<Result<protocol::Reply, ()>> {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let uuid = request.uuid.clone();
+        self.pending.lock().insert(uuid.clone(), reply_tx);
+        let exchange = async {
+            tx.send(request.to_text()).await.map_err(|_| ())?;
+            reply_rx.await.map_err(|_| ())
+        };
+        let answer = tokio::time::timeout(timeout, exchange).await;
+        self.pending.lock().remove(&uuid);
+        answer.ok()
+    }
+
+    /// Sends `request` to `host`'s agent, which must be connected here, and waits for
+    /// its reply, at most `timeout` in all.
+    pub async fn request_local(
         &self,
         host: &str,
         request: protocol::Request,
@@ -163,26 +272,18 @@ impl Fleet {
             .get(host)
             .map(|c| c.tx.clone())
             .ok_or_else(|| RequestError::NotConnected(host.to_owned()))?;
-        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        let uuid = request.uuid.clone();
-        self.pending.lock().insert(uuid.clone(), reply_tx);
-        let exchange = async {
-            tx.send(request.to_text()).await.ok()?;
-            reply_rx.await.ok()
-        };
-        let answer = tokio::time::timeout(timeout, exchange).await;
-        self.pending.lock().remove(&uuid);
-        match answer {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) => Err(RequestError::NotConnected(host.to_owned())),
-            Err(_) => Err(RequestError::Timeout {
+        match self.exchange(&tx, request, timeout).await {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(())) => Err(RequestError::NotConnected(host.to_owned())),
+            None => Err(RequestError::Timeout {
                 host: host.to_owned(),
                 ms: timeout.as_millis(),
             }),
         }
     }
 
-    /// A message of an agent's that is not a graph change: the reply to a request.
+    /// A message of an agent or a peer that is not a graph change: the reply to a
+    /// request (a peer's, to a relayed one).
     fn deliver(&self, host: &str, text: &str) {
         match protocol::parse_other::<protocol::Reply>(text) {
             Ok(Some(reply)) => {
@@ -345,9 +446,7 @@ impl Fleet {
     fn apply(&self, kind: Kind, host: &str, id: u64, text: &str) -> Result<(), Refused> {
         topotap_topology::blocking::section("fleet message");
         let Some(msg) = protocol::parse(text)? else {
-            if kind == Kind::Agent {
-                self.deliver(host, text);
-            }
+            self.deliver(host, text);
             return Ok(());
         };
         // The graph first, then the owners for as long as the decision takes: nothing

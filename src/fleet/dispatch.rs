@@ -419,7 +419,7 @@ pub async fn run(
         if !leads {
             continue;
         }
-        let connected: BTreeSet<String> = fleet.agent_hosts().into_iter().collect();
+        let connected: BTreeSet<String> = fleet.reachable_hosts().into_iter().collect();
         let now = Instant::now();
         let (all, away): (Vec<Order>, Vec<Order>) = orders(&world)
             .into_iter()

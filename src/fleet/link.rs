@@ -212,7 +212,8 @@ pub struct LinkSpec {
     /// What to share: the elements of a snapshot and the changes to forward.
     pub share: Arc<dyn Share>,
     /// Who answers the server's requests (an agent's on-demand captures, injections
-    /// and flow queries); `None`: requests are ignored.
+    /// and flow queries; on a replication link, orders relayed to this analyzer's
+    /// agents); `None`: requests are ignored.
     pub requests: Option<Arc<dyn Requests>>,
 }
 

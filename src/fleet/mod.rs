@@ -11,6 +11,7 @@
 //!   flow tables).
 //! - [`dispatch`]: the leading analyzer's placement of captures and injections on
 //!   agents.
+//! - [`relay`]: an analyzer's forwarding of a peer's requests to its own agents.
 
 pub mod agent;
 pub mod analyzer;
@@ -19,5 +20,6 @@ pub mod link;
 pub mod merge;
 pub mod ondemand;
 pub mod protocol;
+pub mod relay;
 pub mod replication;
 pub mod tunnels;

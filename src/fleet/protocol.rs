@@ -18,6 +18,12 @@
 //! - `OnDemandPacketInjection` `Start`/`Stop`, O = `{"NodeID", "Resource": injection}`;
 //! - `Flow` `TableQuery`: the agent's flow tables, reply O = `{"Tables": [{"CaptureID",
 //!   "NodeID", "Flows": [...]}]}`.
+//!
+//! On a replication link, the analyzer that received it sends requests back to the
+//! peer that opened it, for an agent connected to that peer only:
+//! - `Relay` `Forward`, O = `{"Host", "TimeoutMs", "Request": request}`: the peer sends
+//!   the request to its agent `Host` and answers 200 with O = `{"Reply": the agent's
+//!   reply}`, or a failure status with O = `{"Error"}`.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -43,6 +49,8 @@ pub const DELETE_ON_DISCONNECT: &str = "DeleteOnDisconnect";
 pub const NS_CAPTURE: &str = "OnDemandCapture";
 pub const NS_INJECTION: &str = "OnDemandPacketInjection";
 pub const NS_FLOW: &str = "Flow";
+/// Namespace of the requests an analyzer forwards to a peer's agent.
+pub const NS_RELAY: &str = "Relay";
 
 /// Path agents connect to.
 pub const AGENT_PATH: &str = "/ws/agent/topology";
