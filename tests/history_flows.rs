@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::net::{sh, Cleanup};
+use common::postgres::Postgres;
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
 
@@ -244,95 +244,6 @@ async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
 async fn past_flows_in_the_embedded_history() {
     let state = tempfile::tempdir().unwrap();
     flows_of_the_past(state.path(), &[], 31).await;
-}
-
-fn pg_bin(tool: &str) -> PathBuf {
-    let dir = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries (scripts/deps.sh installs postgresql-15)")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin"))
-        .find(|p| p.join("initdb").exists())
-        .expect("initdb under /usr/lib/postgresql/*/bin");
-    dir.join(tool)
-}
-
-/// A PostgreSQL server of its own, stopped and removed on drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn as_postgres(cmd: &mut Command) {
-    let out = cmd.output().expect("run a PostgreSQL tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let dir = tempfile::Builder::new()
-            .prefix("topotap-pg-")
-            .tempdir()
-            .unwrap();
-        // The server refuses to run as root: the directory belongs to `postgres`.
-        sh(&format!(
-            "chown postgres: {0} && chmod 700 {0}",
-            dir.path().display()
-        ));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let data = dir.path().join("data");
-        as_postgres(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(pg_bin("initdb"))
-                .args(["-A", "trust", "-U", "topotap", "-D"])
-                .arg(&data),
-        );
-        as_postgres(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(pg_bin("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.path().join("log"))
-                .arg("-o")
-                .arg(format!(
-                    "-c listen_addresses='' -k {} -p {port}",
-                    dir.path().display()
-                ))
-                .args(["-w", "start"]),
-        );
-        Postgres { dir, port }
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "host={} port={} user=topotap dbname=postgres",
-            self.dir.path().display(),
-            self.port
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ pub mod collector;
 pub mod net;
 pub mod nfdump;
 pub mod ovs;
+pub mod postgres;
 pub mod webhook;
 
 use std::ffi::OsStr;
