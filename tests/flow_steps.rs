@@ -6,50 +6,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::net::{sh, Cleanup};
+use common::net::{quiet_pair, sh, Cleanup};
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// Two namespaces `<p>a` and `<p>b` joined by a veth pair (`eth0` on both sides,
-/// 10.78.<subnet>.1 and .2/24), quiet: no IPv6 (no router or neighbour solicitations),
-/// static neighbours (no ARP). Also 10.78.<subnet>.3 resolves to b's MAC in a, an
-/// address b does not have and drops without answering. Returns the guard and the two
-/// MACs.
-fn quiet_pair(p: &str, subnet: u8) -> (Cleanup, String, String) {
-    let mut c = Cleanup::new();
-    let (a, b) = (format!("{p}a"), format!("{p}b"));
-    for ns in [&a, &b] {
-        c.netns(ns);
-        // No IPv6 chatter, and no forwarding: a new namespace inherits IPv4
-        // forwarding from the host's, and a forwarding `b` would bounce the datagrams
-        // sent to an address it does not own back to `a` with an ICMP redirect.
-        sh(&format!(
-            "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-             net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0"
-        ));
-    }
+/// [`quiet_pair`] on 10.78.<subnet>.0/24, where 10.78.<subnet>.3 also resolves to b's
+/// MAC in a: an address b does not have and drops without answering. Returns the guard
+/// and the two MACs.
+fn quiet_pair_with_a_sink(p: &str, subnet: u8) -> (Cleanup, String, String) {
+    let (c, mac_a, mac_b) = quiet_pair(p, &format!("10.78.{subnet}"));
     sh(&format!(
-        "ip -n {a} link add eth0 type veth peer name eth0 netns {b}"
-    ));
-    let mac = |ns: &str| {
-        sh(&format!(
-            "ip netns exec {ns} cat /sys/class/net/eth0/address"
-        ))
-        .trim()
-        .to_owned()
-    };
-    let (mac_a, mac_b) = (mac(&a), mac(&b));
-    for (ns, host, peer, peer_mac) in [(&a, 1, 2, &mac_b), (&b, 2, 1, &mac_a)] {
-        sh(&format!(
-            "ip -n {ns} addr add 10.78.{subnet}.{host}/24 dev eth0 && \
-             ip -n {ns} neigh add 10.78.{subnet}.{peer} lladdr {peer_mac} dev eth0 nud permanent && \
-             ip -n {ns} link set eth0 up"
-        ));
-    }
-    sh(&format!(
-        "ip -n {a} neigh add 10.78.{subnet}.3 lladdr {mac_b} dev eth0 nud permanent"
+        "ip -n {p}a neigh add 10.78.{subnet}.3 lladdr {mac_b} dev eth0 nud permanent"
     ));
     (c, mac_a, mac_b)
 }
@@ -80,7 +49,7 @@ fn ids(v: &Value) -> Vec<String> {
 #[tokio::test]
 async fn flows_lead_to_their_nodes_and_metrics_count_exact_packets() {
     let p = format!("m{}", rand_tag());
-    let (_net, mac_a, mac_b) = quiet_pair(&p, 21);
+    let (_net, mac_a, mac_b) = quiet_pair_with_a_sink(&p, 21);
     let t = Topotap::start(&["--ovsdb", "none", "--metric-interval", "1"]);
     let (a, b) = (
         eth0_of(&t, &format!("{p}a"), &mac_a).await,

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::net::{sh, Cleanup};
+use common::net::{quiet_pair, sh};
 use common::postgres::Postgres;
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
@@ -22,40 +22,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// Two namespaces `<p>a` and `<p>b` joined by a veth pair (`eth0` on both sides,
-/// 10.79.<subnet>.1 and .2/24), quiet: no IPv6, static neighbours. Returns the guard
-/// and a's MAC.
-fn quiet_pair(p: &str, subnet: u8) -> (Cleanup, String) {
-    let mut c = Cleanup::new();
-    let (a, b) = (format!("{p}a"), format!("{p}b"));
-    for ns in [&a, &b] {
-        c.netns(ns);
-        sh(&format!(
-            "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-             net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0"
-        ));
-    }
-    sh(&format!(
-        "ip -n {a} link add eth0 type veth peer name eth0 netns {b}"
-    ));
-    let mac = |ns: &str| {
-        sh(&format!(
-            "ip netns exec {ns} cat /sys/class/net/eth0/address"
-        ))
-        .trim()
-        .to_owned()
-    };
-    let (mac_a, mac_b) = (mac(&a), mac(&b));
-    for (ns, host, peer, peer_mac) in [(&a, 1, 2, &mac_b), (&b, 2, 1, &mac_a)] {
-        sh(&format!(
-            "ip -n {ns} addr add 10.79.{subnet}.{host}/24 dev eth0 && \
-             ip -n {ns} neigh add 10.79.{subnet}.{peer} lladdr {peer_mac} dev eth0 nud permanent && \
-             ip -n {ns} link set eth0 up"
-        ));
-    }
-    (c, mac_a)
 }
 
 fn start(state: &Path, extra: &[&str]) -> Topotap {
@@ -82,7 +48,7 @@ async fn expect(t: &Topotap, q: &str, want: Value) {
 /// then asks the history about it; restarts topotap (with `extra` again) and asks again.
 async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
     let p = format!("f{}", rand_tag());
-    let (_net, mac_a) = quiet_pair(&p, subnet);
+    let (_net, mac_a, _) = quiet_pair(&p, &format!("10.79.{subnet}"));
     let t = start(state, extra);
     let q = format!("G.V().Has('Name', '{p}a').Out().Has('Name', 'eth0', 'MAC', '{mac_a}')");
     let (v, ok) = t

@@ -85,3 +85,40 @@ pub fn bridged_pair(p: &str, subnet: u8) -> Cleanup {
     }
     c
 }
+
+/// Two namespaces `<p>a` and `<p>b` joined by a veth pair (`eth0` on both sides,
+/// `<net>.1` and `<net>.2`/24), quiet: no IPv6 (no router or neighbour solicitations),
+/// static neighbours (no ARP). Returns the guard and the two MACs.
+pub fn quiet_pair(p: &str, net: &str) -> (Cleanup, String, String) {
+    let mut c = Cleanup::new();
+    let (a, b) = (format!("{p}a"), format!("{p}b"));
+    for ns in [&a, &b] {
+        c.netns(ns);
+        // No IPv6 chatter, and no forwarding: a new namespace inherits IPv4
+        // forwarding from the host's, and a forwarding `b` would bounce the datagrams
+        // sent to an address it does not own back to `a` with an ICMP redirect.
+        sh(&format!(
+            "ip netns exec {ns} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+             net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=0"
+        ));
+    }
+    sh(&format!(
+        "ip -n {a} link add eth0 type veth peer name eth0 netns {b}"
+    ));
+    let mac = |ns: &str| {
+        sh(&format!(
+            "ip netns exec {ns} cat /sys/class/net/eth0/address"
+        ))
+        .trim()
+        .to_owned()
+    };
+    let (mac_a, mac_b) = (mac(&a), mac(&b));
+    for (ns, host, peer, peer_mac) in [(&a, 1, 2, &mac_b), (&b, 2, 1, &mac_a)] {
+        sh(&format!(
+            "ip -n {ns} addr add {net}.{host}/24 dev eth0 && \
+             ip -n {ns} neigh add {net}.{peer} lladdr {peer_mac} dev eth0 nud permanent && \
+             ip -n {ns} link set eth0 up"
+        ));
+    }
+    (c, mac_a, mac_b)
+}
