@@ -65,6 +65,22 @@ fn eth0_of(host: &str) -> String {
 
 /// Capture points an agent runs, by state, from its own `/metrics` (inside its
 /// namespace, on its loopback).
+/// Creates a capture through `via` and waits until every analyzer in `on` shows it
+/// active on exactly one interface; its UUID.
+async fn active_capture(via: &Api, on: &[&Api], body: Value, what: &str) -> String {
+    let (s, cap) = via.send("POST", "/api/capture", Some(body)).await;
+    assert_eq!(s, 201, "{cap}");
+    let id = cap["UUID"].as_str().unwrap().to_owned();
+    for api in on {
+        wait_until(Duration::from_secs(15), what, || async {
+            let e = api.entries("Captures", &id).await;
+            e.len() == 1 && e[0].1["State"] == "active"
+        })
+        .await;
+    }
+    id
+}
+
 fn agent_capture_points(ns: &str, agent: &Proc, state: &str) -> u64 {
     let text = sh(&format!(
         "ip netns exec {ns} curl -s --max-time 5 http://{}/metrics",
@@ -198,26 +214,13 @@ async fn captures_and_injections_run_on_the_agents_exactly_once() {
 
     // A local capture on host 2's eth0, created on A: G.Flows() on either analyzer
     // answers with host 2's flows, exact packet counts.
-    let (s, cap) = api_a
-        .send(
-            "POST",
-            "/api/capture",
-            Some(json!({"GremlinQuery": eth0_of(&hosts[1])})),
-        )
-        .await;
-    assert_eq!(s, 201, "{cap}");
-    let local = cap["UUID"].as_str().unwrap().to_owned();
-    for api in [&api_a, &api_b] {
-        wait_until(
-            Duration::from_secs(15),
-            "the local capture active on host 2",
-            || async {
-                let e = api.entries("Captures", &local).await;
-                e.len() == 1 && e[0].1["State"] == "active"
-            },
-        )
-        .await;
-    }
+    let local = active_capture(
+        &api_a,
+        &[&api_a, &api_b],
+        json!({"GremlinQuery": eth0_of(&hosts[1])}),
+        "the local capture active on host 2",
+    )
+    .await;
     sh(&format!(
         "ip netns exec {ns1} ping -c 4 -i 0.2 -W 2 {}",
         ip(2)
@@ -489,18 +492,11 @@ async fn an_injection_from_host_1_to_host_2_crosses_the_vxlan_tunnel() {
     // Captures on host 2: its VXLAN (the overlay) and its eth0 (the underlay).
     let mut captures = Vec::new();
     for q in [vx(&vx2), eth0_of(&hosts[1])] {
-        let (s, cap) = api
-            .send("POST", "/api/capture", Some(json!({"GremlinQuery": q})))
-            .await;
-        assert_eq!(s, 201, "{cap}");
-        let id = cap["UUID"].as_str().unwrap().to_owned();
-        wait_until(
-            Duration::from_secs(15),
+        let id = active_capture(
+            &api,
+            &[&api],
+            json!({"GremlinQuery": q}),
             "the capture active on host 2",
-            || async {
-                let e = api.entries("Captures", &id).await;
-                e.len() == 1 && e[0].1["State"] == "active"
-            },
         )
         .await;
         captures.push(id);
@@ -873,26 +869,13 @@ async fn orders_reach_an_agent_connected_to_another_analyzer_only() {
     assert!(api_a.is_master().await && !api_b.is_master().await);
 
     // A capture created on the leader runs on host 1, once.
-    let (s, cap) = api_a
-        .send(
-            "POST",
-            "/api/capture",
-            Some(json!({"GremlinQuery": eth0_of(&host)})),
-        )
-        .await;
-    assert_eq!(s, 201, "{cap}");
-    let capture = cap["UUID"].as_str().unwrap().to_owned();
-    for api in [&api_a, &api_b] {
-        wait_until(
-            Duration::from_secs(15),
-            "the capture active on host 1",
-            || async {
-                let e = api.entries("Captures", &capture).await;
-                e.len() == 1 && e[0].1["State"] == "active"
-            },
-        )
-        .await;
-    }
+    let capture = active_capture(
+        &api_a,
+        &[&api_a, &api_b],
+        json!({"GremlinQuery": eth0_of(&host)}),
+        "the capture active on host 1",
+    )
+    .await;
     let d = api_a.json("/api/status").await["Fleet"]["Dispatch"].clone();
     assert_eq!(d["Waiting"], json!([]), "{d}");
     assert!(d["Succeeded"].as_u64().unwrap() >= 1, "{d}");
