@@ -16,7 +16,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ARTIFACTS, BIN, CHROMIUM, freePort, launchPage, startTopotap, stopTopotap } from './harness.mjs';
+import { ARTIFACTS, BIN, CHROMIUM, IS_ROOT, freePort, have, launchPage, startTopotap, stopTopotap } from './harness.mjs';
 
 const rand = crypto.randomBytes(3).toString('hex');
 const NS = `uia${rand}`;
@@ -25,15 +25,7 @@ const ALERT = `netns ${NS} appeared`;
 // Fails at run time once the namespace exists (its name is not a number to sum).
 const BROKEN = `sum of ${NS}`;
 
-const isRoot = process.getuid?.() === 0;
-let hasIp = false;
-try {
-  execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  hasIp = true;
-} catch {
-  // no iproute2
-}
-const skip = !isRoot ? 'needs root (ip netns add)' : !hasIp ? 'needs iproute2 (ip)' : false;
+const skip = !IS_ROOT ? 'needs root (ip netns add)' : !have('ip', ['-V']) ? 'needs iproute2 (ip)' : false;
 
 let base;
 let server;

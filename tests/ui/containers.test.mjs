@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ARTIFACTS, BIN, CHROMIUM, freePort, launchPage, startTopotap, stopTopotap } from './harness.mjs';
+import { ARTIFACTS, BIN, CHROMIUM, IS_ROOT, freePort, have, launchPage, startTopotap, stopTopotap } from './harness.mjs';
 
 const rand = crypto.randomBytes(3).toString('hex');
 // As long as a Docker ID: the panel shows its first 12 characters.
@@ -23,16 +23,7 @@ const POD_NS = `team-${rand}`;
 const IMAGE = `registry.example/busybox:${rand}`;
 const HOST_ID = `ui-containers-${rand}`;
 
-const isRoot = process.getuid?.() === 0;
-const have = (cmd) => {
-  try {
-    execFileSync(cmd, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const skip = !isRoot ? 'needs root (runc)' : !have('runc') ? 'needs runc (apt-get install runc)' : !fs.existsSync('/bin/busybox') ? 'needs /bin/busybox (apt-get install busybox-static)' : false;
+const skip = !IS_ROOT ? 'needs root (runc)' : !have('runc') ? 'needs runc (apt-get install runc)' : !fs.existsSync('/bin/busybox') ? 'needs /bin/busybox (apt-get install busybox-static)' : false;
 
 let base;
 let server;

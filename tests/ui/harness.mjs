@@ -2,7 +2,7 @@
 // topotap, launching Debian's Chromium through playwright-core, collecting the page's
 // console errors.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
@@ -24,6 +24,19 @@ export const CHROMIUM_ARGS = [
   '--disable-sync',
   '--no-first-run',
 ];
+
+/** Whether the tests run as root (namespaces, veths, runc need it). */
+export const IS_ROOT = process.getuid?.() === 0;
+
+/** Whether `cmd args...` runs and exits 0 (a tool a test needs is installed). */
+export function have(cmd, args = ['--version']) {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export async function freePort() {
   const srv = net.createServer();

@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ARTIFACTS, BIN, CHROMIUM, freePort, launchPage, startTopotap, stopTopotap } from './harness.mjs';
+import { ARTIFACTS, BIN, CHROMIUM, IS_ROOT, freePort, have, launchPage, startTopotap, stopTopotap } from './harness.mjs';
 
 const rand = crypto.randomBytes(3).toString('hex');
 const NS = `ui${rand}`; // network namespace, also the netns node's Name
@@ -25,15 +25,7 @@ const NET = `10.199.${crypto.randomInt(0, 256)}`;
 const HOST_IP = `${NET}.1`;
 const NS_IP = `${NET}.2`;
 
-const isRoot = process.getuid?.() === 0;
-let hasIp = false;
-try {
-  execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  hasIp = true;
-} catch {
-  // no iproute2
-}
-const skip = !isRoot ? 'needs root (ip netns add, veth pairs)' : !hasIp ? 'needs iproute2 (ip)' : false;
+const skip = !IS_ROOT ? 'needs root (ip netns add, veth pairs)' : !have('ip', ['-V']) ? 'needs iproute2 (ip)' : false;
 
 let base;
 let server;
