@@ -514,51 +514,44 @@ fn ip_netns(prefix: &str) -> BTreeSet<String> {
 }
 
 /// The graph's view: each namespace named with `prefix` and the names of its links,
-/// and the root links named with `prefix`.
-async fn graph_view(t: &Topotap, prefix: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
-    let (s, nss) = t
-        .try_query(&format!(
-            "G.V().Has('Type', 'netns', 'Name', Regex('{prefix}.*')).Values('Name')"
-        ))
-        .await;
-    if s != 200 {
-        return None;
-    }
-    let mut view = BTreeMap::new();
-    for ns in nss.as_array()?.iter().filter_map(Value::as_str) {
-        let (s, links) = t
-            .try_query(&format!(
-                "G.V().Has('Type', 'netns', 'Name', '{ns}').Out().Has('Type', Without('netns')).Values('Name')"
-            ))
-            .await;
-        if s != 200 {
-            return None;
+/// and the root links named with `prefix`; or the query that failed and its answer.
+async fn graph_view(
+    t: &Topotap,
+    prefix: &str,
+) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    let names = |q: String| async move {
+        let (s, v) = t.try_query(&q).await;
+        match v.as_array() {
+            Some(a) if s == 200 => Ok(a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<BTreeSet<String>>()),
+            _ => {
+                let mut body = v.to_string();
+                body.truncate(300);
+                Err(format!("{q} answered {s}: {body}"))
+            }
         }
-        let links = links
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
-        view.insert(ns.to_owned(), links);
-    }
-    let (s, root) = t
-        .try_query(&format!(
-            "G.V().Has('Type', 'host').Out().Has('Name', Regex('{prefix}.*'), 'Type', Without('netns')).Values('Name')"
+    };
+    let mut view = BTreeMap::new();
+    let nss = names(format!(
+        "G.V().Has('Type', 'netns', 'Name', Regex('{prefix}.*')).Values('Name')"
+    ))
+    .await?;
+    for ns in nss {
+        let links = names(format!(
+            "G.V().Has('Type', 'netns', 'Name', '{ns}').Out().Has('Type', Without('netns')).Values('Name')"
         ))
-        .await;
-    if s != 200 {
-        return None;
+        .await?;
+        view.insert(ns, links);
     }
-    view.insert(
-        "(root)".to_owned(),
-        root.as_array()?
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-    );
-    Some(view)
+    let root = names(format!(
+        "G.V().Has('Type', 'host').Out().Has('Name', Regex('{prefix}.*'), 'Type', Without('netns')).Values('Name')"
+    ))
+    .await?;
+    view.insert("(root)".to_owned(), root);
+    Ok(view)
 }
 
 fn system_view(prefix: &str) -> BTreeMap<String, BTreeSet<String>> {
@@ -696,18 +689,30 @@ async fn namespace_churn_leaves_the_graph_exact_and_captures_placed() {
 
     // Once quiet, the graph is exactly the system's.
     let want = system_view(&p);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = None;
+    // Generous: on a loaded 2-core machine the probes may still be catching up; what
+    // is checked is that the graph ends exact, and each read's time is printed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut got, mut reads, mut longest) = (Err("not read".to_owned()), 0, Duration::ZERO);
     while Instant::now() < deadline {
+        let read = Instant::now();
         got = graph_view(&t, &p).await;
-        if got.as_ref() == Some(&want) {
+        (reads, longest) = (reads + 1, longest.max(read.elapsed()));
+        if got.as_ref() == Ok(&want) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    println!("churn: {reads} reads of the graph until it matched, the longest {longest:?}");
+    if got.is_err() {
+        let (_, status) = t.request("GET", "/api/status", None).await;
+        println!(
+            "churn: the last read of the graph failed; VmSize {} kB; status {status}",
+            status_kb(t.pid(), "VmSize")
+        );
+    }
     assert_eq!(
         got.as_ref(),
-        Some(&want),
+        Ok(&want),
         "graph differs from ip netns / ip link"
     );
     let rss_after = status_kb(t.pid(), "VmRSS");
