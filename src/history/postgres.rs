@@ -128,6 +128,68 @@ impl PostgresStore {
     }
 }
 
+/// A batch of changes as two statements: the closes of the revisions stored open (one
+/// per element, at its first change in the batch) and the revisions the batch opens,
+/// those it closes again already ended. The same rows as applying the changes one by
+/// one, in two round trips instead of one or two per change.
+#[derive(Default)]
+struct Batch<'a> {
+    close_kind: Vec<&'static str>,
+    close_id: Vec<&'a str>,
+    close_at: Vec<i64>,
+    close_deleted: Vec<bool>,
+    kind: Vec<&'static str>,
+    id: Vec<&'a str>,
+    from: Vec<i64>,
+    to: Vec<Option<i64>>,
+    doc: Vec<std::borrow::Cow<'a, str>>,
+    deleted: Vec<bool>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(changes: &'a [Change]) -> Batch<'a> {
+        let mut b = Batch::default();
+        // Per element: the index of its revision opened in this batch and still open.
+        let mut open: std::collections::HashMap<(Kind, &str), Option<usize>> =
+            std::collections::HashMap::new();
+        for change in changes {
+            let (kind, id, at) = match change {
+                Change::Open { kind, id, at, .. } | Change::Close { kind, id, at } => {
+                    (*kind, id.as_str(), *at)
+                }
+            };
+            let deleted = matches!(change, Change::Close { .. });
+            match open.get_mut(&(kind, id)) {
+                // First change of the element in the batch: closes what is stored.
+                None => {
+                    b.close_kind.push(kind_str(kind));
+                    b.close_id.push(id);
+                    b.close_at.push(at);
+                    b.close_deleted.push(deleted);
+                }
+                Some(slot) => {
+                    if let Some(i) = slot.take() {
+                        // Never an interval that ends before it begins.
+                        b.to[i] = Some(at.max(b.from[i]));
+                        b.deleted[i] = deleted;
+                    }
+                }
+            }
+            let slot = open.entry((kind, id)).or_default();
+            if let Change::Open { doc, .. } = change {
+                *slot = Some(b.from.len());
+                b.kind.push(kind_str(kind));
+                b.id.push(id);
+                b.from.push(at);
+                b.to.push(None);
+                b.doc.push(String::from_utf8_lossy(doc));
+                b.deleted.push(false);
+            }
+        }
+        b
+    }
+}
+
 impl PostgresStore {
     /// Applies `changes` in one transaction; with a token, only while it holds the
     /// `writer` row (shared-locked until the commit, so a take-over waits for it).
@@ -150,27 +212,40 @@ impl PostgresStore {
                     return tx.rollback();
                 }
             }
-            let close = tx.prepare(
-                "UPDATE topotap_revisions SET valid = int8range(lower(valid), greatest(lower(valid), $3)),
-                     deleted = $4
-                 WHERE kind = $1 AND id = $2 AND upper_inf(valid)",
-            )?;
-            let open = tx.prepare(
-                "INSERT INTO topotap_revisions (kind, id, valid, doc)
-                 VALUES ($1, $2, int8range($3, NULL), $4::text::jsonb)",
-            )?;
-            for change in changes {
-                match change {
-                    Change::Open { kind, id, at, doc } => {
-                        let k = kind_str(*kind);
-                        tx.execute(&close, &[&k, id, at, &false])?;
-                        let doc = String::from_utf8_lossy(doc);
-                        tx.execute(&open, &[&k, id, at, &doc.as_ref()])?;
-                    }
-                    Change::Close { kind, id, at } => {
-                        tx.execute(&close, &[&kind_str(*kind), id, at, &true])?;
-                    }
-                }
+            let batch = Batch::of(changes);
+            if !batch.close_id.is_empty() {
+                tx.execute(
+                    "UPDATE topotap_revisions r
+                     SET valid = int8range(lower(r.valid), greatest(lower(r.valid), c.at)),
+                         deleted = c.deleted
+                     FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[])
+                         AS c(kind, id, at, deleted)
+                     WHERE r.kind = c.kind AND r.id = c.id AND upper_inf(r.valid)",
+                    &[
+                        &batch.close_kind,
+                        &batch.close_id,
+                        &batch.close_at,
+                        &batch.close_deleted,
+                    ],
+                )?;
+            }
+            if !batch.from.is_empty() {
+                tx.execute(
+                    "INSERT INTO topotap_revisions (kind, id, valid, doc, deleted)
+                     SELECT kind, id, int8range(f, t), doc::jsonb, deleted
+                     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[],
+                                 $6::bool[])
+                         WITH ORDINALITY AS c(kind, id, f, t, doc, deleted, n)
+                     ORDER BY n",
+                    &[
+                        &batch.kind,
+                        &batch.id,
+                        &batch.from,
+                        &batch.to,
+                        &batch.doc,
+                        &batch.deleted,
+                    ],
+                )?;
             }
             let times = changes.iter().map(|c| match c {
                 Change::Open { at, .. } | Change::Close { at, .. } => *at,
@@ -430,5 +505,205 @@ impl HistoryStore for PostgresStore {
 
     fn flow_usage(&self) -> Result<(u64, u64), HistoryError> {
         self.with(super::postgres_flows::usage)
+    }
+}
+
+/// The benches' PostgreSQL server of its own (the history benches also load it, next to
+/// this module, when clippy checks them with `cfg(test)`).
+#[cfg(test)]
+#[allow(clippy::duplicate_mod)]
+#[path = "../../benches/common/postgres.rs"]
+mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::super::flows::{FlowChange, FlowRevision};
+    use super::super::redb_store::RedbStore;
+    use super::*;
+
+    /// A revision comparable across stores: PostgreSQL gives its `jsonb` back
+    /// reformatted, so documents are compared parsed.
+    fn rows(revs: Vec<Revision>) -> Vec<(Kind, i64, Option<i64>, bool, serde_json::Value)> {
+        let mut v: Vec<_> = revs
+            .into_iter()
+            .map(|r| {
+                let doc = serde_json::from_slice(&r.doc).unwrap();
+                (r.kind, r.from, r.to, r.deleted, doc)
+            })
+            .collect();
+        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        v
+    }
+
+    fn flow_rows(
+        revs: Vec<FlowRevision>,
+    ) -> Vec<(String, String, i64, Option<i64>, serde_json::Value)> {
+        let mut v: Vec<_> = revs
+            .into_iter()
+            .map(|r| {
+                let doc = serde_json::from_slice(&r.doc).unwrap();
+                (r.id, r.node, r.from, r.to, doc)
+            })
+            .collect();
+        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        v
+    }
+
+    fn open(kind: Kind, id: &str, at: i64, v: u64) -> Change {
+        Change::Open {
+            kind,
+            id: id.into(),
+            at,
+            doc: format!(r#"{{"ID":"{id}","V":{v}}}"#).into_bytes(),
+        }
+    }
+
+    fn close(kind: Kind, id: &str, at: i64) -> Change {
+        Change::Close {
+            kind,
+            id: id.into(),
+            at,
+        }
+    }
+
+    /// Pseudo-random changes of a few IDs, times mostly going forward but sometimes
+    /// back (a change before the revision it closes began) or repeated.
+    fn random_changes(seed: u64, n: usize, base: i64) -> Vec<Change> {
+        let mut x = seed;
+        let mut t = base;
+        (0..n)
+            .map(|k| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = ["a", "b", "c"][(x >> 33) as usize % 3];
+                let kind = if (x >> 36) % 4 == 0 {
+                    Kind::Edge
+                } else {
+                    Kind::Node
+                };
+                t += ((x >> 40) % 7) as i64 - 1;
+                if (x >> 44) % 3 == 0 {
+                    close(kind, id, t)
+                } else {
+                    open(kind, id, t, k as u64)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_that_reopens_the_same_ids_ends_as_in_the_embedded_store() {
+        let server = test_server::Postgres::start().expect("PostgreSQL 15 (run as root)");
+        let pg = PostgresStore::connect(&server.url()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let redb = RedbStore::open(&dir.path().join("h.redb")).unwrap();
+        let (n, e) = (Kind::Node, Kind::Edge);
+        let batches = vec![
+            // Stored open before the batch that changes them many times.
+            vec![
+                open(n, "a", 100, 1),
+                open(n, "b", 100, 1),
+                open(e, "a", 100, 1),
+            ],
+            vec![
+                open(n, "a", 110, 2),
+                open(n, "a", 120, 3),
+                close(n, "a", 130),
+                close(n, "a", 135),
+                open(n, "a", 130, 4),
+                // Before the begin of the revision it closes: it ends where it began.
+                open(n, "a", 125, 5),
+                open(n, "a", 140, 6),
+                close(n, "b", 140),
+                open(n, "b", 150, 2),
+                close(n, "b", 160),
+                open(e, "a", 150, 2),
+                close(n, "c", 150),
+                open(n, "c", 150, 1),
+                open(n, "c", 150, 2),
+                close(n, "a", 170),
+                open(n, "a", 170, 7),
+            ],
+            // The first change of an ID is a close of what is stored, then reopened.
+            vec![
+                close(n, "a", 200),
+                open(n, "a", 210, 8),
+                open(e, "a", 190, 3),
+            ],
+            random_changes(7, 300, 300),
+            random_changes(11, 50, 1000),
+            random_changes(13, 5, 1200),
+        ];
+        for batch in &batches {
+            pg.apply(batch).unwrap();
+            redb.apply(batch).unwrap();
+            assert_eq!(
+                rows(pg.between(i64::MIN + 1, i64::MAX - 1).unwrap()),
+                rows(redb.between(i64::MIN + 1, i64::MAX - 1).unwrap())
+            );
+        }
+        for t in 90..1300 {
+            assert_eq!(
+                rows(pg.between(t, t).unwrap()),
+                rows(redb.between(t, t).unwrap()),
+                "t={t}"
+            );
+        }
+        let opened = |s: &dyn HistoryStore| {
+            let mut v: Vec<(Kind, String, serde_json::Value)> = s
+                .open_revisions()
+                .unwrap()
+                .into_iter()
+                .map(|(k, id, doc)| (k, id, serde_json::from_slice(&doc).unwrap()))
+                .collect();
+            v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            v
+        };
+        assert_eq!(opened(&pg), opened(&redb));
+        assert!(!opened(&pg).is_empty());
+        let (_, count) = pg.usage().unwrap();
+        assert_eq!(count, redb.usage().unwrap().1);
+
+        // The same for flows: reopened, closed, reopened at the time of its begin.
+        let fopen = |id: &str, at, start, v: u64| FlowChange::Open {
+            id: id.into(),
+            node: "n1".into(),
+            at,
+            start,
+            doc: format!(r#"{{"UUID":"{id}","V":{v}}}"#).into_bytes(),
+        };
+        let fclose = |id: &str, at| FlowChange::Close { id: id.into(), at };
+        let flow_batches = vec![
+            vec![fopen("h/c/1", 200, 100, 1), fopen("h/c/2", 200, 150, 1)],
+            vec![
+                fopen("h/c/1", 300, 100, 2),
+                fopen("h/c/1", 300, 100, 3),
+                fclose("h/c/1", 310),
+                fopen("h/c/1", 320, 305, 4),
+                fopen("h/c/1", 330, 305, 5),
+                fclose("h/c/2", 250),
+                fclose("h/c/2", 260),
+                fopen("h/c/3", 300, 400, 1),
+                fopen("h/c/3", 290, 400, 2),
+            ],
+            vec![fopen("h/c/2", 400, 100, 2), fclose("h/c/1", 400)],
+        ];
+        for batch in &flow_batches {
+            pg.apply_flows(batch).unwrap();
+            redb.apply_flows(batch).unwrap();
+        }
+        for t in 90..500 {
+            assert_eq!(
+                flow_rows(pg.flows_between(t, t).unwrap()),
+                flow_rows(redb.flows_between(t, t).unwrap()),
+                "t={t}"
+            );
+        }
+        assert_eq!(
+            flow_rows(pg.flows_between(0, 1000).unwrap()),
+            flow_rows(redb.flows_between(0, 1000).unwrap())
+        );
+        assert_eq!(pg.flow_usage().unwrap().1, redb.flow_usage().unwrap().1);
     }
 }

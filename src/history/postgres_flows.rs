@@ -4,6 +4,8 @@
 //! `valid && [t1, t2]`), a partial unique index on the open revision of each flow, and
 //! a B-tree index on the end (retention).
 
+use std::collections::{HashMap, HashSet};
+
 use postgres::Client;
 
 use super::flows::{FlowChange, FlowRevision};
@@ -22,45 +24,86 @@ CREATE UNIQUE INDEX IF NOT EXISTS topotap_flow_revisions_open
 CREATE INDEX IF NOT EXISTS topotap_flow_revisions_to ON topotap_flow_revisions (upper(valid));
 ";
 
-/// Closes the open revision of `$1` at `$2` (never before it began), returning its
-/// begin.
-const CLOSE: &str = "UPDATE topotap_flow_revisions
-    SET valid = int8range(lower(valid), greatest(lower(valid), $2))
-    WHERE id = $1 AND upper_inf(valid) RETURNING lower(valid)";
+/// Closes the open revisions of the flows `$1` at `$2` (never before they began),
+/// returning each one's ID and begin.
+const CLOSE: &str = "WITH c AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS c(id, at)),
+    old AS (
+        SELECT r.seq, r.id, lower(r.valid) AS f, c.at FROM topotap_flow_revisions r
+        JOIN c ON r.id = c.id WHERE upper_inf(r.valid)
+    )
+    UPDATE topotap_flow_revisions r SET valid = int8range(old.f, greatest(old.f, old.at))
+    FROM old WHERE r.seq = old.seq RETURNING old.id, old.f";
 
+/// Applies flow changes in one transaction of two statements: the closes of the
+/// revisions stored open (each flow's first change in the batch closes its open one),
+/// then every revision the batch opens, those it closes again already ended.
 pub fn apply(c: &mut Client, changes: &[FlowChange]) -> Result<(), postgres::Error> {
     if changes.is_empty() {
         return Ok(());
     }
     let mut tx = c.transaction()?;
-    let close = tx.prepare(CLOSE)?;
-    let open = tx.prepare(
-        "INSERT INTO topotap_flow_revisions (id, node, valid, doc)
-         VALUES ($1, $2, int8range($3, NULL), $4::text::jsonb)",
-    )?;
+    // The first change of each flow, in the order met.
+    let mut first: HashSet<&str> = HashSet::new();
+    let (mut ids, mut ats) = (Vec::new(), Vec::new());
     for change in changes {
-        match change {
-            FlowChange::Open {
-                id,
-                node,
-                at,
-                start,
-                doc,
-            } => {
-                let prev: Option<i64> = tx.query_opt(&close, &[id, at])?.map(|r| r.get(0));
-                // A snapshot never begins before the one it follows; a first one
-                // begins at the flow's first packet.
-                let from = match prev {
-                    Some(p) => (*at).max(p),
-                    None => (*start).min(*at),
-                };
-                let doc = String::from_utf8_lossy(doc);
-                tx.execute(&open, &[id, node, &from, &doc.as_ref()])?;
-            }
-            FlowChange::Close { id, at } => {
-                tx.execute(&close, &[id, at])?;
-            }
+        let (FlowChange::Open { id, at, .. } | FlowChange::Close { id, at }) = change;
+        if first.insert(id.as_str()) {
+            ids.push(id.as_str());
+            ats.push(*at);
         }
+    }
+    // Begin of each flow's revision stored open, closed now.
+    let stored: HashMap<String, i64> = tx
+        .query(CLOSE, &[&ids, &ats])?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Per flow: the index of its revision opened in this batch and still open; absent
+    // before its first change.
+    let mut open: HashMap<&str, Option<usize>> = HashMap::new();
+    let (mut id, mut node, mut from, mut to, mut doc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for change in changes {
+        let (FlowChange::Open { id: fid, at, .. } | FlowChange::Close { id: fid, at }) = change;
+        // The begin of the revision this change closes, if any.
+        let prev = match open.get_mut(fid.as_str()) {
+            None => stored.get(fid.as_str()).copied(),
+            Some(slot) => slot.take().map(|i: usize| {
+                to[i] = Some((*at).max(from[i]));
+                from[i]
+            }),
+        };
+        let slot = open.entry(fid.as_str()).or_default();
+        if let FlowChange::Open {
+            node: n,
+            start,
+            doc: d,
+            ..
+        } = change
+        {
+            // A snapshot never begins before the one it follows; a first one begins at
+            // the flow's first packet.
+            let f = match prev {
+                Some(p) => (*at).max(p),
+                None => (*start).min(*at),
+            };
+            *slot = Some(from.len());
+            id.push(fid.as_str());
+            node.push(n.as_str());
+            from.push(f);
+            to.push(None);
+            doc.push(String::from_utf8_lossy(d));
+        }
+    }
+    if !id.is_empty() {
+        tx.execute(
+            "INSERT INTO topotap_flow_revisions (id, node, valid, doc)
+             SELECT id, node, int8range(f, t), doc::jsonb
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])
+                 WITH ORDINALITY AS c(id, node, f, t, doc, n)
+             ORDER BY n",
+            &[&id, &node, &from, &to, &doc],
+        )?;
     }
     tx.commit()
 }
