@@ -402,6 +402,44 @@ impl Api {
         ids
     }
 
+    /// `method path` with an optional JSON body: the status and the body as JSON
+    /// (as a JSON string when it is not JSON).
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Entries of `key` (`Captures`, `PacketInjections`) with `ID` `id`, over all
+    /// nodes, as (node name, entry).
+    pub async fn entries(&self, key: &str, id: &str) -> Vec<(String, Value)> {
+        let nodes = self
+            .try_query(&format!("G.V().Has('{key}.ID', '{id}')"))
+            .await
+            .unwrap_or(json!([]));
+        let mut out = Vec::new();
+        for n in nodes.as_array().cloned().unwrap_or_default() {
+            let name = n["Metadata"]["Name"].as_str().unwrap_or("").to_owned();
+            for e in n["Metadata"][key].as_array().cloned().unwrap_or_default() {
+                if e["ID"] == id {
+                    out.push((name.clone(), e));
+                }
+            }
+        }
+        out
+    }
+
     /// Whether this analyzer is the dispatcher.
     pub async fn is_master(&self) -> bool {
         self.json("/api/status").await["Captures"]["IsMaster"] == json!(true)
@@ -436,6 +474,27 @@ where
     eventually(limit, check)
         .await
         .unwrap_or_else(|| panic!("{what}: not within {limit:?}"))
+}
+
+/// The `eth0` of host `host` (the interface on the test bridge).
+pub fn eth0_of(host: &str) -> String {
+    format!("G.V().Has('Type','host','Name','{host}').Out().Has('Name','eth0')")
+}
+
+/// Creates a capture through `via` and waits until every analyzer in `on` shows it
+/// active on exactly one interface; its UUID.
+pub async fn active_capture(via: &Api, on: &[&Api], body: Value, what: &str) -> String {
+    let (s, cap) = via.send("POST", "/api/capture", Some(body)).await;
+    assert_eq!(s, 201, "{cap}");
+    let id = cap["UUID"].as_str().unwrap().to_owned();
+    for api in on {
+        wait_until(Duration::from_secs(15), what, || async {
+            let e = api.entries("Captures", &id).await;
+            e.len() == 1 && e[0].1["State"] == "active"
+        })
+        .await;
+    }
+    id
 }
 
 pub fn sorted(v: &[&str]) -> Vec<String> {
