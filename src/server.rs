@@ -305,15 +305,23 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         _ => None,
     };
     if let Some(f) = &fleet {
-        // `Flows()` asks the agents' flow tables.
-        let f = f.clone();
+        // `Flows()` asks the agents' flow tables; `G.At(t).Flows()` their flow history.
+        let (f, p) = (f.clone(), f.clone());
         let fetch: crate::capture::flows::FetchFlows = Arc::new(move || {
             Box::pin(crate::fleet::dispatch::fetch_flows(
                 f.clone(),
                 crate::fleet::dispatch::FLOW_QUERY_TIMEOUT,
             ))
         });
-        services = services.with_remote_flows(crate::capture::flows::RemoteFlows::new(fetch));
+        let fetch_past: crate::capture::flows::FetchPastFlows = Arc::new(move |from, at| {
+            Box::pin(crate::fleet::dispatch::fetch_past_flows(
+                p.clone(),
+                crate::fleet::protocol::FlowTime { from, at },
+                crate::fleet::dispatch::FLOW_QUERY_TIMEOUT,
+            ))
+        });
+        services =
+            services.with_remote_flows(crate::capture::flows::RemoteFlows::new(fetch, fetch_past));
     }
     // An analyzer's definitions, agent leases and dispatcher election are in etcd.
     let shared = match &role {

@@ -79,8 +79,7 @@ async fn search(s: AppState, body: Bytes, pcap: bool) -> ApiResult {
     if pcap {
         return pcap_answer(&s, params.gremlin_query).await;
     }
-    let incomplete = refresh_remote_flows(&s, &params.gremlin_query).await;
-    let (answer, past) = run_query(&s, params.gremlin_query).await?;
+    let (answer, past, incomplete) = run_query(&s, params.gremlin_query).await?;
     let mut resp = reply_answer(answer);
     if let Some(note) = past.and_then(|p| p.note()) {
         if let Ok(v) = HeaderValue::from_str(&note) {
@@ -181,11 +180,13 @@ async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
 
 /// Compiles and evaluates a query off the async workers within the server's budget.
 /// A query starting with `G.At(t)`/`G.Context(t[, d])` runs over the graph of that
-/// time, built from the history.
+/// time, built from the history; on an analyzer, its `Flows()` are the agents' flows
+/// of that time, from their histories. Also returns the agents whose flows are missing
+/// from the answer (one line each; see [`FLOWS_INCOMPLETE`]).
 pub async fn run_query(
     s: &AppState,
     query: String,
-) -> Result<(Answer, Option<PastQuery>), ApiError> {
+) -> Result<(Answer, Option<PastQuery>, Vec<String>), ApiError> {
     if query.len() > MAX_QUERY_LEN {
         return Err(ApiError::bad_request(format!(
             "query longer than {MAX_QUERY_LEN} bytes"
@@ -195,10 +196,11 @@ pub async fn run_query(
         topotap_topology::gremlin::compile(&query, &s.extensions).map_err(ApiError::bad_request)?;
     let budget = s.query_budget;
     let Some(context) = compiled.time_context() else {
+        let incomplete = refresh_remote_flows(s, &query).await;
         let graph = s.graph.clone();
         return tokio::task::spawn_blocking(move || {
             topotap_topology::gremlin::answer(&graph, &compiled, &budget)
-                .map(|a| (a, None))
+                .map(|a| (a, None, incomplete))
                 .map_err(eval_error)
         })
         .await
@@ -210,6 +212,14 @@ pub async fn run_query(
     let range = context.resolve(topotap_topology::now_ms());
     // `Flows()` of a past time reads the flow snapshots of that time.
     let flows = query.to_ascii_lowercase().contains("flows");
+    // An analyzer's flows are its agents': each answers from its own history.
+    let (remote, incomplete) = match &s.remote_flows {
+        Some(r) if flows => {
+            let (f, incomplete) = r.past(range.from, range.at).await;
+            (Some(f), incomplete)
+        }
+        _ => (None, Vec::new()),
+    };
     let extensions = s.extensions.clone();
     tokio::task::spawn_blocking(move || {
         let unavailable = |e: crate::history::HistoryError| {
@@ -219,9 +229,15 @@ pub async fn run_query(
             .graph_between(range.from, range.at)
             .map_err(unavailable)?;
         let compiled = if flows {
-            let (flows, _) = history
-                .flows_between(range.from, range.at)
-                .map_err(unavailable)?;
+            let flows = match remote {
+                Some(f) => f,
+                None => {
+                    history
+                        .flows_between(range.from, range.at)
+                        .map_err(unavailable)?
+                        .0
+                }
+            };
             let mut ext = (*extensions).clone();
             ext.register(std::sync::Arc::new(crate::capture::flows::FlowsStep::past(
                 flows,
@@ -238,6 +254,7 @@ pub async fn run_query(
                 horizon: past.horizon,
                 complete: past.complete,
             }),
+            incomplete,
         ))
     })
     .await

@@ -295,18 +295,28 @@ pub type Fetched = Vec<(Identifier, Arc<Value>)>;
 /// Fetches remote flows: the flows, and one line per source that did not answer fully.
 pub type FetchFlows =
     Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (Fetched, Vec<String>)> + Send + Sync>;
+/// Fetches the remote flows of a past time (`from`, `at`: ms since the epoch) from
+/// their sources' histories: the flows, and one line per source that did not answer
+/// fully.
+pub type FetchPastFlows = Arc<
+    dyn Fn(i64, i64) -> futures_util::future::BoxFuture<'static, (Vec<PastFlow>, Vec<String>)>
+        + Send
+        + Sync,
+>;
 
 /// The flows of an analyzer's agents, fetched before each query that uses `Flows()`
 /// (never while the graph is locked) and read by the step.
 pub struct RemoteFlows {
     fetch: FetchFlows,
+    fetch_past: FetchPastFlows,
     last: Mutex<Arc<Fetched>>,
 }
 
 impl RemoteFlows {
-    pub fn new(fetch: FetchFlows) -> Arc<Self> {
+    pub fn new(fetch: FetchFlows, fetch_past: FetchPastFlows) -> Arc<Self> {
         Arc::new(RemoteFlows {
             fetch,
+            fetch_past,
             last: Mutex::default(),
         })
     }
@@ -316,6 +326,12 @@ impl RemoteFlows {
         let (flows, errors) = (self.fetch)().await;
         *self.last.lock() = Arc::new(flows);
         errors
+    }
+
+    /// The flows of the time `[from, at]` (ms since the epoch), and what did not answer
+    /// (one line each).
+    pub async fn past(&self, from: i64, at: i64) -> (Vec<PastFlow>, Vec<String>) {
+        (self.fetch_past)(from, at).await
     }
 
     fn collect(&self, keep: impl Fn(&Identifier) -> bool) -> Vec<FlowItem> {

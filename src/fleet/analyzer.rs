@@ -151,11 +151,6 @@ impl Fleet {
         })
     }
 
-    /// Hosts whose agent is connected to this analyzer.
-    pub fn agent_hosts(&self) -> Vec<String> {
-        self.conns.lock().agents.keys().cloned().collect()
-    }
-
     /// Hosts this analyzer can send requests to: those of its agents, and those a
     /// connected peer replicates as its own (their agent is connected to that peer).
     pub fn reachable_hosts(&self) -> Vec<String> {

@@ -704,43 +704,64 @@ fn request_for(services: &Services, o: &Order) -> Option<Request> {
 // ---------------------------------------------------------------------------------
 // Flow queries.
 
-/// Longest wait for the agents' flow tables, all agents asked at once.
+/// Longest wait for the agents' flow tables (or flow history), all agents asked at
+/// once.
 pub const FLOW_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Asks every connected agent for its flow tables (`Flow` `TableQuery`) and merges
-/// the answers; an agent that does not answer within `timeout`, refuses, or cut its
-/// answer is one line of the second list.
+/// Asks every agent this analyzer can reach (its own, and through a peer analyzer
+/// those connected to that peer only: [`Fleet::reachable_hosts`]) at once, at most
+/// `timeout` in all: the agents' replies with status 200, and one line for each other
+/// (no answer in time, refused, its peer analyzer did not relay).
+async fn ask_agents(
+    fleet: &Arc<Fleet>,
+    time: Option<protocol::FlowTime>,
+    timeout: Duration,
+) -> (Vec<(String, protocol::Reply)>, Vec<String>) {
+    let hosts = fleet.reachable_hosts();
+    let asks = hosts.into_iter().map(|h| {
+        let fleet = fleet.clone();
+        async move {
+            let answer = fleet
+                .request(&h, protocol::table_query(time), timeout)
+                .await;
+            (h, answer)
+        }
+    });
+    let mut replies = Vec::new();
+    let mut errors = Vec::new();
+    for (host, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(r) if r.status == 200 => replies.push((host, r)),
+            Ok(r) => errors.push(format!("agent {host}: {}", r.reason())),
+            Err(e @ super::analyzer::RequestError::Relayed { .. }) => {
+                errors.push(format!("agent {host} {e}"));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (replies, errors)
+}
+
+fn cut_note(host: &str, reply: &protocol::Reply) -> Option<String> {
+    (reply.obj.get("Truncated") == Some(&Value::Bool(true))).then(|| {
+        format!(
+            "agent {host}: more than {} flows, the rest left out",
+            super::ondemand::MAX_TABLE_FLOWS
+        )
+    })
+}
+
+/// Asks every agent for its flow tables (`Flow` `TableQuery`) and merges the answers;
+/// an agent that does not answer within `timeout`, refuses, or cut its answer is one
+/// line of the second list.
 pub async fn fetch_flows(
     fleet: Arc<Fleet>,
     timeout: Duration,
 ) -> (crate::capture::flows::Fetched, Vec<String>) {
-    let hosts = fleet.agent_hosts();
-    let asks = hosts.iter().map(|h| {
-        let request = Request::new(protocol::NS_FLOW, "TableQuery", json!({}));
-        let fleet = fleet.clone();
-        async move { (h.clone(), fleet.request(h, request, timeout).await) }
-    });
-    let answers = futures_util::future::join_all(asks).await;
+    let (replies, mut errors) = ask_agents(&fleet, None, timeout).await;
     let mut flows = Vec::new();
-    let mut errors = Vec::new();
-    for (host, answer) in answers {
-        let reply = match answer {
-            Ok(r) if r.status == 200 => r,
-            Ok(r) => {
-                errors.push(format!("agent {host}: {}", r.reason()));
-                continue;
-            }
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        if reply.obj.get("Truncated") == Some(&Value::Bool(true)) {
-            errors.push(format!(
-                "agent {host}: more than {} flows, the rest left out",
-                super::ondemand::MAX_TABLE_FLOWS
-            ));
-        }
+    for (host, reply) in replies {
+        errors.extend(cut_note(&host, &reply));
         let tables = reply
             .obj
             .get("Tables")
@@ -755,6 +776,55 @@ pub async fn fetch_flows(
             if let Some(Value::Array(list)) = t.get("Flows") {
                 flows.extend(list.iter().map(|f| (node.clone(), Arc::new(f.clone()))));
             }
+        }
+    }
+    (flows, errors)
+}
+
+/// Asks every agent for the flows of `time` from its history (a `TableQuery` with
+/// `From` and `At`) and merges the answers. An agent without history (it refuses), one
+/// that answers with its live tables (it ignores the time: a Skydive agent), one whose
+/// history does not reach back to `From`, and those [`fetch_flows`] reports are one
+/// line each of the second list.
+pub async fn fetch_past_flows(
+    fleet: Arc<Fleet>,
+    time: protocol::FlowTime,
+    timeout: Duration,
+) -> (Vec<crate::history::flows::PastFlow>, Vec<String>) {
+    let (replies, mut errors) = ask_agents(&fleet, Some(time), timeout).await;
+    let mut flows = Vec::new();
+    for (host, reply) in replies {
+        if reply.obj.get("Past") != Some(&Value::Bool(true)) {
+            errors.push(format!(
+                "agent {host}: answered with its live flows only (no flow history): left out"
+            ));
+            continue;
+        }
+        errors.extend(cut_note(&host, &reply));
+        if reply.obj.get("Complete") == Some(&Value::Bool(false)) {
+            errors.push(format!(
+                "agent {host}: its flow history does not reach back to {}",
+                time.from
+            ));
+        }
+        let list = match reply.obj.get("Flows") {
+            Some(Value::Array(list)) => list.as_slice(),
+            _ => &[],
+        };
+        for f in list {
+            let (Some(node), Some(doc)) = (f.get("NodeID").and_then(Value::as_str), f.get("Flow"))
+            else {
+                continue;
+            };
+            let samples = match f.get("Samples") {
+                Some(Value::Array(s)) => s.iter().filter_map(|s| s.as_object().cloned()).collect(),
+                _ => Vec::new(),
+            };
+            flows.push(crate::history::flows::PastFlow {
+                node: Identifier::from(node),
+                doc: doc.clone(),
+                samples,
+            });
         }
     }
     (flows, errors)

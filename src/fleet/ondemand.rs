@@ -46,7 +46,7 @@ impl Requests for OnDemand {
             (protocol::NS_CAPTURE, "Stop") => self.capture(&req, false),
             (protocol::NS_INJECTION, "Start") => self.injection(&req, true),
             (protocol::NS_INJECTION, "Stop") => self.injection(&req, false),
-            (protocol::NS_FLOW, "TableQuery") => Ok(self.tables()),
+            (protocol::NS_FLOW, "TableQuery") => self.table_query(&req),
             (ns, kind) => Err(Error::invalid(format!("unknown request {ns} {kind:?}"))),
         };
         match result {
@@ -145,6 +145,38 @@ impl OnDemand {
         Ok(echo)
     }
 
+    /// The flow tables as they are now, or the flows of the time the query asks about
+    /// from this agent's history.
+    fn table_query(&self, req: &Request) -> Result<Value, Error> {
+        match protocol::table_query_time(&req.obj) {
+            Ok(None) => Ok(self.tables()),
+            Ok(Some(time)) => self.past_flows(time),
+            Err(e) => Err(Error::invalid(format!("TableQuery: {e}"))),
+        }
+    }
+
+    /// The flows of `time` this agent recorded in its history (a store shared with
+    /// other agents holds theirs too), at most [`MAX_TABLE_FLOWS`]:
+    /// `{"Past": true, "Complete": <the history reaches back to From>, "Flows":
+    /// [{"NodeID", "Flow", "Samples"}], "Truncated"}`. Blocking (a store read).
+    fn past_flows(&self, time: protocol::FlowTime) -> Result<Value, Error> {
+        let Some(history) = &self.0.history else {
+            return Err(Error::invalid(
+                "Backend does not support history: this agent runs with --history off",
+            ));
+        };
+        let (flows, complete) = history
+            .host_flows_between(&self.0.host_id, time.from, time.at)
+            .map_err(|e| Error::unavailable(format!("flow history: {e}")))?;
+        let truncated = flows.len() > MAX_TABLE_FLOWS;
+        let flows: Vec<Value> = flows
+            .into_iter()
+            .take(MAX_TABLE_FLOWS)
+            .map(|f| json!({"NodeID": f.node.to_string(), "Flow": f.doc, "Samples": f.samples}))
+            .collect();
+        Ok(json!({"Past": true, "Complete": complete, "Flows": flows, "Truncated": truncated}))
+    }
+
     /// Every flow table of this agent, at most [`MAX_TABLE_FLOWS`] flows.
     fn tables(&self) -> Value {
         let (tables, truncated) = self.0.sinks.flows.tables(MAX_TABLE_FLOWS);
@@ -236,6 +268,21 @@ mod tests {
         let r = ask(&agent(), protocol::NS_FLOW, "TableQuery", json!({}));
         assert_eq!(r.status, 200);
         assert_eq!(r.obj, json!({"Tables": [], "Truncated": false}));
+    }
+
+    #[test]
+    fn past_flows_need_a_history_and_a_valid_time() {
+        let o = agent();
+        let past = protocol::table_query(Some(protocol::FlowTime { from: 1, at: 2 }));
+        let r = o.handle(past);
+        assert_eq!(r.status, 400, "{r:?}");
+        assert_eq!(
+            r.reason(),
+            "Backend does not support history: this agent runs with --history off"
+        );
+        let r = ask(&o, protocol::NS_FLOW, "TableQuery", json!({"At": "x"}));
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.reason().starts_with("TableQuery: At:"), "{r:?}");
     }
 
     #[test]

@@ -356,6 +356,49 @@ pub fn event_source(event: &GraphEvent) -> (&str, &str) {
     }
 }
 
+/// The time a `Flow` `TableQuery` asks about: the instant `at`, or the window
+/// `[from, at]` (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowTime {
+    pub from: i64,
+    pub at: i64,
+}
+
+/// A `Flow` `TableQuery`: every flow table as it is now (Skydive's query), or, with a
+/// time, the flows of that time from the agent's history: `At` and `From` (ms since
+/// the epoch) are fields a Skydive agent ignores.
+pub fn table_query(time: Option<FlowTime>) -> Request {
+    let obj = match time {
+        None => serde_json::json!({}),
+        Some(t) => serde_json::json!({"At": t.at, "From": t.from}),
+    };
+    Request::new(NS_FLOW, "TableQuery", obj)
+}
+
+/// The time a `TableQuery`'s `Obj` asks about: `None` for the live tables; `From`
+/// defaults to `At`. Refused: a time that is not an integer, `From` without `At`, or
+/// `From` after `At`.
+pub fn table_query_time(obj: &serde_json::Value) -> Result<Option<FlowTime>, Refused> {
+    let ms = |key: &str| match obj.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| Refused::new(format!("{key}: not a time in ms since the epoch: {v}"))),
+    };
+    match (ms("From")?, ms("At")?) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Refused::new("From without At")),
+        (from, Some(at)) => {
+            let from = from.unwrap_or(at);
+            if from > at {
+                return Err(Refused::new(format!("From {from} is after At {at}")));
+            }
+            Ok(Some(FlowTime { from, at }))
+        }
+    }
+}
+
 /// Whether a host id is acceptable: 1..=253 bytes of letters, digits and `.-_:`.
 pub fn valid_host_id(id: &str) -> bool {
     !id.is_empty()
@@ -479,6 +522,32 @@ mod tests {
         );
         assert!(parse_other::<Request>(r#"{"Namespace":"Flow"}"#).is_err());
         assert!(parse_other::<Request>("[").is_err());
+    }
+
+    #[test]
+    fn table_queries_carry_an_optional_time() {
+        let live = table_query(None);
+        assert_eq!(
+            (live.namespace.as_str(), live.kind.as_str()),
+            (NS_FLOW, "TableQuery")
+        );
+        assert_eq!(live.obj, json!({}));
+        assert_eq!(table_query_time(&live.obj), Ok(None));
+        let t = FlowTime { from: 5, at: 9 };
+        assert_eq!(table_query_time(&table_query(Some(t)).obj), Ok(Some(t)));
+        assert_eq!(
+            table_query_time(&json!({"At": 7})),
+            Ok(Some(FlowTime { from: 7, at: 7 }))
+        );
+        assert_eq!(table_query_time(&json!({"Type": "SearchQuery"})), Ok(None));
+        for bad in [
+            json!({"At": "now"}),
+            json!({"At": 1.5}),
+            json!({"From": 3}),
+            json!({"From": 9, "At": 5}),
+        ] {
+            assert!(table_query_time(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

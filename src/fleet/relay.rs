@@ -1,14 +1,16 @@
-//! Orders for an agent connected to another analyzer only. Agents normally connect to
-//! every analyzer, but when an agent's connection to the leading analyzer is down,
-//! the leader still reaches it through the peer analyzer that holds its connection:
-//! the peer's replication link to the leader (which brings that agent's host to it)
-//! carries the leader's `Relay` `Forward` requests the other way, and [`Relay`], the
-//! link's request handler, sends each to the agent and returns its reply.
+//! Orders and flow queries for an agent connected to another analyzer only. Agents
+//! normally connect to every analyzer, but when an agent's connection to the leading
+//! analyzer is down, the leader still reaches it through the peer analyzer that holds
+//! its connection: the peer's replication link to the leader (which brings that
+//! agent's host to it) carries the leader's `Relay` `Forward` requests the other way,
+//! and [`Relay`], the link's request handler, sends each to the agent and returns its
+//! reply. Any analyzer asks the flow tables of such agents the same way.
 //!
-//! Nothing is dispatched twice: an analyzer that leads refuses to relay (409; it
-//! sends its own orders), a relayed request goes to a local agent only (never to
-//! another peer), and agents run a capture once per (UUID, node), an injection once
-//! per UUID, however many orders reach them.
+//! Nothing is dispatched twice: an analyzer that leads refuses to relay orders (409;
+//! it sends its own), a relayed request goes to a local agent only (never to another
+//! peer), and agents run a capture once per (UUID, node), an injection once per UUID,
+//! however many orders reach them. `Flow` `TableQuery`s (`G.Flows()` on any analyzer)
+//! are relayed whoever leads: they change nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +78,10 @@ impl Requests for Relay {
                 ),
             );
         }
-        if (self.leads)() {
+        // Flow queries are reads, asked by any analyzer; only orders come from the
+        // leader.
+        let order = fwd.request.namespace != protocol::NS_FLOW;
+        if order && (self.leads)() {
             return refuse(
                 &req,
                 409,
@@ -157,6 +162,23 @@ mod tests {
             reply.reason(),
             "analyzer a1 leads the dispatch: it sends its own orders"
         );
+    }
+
+    #[test]
+    fn a_leading_analyzer_relays_flow_queries() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = relay(true);
+        let query = serde_json::to_value(protocol::table_query(None)).unwrap();
+        let req = forward(json!({"Host": "h1", "TimeoutMs": 10, "Request": query}));
+        let reply = rt
+            .block_on(async move { tokio::task::spawn_blocking(move || r.handle(req)).await })
+            .unwrap();
+        // Past the leadership check: refused only because h1 is not connected here.
+        assert_eq!(reply.status, 502, "{reply:?}");
+        assert_eq!(reply.reason(), "agent h1 is not connected to this analyzer");
     }
 
     #[test]

@@ -340,12 +340,35 @@ impl History {
     /// The flows as they were during `[from, at]` (at `at` when `from == at`), one per
     /// flow, and whether the history reaches back to `from`. Blocking.
     pub fn flows_between(&self, from: i64, at: i64) -> Result<(Vec<PastFlow>, bool), HistoryError> {
+        self.flows_of(None, from, at)
+    }
+
+    /// As [`History::flows_between`], the flows `host` recorded only (a store shared by
+    /// several agents holds theirs too). Blocking.
+    pub fn host_flows_between(
+        &self,
+        host: &str,
+        from: i64,
+        at: i64,
+    ) -> Result<(Vec<PastFlow>, bool), HistoryError> {
+        self.flows_of(Some(&format!("{host}/")), from, at)
+    }
+
+    fn flows_of(
+        &self,
+        prefix: Option<&str>,
+        from: i64,
+        at: i64,
+    ) -> Result<(Vec<PastFlow>, bool), HistoryError> {
         topotap_topology::blocking::section("history flow read");
         let horizon = self.store.horizon()?;
         if at < horizon {
             return Ok((Vec::new(), false));
         }
-        let revisions = self.store.flows_between(from, at)?;
+        let mut revisions = self.store.flows_between(from, at)?;
+        if let Some(p) = prefix {
+            revisions.retain(|r| r.id.starts_with(p));
+        }
         Ok((flows::past_flows(revisions), from >= horizon))
     }
 
