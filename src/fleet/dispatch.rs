@@ -718,12 +718,12 @@ async fn ask_agents(
     timeout: Duration,
 ) -> (Vec<(String, protocol::Reply)>, Vec<String>) {
     let hosts = fleet.reachable_hosts();
+    let max_bytes = answer_bytes(fleet);
     let asks = hosts.into_iter().map(|h| {
         let fleet = fleet.clone();
         async move {
-            let answer = fleet
-                .request(&h, protocol::table_query(time), timeout)
-                .await;
+            let query = protocol::table_query(time, max_bytes);
+            let answer = fleet.request(&h, query, timeout).await;
             (h, answer)
         }
     });
@@ -742,11 +742,19 @@ async fn ask_agents(
     (replies, errors)
 }
 
-fn cut_note(host: &str, reply: &protocol::Reply) -> Option<String> {
+/// Most bytes of flows an agent's answer may carry (`MaxBytes`): this analyzer's
+/// message limit, less room for the envelope (and a relaying analyzer's).
+pub(super) fn answer_bytes(fleet: &Fleet) -> usize {
+    let limit = fleet.max_message_bytes;
+    limit - limit / 8
+}
+
+fn cut_note(fleet: &Fleet, host: &str, reply: &protocol::Reply) -> Option<String> {
     (reply.obj.get("Truncated") == Some(&Value::Bool(true))).then(|| {
         format!(
-            "agent {host}: more than {} flows, the rest left out",
-            super::ondemand::MAX_TABLE_FLOWS
+            "agent {host}: more flows than one answer holds (at most {} flows, {} bytes), the rest left out",
+            super::ondemand::MAX_TABLE_FLOWS,
+            answer_bytes(fleet)
         )
     })
 }
@@ -761,7 +769,7 @@ pub async fn fetch_flows(
     let (replies, mut errors) = ask_agents(&fleet, None, timeout).await;
     let mut flows = Vec::new();
     for (host, reply) in replies {
-        errors.extend(cut_note(&host, &reply));
+        errors.extend(cut_note(&fleet, &host, &reply));
         let tables = reply
             .obj
             .get("Tables")
@@ -800,7 +808,7 @@ pub async fn fetch_past_flows(
             ));
             continue;
         }
-        errors.extend(cut_note(&host, &reply));
+        errors.extend(cut_note(&fleet, &host, &reply));
         if reply.obj.get("Complete") == Some(&Value::Bool(false)) {
             errors.push(format!(
                 "agent {host}: its flow history does not reach back to {}",

@@ -21,6 +21,59 @@ use crate::services::Services;
 
 /// Most flows one `TableQuery` answer carries; the answer says when it was cut.
 pub const MAX_TABLE_FLOWS: usize = 100_000;
+/// Most bytes of flows one `TableQuery` answer carries when the query does not say
+/// (`MaxBytes`): half an analyzer's default message limit. A larger answer would be
+/// refused, and the agent's connection closed with it.
+pub const DEFAULT_TABLE_BYTES: usize = 16 << 20;
+
+/// What is left of an answer's room: flows and bytes of JSON.
+struct Room {
+    flows: usize,
+    bytes: usize,
+    /// Something did not fit.
+    cut: bool,
+}
+
+/// Counts the bytes written through it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Room {
+    fn new(max_bytes: usize) -> Room {
+        Room {
+            flows: MAX_TABLE_FLOWS,
+            bytes: max_bytes,
+            cut: false,
+        }
+    }
+
+    /// Whether `v` fits in what is left (then it is taken from it); once one does
+    /// not, nothing more does.
+    fn take(&mut self, v: &Value) -> bool {
+        if self.cut {
+            return false;
+        }
+        let mut size = Counter(1);
+        let _ = serde_json::to_writer(&mut size, v);
+        if self.flows == 0 || size.0 > self.bytes {
+            self.cut = true;
+            return false;
+        }
+        self.flows -= 1;
+        self.bytes -= size.0;
+        true
+    }
+}
 
 /// The agent's request handler.
 pub struct OnDemand(pub Services);
@@ -148,18 +201,20 @@ impl OnDemand {
     /// The flow tables as they are now, or the flows of the time the query asks about
     /// from this agent's history.
     fn table_query(&self, req: &Request) -> Result<Value, Error> {
-        match protocol::table_query_time(&req.obj) {
-            Ok(None) => Ok(self.tables()),
-            Ok(Some(time)) => self.past_flows(time),
-            Err(e) => Err(Error::invalid(format!("TableQuery: {e}"))),
+        let invalid = |e: protocol::Refused| Error::invalid(format!("TableQuery: {e}"));
+        let max_bytes = protocol::table_query_max_bytes(&req.obj).map_err(invalid)?;
+        let room = Room::new(max_bytes.unwrap_or(DEFAULT_TABLE_BYTES));
+        match protocol::table_query_time(&req.obj).map_err(invalid)? {
+            None => Ok(self.tables(room)),
+            Some(time) => self.past_flows(time, room),
         }
     }
 
     /// The flows of `time` this agent recorded in its history (a store shared with
-    /// other agents holds theirs too), at most [`MAX_TABLE_FLOWS`]:
+    /// other agents holds theirs too), as many as `room` holds:
     /// `{"Past": true, "Complete": <the history reaches back to From>, "Flows":
     /// [{"NodeID", "Flow", "Samples"}], "Truncated"}`. Blocking (a store read).
-    fn past_flows(&self, time: protocol::FlowTime) -> Result<Value, Error> {
+    fn past_flows(&self, time: protocol::FlowTime, mut room: Room) -> Result<Value, Error> {
         let Some(history) = &self.0.history else {
             return Err(Error::invalid(
                 "Backend does not support history: this agent runs with --history off",
@@ -168,31 +223,32 @@ impl OnDemand {
         let (flows, complete) = history
             .host_flows_between(&self.0.host_id, time.from, time.at)
             .map_err(|e| Error::unavailable(format!("flow history: {e}")))?;
-        let truncated = flows.len() > MAX_TABLE_FLOWS;
         let flows: Vec<Value> = flows
             .into_iter()
-            .take(MAX_TABLE_FLOWS)
             .map(|f| json!({"NodeID": f.node.to_string(), "Flow": f.doc, "Samples": f.samples}))
+            .take_while(|f| room.take(f))
             .collect();
-        Ok(json!({"Past": true, "Complete": complete, "Flows": flows, "Truncated": truncated}))
+        Ok(json!({"Past": true, "Complete": complete, "Flows": flows, "Truncated": room.cut}))
     }
 
-    /// Every flow table of this agent, at most [`MAX_TABLE_FLOWS`] flows.
-    fn tables(&self) -> Value {
+    /// Every flow table of this agent, as many flows as `room` holds.
+    fn tables(&self, mut room: Room) -> Value {
         let (tables, truncated) = self.0.sinks.flows.tables(MAX_TABLE_FLOWS);
         let tables: Vec<Value> = tables
             .into_iter()
             .map(|(capture, node, flows)| {
+                let flows: Vec<Value> = flows.into_iter().take_while(|f| room.take(f)).collect();
                 json!({"CaptureID": capture, "NodeID": node.to_string(), "Flows": flows})
             })
             .collect();
-        json!({"Tables": tables, "Truncated": truncated})
+        json!({"Tables": tables, "Truncated": truncated || room.cut})
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use topotap_topology::{Graph, SharedGraph};
 
     fn agent() -> OnDemand {
@@ -273,7 +329,7 @@ mod tests {
     #[test]
     fn past_flows_need_a_history_and_a_valid_time() {
         let o = agent();
-        let past = protocol::table_query(Some(protocol::FlowTime { from: 1, at: 2 }));
+        let past = protocol::table_query(Some(protocol::FlowTime { from: 1, at: 2 }), 1000);
         let r = o.handle(past);
         assert_eq!(r.status, 400, "{r:?}");
         assert_eq!(
@@ -283,6 +339,59 @@ mod tests {
         let r = ask(&o, protocol::NS_FLOW, "TableQuery", json!({"At": "x"}));
         assert_eq!(r.status, 400, "{r:?}");
         assert!(r.reason().starts_with("TableQuery: At:"), "{r:?}");
+        let r = ask(&o, protocol::NS_FLOW, "TableQuery", json!({"MaxBytes": -1}));
+        assert_eq!(r.status, 400, "{r:?}");
+    }
+
+    #[test]
+    fn past_flows_answer_what_fits_of_this_agents_own() {
+        use crate::history::flows::FlowChange;
+        use crate::history::{redb_store::RedbStore, History, HistoryStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("h.redb")).unwrap();
+        // After the store's horizon (when it was created).
+        let t = topotap_topology::now_ms() + 1000;
+        let open = |id: &str, at: i64| FlowChange::Open {
+            id: id.into(),
+            node: "n1".into(),
+            at: t + at,
+            start: t + at,
+            doc: serde_json::to_vec(&json!({"UUID": id, "Pad": "x".repeat(100)})).unwrap(),
+        };
+        // Two flows of this agent, one of another sharing the store.
+        let changes = [
+            open("h1/c/n1/1", 100),
+            open("h1/c/n1/2", 110),
+            open("h9/c/n1/3", 120),
+        ];
+        store.apply_flows(&changes).unwrap();
+        let mut o = agent();
+        o.0.history = Some(History::new(Arc::new(store), Default::default()));
+        let time = protocol::FlowTime {
+            from: t,
+            at: t + 200,
+        };
+        let r = o.handle(protocol::table_query(Some(time), 1 << 20));
+        assert_eq!(r.status, 200, "{r:?}");
+        let ids = |r: &Reply| -> Vec<Value> {
+            r.obj["Flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["Flow"]["UUID"].clone())
+                .collect()
+        };
+        assert_eq!(ids(&r), [json!("h1/c/n1/1"), json!("h1/c/n1/2")], "{r:?}");
+        assert_eq!(
+            (r.obj["Past"].clone(), r.obj["Truncated"].clone()),
+            (json!(true), json!(false))
+        );
+        assert_eq!(r.obj["Flows"][0]["NodeID"], "n1");
+        assert_eq!(r.obj["Complete"], true);
+        // Room for one: cut, and says so.
+        let r = o.handle(protocol::table_query(Some(time), 250));
+        assert_eq!(ids(&r), [json!("h1/c/n1/1")], "{r:?}");
+        assert_eq!(r.obj["Truncated"], true);
     }
 
     #[test]

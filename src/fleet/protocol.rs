@@ -365,14 +365,28 @@ pub struct FlowTime {
 }
 
 /// A `Flow` `TableQuery`: every flow table as it is now (Skydive's query), or, with a
-/// time, the flows of that time from the agent's history: `At` and `From` (ms since
-/// the epoch) are fields a Skydive agent ignores.
-pub fn table_query(time: Option<FlowTime>) -> Request {
+/// time, the flows of that time from the agent's history; `MaxBytes`, the most bytes
+/// of flows the answer may carry (the asker's message limit, less room for the
+/// envelope). `At`, `From` and `MaxBytes` are fields a Skydive agent ignores.
+pub fn table_query(time: Option<FlowTime>, max_bytes: usize) -> Request {
     let obj = match time {
-        None => serde_json::json!({}),
-        Some(t) => serde_json::json!({"At": t.at, "From": t.from}),
+        None => serde_json::json!({"MaxBytes": max_bytes}),
+        Some(t) => serde_json::json!({"At": t.at, "From": t.from, "MaxBytes": max_bytes}),
     };
     Request::new(NS_FLOW, "TableQuery", obj)
+}
+
+/// The `MaxBytes` of a `TableQuery`'s `Obj`, `None` when absent; refused when not a
+/// positive integer.
+pub fn table_query_max_bytes(obj: &serde_json::Value) -> Result<Option<usize>, Refused> {
+    match obj.get("MaxBytes") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
+            .ok_or_else(|| Refused::new(format!("MaxBytes: not a positive integer: {v}"))),
+    }
 }
 
 /// The time a `TableQuery`'s `Obj` asks about: `None` for the live tables; `From`
@@ -526,15 +540,19 @@ mod tests {
 
     #[test]
     fn table_queries_carry_an_optional_time() {
-        let live = table_query(None);
+        let live = table_query(None, 1000);
         assert_eq!(
             (live.namespace.as_str(), live.kind.as_str()),
             (NS_FLOW, "TableQuery")
         );
-        assert_eq!(live.obj, json!({}));
+        assert_eq!(live.obj, json!({"MaxBytes": 1000}));
         assert_eq!(table_query_time(&live.obj), Ok(None));
+        assert_eq!(table_query_max_bytes(&live.obj), Ok(Some(1000)));
+        assert_eq!(table_query_max_bytes(&json!({})), Ok(None));
+        assert!(table_query_max_bytes(&json!({"MaxBytes": 0})).is_err());
+        assert!(table_query_max_bytes(&json!({"MaxBytes": "1k"})).is_err());
         let t = FlowTime { from: 5, at: 9 };
-        assert_eq!(table_query_time(&table_query(Some(t)).obj), Ok(Some(t)));
+        assert_eq!(table_query_time(&table_query(Some(t), 1).obj), Ok(Some(t)));
         assert_eq!(
             table_query_time(&json!({"At": 7})),
             Ok(Some(FlowTime { from: 7, at: 7 }))

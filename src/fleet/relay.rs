@@ -95,7 +95,17 @@ impl Requests for Relay {
             return refuse(&req, 503, "no runtime to relay on");
         };
         let timeout = Duration::from_millis(fwd.timeout_ms).min(REPLY_TIMEOUT);
-        let answer = runtime.block_on(self.fleet.request_local(&fwd.host, fwd.request, timeout));
+        let mut request = fwd.request;
+        if !order {
+            // The agent's answer comes through here too: it must fit this analyzer's
+            // message limit as well as the asker's.
+            let own = super::dispatch::answer_bytes(&self.fleet);
+            let asked = protocol::table_query_max_bytes(&request.obj).ok().flatten();
+            if let Some(obj) = request.obj.as_object_mut() {
+                obj.insert("MaxBytes".into(), asked.unwrap_or(own).min(own).into());
+            }
+        }
+        let answer = runtime.block_on(self.fleet.request_local(&fwd.host, request, timeout));
         match answer {
             Ok(reply) => req.reply(200, json!({"Reply": reply})),
             Err(e @ RequestError::Timeout { .. }) => refuse(&req, 504, e.to_string()),
@@ -171,7 +181,7 @@ mod tests {
             .build()
             .unwrap();
         let r = relay(true);
-        let query = serde_json::to_value(protocol::table_query(None)).unwrap();
+        let query = serde_json::to_value(protocol::table_query(None, 1000)).unwrap();
         let req = forward(json!({"Host": "h1", "TimeoutMs": 10, "Request": query}));
         let reply = rt
             .block_on(async move { tokio::task::spawn_blocking(move || r.handle(req)).await })
