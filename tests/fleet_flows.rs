@@ -4,7 +4,8 @@
 //! through the replication link, whoever leads; a peer that does not answer leaves
 //! its agents' flows out and the answer says so, in its budget. And `G.At(t).Flows()`
 //! on an analyzer: an agent with `--history` answers from its own flow history (a
-//! flow long expired from its table), one without says it has none.
+//! flow long expired from its table), through the analyzer it is connected to, and
+//! one without says it has none.
 
 mod common;
 #[path = "common/fleet.rs"]
@@ -174,22 +175,43 @@ async fn past_flows_from_the_agents_history() {
     let etcd = Etcd::start().await;
     let mut net = Net::new();
     let tag = net.tag.clone();
-    // The analyzer's history has the graph of the past; the agents' have the flows.
+    // A's history has the graph of the past (it leads: it writes it); the agents'
+    // have the flows. Host 1, with a history, reports to B only: A asks it through B.
+    let (port_a, port_b) = (free_port(), free_port());
+    let ip = net.analyzer_ip();
+    let (peer_a, peer_b) = (format!("{ip}:{port_a}"), format!("{ip}:{port_b}"));
     let a = analyzer(
         &net,
         &etcd,
         &format!("ha-{tag}"),
-        free_port(),
-        &["--insecure-no-auth", "--history", "embedded"],
+        port_a,
+        &[
+            "--insecure-no-auth",
+            "--history",
+            "embedded",
+            "--peer",
+            &peer_b,
+        ],
     );
     let api = Api::new(&a);
+    wait_until(Duration::from_secs(15), "analyzer A leads", || {
+        api.is_master()
+    })
+    .await;
+    let b = analyzer(
+        &net,
+        &etcd,
+        &format!("hb-{tag}"),
+        port_b,
+        &["--insecure-no-auth", "--peer", &peer_a],
+    );
     let (h1, h2) = (format!("h1-{tag}"), format!("h2-{tag}"));
     let (ns1, d1) = net.host(1);
     let (ns2, d2) = net.host(2);
     let quick = ["--flow-update", "1", "--flow-expire", "2"];
     let mut with_history = quick.to_vec();
     with_history.extend(["--history", "embedded"]);
-    let _agent1 = agent(&ns1, &d1, &h1, &[&a], &with_history);
+    let _agent1 = agent(&ns1, &d1, &h1, &[&b], &with_history);
     let _agent2 = agent(&ns2, &d2, &h2, &[&a], &quick);
     for h in [&h1, &h2] {
         wait_until(WAIT, "both hosts on the analyzer", || async {
@@ -197,6 +219,8 @@ async fn past_flows_from_the_agents_history() {
         })
         .await;
     }
+    let status = api.json("/api/status").await;
+    assert!(status["Agents"].get(&h1).is_none(), "{status}");
     let eth0 = api.query(&eth0_of(&h1)).await[0]["ID"]
         .as_str()
         .unwrap()
