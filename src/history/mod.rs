@@ -25,6 +25,7 @@ pub mod flows;
 pub mod postgres;
 mod postgres_flows;
 mod redb_flows;
+mod redb_index;
 pub mod redb_store;
 pub mod writer;
 

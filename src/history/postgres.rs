@@ -523,7 +523,10 @@ mod tests {
 
     /// A revision comparable across stores: PostgreSQL gives its `jsonb` back
     /// reformatted, so documents are compared parsed.
-    fn rows(revs: Vec<Revision>) -> Vec<(Kind, i64, Option<i64>, bool, serde_json::Value)> {
+    type Row = (Kind, i64, Option<i64>, bool, serde_json::Value);
+    type FlowRow = (String, String, i64, Option<i64>, serde_json::Value);
+
+    fn rows(revs: Vec<Revision>) -> Vec<Row> {
         let mut v: Vec<_> = revs
             .into_iter()
             .map(|r| {
@@ -535,9 +538,7 @@ mod tests {
         v
     }
 
-    fn flow_rows(
-        revs: Vec<FlowRevision>,
-    ) -> Vec<(String, String, i64, Option<i64>, serde_json::Value)> {
+    fn flow_rows(revs: Vec<FlowRevision>) -> Vec<FlowRow> {
         let mut v: Vec<_> = revs
             .into_iter()
             .map(|r| {

@@ -4,19 +4,22 @@
 //!   the node ID (each a 4-byte length and the bytes), the flow's JSON; an open revision
 //!   has `to = i64::MAX`. As for nodes and edges, "valid at t" reads only what ended
 //!   after `t`, and retention removes a prefix.
+//! - `flow_revisions_by_start`: the same by begin time, bucketed by length
+//!   ([`super::redb_index`]), so that a point or a window reads about what it returns.
 //! - `flow_open`: flow ID -> `seq` of its open revision.
-//! - `flow_meta`: `seq`, `bytes` and `count` of stored flow revisions.
+//! - `flow_meta`: `seq`, `bytes` and `count` of stored flow revisions; `by_start` once
+//!   the index covers them (a file written before it was kept gets it when opened).
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::flows::{FlowChange, FlowRevision};
+use super::redb_index::{self as index, OPEN_END};
 use super::HistoryError;
 
 const REVISIONS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("flow_revisions");
+const BY_START: TableDefinition<index::Key, i64> = TableDefinition::new("flow_revisions_by_start");
 const OPEN: TableDefinition<&str, u64> = TableDefinition::new("flow_open");
 const META: TableDefinition<&str, i64> = TableDefinition::new("flow_meta");
-
-const OPEN_END: i64 = i64::MAX;
 
 fn e(err: impl std::fmt::Display) -> HistoryError {
     HistoryError::new(err)
@@ -71,10 +74,26 @@ fn bump(meta: &mut redb::Table<&str, i64>, key: &str, d: i64) -> Result<(), Hist
     Ok(())
 }
 
+/// Indexes the flow revisions by begin time if they are not yet (a file written before
+/// the index was kept).
+pub fn index_if_needed(tx: &WriteTransaction) -> Result<(), HistoryError> {
+    let mut meta = tx.open_table(META).map_err(e)?;
+    if meta.get("by_start").map_err(e)?.is_some() {
+        return Ok(());
+    }
+    let revs = tx.open_table(REVISIONS).map_err(e)?;
+    let mut by_start = tx.open_table(BY_START).map_err(e)?;
+    by_start.retain(|_, _| false).map_err(e)?;
+    index::build(&revs, &mut by_start)?;
+    meta.insert("by_start", 1).map_err(e)?;
+    Ok(())
+}
+
 /// Moves the open revision of `id`, if any, to its end `at` (never before its begin);
 /// returns its begin.
 fn close(
     revs: &mut redb::Table<(i64, u64), &[u8]>,
+    by_start: &mut redb::Table<index::Key, i64>,
     open: &mut redb::Table<&str, u64>,
     id: &str,
     at: i64,
@@ -90,8 +109,9 @@ fn close(
         return Ok(None);
     };
     let from = from_of(&value).unwrap_or(at);
-    revs.insert((at.max(from), s), value.as_slice())
-        .map_err(e)?;
+    let to = at.max(from);
+    revs.insert((to, s), value.as_slice()).map_err(e)?;
+    index::close(by_start, from, to, s)?;
     Ok(Some(from))
 }
 
@@ -103,6 +123,7 @@ pub fn apply(db: &Database, changes: &[FlowChange]) -> Result<(), HistoryError> 
     {
         let mut revs = tx.open_table(REVISIONS).map_err(e)?;
         let mut open = tx.open_table(OPEN).map_err(e)?;
+        let mut by_start = tx.open_table(BY_START).map_err(e)?;
         let mut meta = tx.open_table(META).map_err(e)?;
         let mut seq = get(&meta, "seq")? as u64;
         let (mut bytes, mut count) = (0i64, 0i64);
@@ -116,19 +137,20 @@ pub fn apply(db: &Database, changes: &[FlowChange]) -> Result<(), HistoryError> 
                     doc,
                 } => {
                     // A snapshot never begins before the one it follows.
-                    let from = match close(&mut revs, &mut open, id, *at)? {
+                    let from = match close(&mut revs, &mut by_start, &mut open, id, *at)? {
                         Some(prev) => (*at).max(prev),
                         None => (*start).min(*at),
                     };
                     let value = encode(from, id, node, doc);
                     revs.insert((OPEN_END, seq), value.as_slice()).map_err(e)?;
+                    index::insert(&mut by_start, from, OPEN_END, seq)?;
                     open.insert(id.as_str(), seq).map_err(e)?;
                     bytes += value.len() as i64;
                     count += 1;
                     seq += 1;
                 }
                 FlowChange::Close { id, at } => {
-                    close(&mut revs, &mut open, id, *at)?;
+                    close(&mut revs, &mut by_start, &mut open, id, *at)?;
                 }
             }
         }
@@ -146,13 +168,15 @@ pub fn between(db: &Database, from: i64, at: i64) -> Result<Vec<FlowRevision>, H
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(err) => return Err(e(err)),
     };
+    let by_start = match tx.open_table(BY_START) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(e(err)),
+    };
     let mut out = Vec::new();
-    for item in revs.range((from.saturating_add(1), 0u64)..).map_err(e)? {
-        let (k, v) = item.map_err(e)?;
-        let (to, _) = k.value();
-        let v = v.value();
-        if from_of(v).is_some_and(|f| f <= at && to > f) {
-            out.extend(decode(v, to));
+    for (_, (to, seq)) in index::valid(&by_start, from, at)? {
+        if let Some(v) = revs.get((to, seq)).map_err(e)? {
+            out.extend(decode(v.value(), to));
         }
     }
     Ok(out)
@@ -163,6 +187,7 @@ pub fn close_open(db: &Database, prefix: &str, at: i64) -> Result<u64, HistoryEr
     let mut n = 0;
     {
         let mut revs = tx.open_table(REVISIONS).map_err(e)?;
+        let mut by_start = tx.open_table(BY_START).map_err(e)?;
         let mut open = tx.open_table(OPEN).map_err(e)?;
         let ids: Vec<String> = open
             .range(prefix..)
@@ -174,7 +199,7 @@ pub fn close_open(db: &Database, prefix: &str, at: i64) -> Result<u64, HistoryEr
             })
             .collect();
         for id in ids {
-            if close(&mut revs, &mut open, &id, at)?.is_some() {
+            if close(&mut revs, &mut by_start, &mut open, &id, at)?.is_some() {
                 n += 1;
             }
         }
@@ -188,14 +213,20 @@ pub fn purge_before(db: &Database, cutoff: i64) -> Result<u64, HistoryError> {
     let removed;
     {
         let mut revs = tx.open_table(REVISIONS).map_err(e)?;
+        let mut by_start = tx.open_table(BY_START).map_err(e)?;
         let mut meta = tx.open_table(META).map_err(e)?;
         let (mut n, mut bytes) = (0i64, 0i64);
-        revs.retain_in((i64::MIN, 0u64)..(cutoff, 0u64), |_, v| {
+        let mut gone = Vec::new();
+        revs.retain_in((i64::MIN, 0u64)..(cutoff, 0u64), |(to, seq), v| {
             n += 1;
             bytes += v.len() as i64;
+            gone.extend(from_of(v).map(|from| (from, to, seq)));
             false
         })
         .map_err(e)?;
+        for (from, to, seq) in gone {
+            index::remove(&mut by_start, from, to, seq)?;
+        }
         bump(&mut meta, "bytes", -bytes)?;
         bump(&mut meta, "count", -n)?;
         removed = n as u64;

@@ -6,6 +6,10 @@
 //!   open revision has `to = i64::MAX`. Keyed by end time, so "valid at t" reads only
 //!   the revisions that ended after `t` (recent ones and the open ones), and retention
 //!   removes a prefix.
+//! - `revisions_by_start`: the same revisions by begin time, bucketed by length
+//!   ([`super::redb_index`]): "valid at t" and "valid during a window" read about as
+//!   many entries as they return, then each revision by its key. A file written before
+//!   this table was kept gets it when opened.
 //! - `open`: kind + element ID -> `seq` of its open revision.
 //! - `meta`: `seq` (next sequence number), `horizon`, `bytes` and `count` of stored
 //!   revisions; `version` (one more at every write), `latest` (the latest change time
@@ -22,13 +26,13 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
 
+use super::redb_index::{self as index, OPEN_END};
 use super::{Change, HistoryError, HistoryStore, Kind, PointRead, Revision, Stamp};
 
 const REVISIONS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("revisions");
+const BY_START: TableDefinition<index::Key, i64> = TableDefinition::new("revisions_by_start");
 const OPEN: TableDefinition<&str, u64> = TableDefinition::new("open");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
-
-const OPEN_END: i64 = i64::MAX;
 
 /// A redb file of revisions.
 pub struct RedbStore {
@@ -107,6 +111,20 @@ fn latest_of(revs: &impl ReadableTable<(i64, u64), &'static [u8]>) -> Result<i64
     Ok(latest)
 }
 
+/// The revisions at these keys of the revision table (from [`index::valid`]).
+fn read(
+    revs: &impl ReadableTable<(i64, u64), &'static [u8]>,
+    keys: Vec<index::Found>,
+) -> Result<Vec<Revision>, HistoryError> {
+    let mut out = Vec::with_capacity(keys.len());
+    for (_, (to, seq)) in keys {
+        if let Some(v) = revs.get((to, seq)).map_err(e)? {
+            out.extend(decode(v.value(), to));
+        }
+    }
+    Ok(out)
+}
+
 impl RedbStore {
     /// Opens (or creates) the file; a new file's history begins now.
     pub fn open(path: &Path) -> Result<RedbStore, HistoryError> {
@@ -125,7 +143,15 @@ impl RedbStore {
             if meta.get("latest").map_err(e)?.is_none() {
                 meta.insert("latest", latest_of(&revs)?).map_err(e)?;
             }
+            // A file written before the index by begin time was kept.
+            let mut by_start = tx.open_table(BY_START).map_err(e)?;
+            if meta.get("by_start").map_err(e)?.is_none() {
+                by_start.retain(|_, _| false).map_err(e)?;
+                index::build(&revs, &mut by_start)?;
+                meta.insert("by_start", 1).map_err(e)?;
+            }
         }
+        super::redb_flows::index_if_needed(&tx)?;
         tx.commit().map_err(e)?;
         Ok(RedbStore {
             db: RwLock::new(db),
@@ -163,6 +189,7 @@ impl HistoryStore for RedbStore {
         {
             let mut revs = tx.open_table(REVISIONS).map_err(e)?;
             let mut open = tx.open_table(OPEN).map_err(e)?;
+            let mut by_start = tx.open_table(BY_START).map_err(e)?;
             let mut meta = tx.open_table(META).map_err(e)?;
             let mut seq = meta.get("seq").map_err(e)?.map(|v| v.value()).unwrap_or(0) as u64;
             let before = get(&meta, "latest")?.unwrap_or(i64::MIN);
@@ -187,15 +214,17 @@ impl HistoryStore for RedbStore {
                         if matches!(change, Change::Close { .. }) && value.len() > 8 {
                             value[8] |= DELETED;
                         }
-                        let from = decode(&value, OPEN_END).map_or(at, |r| r.from);
+                        let from = head(&value).map_or(at, |(from, _)| from);
                         // Never an interval that ends before it begins.
-                        revs.insert((at.max(from), s), value.as_slice())
-                            .map_err(e)?;
+                        let to = at.max(from);
+                        revs.insert((to, s), value.as_slice()).map_err(e)?;
+                        index::close(&mut by_start, from, to, s)?;
                     }
                 }
                 if let Change::Open { doc, .. } = change {
                     let value = encode(kind, at, doc);
                     revs.insert((OPEN_END, seq), value.as_slice()).map_err(e)?;
+                    index::insert(&mut by_start, at, OPEN_END, seq)?;
                     open.insert(key.as_str(), seq).map_err(e)?;
                     bytes += value.len() as i64;
                     count += 1;
@@ -242,19 +271,8 @@ impl HistoryStore for RedbStore {
         let db = self.db.read();
         let tx = db.begin_read().map_err(e)?;
         let revs = tx.open_table(REVISIONS).map_err(e)?;
-        let mut out = Vec::new();
-        // Ended after `from` (an interval is [from, to)): to > from.
-        let start = from.saturating_add(1);
-        for item in revs.range((start, 0u64)..).map_err(e)? {
-            let (k, v) = item.map_err(e)?;
-            let (to, _) = k.value();
-            let v = v.value();
-            // The document is copied only when the revision is wanted.
-            if head(v).is_some_and(|(f, _)| f <= at && to > f) {
-                out.extend(decode(v, to));
-            }
-        }
-        Ok(out)
+        let by_start = tx.open_table(BY_START).map_err(e)?;
+        read(&revs, index::valid(&by_start, from, at)?)
     }
 
     fn stamp(&self) -> Result<Option<Stamp>, HistoryError> {
@@ -270,33 +288,24 @@ impl HistoryStore for RedbStore {
         let revs = tx.open_table(REVISIONS).map_err(e)?;
         let meta = tx.open_table(META).map_err(e)?;
         let stamp = stamp_of(&meta)?;
-        // The last end at or before `at`; any revision that ended by then began
-        // before its end.
-        let mut lo = i64::MIN;
-        let last_end = at.saturating_add(1);
-        if let Some(item) = revs.range(..(last_end, 0u64)).map_err(e)?.next_back() {
-            lo = item.map_err(e)?.0.value().0;
+        let by_start = tx.open_table(BY_START).map_err(e)?;
+        let revisions = read(&revs, index::valid(&by_start, at, at)?)?;
+        // The last change at or before `at`: the last end, or the latest begin of a
+        // revision valid at `at` (one that ended by then began before its end).
+        let after = at.saturating_add(1);
+        let mut lo = revisions.iter().map(|r| r.from).max().unwrap_or(i64::MIN);
+        if let Some(item) = revs.range(..(after, 0u64)).map_err(e)?.next_back() {
+            lo = lo.max(item.map_err(e)?.0.value().0);
         }
-        // Every other change time around `at` is a begin or an end of a revision that
-        // ends after `at`.
-        let mut hi: Option<i64> = None;
-        let mut revisions = Vec::new();
-        for item in revs.range((last_end, 0u64)..).map_err(e)? {
-            let (k, v) = item.map_err(e)?;
-            let (to, _) = k.value();
-            let v = v.value();
-            let Some((from, _)) = head(v) else {
-                continue;
-            };
-            if from <= at {
-                lo = lo.max(from);
-                revisions.extend(decode(v, to));
-            } else {
-                hi = Some(hi.map_or(from, |h| h.min(from)));
-            }
-            if to != OPEN_END {
-                hi = Some(hi.map_or(to, |h| h.min(to)));
-            }
+        // The first change after `at`: the first end, or the first begin.
+        let mut hi = index::first_begin_after(&by_start, at)?;
+        if let Some(item) = revs
+            .range((after, 0u64)..(OPEN_END, 0u64))
+            .map_err(e)?
+            .next()
+        {
+            let to = item.map_err(e)?.0.value().0;
+            hi = Some(hi.map_or(to, |h| h.min(to)));
         }
         Ok(Some(PointRead {
             revisions,
@@ -316,14 +325,20 @@ impl HistoryStore for RedbStore {
         let removed;
         {
             let mut revs = tx.open_table(REVISIONS).map_err(e)?;
+            let mut by_start = tx.open_table(BY_START).map_err(e)?;
             let mut meta = tx.open_table(META).map_err(e)?;
             let (mut n, mut bytes) = (0i64, 0i64);
-            revs.retain_in((i64::MIN, 0u64)..(cutoff, 0u64), |_, v| {
+            let mut gone = Vec::new();
+            revs.retain_in((i64::MIN, 0u64)..(cutoff, 0u64), |(to, seq), v| {
                 n += 1;
                 bytes += v.len() as i64;
+                gone.extend(head(v).map(|(from, _)| (from, to, seq)));
                 false
             })
             .map_err(e)?;
+            for (from, to, seq) in gone {
+                index::remove(&mut by_start, from, to, seq)?;
+            }
             bump(&mut meta, "bytes", -bytes)?;
             bump(&mut meta, "count", -n)?;
             let h = meta
@@ -567,5 +582,87 @@ mod tests {
         assert_eq!(s.stamp().unwrap().unwrap().rewrites, 2);
         s.apply(&[open("f", 500, "f2")]).unwrap();
         assert_eq!(s.stamp().unwrap().unwrap().rewrites, 2);
+    }
+
+    #[test]
+    fn a_file_without_the_index_by_begin_gets_it_when_opened() {
+        use super::super::flows::FlowChange;
+        use redb::ReadableTableMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.redb");
+        let flow = |id: &str, at: i64| FlowChange::Open {
+            id: id.into(),
+            node: "n1".into(),
+            at,
+            start: at - 50,
+            doc: format!("f{id}{at}").into_bytes(),
+        };
+        let (points, windows, flows) = {
+            let s = RedbStore::open(&path).unwrap();
+            for t in 0..200 {
+                let id = ["a", "b", "c", "d"][t as usize % 4];
+                s.apply(&[open(id, 100 + t * 10, &format!("{id}{t}"))])
+                    .unwrap();
+                if t % 7 == 0 {
+                    s.apply(&[Change::Close {
+                        kind: Kind::Node,
+                        id: "c".into(),
+                        at: 105 + t * 10,
+                    }])
+                    .unwrap();
+                }
+                s.apply_flows(&[flow(id, 100 + t * 10)]).unwrap();
+            }
+            let points: Vec<_> = (0..2200)
+                .step_by(5)
+                .map(|t| docs(s.between(t, t).unwrap()))
+                .collect();
+            let windows = docs(s.between(500, 900).unwrap());
+            let flows: Vec<_> = (0..2200)
+                .step_by(5)
+                .map(|t| s.flows_between(t, t).unwrap().len())
+                .collect();
+            // As a file written before the index was kept: no index, no mark.
+            let db = s.db.into_inner();
+            let tx = db.begin_write().unwrap();
+            assert!(tx.delete_table(BY_START).unwrap());
+            assert!(tx
+                .delete_table(TableDefinition::<index::Key, i64>::new(
+                    "flow_revisions_by_start"
+                ))
+                .unwrap());
+            tx.open_table(META).unwrap().remove("by_start").unwrap();
+            let flow_meta: TableDefinition<&str, i64> = TableDefinition::new("flow_meta");
+            tx.open_table(flow_meta)
+                .unwrap()
+                .remove("by_start")
+                .unwrap();
+            tx.commit().unwrap();
+            (points, windows, flows)
+        };
+        let s = RedbStore::open(&path).unwrap();
+        let again: Vec<_> = (0..2200)
+            .step_by(5)
+            .map(|t| docs(s.between(t, t).unwrap()))
+            .collect();
+        assert_eq!(again, points);
+        assert!(points.iter().any(|p| p.len() == 4));
+        assert_eq!(docs(s.between(500, 900).unwrap()), windows);
+        let flows_again: Vec<_> = (0..2200)
+            .step_by(5)
+            .map(|t| s.flows_between(t, t).unwrap().len())
+            .collect();
+        assert_eq!(flows_again, flows);
+        assert!(flows.contains(&4));
+        // Retention removes index entries with their revisions.
+        s.purge_before(1000).unwrap();
+        s.purge_flows_before(1000).unwrap();
+        assert!(s.between(600, 600).unwrap().is_empty());
+        assert!(s.flows_between(600, 600).unwrap().is_empty());
+        assert_eq!(docs(s.between(1500, 1500).unwrap()), points[300]);
+        let db = s.db.read();
+        let tx = db.begin_read().unwrap();
+        let revs = tx.open_table(REVISIONS).unwrap().len().unwrap();
+        assert_eq!(tx.open_table(BY_START).unwrap().len().unwrap(), revs);
     }
 }
