@@ -81,7 +81,7 @@ fn snapshots() -> Snapshots {
         let round: Vec<FlowEvent> = table.poll_updates(tick).collect();
         let began = Instant::now();
         for e in &round {
-            recorder.record("bench-capture", &node, now, e);
+            recorder.record("bench-capture", &node, now, e, Vec::new);
         }
         record += began.elapsed();
         events.extend(round.into_iter().map(|e| (now, e)));
@@ -96,6 +96,7 @@ fn snapshots() -> Snapshots {
             at: *at,
             start: e.flow.start_ms() as i64,
             doc: serde_json::to_vec(&e.flow.to_json()).unwrap(),
+            raw: Vec::new(),
         })
         .collect();
     Snapshots { changes, record }

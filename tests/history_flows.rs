@@ -1,8 +1,9 @@
 //! Flows in the history, through a real `topotap allinone` (run as root) capturing real
 //! traffic between two namespaces the test creates: once the flows expired, the live
 //! `G.Flows()` no longer has them and `G.At(<while the traffic flowed>).Flows()` does,
-//! a window's `Flows().Metrics()` is each flow's series of snapshots, and a restart
-//! keeps them. Against the embedded store and against a real PostgreSQL the test starts
+//! a window's `Flows().Metrics()` is each flow's series of snapshots, their raw packets
+//! are still there (as JSON and as a pcap file), and a restart keeps them. A pcap upload's
+//! flows are recorded on the file's clock. Against the embedded store and against a real PostgreSQL the test starts
 //! (initdb and pg_ctl in a temp dir, on a unix socket there; Debian's postgresql-15).
 
 mod common;
@@ -14,6 +15,9 @@ use common::net::{quiet_pair, sh};
 use common::postgres::Postgres;
 use common::{rand_tag, Topotap};
 use serde_json::{json, Value};
+use topotap_targets::flow::synth::udp_frame;
+use topotap_targets::packet::{LinkType, Timestamp};
+use topotap_targets::pcapfile::{PcapStream, PcapWriter};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -56,7 +60,8 @@ async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
         .await;
     assert!(ok, "eth0 of {p}a not found: {v}");
     let a = v[0]["ID"].as_str().unwrap().to_owned();
-    let body = json!({"GremlinQuery": format!("G.V('{a}')"), "BPFFilter": "icmp"});
+    let body = json!({"GremlinQuery": format!("G.V('{a}')"), "BPFFilter": "icmp",
+                      "RawPacketLimit": 4});
     let (s, cap) = t
         .request("POST", "/api/capture", Some(&body.to_string()))
         .await;
@@ -176,6 +181,22 @@ async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
     let one = t.query(&format!("{at}.Metrics()")).await;
     assert_eq!(one[0][&fid].as_array().map(Vec::len), Some(1), "{one}");
 
+    // The raw packets kept with the snapshots: over the window, the flow's first 4
+    // frames (2 requests, 2 replies); mid-way, those kept by then; before, none.
+    raw_packets_of_the_past(&t, &window, &fid, 4, 2).await;
+    let mid_raw = t.query(&format!("{at}.RawPackets()")).await;
+    let n = mid_raw[0][&fid].as_array().map_or(0, Vec::len);
+    assert!((1..=4).contains(&n), "{mid_raw}");
+    expect(
+        &t,
+        &format!(
+            "G.At({}).Flows().Has('CaptureID', '{uuid}').RawPackets()",
+            began - 1000
+        ),
+        json!([]),
+    )
+    .await;
+
     let (_, status) = t.request("GET", "/api/status", None).await;
     let h = &status["History"];
     assert!(h["FlowsWritten"].as_u64() >= Some(3), "{status}");
@@ -196,6 +217,7 @@ async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
         json!(8)
     );
     expect(&t, &format!("{live}.Count()"), json!(0)).await;
+    raw_packets_of_the_past(&t, &window, &fid, 4, 2).await;
     let (s, e) = t
         .request(
             "POST",
@@ -204,6 +226,58 @@ async fn flows_of_the_past(state: &Path, extra: &[&str], subnet: u8) {
         )
         .await;
     assert_eq!(s, 400, "{e}");
+}
+
+/// The answer to `query` asked as a pcap file.
+async fn pcap_of(t: &Topotap, query: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .post(t.url("/api/topology"))
+        .header("Accept", "application/vnd.tcpdump.pcap")
+        .header("Content-Type", "application/json")
+        .body(json!({ "GremlinQuery": query }).to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.expect("body").to_vec())
+}
+
+/// The packets of a pcap file: (time in µs, captured bytes).
+fn pcap_packets(file: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut stream = PcapStream::new(file).expect("a pcap file");
+    let mut out = Vec::new();
+    while let Some(r) = stream.next_record() {
+        let r = r.expect("a whole record");
+        out.push((r.timestamp.as_micros(), r.data.to_vec()));
+    }
+    out
+}
+
+/// `flows.RawPackets()` of a past time: `n` frames of flow `fid`, numbered from 1,
+/// `replies` of them ICMP echo replies (`BPF`), and the same frames as a pcap file.
+async fn raw_packets_of_the_past(t: &Topotap, flows: &str, fid: &str, n: usize, replies: u64) {
+    let q = format!("{flows}.RawPackets()");
+    let raw = t.query(&q).await;
+    let frames = raw[0][fid]
+        .as_array()
+        .unwrap_or_else(|| panic!("{q}: {raw}"));
+    assert_eq!(frames.len(), n, "{raw}");
+    let index: Vec<u64> = frames.iter().filter_map(|f| f["Index"].as_u64()).collect();
+    assert_eq!(index, (1..=n as u64).collect::<Vec<_>>(), "{raw}");
+    assert!(frames.iter().all(|f| f["LinkType"] == 1), "{raw}");
+    let bpf = t
+        .query(&format!("{q}.BPF('icmp[icmptype] == 0').Count()"))
+        .await;
+    assert_eq!(bpf, json!(replies), "{raw}");
+    let (status, file) = pcap_of(t, &q).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&file));
+    let packets = pcap_packets(&file);
+    assert_eq!(packets.len(), n);
+    use base64::Engine as _;
+    let first = base64::engine::general_purpose::STANDARD
+        .decode(frames[0]["Data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(packets[0].1, first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,4 +292,122 @@ async fn past_flows_in_postgres() {
     let state = tempfile::tempdir().unwrap();
     let url = pg.url();
     flows_of_the_past(state.path(), &["--history", &url], 32).await;
+}
+
+/// A pcap file of `flows` UDP flows, `rounds` packets each, a packet every 100 ms from
+/// `start_ms` on.
+fn pcap_file(start_ms: u64, flows: u32, rounds: u32) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, 65_535).unwrap();
+    let mut at = start_ms;
+    for round in 0..rounds {
+        for flow in 0..flows {
+            let frame = udp_frame(flow, round % 2 == 1);
+            w.write_packet(Timestamp::from_millis(at), frame.len() as u32, &frame)
+                .unwrap();
+            at += 100;
+        }
+    }
+    w.flush().unwrap();
+    w.into_inner()
+}
+
+/// A pcap upload's flows are in the history at the file's times, with their raw
+/// packets, and end with the file.
+async fn uploaded_flows_of_the_past(extra: &[&str]) {
+    let state = tempfile::tempdir().unwrap();
+    let t = start(state.path(), extra);
+    // 3 flows of 8 packets over 2.4 s, ended a moment ago (within the history: a
+    // time before it began has no flows).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let began = now_ms() as u64 - 3000;
+    let file = pcap_file(began, 3, 8);
+    let resp = reqwest::Client::new()
+        .post(t.url("/api/pcap?RawPacketLimit=2"))
+        .header("Content-Type", "application/vnd.tcpdump.pcap")
+        .body(file)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status().as_u16(), 202);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["Flows"], 3, "{v}");
+    let id = v["CaptureID"].as_str().unwrap().to_owned();
+    let mid = began + 1200;
+    let at = format!("G.At({mid}).Flows().Has('CaptureID', '{id}')");
+    let (flows, ok) = t
+        .wait_for(&at, WAIT, |v| v.as_array().is_some_and(|a| a.len() == 3))
+        .await;
+    assert!(ok, "{at}: {flows}");
+    let total: u64 = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["Metric"]["ABPackets"].as_u64().unwrap() + f["Metric"]["BAPackets"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(
+        (3..24).contains(&total),
+        "mid-way, part of the file: {flows}"
+    );
+    // Over the whole file, every packet; after it, none; two frames kept per flow.
+    let window = format!(
+        "G.At({}, '10s').Flows().Has('CaptureID', '{id}')",
+        began + 5000
+    );
+    assert_eq!(
+        t.query(&format!("{window}.Sum('Metric.ABPackets')"))
+            .await
+            .as_f64(),
+        Some(12.0)
+    );
+    expect(
+        &t,
+        &format!(
+            "G.At({}).Flows().Has('CaptureID', '{id}').Count()",
+            began + 4000
+        ),
+        json!(0),
+    )
+    .await;
+    expect(
+        &t,
+        &format!(
+            "G.At({}).Flows().Has('CaptureID', '{id}').Count()",
+            began - 500
+        ),
+        json!(0),
+    )
+    .await;
+    let raw = t.query(&format!("{window}.RawPackets()")).await;
+    let frames: Vec<&Value> = raw[0]
+        .as_object()
+        .unwrap_or_else(|| panic!("{raw}"))
+        .values()
+        .collect();
+    assert_eq!(frames.len(), 3, "{raw}");
+    assert!(
+        frames.iter().all(|f| f.as_array().map(Vec::len) == Some(2)),
+        "{raw}"
+    );
+    let (status, pcap) = pcap_of(&t, &format!("{window}.RawPackets()")).await;
+    assert_eq!(status, 200);
+    let packets = pcap_packets(&pcap);
+    assert_eq!(packets.len(), 6);
+    // The file's own times, in order: the first two rounds.
+    let times: Vec<u64> = packets.iter().map(|p| p.0 / 1000).collect();
+    let want: Vec<u64> = (0..6).map(|i| began + 100 * i).collect();
+    assert_eq!(times, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_flows_in_the_embedded_history() {
+    uploaded_flows_of_the_past(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_flows_in_postgres() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    uploaded_flows_of_the_past(&["--history", &url]).await;
 }

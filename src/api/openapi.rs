@@ -409,6 +409,7 @@ resource_paths!(
         ("SamplingRate" = Option<u32>, Query),
         ("PollingInterval" = Option<u32>, Query),
         ("HeaderSize" = Option<u32>, Query),
+        ("RawPacketLimit" = Option<u32>, Query, description = "Local target: frames of each flow kept for RawPackets() (0 to 10)."),
         ("Name" = Option<String>, Query),
     ),
     responses(

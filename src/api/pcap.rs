@@ -3,8 +3,10 @@
 //!
 //! Capture parameters come as query parameters with the capture's field names
 //! (`?TargetType=netflowv5&Target=10.0.0.9:2055`, `LayerKeyMode`, `SamplingRate`,
-//! `HeaderSize`, `Name`). With the local target (the default) the flows stay queryable
-//! with `G.Flows().Has('CaptureID', <CaptureID>)` for the last few uploads. The answer
+//! `HeaderSize`, `RawPacketLimit`, `Name`). With the local target (the default) the
+//! flows stay queryable with `G.Flows().Has('CaptureID', <CaptureID>)` for the last few
+//! uploads, and with the history on they are recorded on the file's clock:
+//! `G.At(<a time in the file>).Flows()` finds them (and their raw packets) later. The answer
 //! (202, as Skydive) says what was read; a body that is not a capture file is a 400, a
 //! file truncated part-way is read up to the damage and the reason given in `Error`, and
 //! a collector that cannot be resolved or reached is a 503.
@@ -33,7 +35,12 @@ use crate::error::Error;
 /// an upload holds well under a MiB in flight, however large the file.
 const PENDING_CHUNKS: usize = 8;
 
-const NUMERIC: &[&str] = &["SamplingRate", "PollingInterval", "HeaderSize"];
+const NUMERIC: &[&str] = &[
+    "SamplingRate",
+    "PollingInterval",
+    "HeaderSize",
+    "RawPacketLimit",
+];
 
 pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "pcap")

@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
-use topotap_topology::gremlin::{Answer, ErrorKind, EvalError};
+use topotap_topology::gremlin::{Answer, Compiled, ErrorKind, EvalError, Extensions};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -132,7 +132,9 @@ async fn refresh_remote_flows(s: &AppState, query: &str) -> Vec<String> {
 pub const PCAP: &str = "application/vnd.tcpdump.pcap";
 
 /// A `...RawPackets()` query answered as a pcap file (Skydive §1.5): every raw packet
-/// of the result, in time order, within the byte budget. Any other result is a 406.
+/// of the result, in time order, within the byte budget. Any other result is a 406. A
+/// query of a past time (`G.At`/`G.Context`) answers with the frames the history kept
+/// with the flows of that time.
 async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
     if query.len() > MAX_QUERY_LEN {
         return Err(ApiError::bad_request(format!(
@@ -141,9 +143,21 @@ async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
     }
     let compiled =
         topotap_topology::gremlin::compile(&query, &s.extensions).map_err(ApiError::bad_request)?;
+    let past = match compiled.time_context() {
+        Some(context) => Some((history_of(s)?, context.resolve(topotap_topology::now_ms()))),
+        None => None,
+    };
     let graph = s.graph.clone();
     let budget = s.query_budget;
+    let extensions = s.extensions.clone();
     let file = tokio::task::spawn_blocking(move || {
+        let (graph, compiled) = match past {
+            Some((history, range)) => {
+                let (past, compiled) = prepare_past(&history, range, &query, &extensions, None)?;
+                (past.graph, compiled)
+            }
+            None => (graph, compiled),
+        };
         let g = graph.read();
         let out = compiled.evaluate(&g, &budget).map_err(eval_error)?;
         drop(g);
@@ -178,6 +192,49 @@ async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
     Ok(resp)
 }
 
+/// The history a query of a past time reads: 400 when there is none.
+fn history_of(s: &AppState) -> Result<crate::history::History, ApiError> {
+    s.history.clone().ok_or_else(|| {
+        ApiError::bad_request("Backend does not support history: this server runs with --history off, or its history store could not be opened")
+    })
+}
+
+/// The graph of a past time and the query compiled to run over it: when it uses
+/// `Flows()`, with the flows of that time, `remote` (an analyzer's agents') or read
+/// from the history. Blocking.
+fn prepare_past(
+    history: &crate::history::History,
+    range: topotap_topology::gremlin::TimeRange,
+    query: &str,
+    extensions: &Extensions,
+    remote: Option<Vec<crate::history::flows::PastFlow>>,
+) -> Result<(crate::history::Past, Compiled), ApiError> {
+    let unavailable = |e: crate::history::HistoryError| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    let past = history
+        .graph_between(range.from, range.at)
+        .map_err(unavailable)?;
+    let mut ext = extensions.clone();
+    if query.to_ascii_lowercase().contains("flows") {
+        let flows = match remote {
+            Some(f) => f,
+            None => {
+                history
+                    .flows_between(range.from, range.at)
+                    .map_err(unavailable)?
+                    .0
+            }
+        };
+        ext.register(std::sync::Arc::new(crate::capture::flows::FlowsStep::past(
+            flows,
+        )));
+    }
+    let compiled =
+        topotap_topology::gremlin::compile(query, &ext).map_err(ApiError::bad_request)?;
+    Ok((past, compiled))
+}
+
 /// Compiles and evaluates a query off the async workers within the server's budget.
 /// A query starting with `G.At(t)`/`G.Context(t[, d])` runs over the graph of that
 /// time, built from the history; on an analyzer, its `Flows()` are the agents' flows
@@ -206,9 +263,7 @@ pub async fn run_query(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     };
-    let history = s.history.clone().ok_or_else(|| {
-        ApiError::bad_request("Backend does not support history: this server runs with --history off, or its history store could not be opened")
-    })?;
+    let history = history_of(s)?;
     let range = context.resolve(topotap_topology::now_ms());
     // `Flows()` of a past time reads the flow snapshots of that time.
     let flows = query.to_ascii_lowercase().contains("flows");
@@ -222,30 +277,7 @@ pub async fn run_query(
     };
     let extensions = s.extensions.clone();
     tokio::task::spawn_blocking(move || {
-        let unavailable = |e: crate::history::HistoryError| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        };
-        let past = history
-            .graph_between(range.from, range.at)
-            .map_err(unavailable)?;
-        let compiled = if flows {
-            let flows = match remote {
-                Some(f) => f,
-                None => {
-                    history
-                        .flows_between(range.from, range.at)
-                        .map_err(unavailable)?
-                        .0
-                }
-            };
-            let mut ext = (*extensions).clone();
-            ext.register(std::sync::Arc::new(crate::capture::flows::FlowsStep::past(
-                flows,
-            )));
-            topotap_topology::gremlin::compile(&query, &ext).map_err(ApiError::bad_request)?
-        } else {
-            compiled
-        };
+        let (past, compiled) = prepare_past(&history, range, &query, &extensions, remote)?;
         let answer = topotap_topology::gremlin::answer(&past.graph, &compiled, &budget)
             .map_err(eval_error)?;
         Ok((

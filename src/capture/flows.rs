@@ -167,15 +167,24 @@ pub struct LocalSink {
     pub retain: bool,
     /// Raw frames to keep per flow (`RawPacketLimit`, 0 = none).
     pub raw_limit: u8,
-    /// Where flow snapshots go for the history (`None`: history off, or a pcap upload).
+    /// Where flow snapshots go for the history (`None`: history off).
     pub history: Option<crate::history::flows::FlowRecorder>,
 }
 
 impl LocalSink {
-    fn record(&self, now: Timestamp, ev: &topotap_targets::flow::FlowEvent) {
+    /// Records a flow event for the history; `raw`: the capture point's raw frames
+    /// (locked by the caller), whose frames of the flow go with its snapshot.
+    fn record(&self, now: Timestamp, ev: &topotap_targets::flow::FlowEvent, raw: &RawStore) {
         if let Some(h) = &self.history {
             let s = &self.source;
-            h.record(&s.capture_id, &s.node, now.as_millis() as i64, ev);
+            h.record(&s.capture_id, &s.node, now.as_millis() as i64, ev, || {
+                let packets = raw.packets_of(ev.flow.uuid());
+                if packets.is_empty() {
+                    Vec::new()
+                } else {
+                    super::raw::encode_packets(packets)
+                }
+            });
         }
     }
 }
@@ -228,26 +237,34 @@ impl PacketSink for LocalSink {
     fn tick(&mut self, now: Timestamp) {
         let mut t = self.source.table.lock();
         // Updates and expiries are state transitions of the table: snapshots for the
-        // history (queued, never waited for); the raw packets of a flow go with it.
+        // history (queued, never waited for), with the flow's raw frames; the raw
+        // frames of a flow go with it.
+        let mut raw = self.source.raw.lock();
         for e in t.poll_updates(now) {
-            self.record(now, &e);
+            self.record(now, &e, &raw);
         }
-        if self.raw_limit == 0 {
-            for e in t.drain_expired(now) {
-                self.record(now, &e);
-            }
-        } else {
-            let mut raw = self.source.raw.lock();
-            for e in t.drain_expired(now) {
-                self.record(now, &e);
-                raw.forget(e.flow.uuid());
-            }
+        for e in t.drain_expired(now) {
+            self.record(now, &e, &raw);
+            raw.forget(e.flow.uuid());
         }
     }
 
     fn finish(&mut self, now: Timestamp) {
         if self.retain {
             self.tick(now);
+            if self.history.is_some() {
+                // In the history, the upload's flows end with the file (they stay in
+                // the live table for queries).
+                let t = self.source.table.lock();
+                let raw = self.source.raw.lock();
+                for flow in t.flows() {
+                    let ev = topotap_targets::flow::FlowEvent {
+                        kind: topotap_targets::flow::FlowEventKind::Flushed,
+                        flow: flow.clone(),
+                    };
+                    self.record(now, &ev, &raw);
+                }
+            }
             // Kept for queries only: no more packets will come.
             self.source.table.lock().shrink_to_fit();
             self.registry.retain(self.source.clone());
@@ -255,11 +272,12 @@ impl PacketSink for LocalSink {
             if self.history.is_some() {
                 // The flows end with the capture.
                 let mut t = self.source.table.lock();
+                let raw = self.source.raw.lock();
                 for e in t.poll_updates(now) {
-                    self.record(now, &e);
+                    self.record(now, &e, &raw);
                 }
                 for e in t.flush_all() {
-                    self.record(now, &e);
+                    self.record(now, &e, &raw);
                 }
             }
             self.registry

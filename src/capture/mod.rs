@@ -88,8 +88,8 @@ pub struct SinkContext {
     /// The ovsdb-server that `ovssflow` and `ovsmirror` captures configure (the OVSDB
     /// probe's); `None`: those captures fail.
     pub ovsdb: Option<Arc<ovs::Ovsdb>>,
-    /// Where the `local` flow tables send their snapshots for the history (`None`:
-    /// history off).
+    /// Where the `local` flow tables (captures and pcap uploads) send their snapshots
+    /// for the history (`None`: history off).
     pub flow_history: Option<crate::history::flows::FlowRecorder>,
 }
 
@@ -176,12 +176,8 @@ pub fn local_sink(
         registry: ctx.flows.clone(),
         retain,
         raw_limit: capture.raw_packet_limit.clamp(0, raw::MAX_RAW_PACKET_LIMIT) as u8,
-        // A pcap upload's flows are of the file's time, not of this server's.
-        history: if retain {
-            None
-        } else {
-            ctx.flow_history.clone()
-        },
+        // A pcap upload's flows too, on the file's clock.
+        history: ctx.flow_history.clone(),
     })
 }
 

@@ -12,6 +12,11 @@
 //! of every packet when asked with `Accept: application/vnd.tcpdump.pcap`
 //! ([`RawPacketSet::write_pcap`]). `BPF('expr')` keeps the packets a libpcap filter
 //! accepts.
+//!
+//! The history keeps the frames a flow held with each of its snapshots
+//! ([`encode_packets`]), so `G.At(t).Flows().RawPackets()` (and over a window, the
+//! frames of each flow's latest snapshot in it) answers from the history, as JSON or
+//! as a pcap file.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -55,6 +60,64 @@ impl RawPacket {
             "LinkType": self.link.to_u32(),
         })
     }
+}
+
+/// Version of the encoding of [`encode_packets`].
+const ENCODING: u8 = 1;
+
+/// A flow's frames as the history keeps them: a version byte, then per frame its time
+/// (ns), index, link type, length on the wire and captured length (little-endian) and
+/// the bytes.
+pub fn encode_packets(packets: &[RawPacket]) -> Vec<u8> {
+    let size: usize = packets.iter().map(|p| 21 + p.data.len()).sum();
+    let mut v = Vec::with_capacity(1 + size);
+    v.push(ENCODING);
+    for p in packets {
+        v.extend_from_slice(&p.ts.as_nanos().to_le_bytes());
+        v.push(p.index);
+        v.extend_from_slice(&p.link.to_u32().to_le_bytes());
+        v.extend_from_slice(&p.orig_len.to_le_bytes());
+        v.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&p.data);
+    }
+    v
+}
+
+/// The frames [`encode_packets`] wrote, up to the first damaged one (none for an
+/// unknown version).
+pub fn decode_packets(bytes: &[u8]) -> Vec<RawPacket> {
+    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    }
+    let mut out = Vec::new();
+    let Some((&ENCODING, mut rest)) = bytes.split_first() else {
+        return out;
+    };
+    while !rest.is_empty() {
+        let Some(ts) = rest.get(..8).and_then(|b| b.try_into().ok()) else {
+            break;
+        };
+        let (Some(&index), Some(link), Some(orig_len), Some(len)) = (
+            rest.get(8),
+            u32_at(rest, 9),
+            u32_at(rest, 13),
+            u32_at(rest, 17),
+        ) else {
+            break;
+        };
+        let Some(data) = rest.get(21..21 + len as usize) else {
+            break;
+        };
+        out.push(RawPacket {
+            ts: Timestamp::from_nanos(u64::from_le_bytes(ts)),
+            index,
+            link: LinkType::from_u32(link),
+            orig_len,
+            data: data.into(),
+        });
+        rest = &rest[21 + len as usize..];
+    }
+    out
 }
 
 /// The raw packets of one capture point, by flow UUID.
@@ -127,14 +190,26 @@ impl StepExtension for RawPacketsStep {
             return Err(EvalError::cannot_follow(step, e.name()));
         };
         let mut flows_out = Vec::new();
-        // Only this process' tables keep raw packets (not an analyzer's agents').
-        for f in flows.0.iter().filter_map(|f| match f {
-            FlowItem::Table(f) => Some(f),
-            FlowItem::Remote(_) | FlowItem::Past(_) => None,
-        }) {
-            let packets = self.registry.raw_packets(f.capture_id(), f.uuid());
+        // Only this process' tables keep raw packets (not an analyzer's agents'); a
+        // flow of the past has those of its snapshot.
+        for f in &flows.0 {
+            let (uuid, packets) = match f {
+                FlowItem::Table(f) => (
+                    format!("{:016x}", f.uuid()),
+                    self.registry.raw_packets(f.capture_id(), f.uuid()),
+                ),
+                FlowItem::Past(p) => (
+                    p.doc
+                        .get("UUID")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    decode_packets(&p.raw),
+                ),
+                FlowItem::Remote(_) => continue,
+            };
             if !packets.is_empty() {
-                flows_out.push((format!("{:016x}", f.uuid()), packets));
+                flows_out.push((uuid, packets));
             }
         }
         Ok(Output::Ext(Box::new(RawPacketSet { flows: flows_out })))
@@ -224,5 +299,36 @@ impl ExtOutput for RawPacketSet {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_frames_read_back_as_written_and_damage_stops_the_reading() {
+        let frame = |i: u8, data: &[u8]| RawPacket {
+            ts: Timestamp::from_nanos(1_700_000_000_123_456_789 + u64::from(i)),
+            index: i,
+            link: LinkType::Ethernet,
+            orig_len: 1500,
+            data: data.into(),
+        };
+        let frames = [frame(1, &[1, 2, 3]), frame(2, &[]), frame(3, &[9; 300])];
+        let bytes = encode_packets(&frames);
+        let back = decode_packets(&bytes);
+        assert_eq!(back.len(), 3);
+        for (a, b) in frames.iter().zip(&back) {
+            assert_eq!(
+                (a.ts, a.index, a.link, a.orig_len, &a.data),
+                (b.ts, b.index, b.link, b.orig_len, &b.data)
+            );
+        }
+        // Cut in the last frame: the whole ones before it.
+        assert_eq!(decode_packets(&bytes[..bytes.len() - 1]).len(), 2);
+        assert!(decode_packets(&[]).is_empty());
+        assert!(decode_packets(&[99, 1, 2]).is_empty());
+        assert_eq!(encode_packets(&[]), [ENCODING]);
     }
 }

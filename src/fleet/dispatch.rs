@@ -832,6 +832,8 @@ pub async fn fetch_past_flows(
                 node: Identifier::from(node),
                 doc: doc.clone(),
                 samples,
+                // An agent's raw frames stay on the agent.
+                raw: Vec::new(),
             });
         }
     }

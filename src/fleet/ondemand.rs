@@ -357,6 +357,7 @@ mod tests {
             at: t + at,
             start: t + at,
             doc: serde_json::to_vec(&json!({"UUID": id, "Pad": "x".repeat(100)})).unwrap(),
+            raw: Vec::new(),
         };
         // Two flows of this agent, one of another sharing the store.
         let changes = [

@@ -16,6 +16,16 @@
 //! update tick that took it; a flow that saw packets after its last snapshot gets a
 //! final one from its `Last`; the last revision ends when the flow left the table. A
 //! restart closes the revisions the previous run left open (its tables are gone).
+//!
+//! A snapshot also keeps the raw frames its flow held then (a capture's
+//! `RawPacketLimit`, at most 10 of them, each at most the capture's `HeaderSize`),
+//! counted with its revision's bytes: `RawPackets()` of a past time answers from them.
+//!
+//! The flows of a pcap upload (`POST /api/pcap`) are recorded too, on the file's own
+//! clock: their revisions span the times the file's packets carry, and end when the
+//! file does (the flows stay in the live table for queries meanwhile). Retention
+//! counts from those times, so a file older than the retention is gone at its next
+//! run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +57,9 @@ pub enum FlowChange {
         at: i64,
         start: i64,
         doc: Vec<u8>,
+        /// The raw frames the flow held ([`crate::capture::raw::encode_packets`]);
+        /// empty: none.
+        raw: Vec<u8>,
     },
     /// The flow left its table at `at`.
     Close { id: String, at: i64 },
@@ -64,6 +77,8 @@ pub struct FlowRevision {
     pub to: Option<i64>,
     /// The flow's JSON.
     pub doc: Vec<u8>,
+    /// Its raw frames ([`crate::capture::raw::encode_packets`]); empty: none.
+    pub raw: Vec<u8>,
 }
 
 /// The flow recorder's counters.
@@ -143,17 +158,25 @@ impl FlowRecorder {
     }
 
     /// Records what a flow table reported at `now_ms` about a flow of `capture` on
-    /// `node`: a snapshot of an updated flow, the end of one that left the table.
-    pub fn record(&self, capture: &str, node: &Identifier, now_ms: i64, ev: &FlowEvent) {
+    /// `node`: a snapshot of an updated flow (with `raw`, the frames it holds, encoded),
+    /// the end of one that left the table.
+    pub fn record(
+        &self,
+        capture: &str,
+        node: &Identifier,
+        now_ms: i64,
+        ev: &FlowEvent,
+        raw: impl FnOnce() -> Vec<u8>,
+    ) {
         let flow = &ev.flow;
         let id = self.flow_id(capture, node, flow.uuid());
         match ev.kind {
-            FlowEventKind::Update => self.push(open(id, node, now_ms, flow)),
+            FlowEventKind::Update => self.push(open(id, node, now_ms, flow, raw())),
             FlowEventKind::Expired | FlowEventKind::Evicted | FlowEventKind::Flushed => {
                 // Packets since the last snapshot: a final one, from the last packet.
                 if unreported(flow) {
                     let at = (flow.last_ms() as i64).min(now_ms);
-                    self.push(open(id.clone(), node, at, flow));
+                    self.push(open(id.clone(), node, at, flow, raw()));
                 }
                 self.push(FlowChange::Close { id, at: now_ms });
             }
@@ -167,13 +190,14 @@ fn unreported(flow: &Flow) -> bool {
     m.ab_packets + m.ba_packets > 0
 }
 
-fn open(id: String, node: &Identifier, at: i64, flow: &Flow) -> FlowChange {
+fn open(id: String, node: &Identifier, at: i64, flow: &Flow, raw: Vec<u8>) -> FlowChange {
     FlowChange::Open {
         id,
         node: node.to_string(),
         at,
         start: flow.start_ms() as i64,
         doc: serde_json::to_vec(&flow.to_json()).unwrap_or_default(),
+        raw,
     }
 }
 
@@ -307,13 +331,16 @@ pub fn retain(
     Ok((n, store.flow_usage()?.0))
 }
 
-/// One flow as it was during a time: its latest revision then, and the
-/// `LastUpdateMetric` of each of its revisions in the time, oldest first.
+/// One flow as it was during a time: its latest revision then (its JSON and raw
+/// frames), and the `LastUpdateMetric` of each of its revisions in the time, oldest
+/// first.
 #[derive(Debug, Clone)]
 pub struct PastFlow {
     pub node: Identifier,
     pub doc: Value,
     pub samples: Vec<Map<String, Value>>,
+    /// The raw frames of its latest revision that has some, encoded.
+    pub raw: Vec<u8>,
 }
 
 /// The flows of revisions read for a time (point or window), one per flow, in the
@@ -335,6 +362,7 @@ pub fn past_flows(mut revisions: Vec<FlowRevision>) -> Vec<PastFlow> {
                 node: Identifier::from(r.node.as_str()),
                 doc: Value::Null,
                 samples: Vec::new(),
+                raw: Vec::new(),
             });
             out.len() - 1
         });
@@ -348,6 +376,9 @@ pub fn past_flows(mut revisions: Vec<FlowRevision>) -> Vec<PastFlow> {
             }
         }
         flow.doc = doc;
+        if !r.raw.is_empty() {
+            flow.raw = r.raw;
+        }
     }
     out
 }

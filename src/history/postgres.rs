@@ -673,6 +673,7 @@ mod tests {
             at,
             start,
             doc: format!(r#"{{"UUID":"{id}","V":{v}}}"#).into_bytes(),
+            raw: Vec::new(),
         };
         let fclose = |id: &str, at| FlowChange::Close { id: id.into(), at };
         let flow_batches = vec![

@@ -1,6 +1,7 @@
 //! Flow snapshots in PostgreSQL, in a table of their own (the node and edge revisions'
 //! are in `postgres`): `topotap_flow_revisions (seq, id, node, valid int8range, doc
-//! jsonb)`, with a GiST index on `valid` ("as of t" is `valid @> t`, a window
+//! jsonb, raw bytea)` (`raw`: the flow's raw frames, NULL when none; added to tables
+//! made before it), with a GiST index on `valid` ("as of t" is `valid @> t`, a window
 //! `valid && [t1, t2]`), a partial unique index on the open revision of each flow, and
 //! a B-tree index on the end (retention).
 
@@ -22,7 +23,11 @@ CREATE INDEX IF NOT EXISTS topotap_flow_revisions_valid ON topotap_flow_revision
 CREATE UNIQUE INDEX IF NOT EXISTS topotap_flow_revisions_open
     ON topotap_flow_revisions (id) WHERE upper_inf(valid);
 CREATE INDEX IF NOT EXISTS topotap_flow_revisions_to ON topotap_flow_revisions (upper(valid));
+ALTER TABLE topotap_flow_revisions ADD COLUMN IF NOT EXISTS raw bytea;
 ";
+
+/// Bytes a revision takes, its raw frames included.
+const SIZE: &str = "(pg_column_size(doc) + coalesce(pg_column_size(raw), 0))";
 
 /// Closes the open revisions of the flows `$1` at `$2` (never before they began),
 /// returning each one's ID and begin.
@@ -61,8 +66,14 @@ pub fn apply(c: &mut Client, changes: &[FlowChange]) -> Result<(), postgres::Err
     // Per flow: the index of its revision opened in this batch and still open; absent
     // before its first change.
     let mut open: HashMap<&str, Option<usize>> = HashMap::new();
-    let (mut id, mut node, mut from, mut to, mut doc) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut id, mut node, mut from, mut to, mut doc, mut raw) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for change in changes {
         let (FlowChange::Open { id: fid, at, .. } | FlowChange::Close { id: fid, at }) = change;
         // The begin of the revision this change closes, if any.
@@ -78,6 +89,7 @@ pub fn apply(c: &mut Client, changes: &[FlowChange]) -> Result<(), postgres::Err
             node: n,
             start,
             doc: d,
+            raw: r,
             ..
         } = change
         {
@@ -93,16 +105,17 @@ pub fn apply(c: &mut Client, changes: &[FlowChange]) -> Result<(), postgres::Err
             from.push(f);
             to.push(None);
             doc.push(String::from_utf8_lossy(d));
+            raw.push((!r.is_empty()).then_some(r.as_slice()));
         }
     }
     if !id.is_empty() {
         tx.execute(
-            "INSERT INTO topotap_flow_revisions (id, node, valid, doc)
-             SELECT id, node, int8range(f, t), doc::jsonb
-             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])
-                 WITH ORDINALITY AS c(id, node, f, t, doc, n)
+            "INSERT INTO topotap_flow_revisions (id, node, valid, doc, raw)
+             SELECT id, node, int8range(f, t), doc::jsonb, raw
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::bytea[])
+                 WITH ORDINALITY AS c(id, node, f, t, doc, raw, n)
              ORDER BY n",
-            &[&id, &node, &from, &to, &doc],
+            &[&id, &node, &from, &to, &doc, &raw],
         )?;
     }
     tx.commit()
@@ -110,7 +123,7 @@ pub fn apply(c: &mut Client, changes: &[FlowChange]) -> Result<(), postgres::Err
 
 pub fn between(c: &mut Client, from: i64, at: i64) -> Result<Vec<FlowRevision>, postgres::Error> {
     let rows = c.query(
-        "SELECT id, node, lower(valid), upper(valid), doc::text FROM topotap_flow_revisions
+        "SELECT id, node, lower(valid), upper(valid), doc::text, raw FROM topotap_flow_revisions
          WHERE valid && int8range($1, $2, '[]')",
         &[&from, &at],
     )?;
@@ -122,6 +135,7 @@ pub fn between(c: &mut Client, from: i64, at: i64) -> Result<Vec<FlowRevision>, 
             from: r.get(2),
             to: r.get(3),
             doc: r.get::<_, String>(4).into_bytes(),
+            raw: r.get::<_, Option<Vec<u8>>>(5).unwrap_or_default(),
         })
         .collect())
 }
@@ -144,7 +158,7 @@ pub fn purge_before(c: &mut Client, cutoff: i64) -> Result<u64, postgres::Error>
 
 pub fn usage(c: &mut Client) -> Result<(u64, u64), postgres::Error> {
     c.query_one(
-        "SELECT coalesce(sum(pg_column_size(doc)), 0)::int8, count(*) FROM topotap_flow_revisions",
+        &format!("SELECT coalesce(sum({SIZE}), 0)::int8, count(*) FROM topotap_flow_revisions"),
         &[],
     )
     .map(|r| {
@@ -165,11 +179,13 @@ pub fn enforce_size(c: &mut Client, max_bytes: u64) -> Result<u64, postgres::Err
     let target = (bytes - max_bytes + max_bytes / 10) as i64;
     let cutoff: Option<i64> = c
         .query_opt(
-            "SELECT u FROM (
-                 SELECT upper(valid) AS u,
-                        sum(pg_column_size(doc)) OVER (ORDER BY upper(valid), seq) AS cum
-                 FROM topotap_flow_revisions WHERE NOT upper_inf(valid)) s
-             WHERE cum >= $1 ORDER BY u LIMIT 1",
+            &format!(
+                "SELECT u FROM (
+                     SELECT upper(valid) AS u,
+                            sum({SIZE}) OVER (ORDER BY upper(valid), seq) AS cum
+                     FROM topotap_flow_revisions WHERE NOT upper_inf(valid)) s
+                 WHERE cum >= $1 ORDER BY u LIMIT 1"
+            ),
             &[&target],
         )?
         .map(|r| r.get(0));

@@ -1,8 +1,10 @@
 //! Flow snapshots in the embedded store, in tables of their own (the node and edge
 //! revisions' are in `redb_store`):
 //! - `flow_revisions`: `(to, seq)` -> `from` (8 bytes, little-endian), the flow ID and
-//!   the node ID (each a 4-byte length and the bytes), the flow's JSON; an open revision
-//!   has `to = i64::MAX`. As for nodes and edges, "valid at t" reads only what ended
+//!   the node ID (each a 4-byte length and the bytes), then, when the flow held raw
+//!   frames, a zero byte and the frames (a 4-byte length and the bytes), and the flow's
+//!   JSON (which never begins with a zero byte: revisions written before frames were
+//!   kept read as they are); an open revision has `to = i64::MAX`. As for nodes and edges, "valid at t" reads only what ended
 //!   after `t`, and retention removes a prefix.
 //! - `flow_revisions_by_start`: the same by begin time, bucketed by length
 //!   ([`super::redb_index`]), so that a point or a window reads about what it returns.
@@ -30,11 +32,19 @@ fn put_str(v: &mut Vec<u8>, s: &str) {
     v.extend_from_slice(s.as_bytes());
 }
 
-fn encode(from: i64, id: &str, node: &str, doc: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16 + id.len() + node.len() + doc.len());
+/// Marks the raw frames before the JSON.
+const RAW: u8 = 0;
+
+fn encode(from: i64, id: &str, node: &str, doc: &[u8], raw: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(21 + id.len() + node.len() + doc.len() + raw.len());
     v.extend_from_slice(&from.to_le_bytes());
     put_str(&mut v, id);
     put_str(&mut v, node);
+    if !raw.is_empty() {
+        v.push(RAW);
+        v.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        v.extend_from_slice(raw);
+    }
     v.extend_from_slice(doc);
     v
 }
@@ -55,12 +65,20 @@ fn decode(v: &[u8], to: i64) -> Option<FlowRevision> {
     let mut at = 8;
     let id = take_str(v, &mut at)?.to_owned();
     let node = take_str(v, &mut at)?.to_owned();
+    let mut raw = Vec::new();
+    if v.get(at) == Some(&RAW) {
+        at += 1;
+        let len = u32::from_le_bytes(v.get(at..at + 4)?.try_into().ok()?) as usize;
+        raw = v.get(at + 4..at + 4 + len)?.to_vec();
+        at += 4 + len;
+    }
     Some(FlowRevision {
         id,
         node,
         from,
         to: (to != OPEN_END).then_some(to),
-        doc: v[at..].to_vec(),
+        doc: v.get(at..)?.to_vec(),
+        raw,
     })
 }
 
@@ -135,13 +153,14 @@ pub fn apply(db: &Database, changes: &[FlowChange]) -> Result<(), HistoryError> 
                     at,
                     start,
                     doc,
+                    raw,
                 } => {
                     // A snapshot never begins before the one it follows.
                     let from = match close(&mut revs, &mut by_start, &mut open, id, *at)? {
                         Some(prev) => (*at).max(prev),
                         None => (*start).min(*at),
                     };
-                    let value = encode(from, id, node, doc);
+                    let value = encode(from, id, node, doc, raw);
                     revs.insert((OPEN_END, seq), value.as_slice()).map_err(e)?;
                     index::insert(&mut by_start, from, OPEN_END, seq)?;
                     open.insert(id.as_str(), seq).map_err(e)?;
@@ -287,6 +306,7 @@ mod tests {
             at,
             start,
             doc: doc.as_bytes().to_vec(),
+            raw: Vec::new(),
         }
     }
 
@@ -343,5 +363,37 @@ mod tests {
         // The size cap removes ended revisions, never the open one.
         assert_eq!(enforce_size(&db, bytes / 2).unwrap(), 1);
         assert_eq!(docs(between(&db, 0, 1000).unwrap()), ["f3a"]);
+    }
+
+    #[test]
+    fn raw_frames_go_with_their_snapshot_and_old_revisions_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("h.redb")).unwrap();
+        // A revision as written before frames were kept.
+        let old = encode(100, "h/c/n1/1", "n1", b"{\"a\":1}", &[]);
+        let r = decode(&old, 200).unwrap();
+        assert_eq!((r.doc.as_slice(), r.raw.len()), (&b"{\"a\":1}"[..], 0));
+        let change = |at, raw: &[u8]| FlowChange::Open {
+            id: "h/c/n1/2".into(),
+            node: "n1".into(),
+            at,
+            start: at,
+            doc: b"{}".to_vec(),
+            raw: raw.to_vec(),
+        };
+        apply(&db, &[change(100, &[1, 2, 3])]).unwrap();
+        let (bytes_one, _) = usage(&db).unwrap();
+        apply(&db, &[change(200, &[1, 2, 3, 4, 5])]).unwrap();
+        let revs = between(&db, 150, 150).unwrap();
+        assert_eq!(revs.len(), 1);
+        assert_eq!(
+            (revs[0].doc.as_slice(), revs[0].raw.as_slice()),
+            (&b"{}"[..], &[1u8, 2, 3][..])
+        );
+        let revs = between(&db, 250, 250).unwrap();
+        assert_eq!(revs[0].raw, [1, 2, 3, 4, 5]);
+        // The frames count in the store's size.
+        let (bytes, _) = usage(&db).unwrap();
+        assert_eq!(bytes, bytes_one * 2 + 2);
     }
 }

@@ -596,6 +596,7 @@ mod tests {
             at,
             start: at - 50,
             doc: format!("f{id}{at}").into_bytes(),
+            raw: Vec::new(),
         };
         let (points, windows, flows) = {
             let s = RedbStore::open(&path).unwrap();
