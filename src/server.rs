@@ -334,6 +334,7 @@ async fn run_as(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 .with_rules(shared.node_rules.clone(), shared.edge_rules.clone())
                 .with_alerts(shared.alerts.clone());
             services.leadership = Some(shared.leadership.clone());
+            services.alert_states = Some(shared.alert_states.clone());
             services.etcd_durations = Some(shared.durations.clone());
             if let Some(f) = &fleet {
                 let _ = f.liveness.set(shared.liveness.clone());

@@ -89,6 +89,8 @@ pub struct Services {
     /// In a fleet, whether this analyzer is the elected dispatcher of captures and
     /// injections; `None`: it is alone (allinone) and always dispatches.
     pub leadership: Option<Arc<crate::etcd::Leadership>>,
+    /// An analyzer's: the alert states the leader writes to etcd.
+    pub alert_states: Option<Arc<crate::etcd::alert_state::AlertStates>>,
     /// Where past revisions of the graph are kept (`G.At`, `G.Context`); `None`:
     /// live graph only.
     pub history: Option<crate::history::History>,
@@ -148,6 +150,7 @@ impl Services {
             etcd_durations: None,
             capture_board: Arc::default(),
             leadership: None,
+            alert_states: None,
             history: None,
             remote_flows: None,
             assigned: Arc::default(),
@@ -229,6 +232,7 @@ impl Services {
             actions: self.alert_actions.clone(),
             messages: self.alert_messages.clone(),
             evaluates: Arc::new(move || leadership.as_ref().is_none_or(|l| l.is_leader())),
+            shared: self.alert_states.clone(),
         }
     }
 

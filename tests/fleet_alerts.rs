@@ -1,8 +1,10 @@
 //! Alerts in a fleet: two analyzers sharing a real etcd and an agent in a namespace of
 //! its own. An alert created on one analyzer is listed on both and fires its webhook
 //! once per change of what its expression finds: only the elected dispatcher
-//! evaluates. It survives an analyzer's restart and the leader's death; the new
-//! leader fires it, once, on the next change.
+//! evaluates, and writes the alert's state to etcd, which the follower shows. It
+//! survives an analyzer's restart and the leader's death: the new leader carries on
+//! from the state in etcd (no second POST for a condition that already fired) and fires
+//! it, once, on the next change.
 
 mod common;
 #[path = "common/fleet.rs"]
@@ -47,7 +49,8 @@ async fn an_alert_fires_once_for_the_fleet_and_outlives_its_analyzers() {
     let mut net = Net::new();
     let tag = net.tag.clone();
     let flags = ["--insecure-no-auth", "--allow-target", "127.0.0.0/8"];
-    let mut a = analyzer(&net, &etcd, &format!("a-{tag}"), free_port(), &flags);
+    let port_a = free_port();
+    let mut a = analyzer(&net, &etcd, &format!("a-{tag}"), port_a, &flags);
     let api_a = Api::new(&a);
     wait_until(Duration::from_secs(15), "analyzer A leads", || {
         api_a.is_master()
@@ -114,6 +117,13 @@ async fn an_alert_fires_once_for_the_fleet_and_outlives_its_analyzers() {
     let shown = alert(&api_a, &id).await;
     assert_eq!(shown["State"], "firing", "{shown}");
     assert_eq!(shown["FireCount"], 1, "{shown}");
+    let fired = shown["LastFired"].as_i64().expect("LastFired");
+    // The follower shows the leader's state.
+    wait_until(WAIT, "the leader's state on B", || async {
+        let b = alert(&api_b, &id).await;
+        b["State"] == "firing" && b["LastFired"] == fired && b["FireCount"] == 1
+    })
+    .await;
 
     // B restarts: the alert is still there, nothing fires again.
     b.kill();
@@ -125,25 +135,43 @@ async fn an_alert_fires_once_for_the_fleet_and_outlives_its_analyzers() {
     })
     .await;
     no_hook(&mut hooks, "a restarted follower does not fire").await;
-
-    // The interface goes (the alert re-arms), then A dies: B leads, and fires once
-    // when the interface comes back.
-    sh(&format!("ip -n {ns} link del {dummy}"));
-    wait_until(WAIT, "the alert re-armed on A", || async {
-        alert(&api_a, &id).await["State"] == "ok"
+    wait_until(WAIT, "the leader's state on the restarted B", || async {
+        alert(&api_b, &id).await["LastFired"] == fired
     })
     .await;
+
+    // A dies while the interface is still there: B leads and carries on from A's
+    // state, without a second POST for the same condition.
     a.kill();
     wait_until(Duration::from_secs(30), "B leads", || api_b.is_master()).await;
-    wait_until(WAIT, "the host back on B", || async {
+    wait_until(WAIT, "the host on B", || async {
         api_b.hosts().await == vec![host.clone()]
     })
     .await;
-    wait_until(WAIT, "the alert evaluated on B", || async {
+    no_hook(&mut hooks, "the new leader does not fire again").await;
+    let shown = alert(&api_b, &id).await;
+    assert_eq!(shown["State"], "firing", "{shown}");
+    assert_eq!(shown["FireCount"], 1, "{shown}");
+    assert_eq!(shown["LastFired"], fired, "{shown}");
+    // A comes back as a follower and shows B's state.
+    a = analyzer(&net, &etcd, &format!("a-{tag}"), port_a, &flags);
+    let api_a = Api::new(&a);
+    wait_until(WAIT, "B's state on the restarted A", || async {
+        api_a.try_query("G.V().Count()").await.is_some()
+            && alert(&api_a, &id).await["LastFired"] == fired
+    })
+    .await;
+
+    // The interface goes (the alert re-arms), B fires once when it comes back.
+    sh(&format!("ip -n {ns} link del {dummy}"));
+    wait_until(WAIT, "the alert re-armed on B", || async {
         alert(&api_b, &id).await["State"] == "ok"
     })
     .await;
-    no_hook(&mut hooks, "nothing holds when B takes over").await;
+    wait_until(WAIT, "the re-armed state on A", || async {
+        alert(&api_a, &id).await["State"] == "ok"
+    })
+    .await;
     sh(&format!(
         "ip -n {ns} link add {dummy} type veth peer name {dummy}p"
     ));
@@ -152,6 +180,11 @@ async fn an_alert_fires_once_for_the_fleet_and_outlives_its_analyzers() {
     no_hook(&mut hooks, "one change, one POST from the new leader").await;
     let shown = alert(&api_b, &id).await;
     assert_eq!(shown["State"], "firing", "{shown}");
-    assert_eq!(shown["FireCount"], 1, "{shown}");
+    assert_eq!(shown["FireCount"], 2, "{shown}");
+    assert!(shown["LastFired"].as_i64() > Some(fired), "{shown}");
+    wait_until(WAIT, "B's new state on A", || async {
+        alert(&api_a, &id).await["FireCount"] == 2
+    })
+    .await;
     sh(&format!("ip -n {ns} link del {dummy}"));
 }

@@ -19,7 +19,10 @@
 //! placer) and every periodic alert when due, each within the server's query budget.
 //! An expression that fails records its error on its alert (`Error`, `State: error`)
 //! and the others go on. In a fleet only the elected dispatcher evaluates, so an alert
-//! fires once for the fleet.
+//! fires once for the fleet; it writes each alert's state (with a digest of the result
+//! that last fired) to etcd ([`crate::etcd::alert_state`]): every analyzer shows it,
+//! and the next leader starts from it, so a condition that already fired does not
+//! fire again when the leader changes.
 
 pub mod action;
 
@@ -128,7 +131,8 @@ pub struct Alert {
     #[serde(rename = "LastFired", default, skip_serializing_if = "is_zero")]
     #[schema(read_only)]
     pub last_fired: i64,
-    /// Output only: how many times it fired since the server started.
+    /// Output only: how many times it fired since the server started (in a fleet: since
+    /// it was created, whichever analyzer led).
     #[serde(rename = "FireCount", default, skip_serializing_if = "is_zero_u64")]
     #[schema(read_only)]
     pub fire_count: u64,
@@ -308,11 +312,45 @@ pub fn evaluate(
     serde_json::from_slice(&bytes).map_err(|e| format!("cannot read the answer: {e}"))
 }
 
+/// A digest of a result's fingerprint ([`fingerprint`]), object keys in order, the
+/// same on every analyzer.
+pub fn digest(v: &Value) -> String {
+    fn canonical(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(o) => {
+                let mut keys: Vec<&String> = o.keys().collect();
+                keys.sort();
+                out.push('{');
+                for k in keys {
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&o[k], out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for x in a {
+                    canonical(x, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(&fingerprint(v), &mut text);
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The engine's memory of one alert.
 #[derive(Default)]
 struct Track {
-    /// Fingerprint of the last result that held; `None`: armed.
-    last: Option<Value>,
+    /// Digest of the last result that held; `None`: armed.
+    last: Option<String>,
     /// Periodic alerts: when next due.
     due: Option<Instant>,
     /// The trigger the alert had when `due` was set.
@@ -357,6 +395,8 @@ pub struct Inputs {
     /// Whether this process evaluates now (always alone; the elected dispatcher in a
     /// fleet).
     pub evaluates: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// In a fleet: the alert states in etcd, written by the leader, shown by all.
+    pub shared: Option<Arc<crate::etcd::alert_state::AlertStates>>,
 }
 
 /// The engine's state, kept across passes.
@@ -365,6 +405,30 @@ pub struct Engine {
     tracks: HashMap<String, Track>,
     /// Output fields by alert UUID (action tasks write `action_error` here too).
     shown: Arc<Mutex<HashMap<String, Shown>>>,
+    /// In a fleet: the states as last written to etcd (or read from it when this
+    /// analyzer took office); `None` until then.
+    written: Option<HashMap<String, SharedState>>,
+}
+
+use crate::etcd::alert_state::SharedState;
+
+fn state_name(s: &str) -> &'static str {
+    match s {
+        "ok" => "ok",
+        "firing" => "firing",
+        "error" => "error",
+        _ => "",
+    }
+}
+
+fn shown_of(s: &SharedState) -> Shown {
+    Shown {
+        state: state_name(&s.state),
+        error: (!s.error.is_empty()).then(|| s.error.clone()),
+        action_error: (!s.action_error.is_empty()).then(|| s.action_error.clone()),
+        last_fired: s.last_fired,
+        fire_count: s.fire_count,
+    }
 }
 
 impl Engine {
@@ -435,7 +499,7 @@ impl Engine {
                 let track = self.tracks.entry(alert.uuid.clone()).or_default();
                 if truthy(&value) {
                     s.state = "firing";
-                    let print = fingerprint(&value);
+                    let print = digest(&value);
                     if track.last.as_ref() != Some(&print) {
                         track.last = Some(print);
                         s.last_fired = topotap_topology::now_ms();
@@ -456,6 +520,95 @@ impl Engine {
             }
         }
         alert.status.set(s.clone());
+    }
+}
+
+impl Engine {
+    /// Starts from the states the previous leader left (taking office).
+    fn adopt(&mut self, states: HashMap<String, SharedState>) {
+        self.tracks.clear();
+        let mut shown = self.shown.lock();
+        shown.clear();
+        for (uuid, st) in &states {
+            self.tracks.entry(uuid.clone()).or_default().last =
+                (!st.fingerprint.is_empty()).then(|| st.fingerprint.clone());
+            shown.insert(uuid.clone(), shown_of(st));
+        }
+        drop(shown);
+        self.written = Some(states);
+    }
+
+    /// The states that differ from what was last written, and the alerts gone.
+    fn changes(&self) -> (Vec<(String, SharedState)>, Vec<String>) {
+        let Some(written) = &self.written else {
+            return (Vec::new(), Vec::new());
+        };
+        let shown = self.shown.lock();
+        let mut put = Vec::new();
+        for (uuid, s) in shown.iter() {
+            let st = SharedState {
+                state: s.state.to_owned(),
+                error: s.error.clone().unwrap_or_default(),
+                action_error: s.action_error.clone().unwrap_or_default(),
+                last_fired: s.last_fired,
+                fire_count: s.fire_count,
+                fingerprint: self
+                    .tracks
+                    .get(uuid)
+                    .and_then(|t| t.last.clone())
+                    .unwrap_or_default(),
+            };
+            if written.get(uuid) != Some(&st) {
+                put.push((uuid.clone(), st));
+            }
+        }
+        let gone = written
+            .keys()
+            .filter(|u| !shown.contains_key(*u))
+            .cloned()
+            .collect();
+        (put, gone)
+    }
+}
+
+/// In a fleet, after a pass of the leader: writes the states that changed to etcd
+/// (while it still leads) and removes those of deleted alerts.
+async fn sync(inputs: &Inputs, engine: &Mutex<Engine>) {
+    let Some(shared) = &inputs.shared else { return };
+    let (put, gone) = engine.lock().changes();
+    for (uuid, st) in put {
+        if !(inputs.evaluates)() {
+            return;
+        }
+        match shared.put(&uuid, &st).await {
+            Ok(()) => {
+                if let Some(w) = engine.lock().written.as_mut() {
+                    w.insert(uuid, st);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(alert = %uuid, "cannot write the alert state: {e}");
+                return;
+            }
+        }
+    }
+    for uuid in gone {
+        if !(inputs.evaluates)() || shared.delete(&uuid).await.is_err() {
+            return;
+        }
+        if let Some(w) = engine.lock().written.as_mut() {
+            w.remove(&uuid);
+        }
+    }
+}
+
+/// A follower shows the states the leader wrote.
+fn show_shared(inputs: &Inputs) {
+    let Some(shared) = &inputs.shared else { return };
+    for alert in inputs.alerts.list() {
+        if let Some(st) = shared.get(&alert.uuid) {
+            alert.status.set(shown_of(&st));
+        }
     }
 }
 
@@ -499,10 +652,27 @@ pub async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
             _ = periodic => false,
         };
         if !(inputs.evaluates)() {
-            // Not the dispatcher: look again in a while (the store and the graph wake
-            // it too).
+            // Not the dispatcher: show the leader's states, and look again in a while
+            // (the store and the graph wake it too).
+            engine.lock().written = None;
+            show_shared(&inputs);
             next_periodic = Some(Instant::now() + MIN_PERIOD);
             continue;
+        }
+        if let Some(shared) = &inputs.shared {
+            if engine.lock().written.is_none() {
+                // Taking office: from the states the previous leader left, read afresh;
+                // nothing is evaluated before they are known.
+                match shared.read().await {
+                    Ok(states) => engine.lock().adopt(states),
+                    Err(e) => {
+                        tracing::warn!("alerts wait for their states in etcd: {e}");
+                        next_periodic = Some(Instant::now() + MIN_PERIOD);
+                        continue;
+                    }
+                }
+                debounce.changed(Instant::now());
+            }
         }
         let (i, e) = (inputs.clone(), engine.clone());
         match tokio::task::spawn_blocking(move || e.lock().pass(&i, graph_due, Instant::now()))
@@ -513,6 +683,12 @@ pub async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
                 tracing::error!("alert evaluation failed: {e}");
                 next_periodic = Some(Instant::now() + MIN_PERIOD);
             }
+        }
+        if inputs.shared.is_some() {
+            sync(&inputs, &engine).await;
+            // Action errors come later: written at the next look.
+            let soon = Instant::now() + MIN_PERIOD;
+            next_periodic = Some(next_periodic.map_or(soon, |n| n.min(soon)));
         }
     }
 }
@@ -573,5 +749,24 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&c));
         assert_ne!(fingerprint(&json!(["UP"])), fingerprint(&json!(["DOWN"])));
+    }
+
+    #[test]
+    fn digests_ignore_key_order_and_counters() {
+        let mut a = Map::new();
+        a.insert("b".into(), json!(1));
+        a.insert(
+            "a".into(),
+            json!([{"ID": "n1", "Metadata": {"RxBytes": 1}}]),
+        );
+        let mut b = Map::new();
+        b.insert(
+            "a".into(),
+            json!([{"ID": "n1", "Metadata": {"RxBytes": 2}}]),
+        );
+        b.insert("b".into(), json!(1));
+        assert_eq!(digest(&Value::Object(a)), digest(&Value::Object(b)));
+        assert_ne!(digest(&json!(["UP"])), digest(&json!(["DOWN"])));
+        assert_eq!(digest(&json!(1)).len(), 64);
     }
 }

@@ -9,11 +9,13 @@
 //! | `/topotap/captures/<UUID>`, `/topotap/injectpackets/<UUID>` | `{"resource": {...}, "expires_at": ms}` | none: the TTL is the expiry time in the value |
 //! | `/topotap/agents/<host id>/<analyzer id>` | `{"Analyzer": id, "Since": ms}` | one per agent connection, kept alive by the analyzer holding it |
 //! | `/topotap/elections/dispatcher/<lease>` | the candidate analyzer's id | the candidate's |
+//! | `/topotap/alertstates/<UUID>` | what the leader last found about the alert ([`alert_state`]) | none |
 //!
 //! Every call to etcd is bounded by [`Etcd::timeout`]: when etcd is down or cut off,
 //! a write fails within that time with an [`EtcdError`] (HTTP 503, one line) and the
 //! graph, queries and reads of definitions go on from memory.
 
+pub mod alert_state;
 pub mod election;
 pub mod liveness;
 pub mod store;
@@ -36,6 +38,8 @@ pub struct Shared {
     pub node_rules: std::sync::Arc<EtcdStore<crate::rules::NodeRule>>,
     pub edge_rules: std::sync::Arc<EtcdStore<crate::rules::EdgeRule>>,
     pub alerts: std::sync::Arc<EtcdStore<crate::alert::Alert>>,
+    /// What the leader last found about each alert.
+    pub alert_states: std::sync::Arc<alert_state::AlertStates>,
     /// Leases of the agents connected to this analyzer.
     pub liveness: Liveness,
     /// This analyzer's standing in the dispatcher election.
@@ -50,12 +54,13 @@ pub struct Shared {
 pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdError> {
     let etcd = Etcd::connect(endpoints).await?;
     let liveness = Liveness::new(&etcd, analyzer, liveness::AGENT_TTL)?;
-    let (captures, injections, node_rules, edge_rules, alerts) = tokio::join!(
+    let (captures, injections, node_rules, edge_rules, alerts, alert_states) = tokio::join!(
         EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
         EtcdStore::open(&etcd),
-        EtcdStore::open(&etcd)
+        EtcdStore::open(&etcd),
+        alert_state::AlertStates::open(&etcd)
     );
     let leadership = Election::new(
         &etcd,
@@ -69,6 +74,7 @@ pub async fn join(endpoints: &[String], analyzer: &str) -> Result<Shared, EtcdEr
         node_rules,
         edge_rules,
         alerts,
+        alert_states,
         liveness,
         leadership: std::sync::Arc::new(leadership),
         durations: etcd.durations.clone(),
