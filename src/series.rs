@@ -29,7 +29,7 @@ use topotap_topology::element::lookup;
 use topotap_topology::gremlin::{
     EvalError, ExtOutput, Output, SortSpec, StepExtension, ValueFilter,
 };
-use topotap_topology::Graph;
+use topotap_topology::View;
 
 use crate::capture::flows::{FlowItem, FlowSet};
 
@@ -60,7 +60,7 @@ impl StepExtension for MetricsStep {
         &["Aggregates"]
     }
 
-    fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, input: Output, step: &Step, graph: View<'_>) -> Result<Output, EvalError> {
         let key = match step.params.first() {
             Some(Param::Str(k)) => k.as_str(),
             _ => "LastUpdateMetric",
@@ -282,7 +282,7 @@ impl ExtOutput for MetricSeries {
         "Metrics"
     }
 
-    fn to_json(&self, _: &Graph) -> Value {
+    fn to_json(&self, _: View<'_>) -> Value {
         if self.series.is_empty() {
             return Value::Array(Vec::new());
         }
@@ -299,7 +299,7 @@ impl ExtOutput for MetricSeries {
         Value::Array(vec![Value::Object(map)])
     }
 
-    fn apply_step(mut self: Box<Self>, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply_step(mut self: Box<Self>, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         match &step.kind {
             StepKind::Extension(n) if n.eq_ignore_ascii_case("Aggregates") => {
                 let secs = match step.params.as_slice() {

@@ -21,7 +21,7 @@ use topotap_topology::gremlin::{
     compile, pick, CompileError, Compiled, EvalError, ExtOutput, Extensions, Output, Records,
     StepExtension, ValueFilter,
 };
-use topotap_topology::{Graph, Identifier, NodeIx};
+use topotap_topology::{Identifier, NodeIx, View};
 
 use super::engine::PacketSink;
 use super::raw::{RawPacket, RawStore};
@@ -433,7 +433,7 @@ impl StepExtension for FlowsStep {
         &["CaptureNode", "Hops", "Node", "Nodes"]
     }
 
-    fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, input: Output, step: &Step, graph: View<'_>) -> Result<Output, EvalError> {
         let ids: Option<HashSet<&Identifier>> = match &input {
             Output::Graph { nodes, .. } if is_whole_graph(nodes, graph) => None,
             Output::Graph { nodes, .. } | Output::Nodes(nodes) => {
@@ -500,7 +500,7 @@ pub fn compile_query(text: &str) -> Result<Compiled, CompileError> {
     compile(text, ext)
 }
 
-fn is_whole_graph(nodes: &[topotap_topology::NodeIx], graph: &Graph) -> bool {
+fn is_whole_graph(nodes: &[topotap_topology::NodeIx], graph: View<'_>) -> bool {
     nodes.len() == graph.node_count()
 }
 
@@ -538,7 +538,7 @@ struct FirstNodeBy {
 }
 
 impl FirstNodeBy {
-    fn new(graph: &Graph, key: &str, filter: Option<&ValueFilter>) -> FirstNodeBy {
+    fn new(graph: View<'_>, key: &str, filter: Option<&ValueFilter>) -> FirstNodeBy {
         let mut index = HashMap::new();
         for n in graph.nodes() {
             let md = graph.node(n).metadata();
@@ -572,7 +572,7 @@ struct MacLookup {
 }
 
 impl MacLookup {
-    fn new(graph: &Graph, filter: Option<&ValueFilter>) -> MacLookup {
+    fn new(graph: View<'_>, filter: Option<&ValueFilter>) -> MacLookup {
         MacLookup {
             mac: FirstNodeBy::new(graph, "MAC", filter),
             peer: FirstNodeBy::new(graph, "PeerIntfMAC", filter),
@@ -598,7 +598,7 @@ fn node_filter(params: &[Param]) -> Result<Option<ValueFilter>, EvalError> {
 /// ends.
 fn ends(
     flows: &[FlowItem],
-    graph: &Graph,
+    graph: View<'_>,
     params: &[Param],
     a: bool,
     b: bool,
@@ -623,7 +623,11 @@ fn mac_of(flow: &FlowItem, key: &str) -> Option<String> {
 }
 
 /// `Nodes()`: per flow, the node it was captured on, then the nodes of its two MACs.
-fn seen_on(flows: &[FlowItem], graph: &Graph, params: &[Param]) -> Result<Vec<NodeIx>, EvalError> {
+fn seen_on(
+    flows: &[FlowItem],
+    graph: View<'_>,
+    params: &[Param],
+) -> Result<Vec<NodeIx>, EvalError> {
     let filter = node_filter(params)?;
     let tids = FirstNodeBy::new(graph, "TID", filter.as_ref());
     let macs = MacLookup::new(graph, filter.as_ref());
@@ -657,11 +661,11 @@ impl ExtOutput for FlowSet {
         "Flows"
     }
 
-    fn to_json(&self, _: &Graph) -> Value {
+    fn to_json(&self, _: View<'_>) -> Value {
         Value::Array(self.0.iter().map(FlowItem::to_json).collect())
     }
 
-    fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+    fn apply_step(self: Box<Self>, step: &Step, graph: View<'_>) -> Result<Output, EvalError> {
         let flows = self.0;
         match &step.kind {
             StepKind::Has => FlowSet(flows).filter(&step.params, false),
@@ -777,6 +781,7 @@ mod tests {
     use topotap_targets::flow::synth::udp_frame;
     use topotap_targets::flow::FlowTableConfig;
     use topotap_topology::gremlin::Budget;
+    use topotap_topology::Graph;
 
     /// Three flows with 1, 2 and 3 client packets, the busiest first seen last.
     fn flows() -> (Graph, Extensions) {

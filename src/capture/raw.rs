@@ -28,7 +28,7 @@ use topotap_grammar::ast::{Param, Step, StepKind};
 use topotap_targets::packet::{LinkType, Timestamp};
 use topotap_targets::pcapfile::PcapWriter;
 use topotap_topology::gremlin::{EvalError, ExtOutput, Output, StepExtension};
-use topotap_topology::Graph;
+use topotap_topology::View;
 
 use super::flows::{FlowItem, FlowRegistry, FlowSet};
 
@@ -182,7 +182,7 @@ impl StepExtension for RawPacketsStep {
         &["BPF"]
     }
 
-    fn apply(&self, input: Output, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, input: Output, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         let Output::Ext(e) = input else {
             return Err(EvalError::cannot_follow(step, input.kind()));
         };
@@ -248,7 +248,7 @@ impl ExtOutput for RawPacketSet {
         "RawPackets"
     }
 
-    fn to_json(&self, _: &Graph) -> Value {
+    fn to_json(&self, _: View<'_>) -> Value {
         if self.flows.is_empty() {
             return Value::Array(Vec::new());
         }
@@ -260,7 +260,7 @@ impl ExtOutput for RawPacketSet {
         Value::Array(vec![Value::Object(map)])
     }
 
-    fn apply_step(mut self: Box<Self>, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply_step(mut self: Box<Self>, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         match &step.kind {
             StepKind::Extension(n) if n.eq_ignore_ascii_case("BPF") => {
                 let [Param::Str(expr)] = step.params.as_slice() else {

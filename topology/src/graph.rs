@@ -21,15 +21,16 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::element::{now_ms, Edge, Metadata, Node};
+use crate::timeline::Selection;
 use crate::Identifier;
 
 /// Handle of a node inside one [`Graph`]; valid until that node is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeIx(NodeIndex);
+pub struct NodeIx(pub(crate) NodeIndex);
 
 /// Handle of an edge inside one [`Graph`]; valid until that edge is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EdgeIx(EdgeIndex);
+pub struct EdgeIx(pub(crate) EdgeIndex);
 
 /// What went wrong with a graph mutation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,18 +80,18 @@ impl GraphEvent {
 pub const DEFAULT_EVENT_CAPACITY: usize = 65_536;
 
 #[derive(Debug)]
-struct Stamp {
-    id: Identifier,
-    metadata: Metadata,
+pub(crate) struct Stamp {
+    pub(crate) id: Identifier,
+    pub(crate) metadata: Metadata,
     /// Index of the (`Host`, `Origin`) pair in the graph's interner.
-    source: u32,
-    created_at: i64,
-    updated_at: i64,
+    pub(crate) source: u32,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
     /// Set only in graphs built from history: when the element was deleted.
-    deleted_at: Option<i64>,
-    revision: i64,
+    pub(crate) deleted_at: Option<i64>,
+    pub(crate) revision: i64,
     /// Position in the graph's insertion-order list.
-    order: u32,
+    pub(crate) order: u32,
 }
 
 impl Stamp {
@@ -113,7 +114,7 @@ impl Stamp {
 /// graph (a fleet analyzer drops a departed host's subgraph at the cost of that
 /// subgraph, not of the whole merged graph).
 #[derive(Debug, Default)]
-struct Interner {
+pub(crate) struct Interner {
     pairs: Vec<(Arc<str>, Arc<str>)>,
     live: Vec<u32>,
     index: std::collections::HashMap<(Arc<str>, Arc<str>), u32>,
@@ -156,7 +157,7 @@ impl Interner {
         forget(&mut self.edges[i as usize], &ix);
     }
 
-    fn intern(&mut self, host: &str, origin: &str) -> u32 {
+    pub(crate) fn intern(&mut self, host: &str, origin: &str) -> u32 {
         if let Some(i) = self.index.get(&(Arc::from(host), Arc::from(origin))) {
             return *i;
         }
@@ -180,11 +181,11 @@ impl Interner {
         self.by_host.get(host).into_iter().flatten().copied()
     }
 
-    fn host(&self, i: u32) -> &str {
+    pub(crate) fn host(&self, i: u32) -> &str {
         &self.pairs[i as usize].0
     }
 
-    fn origin(&self, i: u32) -> &str {
+    pub(crate) fn origin(&self, i: u32) -> &str {
         &self.pairs[i as usize].1
     }
 }
@@ -255,12 +256,12 @@ impl<I: Copy> OrderList<I> {
 
 /// The topology graph.
 pub struct Graph {
-    inner: StableDiGraph<Stamp, Stamp, u32>,
+    pub(crate) inner: StableDiGraph<Stamp, Stamp, u32>,
     node_ids: HashTable<NodeIndex>,
     edge_ids: HashTable<EdgeIndex>,
     node_order: OrderList<NodeIndex>,
     edge_order: OrderList<EdgeIndex>,
-    strings: Interner,
+    pub(crate) strings: Interner,
     hasher: hashbrown::DefaultHashBuilder,
     events: broadcast::Sender<Arc<GraphEvent>>,
 }
@@ -355,6 +356,14 @@ impl Graph {
             .map(|ix| EdgeIx(*ix))
     }
 
+    /// The live graph as a [`View`], what queries read.
+    pub fn view(&self) -> View<'_> {
+        View {
+            graph: self,
+            at: None,
+        }
+    }
+
     /// A view of a node. Panics if `ix` was deleted: handles come from this graph's own
     /// iterators under the same lock, so that is a logic error.
     pub fn node(&self, ix: NodeIx) -> NodeRef<'_> {
@@ -367,7 +376,7 @@ impl Graph {
 
     pub fn edge(&self, ix: EdgeIx) -> EdgeRef<'_> {
         EdgeRef {
-            graph: self,
+            view: self.view(),
             ix,
             stamp: &self.inner[ix.0],
         }
@@ -613,7 +622,7 @@ impl Graph {
         Ok(self.remove_edge_ix(ix))
     }
 
-    fn remove_edge_ix(&mut self, ix: EdgeIx) -> Edge {
+    pub(crate) fn remove_edge_ix(&mut self, ix: EdgeIx) -> Edge {
         let edge = self.edge(ix).to_owned();
         let hash = self.hash(&edge.id);
         if let Ok(entry) = self.edge_ids.find_entry(hash, |i| *i == ix.0) {
@@ -690,6 +699,159 @@ impl Graph {
     }
 }
 
+/// What a query reads: the live graph ([`Graph::view`]), or a [`Timeline`] as it was
+/// at an instant ([`crate::timeline::At::view`]). `Copy`; the methods are the graph's
+/// read methods, and on the live graph they are exactly those.
+///
+/// [`Timeline`]: crate::timeline::Timeline
+#[derive(Clone, Copy)]
+pub struct View<'g> {
+    graph: &'g Graph,
+    /// In a past view: the revision of each element at that instant.
+    at: Option<&'g Selection<'g>>,
+}
+
+impl<'g> View<'g> {
+    pub(crate) fn past(graph: &'g Graph, at: &'g Selection<'g>) -> Self {
+        View {
+            graph,
+            at: Some(at),
+        }
+    }
+
+    /// The graph read; in a past view, every identity ever seen in its window.
+    pub fn graph(&self) -> &'g Graph {
+        self.graph
+    }
+
+    /// Whether this is a past view.
+    pub fn is_past(&self) -> bool {
+        self.at.is_some()
+    }
+
+    pub fn node_count(&self) -> usize {
+        match self.at {
+            None => self.graph.node_count(),
+            Some(s) => s.node_count,
+        }
+    }
+
+    pub fn edge_count(&self) -> usize {
+        match self.at {
+            None => self.graph.edge_count(),
+            Some(s) => s.edge_count,
+        }
+    }
+
+    /// The nodes there, in insertion order.
+    pub fn nodes(&self) -> impl DoubleEndedIterator<Item = NodeIx> + 'g {
+        let at = self.at;
+        self.graph
+            .nodes()
+            .filter(move |ix| at.is_none_or(|s| s.node(*ix).is_some()))
+    }
+
+    /// The edges there (both ends there too), in insertion order.
+    pub fn edges(&self) -> impl DoubleEndedIterator<Item = EdgeIx> + 'g {
+        let at = self.at;
+        self.graph
+            .edges()
+            .filter(move |ix| at.is_none_or(|s| s.edge(*ix).is_some()))
+    }
+
+    pub fn find_node(&self, id: &Identifier) -> Option<NodeIx> {
+        let ix = self.graph.find_node(id)?;
+        self.at.is_none_or(|s| s.node(ix).is_some()).then_some(ix)
+    }
+
+    pub fn find_edge(&self, id: &Identifier) -> Option<EdgeIx> {
+        let ix = self.graph.find_edge(id)?;
+        self.at.is_none_or(|s| s.edge(ix).is_some()).then_some(ix)
+    }
+
+    /// A view of a node that is there. Panics otherwise: handles come from this view's
+    /// own iterators under the same lock, so that is a logic error.
+    #[inline]
+    pub fn node(&self, ix: NodeIx) -> NodeRef<'g> {
+        match self.at {
+            None => self.graph.node(ix),
+            Some(s) => NodeRef {
+                graph: self.graph,
+                ix,
+                stamp: s.node(ix).expect("node handle from this view"),
+            },
+        }
+    }
+
+    #[inline]
+    pub fn edge(&self, ix: EdgeIx) -> EdgeRef<'g> {
+        match self.at {
+            None => self.graph.edge(ix),
+            Some(s) => EdgeRef {
+                view: *self,
+                ix,
+                stamp: s.edge(ix).expect("edge handle from this view"),
+            },
+        }
+    }
+
+    pub fn node_by_id(&self, id: &Identifier) -> Option<NodeRef<'g>> {
+        self.find_node(id).map(|ix| self.node(ix))
+    }
+
+    pub fn edge_by_id(&self, id: &Identifier) -> Option<EdgeRef<'g>> {
+        self.find_edge(id).map(|ix| self.edge(ix))
+    }
+
+    /// `(parent, child)` of an edge.
+    pub fn endpoints(&self, ix: EdgeIx) -> (NodeIx, NodeIx) {
+        self.graph.endpoints(ix)
+    }
+
+    /// Edges there where `ix` is the parent, oldest first.
+    pub fn out_edges(&self, ix: NodeIx) -> impl Iterator<Item = EdgeIx> + 'g {
+        let at = self.at;
+        self.graph
+            .out_edges(ix)
+            .filter(move |e| at.is_none_or(|s| s.edge(*e).is_some()))
+    }
+
+    /// Edges there where `ix` is the child, oldest first.
+    pub fn in_edges(&self, ix: NodeIx) -> impl Iterator<Item = EdgeIx> + 'g {
+        let at = self.at;
+        self.graph
+            .in_edges(ix)
+            .filter(move |e| at.is_none_or(|s| s.edge(*e).is_some()))
+    }
+
+    /// [`Graph::for_each_edge`], over the edges there.
+    #[inline]
+    pub fn for_each_edge(&self, ix: NodeIx, dir: Direction, mut f: impl FnMut(EdgeIx, NodeIx)) {
+        match self.at {
+            None => self.graph.for_each_edge(ix, dir, f),
+            Some(s) => self.graph.for_each_edge(ix, dir, |e, other| {
+                if s.edge(e).is_some() {
+                    f(e, other)
+                }
+            }),
+        }
+    }
+
+    /// Owned snapshot of every node and edge there, in insertion order.
+    pub fn snapshot(&self) -> (Vec<Node>, Vec<Edge>) {
+        (
+            self.nodes().map(|n| self.node(n).to_owned()).collect(),
+            self.edges().map(|e| self.edge(e).to_owned()).collect(),
+        )
+    }
+}
+
+impl<'g> From<&'g Graph> for View<'g> {
+    fn from(graph: &'g Graph) -> Self {
+        graph.view()
+    }
+}
+
 /// Read-only view of a node.
 #[derive(Clone, Copy)]
 pub struct NodeRef<'g> {
@@ -701,7 +863,8 @@ pub struct NodeRef<'g> {
 /// Read-only view of an edge.
 #[derive(Clone, Copy)]
 pub struct EdgeRef<'g> {
-    graph: &'g Graph,
+    /// Its ends are read through the view: in a past view, as they were then.
+    view: View<'g>,
     ix: EdgeIx,
     stamp: &'g Stamp,
 }
@@ -715,10 +878,10 @@ macro_rules! element_accessors {
             &self.stamp.metadata
         }
         pub fn host(&self) -> &'g str {
-            self.graph.strings.host(self.stamp.source)
+            self.graph().strings.host(self.stamp.source)
         }
         pub fn origin(&self) -> &'g str {
-            self.graph.strings.origin(self.stamp.source)
+            self.graph().strings.origin(self.stamp.source)
         }
         pub fn created_at(&self) -> i64 {
             self.stamp.created_at
@@ -739,6 +902,10 @@ macro_rules! element_accessors {
 
 impl<'g> NodeRef<'g> {
     element_accessors!();
+
+    fn graph(&self) -> &'g Graph {
+        self.graph
+    }
 
     pub fn ix(&self) -> NodeIx {
         self.ix
@@ -761,16 +928,20 @@ impl<'g> NodeRef<'g> {
 impl<'g> EdgeRef<'g> {
     element_accessors!();
 
+    fn graph(&self) -> &'g Graph {
+        self.view.graph
+    }
+
     pub fn ix(&self) -> EdgeIx {
         self.ix
     }
 
     pub fn parent(&self) -> NodeRef<'g> {
-        self.graph.node(self.graph.endpoints(self.ix).0)
+        self.view.node(self.view.graph.endpoints(self.ix).0)
     }
 
     pub fn child(&self) -> NodeRef<'g> {
-        self.graph.node(self.graph.endpoints(self.ix).1)
+        self.view.node(self.view.graph.endpoints(self.ix).1)
     }
 
     pub fn to_owned(&self) -> Edge {

@@ -9,8 +9,9 @@ mod id;
 pub mod schema;
 pub mod shared;
 pub mod tid;
+pub mod timeline;
 
 pub use element::{now_ms, Edge, Metadata, Node};
-pub use graph::{EdgeIx, EdgeRef, Graph, GraphError, GraphEvent, NodeIx, NodeRef};
+pub use graph::{EdgeIx, EdgeRef, Graph, GraphError, GraphEvent, NodeIx, NodeRef, View};
 pub use id::Identifier;
 pub use shared::SharedGraph;

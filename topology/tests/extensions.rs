@@ -10,7 +10,7 @@ use topotap_grammar::ast::{Param, Step, StepKind};
 use topotap_topology::gremlin::{
     evaluate, EvalError, ExtOutput, Extensions, Output, StepExtension,
 };
-use topotap_topology::{Edge, Graph, Identifier, Metadata, Node, NodeIx};
+use topotap_topology::{Edge, Graph, Identifier, Metadata, Node, NodeIx, View};
 
 /// `Numbers(i...)`: a value set that is not made of graph elements (like flows).
 struct NumbersStep;
@@ -23,7 +23,7 @@ impl StepExtension for NumbersStep {
         "Numbers"
     }
 
-    fn apply(&self, input: Output, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, input: Output, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         if !matches!(input, Output::Graph { .. }) {
             return Err(EvalError::cannot_follow(step, input.kind()));
         }
@@ -44,11 +44,11 @@ impl ExtOutput for Numbers {
         "Numbers"
     }
 
-    fn to_json(&self, _: &Graph) -> Value {
+    fn to_json(&self, _: View<'_>) -> Value {
         json!(self.0)
     }
 
-    fn apply_step(self: Box<Self>, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply_step(self: Box<Self>, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         let mut v = self.0;
         match &step.kind {
             StepKind::Count => Ok(Output::Value(json!(v.len()))),
@@ -93,7 +93,7 @@ impl StepExtension for DegreeStep {
         "Degree"
     }
 
-    fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, input: Output, step: &Step, graph: View<'_>) -> Result<Output, EvalError> {
         if !step.params.is_empty() {
             return Err(EvalError::new("Degree takes no parameters"));
         }
@@ -113,14 +113,14 @@ impl ExtOutput for Degrees {
         "Degree"
     }
 
-    fn to_json(&self, graph: &Graph) -> Value {
+    fn to_json(&self, graph: View<'_>) -> Value {
         self.0
             .iter()
             .map(|(n, d)| json!({"ID": graph.node(*n).id().to_string(), "Degree": d}))
             .collect()
     }
 
-    fn apply_step(self: Box<Self>, step: &Step, _: &Graph) -> Result<Output, EvalError> {
+    fn apply_step(self: Box<Self>, step: &Step, _: View<'_>) -> Result<Output, EvalError> {
         match (&step.kind, step.params.as_slice()) {
             (StepKind::Values, [Param::Str(k)]) if k == "Degree" => Ok(Output::Value(
                 self.0.iter().map(|(_, d)| json!(d)).collect(),
@@ -151,7 +151,7 @@ impl StepExtension for OnlyStep {
         "Only"
     }
 
-    fn apply(&self, _: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError> {
+    fn apply(&self, _: Output, step: &Step, graph: View<'_>) -> Result<Output, EvalError> {
         let [Param::Str(id)] = step.params.as_slice() else {
             return Err(EvalError::new("Only takes one node ID"));
         };

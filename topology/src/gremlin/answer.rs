@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::budget::{json_size_lower_bound, too_many_bytes};
 use super::{Budget, Compiled, EvalError, Output};
-use crate::{Edge, EdgeIx, Graph, Node, NodeIx, SharedGraph};
+use crate::{Edge, EdgeIx, Graph, Node, NodeIx, SharedGraph, View};
 
 /// Evaluates `query` under the read lock of `graph`, snapshots the result, releases
 /// the lock and encodes it: the whole query path of `POST /api/topology`. Blocking
@@ -23,8 +23,7 @@ use crate::{Edge, EdgeIx, Graph, Node, NodeIx, SharedGraph};
 pub fn answer(graph: &SharedGraph, query: &Compiled, budget: &Budget) -> Result<Answer, EvalError> {
     let snapshot = {
         let g = graph.read();
-        let out = query.evaluate(&g, budget)?;
-        Snapshot::take(out, &g, budget)?
+        Snapshot::of_query(g.view(), query, budget)?
     };
     snapshot.encode(budget)
 }
@@ -106,6 +105,22 @@ impl Snapshot {
     /// [`super::ErrorKind::TooLarge`] as soon as the answer would certainly exceed
     /// `budget.max_bytes`, before copying.
     pub fn take(out: Output, graph: &Graph, budget: &Budget) -> Result<Snapshot, EvalError> {
+        Snapshot::take_view(out, graph.view(), budget)
+    }
+
+    /// Evaluates `query` over `view` and takes the answer's snapshot: what
+    /// [`answer`] does under the read lock.
+    pub fn of_query(
+        view: View<'_>,
+        query: &Compiled,
+        budget: &Budget,
+    ) -> Result<Snapshot, EvalError> {
+        let out = query.evaluate_view(view, budget)?;
+        Snapshot::take_view(out, view, budget)
+    }
+
+    /// [`Snapshot::take`] of a result evaluated over `view`.
+    pub fn take_view(out: Output, graph: View<'_>, budget: &Budget) -> Result<Snapshot, EvalError> {
         let max = budget.max_bytes;
         let mut total = 0usize;
         let mut nodes: Distinct<NodeIx> = Distinct::new();
@@ -191,6 +206,11 @@ impl Snapshot {
     /// [`super::ErrorKind::TooLarge`] as soon as the graph's JSON would certainly exceed
     /// `budget.max_bytes`, before copying.
     pub fn whole(graph: &Graph, budget: &Budget) -> Result<Snapshot, EvalError> {
+        Snapshot::whole_view(graph.view(), budget)
+    }
+
+    /// [`Snapshot::whole`] of a view.
+    pub fn whole_view(graph: View<'_>, budget: &Budget) -> Result<Snapshot, EvalError> {
         let max = budget.max_bytes;
         let mut total = 0usize;
         for ix in graph.nodes() {

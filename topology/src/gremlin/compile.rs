@@ -16,7 +16,7 @@ use topotap_grammar::ParseError;
 use super::budget::Meter;
 use super::filter::{Combine, Filter, Key, Special};
 use super::{eval, Budget, EvalError, Extensions, Output, StepExtension};
-use crate::Graph;
+use crate::{Graph, View};
 
 /// Why a query was refused before evaluation: `line L, column C: <message>`, one line.
 pub type CompileError = ParseError;
@@ -152,8 +152,14 @@ impl Compiled {
 
     /// Evaluates over `graph` within `budget`.
     pub fn evaluate(&self, graph: &Graph, budget: &Budget) -> Result<Output, EvalError> {
+        self.evaluate_view(graph.view(), budget)
+    }
+
+    /// Evaluates over `view` (the live graph, or a timeline at an instant) within
+    /// `budget`.
+    pub fn evaluate_view(&self, view: View<'_>, budget: &Budget) -> Result<Output, EvalError> {
         crate::blocking::section("Gremlin evaluation");
-        eval::Evaluator::new(graph, Meter::new(budget)).run(&self.query.steps, &self.ops)
+        eval::Evaluator::new(view, Meter::new(budget)).run(&self.query.steps, &self.ops)
     }
 }
 

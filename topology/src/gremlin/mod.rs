@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use topotap_grammar::ast::{Query, Step};
 
-use crate::{EdgeIx, Graph, NodeIx};
+use crate::{EdgeIx, Graph, NodeIx, View};
 
 pub use answer::{
     answer, edge_size_lower_bound, node_size_lower_bound, whole_graph, Answer, Snapshot,
@@ -97,13 +97,23 @@ pub enum Output {
 impl Output {
     /// Skydive's JSON for this result (§1.7).
     pub fn to_json(&self, graph: &Graph) -> serde_json::Value {
-        serde_json::to_value(self.json(graph)).unwrap_or(serde_json::Value::Null)
+        self.to_json_view(graph.view())
+    }
+
+    /// [`Output::to_json`] of a result evaluated over `view`.
+    pub fn to_json_view(&self, view: View<'_>) -> serde_json::Value {
+        serde_json::to_value(self.json_view(view)).unwrap_or(serde_json::Value::Null)
     }
 
     /// A `Serialize` view writing the same JSON as [`Output::to_json`] without building a
     /// `Value` tree (`serde_json::to_writer(w, &output.json(&graph))`).
     pub fn json<'a>(&'a self, graph: &'a Graph) -> OutputJson<'a> {
-        OutputJson::new(self, graph)
+        OutputJson::new(self, graph.view())
+    }
+
+    /// [`Output::json`] of a result evaluated over `view`.
+    pub fn json_view<'a>(&'a self, view: View<'a>) -> OutputJson<'a> {
+        OutputJson::new(self, view)
     }
 
     /// The nodes and edges of a graph result (`G`, `...SubGraph()`); `None` otherwise.
@@ -166,7 +176,7 @@ pub trait StepExtension: Send + Sync {
     /// Applies the step to the previous stage's result. Parameters were checked by
     /// [`StepExtension::check`]; return [`EvalError::new`] (the evaluator adds the step's
     /// position) or [`EvalError::cannot_follow`] for an input the step does not take.
-    fn apply(&self, input: Output, step: &Step, graph: &Graph) -> Result<Output, EvalError>;
+    fn apply(&self, input: Output, step: &Step, graph: View<'_>) -> Result<Output, EvalError>;
 }
 
 /// The records of an extension value (flows, ...), so that the core `Dedup`, `Sort`,
@@ -199,12 +209,12 @@ pub trait ExtOutput: Send {
     fn name(&self) -> &str;
 
     /// The JSON result.
-    fn to_json(&self, graph: &Graph) -> serde_json::Value;
+    fn to_json(&self, graph: View<'_>) -> serde_json::Value;
 
     /// Applies a following step: the extension decides which core steps (`Has`,
     /// `Count`, `Dedup`, `Sort`, `Limit`, `Values`, ...) it supports; others should
     /// return [`EvalError::cannot_follow`].
-    fn apply_step(self: Box<Self>, step: &Step, graph: &Graph) -> Result<Output, EvalError>;
+    fn apply_step(self: Box<Self>, step: &Step, graph: View<'_>) -> Result<Output, EvalError>;
 
     /// The records, if the value is a list of them: then `Dedup`, `Sort`,
     /// `Range`/`Limit` and `Count` are the core steps and never reach

@@ -4,24 +4,24 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use super::Output;
-use crate::{EdgeIx, Graph, NodeIx};
+use crate::{EdgeIx, NodeIx, View};
 
 /// `Serialize` view of an [`Output`]: node sets → `[node, ...]`, graphs →
 /// `[{"Nodes":[...],"Edges":[...]}]`, paths → `[[node, ...], ...]`, values as they are.
 pub struct OutputJson<'a> {
     output: &'a Output,
-    graph: &'a Graph,
+    graph: View<'a>,
 }
 
 impl<'a> OutputJson<'a> {
-    pub(crate) fn new(output: &'a Output, graph: &'a Graph) -> Self {
+    pub(crate) fn new(output: &'a Output, graph: View<'a>) -> Self {
         OutputJson { output, graph }
     }
 }
 
-struct NodesJson<'a>(&'a [NodeIx], &'a Graph);
-struct EdgesJson<'a>(&'a [EdgeIx], &'a Graph);
-struct GraphJson<'a>(&'a [NodeIx], &'a [EdgeIx], &'a Graph);
+struct NodesJson<'a>(&'a [NodeIx], View<'a>);
+struct EdgesJson<'a>(&'a [EdgeIx], View<'a>);
+struct GraphJson<'a>(&'a [NodeIx], &'a [EdgeIx], View<'a>);
 
 impl Serialize for NodesJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

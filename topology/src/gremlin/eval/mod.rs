@@ -26,7 +26,7 @@ use super::budget::Meter;
 use super::compile::{Op, Walk};
 use super::filter::{Element, Filter};
 use super::{EvalError, ExtOutput, Output};
-use crate::{EdgeIx, Graph, NodeIx};
+use crate::{EdgeIx, NodeIx, View};
 
 /// The graph a traversal currently walks: after `SubGraph()`, only its nodes and edges.
 struct Scope {
@@ -65,7 +65,7 @@ enum Stage {
 }
 
 pub(crate) struct Evaluator<'g> {
-    graph: &'g Graph,
+    graph: View<'g>,
     meter: Meter,
     scope: Option<Rc<Scope>>,
     labels: HashMap<String, Stage>,
@@ -80,7 +80,7 @@ fn err(message: impl Into<String>) -> EvalError {
 }
 
 impl<'g> Evaluator<'g> {
-    pub(crate) fn new(graph: &'g Graph, meter: Meter) -> Self {
+    pub(crate) fn new(graph: View<'g>, meter: Meter) -> Self {
         Evaluator {
             graph,
             meter,
