@@ -243,6 +243,13 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 50)))]
     pub history_max_bytes: u64,
 
+    /// Most bytes (estimated) of the in-memory timeline that answers `G.At(t)` for the
+    /// recent past without reading the store; beyond it, its oldest revisions go and
+    /// older times are read from the store. 0 turns it off.
+    #[arg(long, env = "TOPOTAP_HISTORY_MEMORY", default_value_t = 128 << 20,
+          value_parser = clap::value_parser!(u64).range(0..=(1 << 50)))]
+    pub history_memory: u64,
+
     /// Most HTTP connections served at once (WebSocket sessions included); beyond it new
     /// connections wait until one closes.
     #[arg(long, env = "TOPOTAP_MAX_CONNECTIONS", default_value_t = 1024,

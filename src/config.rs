@@ -458,6 +458,7 @@ mod tests {
             "history" => ("\"off\"", vec!["--history", "off"]),
             "history-retention" => ("\"7d\"", vec!["--history-retention", "7d"]),
             "history-max-bytes" => ("4096", vec!["--history-max-bytes", "4096"]),
+            "history-memory" => ("65536", vec!["--history-memory", "65536"]),
             "log-format" => ("\"json\"", vec!["--log-format", "json"]),
             "max-connections" => ("17", vec!["--max-connections", "17"]),
             "header-read-timeout" => ("19", vec!["--header-read-timeout", "19"]),

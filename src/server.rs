@@ -195,7 +195,12 @@ async fn open_history(
     match opened {
         Ok(store) => {
             info!(backend = store.backend(), "history on");
-            Ok(Some(History::new(store, retention)))
+            let history = History::new(store, retention);
+            Ok(Some(if args.history_memory > 0 {
+                history.with_timeline(args.history_memory)
+            } else {
+                history
+            }))
         }
         Err(e) if allinone => {
             tracing::warn!(error = %e, "history store unavailable: serving the live graph only (G.At and G.Context answer 400)");

@@ -369,9 +369,19 @@ impl Services {
         }
     }
 
-    /// The history writer, when the history is on.
-    fn start_history(&self, shutdown: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
-        let history = self.history.clone()?;
+    /// The history writer and the timeline's feed, when the history is on.
+    fn start_history(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let Some(history) = self.history.clone() else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        if history.timeline().is_some() {
+            tasks.push(tokio::spawn(crate::history::timeline::feed(
+                self.graph.clone(),
+                history.clone(),
+                shutdown.clone(),
+            )));
+        }
         // A store the fleet's analyzers share is written by the leader only.
         let gate = match &self.leadership {
             Some(l) if history.store.shared() => crate::history::writer::Gate::Leader(
@@ -379,12 +389,13 @@ impl Services {
             ),
             _ => crate::history::writer::Gate::Alone,
         };
-        Some(tokio::spawn(crate::history::writer::run(
+        tasks.push(tokio::spawn(crate::history::writer::run(
             self.graph.clone(),
             history,
             gate,
             shutdown,
-        )))
+        )));
+        tasks
     }
 }
 

@@ -151,16 +151,15 @@ async fn pcap_answer(s: &AppState, query: String) -> ApiResult {
     let budget = s.query_budget;
     let extensions = s.extensions.clone();
     let file = tokio::task::spawn_blocking(move || {
-        let (graph, compiled) = match past {
+        let out = match past {
             Some((history, range)) => {
                 let (past, compiled) = prepare_past(&history, range, &query, &extensions, None)?;
-                (past.graph, compiled)
+                past.with_view(|v| compiled.evaluate_view(v, &budget))
+                    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
             }
-            None => (graph, compiled),
-        };
-        let g = graph.read();
-        let out = compiled.evaluate(&g, &budget).map_err(eval_error)?;
-        drop(g);
+            None => compiled.evaluate(&graph.read(), &budget),
+        }
+        .map_err(eval_error)?;
         let raw = match &out {
             topotap_topology::gremlin::Output::Ext(e) => {
                 e.as_any()
@@ -278,8 +277,11 @@ pub async fn run_query(
     let extensions = s.extensions.clone();
     tokio::task::spawn_blocking(move || {
         let (past, compiled) = prepare_past(&history, range, &query, &extensions, remote)?;
-        let answer = topotap_topology::gremlin::answer(&past.graph, &compiled, &budget)
+        let snapshot = past
+            .with_view(|v| topotap_topology::gremlin::Snapshot::of_query(v, &compiled, &budget))
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
             .map_err(eval_error)?;
+        let answer = snapshot.encode(&budget).map_err(eval_error)?;
         Ok((
             answer,
             Some(PastQuery {

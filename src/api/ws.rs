@@ -50,7 +50,7 @@ use topotap_topology::gremlin::{
     compile, edge_size_lower_bound, node_size_lower_bound, too_many_bytes, Budget, Compiled,
     ErrorKind, EvalError, Extensions, Snapshot,
 };
-use topotap_topology::{Edge, EdgeIx, Graph, GraphEvent, Identifier, Node, NodeIx, SharedGraph};
+use topotap_topology::{Edge, EdgeIx, GraphEvent, Identifier, Node, NodeIx, SharedGraph};
 use warp::filters::ws::{Message, WebSocket};
 use warp::http::HeaderMap;
 use warp::reply::Response;
@@ -334,12 +334,12 @@ impl Filter {
     /// `SubGraph()`).
     fn evaluate(
         &self,
-        graph: &Graph,
+        graph: topotap_topology::View<'_>,
         budget: &Budget,
     ) -> Result<(Vec<NodeIx>, Vec<EdgeIx>), FilterError> {
         let out = self
             .query
-            .evaluate(graph, budget)
+            .evaluate_view(graph, budget)
             .map_err(FilterError::eval)?;
         out.into_subgraph().ok_or_else(|| {
             FilterError::invalid(format!(
@@ -437,7 +437,7 @@ fn evaluate_fresh(
     touched: &Touched,
 ) -> Result<FreshView, FilterError> {
     let g = graph.read();
-    let (nodes, edges) = filter.evaluate(&g, budget)?;
+    let (nodes, edges) = filter.evaluate(g.view(), budget)?;
     let max = budget.max_bytes;
     let mut size = 0usize;
     for ix in &nodes {
@@ -1311,19 +1311,19 @@ async fn past_reply(
             complete: past.complete,
         }
         .note();
-        let guard = past.graph.read();
-        let g = &*guard;
         let fail = |e: FilterError| (e.status(), e.reason);
-        let obj = match filter {
-            None => Snapshot::whole(g, &budget)
-                .and_then(|s| s.encode(&budget))
-                .map(|a| String::from_utf8_lossy(&a.to_vec()).into_owned())
-                .map_err(|e| fail(FilterError::eval(e))),
-            Some(f) => {
-                let (nodes, edges) = f.evaluate(g, &budget).map_err(fail)?;
-                subgraph_json(g, &nodes, &edges, &budget).map_err(fail)
-            }
-        }?;
+        let obj = past
+            .with_view(|g| match &filter {
+                None => Snapshot::whole_view(g, &budget)
+                    .and_then(|s| s.encode(&budget))
+                    .map(|a| String::from_utf8_lossy(&a.to_vec()).into_owned())
+                    .map_err(|e| fail(FilterError::eval(e))),
+                Some(f) => {
+                    let (nodes, edges) = f.evaluate(g, &budget).map_err(fail)?;
+                    subgraph_json(g, &nodes, &edges, &budget).map_err(fail)
+                }
+            })
+            .map_err(|e| (503, e.to_string()))??;
         Ok((obj, note))
     })
     .await;
@@ -1337,7 +1337,7 @@ async fn past_reply(
 
 /// `{"Nodes":[...],"Edges":[...]}` of these elements, within the byte budget.
 fn subgraph_json(
-    g: &Graph,
+    g: topotap_topology::View<'_>,
     nodes: &[NodeIx],
     edges: &[EdgeIx],
     budget: &Budget,

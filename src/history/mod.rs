@@ -27,13 +27,15 @@ mod postgres_flows;
 mod redb_flows;
 mod redb_index;
 pub mod redb_store;
+pub mod timeline;
 pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use topotap_topology::{Edge, Graph, Node, SharedGraph};
+use parking_lot::{Mutex, RwLock};
+use topotap_topology::timeline::Timeline;
+use topotap_topology::{Edge, Graph, Node, SharedGraph, View};
 
 use flows::{FlowChange, FlowRevision, FlowStats, PastFlow};
 
@@ -325,6 +327,12 @@ pub struct History {
     pub flow_stats: Arc<FlowStats>,
     pub retention: Retention,
     kept: Arc<Kept>,
+    /// The recent past in memory ([`timeline`]), when kept.
+    timeline: Option<Arc<RwLock<Timeline>>>,
+    /// The store's horizon as last read (`i64::MIN`: not yet).
+    horizon_seen: Arc<std::sync::atomic::AtomicI64>,
+    /// Point reads the timeline answered.
+    timeline_served: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl History {
@@ -335,7 +343,57 @@ impl History {
             flow_stats: Arc::default(),
             retention,
             kept: Arc::default(),
+            timeline: None,
+            horizon_seen: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            timeline_served: Arc::default(),
         }
+    }
+
+    /// Keeps the recent past in memory too, within about `budget` bytes: point reads
+    /// of a time it covers are answered from it ([`timeline::feed`] feeds it).
+    pub fn with_timeline(mut self, budget: u64) -> Self {
+        self.timeline = Some(Arc::new(RwLock::new(timeline::unfed(budget))));
+        self
+    }
+
+    /// The in-memory timeline, when kept.
+    pub fn timeline(&self) -> Option<&Arc<RwLock<Timeline>>> {
+        self.timeline.as_ref()
+    }
+
+    /// Notes the store's horizon as just read.
+    fn saw_horizon(&self, horizon: i64) {
+        self.horizon_seen
+            .store(horizon, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads the store's horizon and notes it. Blocking.
+    pub fn refresh_horizon(&self) -> Result<i64, HistoryError> {
+        let h = self.store.horizon()?;
+        self.saw_horizon(h);
+        Ok(h)
+    }
+
+    /// The graph at `at` from the timeline, when it covers `at` and `at` is not before
+    /// the store's horizon (as last read).
+    fn from_timeline(&self, at: i64) -> Option<Past> {
+        let tl = self.timeline.as_ref()?;
+        let horizon = self.horizon_seen.load(std::sync::atomic::Ordering::Relaxed);
+        let start = tl.read().start();
+        if at < horizon || at < start {
+            return None;
+        }
+        self.timeline_served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Past {
+            graph: PastGraph::Timeline {
+                timeline: tl.clone(),
+                at,
+                history: Box::new(self.clone()),
+            },
+            horizon: if horizon == i64::MIN { start } else { horizon },
+            complete: true,
+        })
     }
 
     /// The flows as they were during `[from, at]` (at `at` when `from == at`), one per
@@ -378,13 +436,24 @@ impl History {
     pub fn graph_between(&self, from: i64, at: i64) -> Result<Past, HistoryError> {
         topotap_topology::blocking::section("history read");
         if from == at {
+            if let Some(past) = self.from_timeline(at) {
+                return Ok(past);
+            }
+        }
+        self.graph_from_store(from, at)
+    }
+
+    /// [`History::graph_between`] read from the store.
+    fn graph_from_store(&self, from: i64, at: i64) -> Result<Past, HistoryError> {
+        if from == at {
             if let Some(stamp) = self.store.stamp()? {
+                self.saw_horizon(stamp.horizon);
                 if let Some(past) = self.graph_at(at, stamp)? {
                     return Ok(past);
                 }
             }
         }
-        let horizon = self.store.horizon()?;
+        let horizon = self.refresh_horizon()?;
         if at < horizon {
             return Ok(Past::before(horizon));
         }
@@ -394,7 +463,7 @@ impl History {
             r.deleted &= r.to.is_some_and(|to| to <= at);
         }
         Ok(Past {
-            graph: SharedGraph::new(graph_of(revisions), ""),
+            graph: PastGraph::Built(SharedGraph::new(graph_of(revisions), "")),
             horizon,
             complete: from >= horizon,
         })
@@ -407,14 +476,19 @@ impl History {
         }
         if let Some(graph) = self.kept.get(at, &stamp) {
             return Ok(Some(Past {
-                graph,
+                graph: PastGraph::Built(graph),
                 horizon: stamp.horizon,
                 complete: true,
             }));
         }
-        let Some(read) = self.store.at_point(at)? else {
+        let Some(mut read) = self.store.at_point(at)? else {
             return Ok(None);
         };
+        // A deletion after `at` is not known yet at `at` (as in a window): every
+        // revision valid at an instant ends after it.
+        for r in &mut read.revisions {
+            r.deleted = false;
+        }
         let horizon = read.stamp.horizon;
         if at < horizon {
             return Ok(Some(Past::before(horizon)));
@@ -427,7 +501,7 @@ impl History {
             graph: graph.clone(),
         });
         Ok(Some(Past {
-            graph,
+            graph: PastGraph::Built(graph),
             horizon,
             complete: true,
         }))
@@ -443,14 +517,45 @@ impl History {
             self.retention.keep.as_secs().into(),
         );
         s.insert("MaxBytes".into(), self.retention.max_bytes.into());
+        if let Some(tl) = &self.timeline {
+            let t = tl.read().stats();
+            let fed = t.start != i64::MAX;
+            s.insert(
+                "Timeline".into(),
+                serde_json::json!({
+                    "Start": fed.then_some(t.start),
+                    "Last": fed.then_some(t.last),
+                    "Revisions": t.revisions,
+                    "Elements": t.elements,
+                    "Bytes": t.bytes,
+                    "MaxBytes": t.budget,
+                    "Served": self.timeline_served.load(std::sync::atomic::Ordering::Relaxed),
+                    "Resyncs": self.stats.timeline_resyncs.load(std::sync::atomic::Ordering::Relaxed),
+                }),
+            );
+        }
         serde_json::Value::Object(s)
     }
 }
 
+/// Where a past graph is read from.
+pub enum PastGraph {
+    /// Built from the store's revisions; shared with later queries of the same time:
+    /// read it, never change it.
+    Built(SharedGraph),
+    /// The timeline at `at`.
+    Timeline {
+        timeline: Arc<RwLock<Timeline>>,
+        at: i64,
+        /// To read the store instead when the timeline no longer covers `at` (its
+        /// budget moved its start meanwhile).
+        history: Box<History>,
+    },
+}
+
 /// A past graph.
 pub struct Past {
-    /// Shared with later queries of the same time: read it, never change it.
-    pub graph: SharedGraph,
+    pub graph: PastGraph,
     /// The oldest instant the history covers.
     pub horizon: i64,
     /// Whether the asked time (or the whole window) is within the history; when not,
@@ -462,9 +567,29 @@ impl Past {
     /// Before the history: nothing.
     fn before(horizon: i64) -> Past {
         Past {
-            graph: SharedGraph::new(Graph::with_event_capacity(1), ""),
+            graph: PastGraph::Built(SharedGraph::new(Graph::with_event_capacity(1), "")),
             horizon,
             complete: false,
+        }
+    }
+
+    /// Runs `f` over the graph under its read lock. Blocking.
+    pub fn with_view<R>(&self, f: impl FnOnce(View<'_>) -> R) -> Result<R, HistoryError> {
+        match &self.graph {
+            PastGraph::Built(g) => Ok(f(g.read().view())),
+            PastGraph::Timeline {
+                timeline,
+                at,
+                history,
+            } => {
+                {
+                    let tl = timeline.read();
+                    if let Some(a) = tl.at(*at) {
+                        return Ok(f(a.view()));
+                    }
+                }
+                history.graph_from_store(*at, *at)?.with_view(f)
+            }
         }
     }
 }
@@ -581,12 +706,25 @@ mod tests {
         out
     }
 
+    /// A past graph's elements as sorted JSON lines.
+    fn past_contents(p: &Past) -> Vec<String> {
+        let (nodes, edges) = p.with_view(|v| v.snapshot()).unwrap();
+        let mut out: Vec<String> = nodes
+            .iter()
+            .map(|n| serde_json::to_string(n).unwrap())
+            .chain(edges.iter().map(|e| serde_json::to_string(e).unwrap()))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The graph at `t` built from the store, nothing reused.
     fn fresh(store: &dyn HistoryStore, t: i64) -> Vec<String> {
-        contents(&SharedGraph::new(
-            graph_of(store.between(t, t).unwrap()),
-            "",
-        ))
+        let mut revisions = store.between(t, t).unwrap();
+        for r in &mut revisions {
+            r.deleted &= r.to.is_some_and(|to| to <= t);
+        }
+        contents(&SharedGraph::new(graph_of(revisions), ""))
     }
 
     fn served(h: &History) -> u64 {
@@ -707,7 +845,7 @@ mod tests {
                 let past = history.graph_between(t, t).unwrap();
                 assert!(past.complete, "t={t}");
                 assert_eq!(
-                    contents(&past.graph),
+                    past_contents(&past),
                     fresh(store.as_ref(), t),
                     "t={t} batch {n}"
                 );
@@ -721,9 +859,9 @@ mod tests {
         // A write before the latest change (a rewrite of the past): nothing kept is
         // trusted any more.
         let t = base + 1500;
-        let was = contents(&history.graph_between(t, t).unwrap().graph);
+        let was = past_contents(&history.graph_between(t, t).unwrap());
         store.apply(&[open_node("z", 1, t - 3)]).unwrap();
-        let now = contents(&history.graph_between(t, t).unwrap().graph);
+        let now = past_contents(&history.graph_between(t, t).unwrap());
         assert_ne!(was, now);
         assert_eq!(now, fresh(store.as_ref(), t));
 
@@ -731,10 +869,168 @@ mod tests {
         store.purge_before(base + 2000).unwrap();
         let past = history.graph_between(base + 1999, base + 1999).unwrap();
         assert!(!past.complete);
-        assert!(contents(&past.graph).is_empty());
+        assert!(past_contents(&past).is_empty());
         let t = base + 2500;
         let past = history.graph_between(t, t).unwrap();
         assert!(past.complete);
-        assert_eq!(contents(&past.graph), fresh(store.as_ref(), t));
+        assert_eq!(past_contents(&past), fresh(store.as_ref(), t));
+    }
+
+    /// A JSON value with every list sorted, to compare answers up to order.
+    fn sorted_json(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::Array(items) => {
+                let mut items: Vec<String> = items.iter().map(sorted_json).collect();
+                items.sort();
+                format!("[{}]", items.join(","))
+            }
+            serde_json::Value::Object(m) => {
+                let fields: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k:?}:{}", sorted_json(v)))
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Writes `changes` to the store and to the history's timeline.
+    fn write_both(history: &History, changes: &[Change]) {
+        history.store.apply(changes).unwrap();
+        let mut tl = history.timeline().unwrap().write();
+        for c in changes {
+            match c {
+                Change::Open {
+                    kind: Kind::Node,
+                    at,
+                    doc,
+                    ..
+                } => tl.open_node(*at, &serde_json::from_slice(doc).unwrap()),
+                Change::Open {
+                    kind: Kind::Edge,
+                    at,
+                    doc,
+                    ..
+                } => tl.open_edge(*at, &serde_json::from_slice(doc).unwrap()),
+                Change::Close {
+                    kind: Kind::Node,
+                    id,
+                    at,
+                } => tl.close_node(*at, &id.as_str().into()),
+                Change::Close {
+                    kind: Kind::Edge,
+                    id,
+                    at,
+                } => tl.close_edge(*at, &id.as_str().into()),
+            }
+        }
+    }
+
+    fn timeline_history(store: Arc<dyn HistoryStore>, start: i64, budget: u64) -> History {
+        let history = History::new(store, Retention::default()).with_timeline(budget);
+        *history.timeline().unwrap().write() = Timeline::new(start, budget);
+        history
+    }
+
+    #[test]
+    fn the_timeline_answers_what_the_store_answers_at_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("h.redb")).unwrap());
+        let base = topotap_topology::now_ms() + 1000;
+        let history = timeline_history(store.clone(), base, 1 << 30);
+        // Deletions, creations again of the same IDs, edges, several changes per ms.
+        let changes = churn(base, 3000, 3);
+        for batch in changes.chunks(100) {
+            write_both(&history, batch);
+        }
+        let end = base + 30_000;
+        for t in (base..end + 20).step_by(23) {
+            let past = history.graph_between(t, t).unwrap();
+            assert!(matches!(past.graph, PastGraph::Timeline { .. }), "t={t}");
+            assert!(past.complete);
+            assert_eq!(past_contents(&past), fresh(store.as_ref(), t), "t={t}");
+        }
+        // Before the timeline's start: the store answers.
+        let past = history.graph_between(base - 1, base - 1).unwrap();
+        assert!(matches!(past.graph, PastGraph::Built(_)));
+        // A window is read from the store.
+        let past = history.graph_between(base, base + 100).unwrap();
+        assert!(matches!(past.graph, PastGraph::Built(_)));
+        let status = history.status();
+        assert_eq!(
+            status["Timeline"]["Start"],
+            serde_json::json!(base),
+            "{status}"
+        );
+        assert!(status["Timeline"]["Revisions"].as_u64().unwrap() > 1000);
+
+        // The same query, answered from each.
+        let ext = topotap_topology::gremlin::Extensions::new();
+        let budget = topotap_topology::gremlin::Budget::unlimited();
+        for t in (base..end).step_by(997) {
+            for q in [
+                "G.V().Has('V', GT(100)).Out().Count()",
+                "G.E().Has('RelationType', 'layer2').InV().Values('Name')",
+                "G.V().Has('Name', 'c').Both().SubGraph()",
+                "G.V('a').ShortestPathTo(Metadata('Name', 'f'))",
+            ] {
+                let q = topotap_topology::gremlin::compile(q, &ext).unwrap();
+                // The same answer, up to order: the timeline lists elements in the
+                // order they first appeared (as the live graph does), a graph built
+                // from the store in the order their revisions began.
+                let run = |p: &Past| {
+                    let a = p
+                        .with_view(|v| {
+                            topotap_topology::gremlin::Snapshot::of_query(v, &q, &budget)
+                                .map(|s| s.encode(&budget).unwrap().to_vec())
+                                .map_err(|e| e.to_string())
+                        })
+                        .unwrap();
+                    let a = match a {
+                        Ok(a) => a,
+                        Err(e) => return vec![e],
+                    };
+                    let mut items: Vec<String> = match serde_json::from_slice(&a).unwrap() {
+                        serde_json::Value::Array(items) => items.iter().map(sorted_json).collect(),
+                        other => vec![other.to_string()],
+                    };
+                    items.sort();
+                    items
+                };
+                let from_store = history.graph_from_store(t, t).unwrap();
+                let from_timeline = history.graph_between(t, t).unwrap();
+                assert_eq!(run(&from_timeline), run(&from_store), "t={t} {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_time_the_timeline_let_go_of_is_read_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(&dir.path().join("h.redb")).unwrap());
+        let base = topotap_topology::now_ms() + 1000;
+        let history = timeline_history(store.clone(), base, 200_000);
+        for batch in churn(base, 20_000, 9).chunks(500) {
+            write_both(&history, batch);
+        }
+        let start = history.timeline().unwrap().read().start();
+        assert!(start > base + 1000, "the budget moved the start: {start}");
+        for t in [
+            base,
+            base + 500,
+            start - 1,
+            start,
+            start + 3,
+            base + 200_000,
+        ] {
+            let past = history.graph_between(t, t).unwrap();
+            assert_eq!(
+                matches!(past.graph, PastGraph::Timeline { .. }),
+                t >= start,
+                "t={t}"
+            );
+            assert_eq!(past_contents(&past), fresh(store.as_ref(), t), "t={t}");
+        }
     }
 }

@@ -53,6 +53,8 @@ pub struct Stats {
     pub failures: AtomicU64,
     /// Times the writer started over from a snapshot after it lagged.
     pub resyncs: AtomicU64,
+    /// Times the in-memory timeline started over from a snapshot after it lagged.
+    pub timeline_resyncs: AtomicU64,
     /// Revisions removed by retention.
     pub purged: AtomicU64,
     /// Bytes of stored revision documents, as of the last retention run.
@@ -188,40 +190,55 @@ pub fn reconcile(
     changes
 }
 
-/// Turns graph events into changes with times that never go back.
-struct Clock {
+/// Turns graph events into changes with times that never go back: an added or
+/// updated element's revision begins at its `UpdatedAt`, a deletion ends it now.
+pub(crate) struct Clock {
     last: i64,
 }
 
 impl Clock {
-    fn stamp(&mut self, t: i64) -> i64 {
+    pub(crate) fn new() -> Clock {
+        Clock { last: 0 }
+    }
+
+    pub(crate) fn stamp(&mut self, t: i64) -> i64 {
         self.last = self.last.max(t);
         self.last
     }
 
+    /// When the change `ev` happened.
+    pub(crate) fn at(&mut self, ev: &GraphEvent) -> i64 {
+        match ev {
+            GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) => self.stamp(n.updated_at),
+            GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) => self.stamp(e.updated_at),
+            GraphEvent::NodeDeleted(_) | GraphEvent::EdgeDeleted(_) => self.stamp(now_ms()),
+        }
+    }
+
     fn change(&mut self, ev: &GraphEvent) -> Change {
+        let at = self.at(ev);
         match ev {
             GraphEvent::NodeAdded(n) | GraphEvent::NodeUpdated(n) => Change::Open {
                 kind: Kind::Node,
                 id: n.id.to_string(),
-                at: self.stamp(n.updated_at),
+                at,
                 doc: node_doc(n),
             },
             GraphEvent::EdgeAdded(e) | GraphEvent::EdgeUpdated(e) => Change::Open {
                 kind: Kind::Edge,
                 id: e.id.to_string(),
-                at: self.stamp(e.updated_at),
+                at,
                 doc: edge_doc(e),
             },
             GraphEvent::NodeDeleted(n) => Change::Close {
                 kind: Kind::Node,
                 id: n.id.to_string(),
-                at: self.stamp(now_ms()),
+                at,
             },
             GraphEvent::EdgeDeleted(e) => Change::Close {
                 kind: Kind::Edge,
                 id: e.id.to_string(),
-                at: self.stamp(now_ms()),
+                at,
             },
         }
     }
@@ -398,7 +415,7 @@ pub async fn run(
     gate: Gate,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut clock = Clock { last: 0 };
+    let mut clock = Clock::new();
     let leadership = match gate {
         Gate::Alone => {
             history.stats.writing.store(true, Ordering::Relaxed);
