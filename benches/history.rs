@@ -9,7 +9,9 @@
 //!   a count with `Has`, a lookup by name and the whole `V()`. "cold" builds the past
 //!   graph from the store every time (a fresh `History`); "repeat" asks again for a
 //!   time already asked (what the time slider and polling do); "rebuild" is what every
-//!   `G.At` did before past graphs were kept. Medians of 15 runs;
+//!   `G.At` did before past graphs were kept; "timeline" is a `History` with the
+//!   in-memory timeline fed with the churn (128 MiB budget), where every query is a
+//!   first one (nothing is kept per time). Medians of 15 runs;
 //! - growth per day at 10 changes/s, extrapolated from the bytes per revision.
 //!
 //! `cargo bench --bench history`
@@ -38,7 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use topotap_topology::gremlin::{answer, compile, Budget, Extensions};
+use topotap_topology::gremlin::{answer, compile, Budget, Extensions, Snapshot};
+use topotap_topology::timeline::Timeline;
 use topotap_topology::{Graph, Metadata, Node, SharedGraph};
 
 use history::postgres::PostgresStore;
@@ -184,6 +187,31 @@ fn write(store: &dyn HistoryStore, churn: &Churn) -> (Duration, i64) {
     (spent / changes as u32, t0)
 }
 
+/// The churn fed to a history's in-memory timeline, as the server's feed does, from
+/// the time the churn begins; returns the timeline's estimated bytes and the time the
+/// feed took per change.
+fn feed_timeline(history: &History, churn: &Churn, t0: i64) -> (u64, Duration) {
+    let tl = history.timeline().expect("a timeline");
+    let mut tl = tl.write();
+    *tl = Timeline::new(t0, 128 << 20);
+    let start = Instant::now();
+    let mut n = 0u32;
+    for b in &churn.batches {
+        for c in b {
+            n += 1;
+            match c {
+                Change::Open { at, doc, .. } => {
+                    let node: Node = serde_json::from_slice(doc).unwrap();
+                    tl.open_node(*at + t0, &node);
+                }
+                Change::Close { at, id, .. } => tl.close_node(*at + t0, &id.as_str().into()),
+            }
+        }
+    }
+    let per_change = start.elapsed() / n;
+    (tl.stats().bytes, per_change)
+}
+
 const QUERIES: [(&str, &str); 3] = [
     ("count", ".V().Has('Type', 'veth').Count()"),
     ("by name", ".V().Has('Name', 'veth500')"),
@@ -191,7 +219,15 @@ const QUERIES: [(&str, &str); 3] = [
 ];
 
 /// `G.At(t)` against the live graph, for every query, at `NOW` and mid-churn.
-fn queries(store: Arc<dyn HistoryStore>, t0: i64, live: &SharedGraph) {
+fn queries(store: Arc<dyn HistoryStore>, t0: i64, live: &SharedGraph, churn: &Churn) {
+    let with_timeline = History::new(store.clone(), Retention::default()).with_timeline(128 << 20);
+    let (bytes, feed) = feed_timeline(&with_timeline, churn, t0);
+    println!(
+        "  timeline: {} revisions, {:.1} MiB estimated, fed at {:.2} us per change",
+        with_timeline.timeline().unwrap().read().stats().revisions,
+        bytes as f64 / (1024.0 * 1024.0),
+        feed.as_secs_f64() * 1e6
+    );
     let ext = Extensions::new();
     let budget = Budget::unlimited();
     let mid = t0 + CHANGES as i64 / 200;
@@ -215,8 +251,12 @@ fn queries(store: Arc<dyn HistoryStore>, t0: i64, live: &SharedGraph) {
                     .unwrap()
                     .resolve(topotap_topology::now_ms());
                 let past = history.graph_between(range.from, range.at).unwrap();
-                let g = past_graph(past);
-                let a = answer(&g, &q_past, &budget).unwrap();
+                let a = past
+                    .with_view(|v| Snapshot::of_query(v, &q_past, &budget))
+                    .unwrap()
+                    .unwrap()
+                    .encode(&budget)
+                    .unwrap();
                 (start.elapsed(), a.len())
             };
             // What every query did before past graphs were kept: read the horizon and
@@ -248,21 +288,34 @@ fn queries(store: Arc<dyn HistoryStore>, t0: i64, live: &SharedGraph) {
             run(&history);
             let repeat: Vec<Duration> = (0..RUNS).map(|_| run(&history).0).collect();
             let (c, r) = (median(cold), median(repeat));
+            // Through a history with the timeline: nothing is kept per time, so every
+            // query is a first one.
+            let mut tl_len = 0;
+            let timeline: Vec<Duration> = (0..RUNS)
+                .map(|_| {
+                    let (d, n) = run(&with_timeline);
+                    tl_len = n;
+                    d
+                })
+                .collect();
+            assert_eq!(
+                tl_len, past_len,
+                "the timeline answers what the store answers"
+            );
+            let tl = median(timeline);
             println!(
-                "           G.At({when}): rebuild {:.3} ms ({:.1}x), cold {:.3} ms ({:.1}x), repeat {:.3} ms ({:.2}x) ({past_len} bytes)",
+                "           G.At({when}): rebuild {:.3} ms ({:.1}x), cold {:.3} ms ({:.1}x), repeat {:.3} ms ({:.2}x), timeline {:.3} ms ({:.2}x) ({past_len} bytes)",
                 ms(b),
                 b.as_secs_f64() / l.as_secs_f64(),
                 ms(c),
                 c.as_secs_f64() / l.as_secs_f64(),
                 ms(r),
                 r.as_secs_f64() / l.as_secs_f64(),
+                ms(tl),
+                tl.as_secs_f64() / l.as_secs_f64(),
             );
         }
     }
-}
-
-fn past_graph(past: history::Past) -> SharedGraph {
-    past.graph
 }
 
 fn report(revisions: u64, per_change: Duration, stored_bytes: u64, doc_bytes: u64) {
@@ -293,7 +346,7 @@ fn redb(churn: &Churn, live: &SharedGraph) {
     let file_bytes = std::fs::metadata(&path).unwrap().len();
     report(revisions, per_change, file_bytes, doc_bytes);
     let store = RedbStore::open(&path).unwrap();
-    queries(Arc::new(store), t0, live);
+    queries(Arc::new(store), t0, live, churn);
 }
 
 fn postgres(churn: &Churn, live: &SharedGraph) {
@@ -317,7 +370,7 @@ fn postgres(churn: &Churn, live: &SharedGraph) {
         .unwrap()
         .get(0);
     report(revisions, per_change, table as u64, doc_bytes);
-    queries(Arc::new(store), t0, live);
+    queries(Arc::new(store), t0, live, churn);
 }
 
 fn main() {

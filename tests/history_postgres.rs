@@ -202,6 +202,12 @@ async fn only_the_leading_analyzer_writes_and_the_next_leader_goes_on() {
         })
         .await;
     }
+    // The past of a few moments ago is answered from memory; the store is written in
+    // batches, soon after.
+    fleet::wait_until(DEADLINE, "the leader writes the history", || async {
+        history_status(&api_a).await["Written"].as_u64() > Some(0)
+    })
+    .await;
     let (ha, hb) = (history_status(&api_a).await, history_status(&api_b).await);
     assert_eq!(ha["Writing"], json!(true), "{ha}");
     assert_eq!(hb["Writing"], json!(false), "{hb}");

@@ -249,8 +249,12 @@ async fn subscribers_with_the_same_filter_share_one_evaluation() {
 #[tokio::test]
 async fn a_subscriber_that_never_reads_is_disconnected_and_memory_stays_bounded() {
     // An address-space cap: a queue that grew without bound would fail the server
-    // instead of the machine.
-    let t = Topotap::start_wrapped(&["prlimit", "--as=2147483648", "--"], &["--no-probes"]);
+    // instead of the machine. The history's in-memory timeline keeps revisions up to
+    // its own budget: a small one here, so that what is measured is the queues.
+    let t = Topotap::start_wrapped(
+        &["prlimit", "--as=2147483648", "--"],
+        &["--no-probes", "--history-memory", "16777216"],
+    );
     let mut reader = connect(&t, "?x-client-type=reader").await;
     sync(&mut reader, "r", "").await;
     let mut stuck = connect(&t, "?x-client-type=stuck&x-host-id=stuck").await;

@@ -376,7 +376,7 @@ impl History {
 
     /// The graph at `at` from the timeline, when it covers `at` and `at` is not before
     /// the store's horizon (as last read).
-    fn from_timeline(&self, at: i64) -> Option<Past> {
+    fn timeline_at(&self, at: i64) -> Option<Past> {
         let tl = self.timeline.as_ref()?;
         let horizon = self.horizon_seen.load(std::sync::atomic::Ordering::Relaxed);
         let start = tl.read().start();
@@ -436,7 +436,7 @@ impl History {
     pub fn graph_between(&self, from: i64, at: i64) -> Result<Past, HistoryError> {
         topotap_topology::blocking::section("history read");
         if from == at {
-            if let Some(past) = self.from_timeline(at) {
+            if let Some(past) = self.timeline_at(at) {
                 return Ok(past);
             }
         }

@@ -120,6 +120,8 @@ pub struct Timeline {
     log_pos: u64,
     checkpoints: VecDeque<Checkpoint>,
     since_checkpoint: usize,
+    /// Estimated bytes at the last checkpoint.
+    bytes_at_checkpoint: u64,
     last: i64,
     budget: u64,
     bytes: u64,
@@ -145,6 +147,7 @@ impl Timeline {
                 freeable: 0,
             }]),
             since_checkpoint: 0,
+            bytes_at_checkpoint: 0,
             last: start,
             budget,
             bytes: 0,
@@ -408,7 +411,11 @@ impl Timeline {
         });
         self.bytes += ENTRY_BYTES;
         self.since_checkpoint += 1;
-        if self.since_checkpoint >= MIN_INTERVAL.max(self.cur_nodes.len() + self.cur_edges.len()) {
+        // Every so many changes, or sooner when they are large: a checkpoint is where
+        // the budget can cut.
+        if self.since_checkpoint >= MIN_INTERVAL.max(self.cur_nodes.len() + self.cur_edges.len())
+            || self.bytes.saturating_sub(self.bytes_at_checkpoint) > self.budget / 16
+        {
             self.checkpoint();
         }
     }
@@ -424,6 +431,7 @@ impl Timeline {
         self.bytes += c.bytes();
         self.checkpoints.push_back(c);
         self.since_checkpoint = 0;
+        self.bytes_at_checkpoint = self.bytes;
         if self.bytes > self.budget {
             self.trim();
         }
@@ -468,6 +476,7 @@ impl Timeline {
         }
         self.bytes = bytes;
         self.revisions = revisions;
+        self.bytes_at_checkpoint = self.bytes_at_checkpoint.min(bytes);
         // Identities with nothing left, whose last change is before the new start:
         // edges, then nodes without edges.
         for i in 0..self.edges.len() {
@@ -804,6 +813,22 @@ mod tests {
         for t in (s.start..=end + 1).step_by(7) {
             assert_eq!(seen(&tl, t), plain.at(t), "t={t}");
         }
+    }
+
+    #[test]
+    fn large_revisions_are_cut_by_the_budget_too() {
+        let mut tl = Timeline::new(0, 1 << 20);
+        for k in 0..100 {
+            let mut n = node("big", k, k as i64);
+            n.metadata
+                .insert("Blob".into(), json!("x".repeat(100 << 10)));
+            tl.open_node(k as i64, &n);
+        }
+        let s = tl.stats();
+        assert!(s.bytes <= 1 << 20, "{s:?}");
+        assert!(s.start > 50, "{s:?}");
+        let at = tl.at(99).unwrap();
+        assert_eq!(at.view().node_by_id(&"big".into()).unwrap().revision(), 99);
     }
 
     #[test]
