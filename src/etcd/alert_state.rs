@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, GetOptions};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -167,29 +167,7 @@ async fn load_and_watch(
     mirror: &Mutex<HashMap<String, SharedState>>,
     loaded: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), EtcdError> {
-    let mut kv = etcd.client().kv_client();
-    let read = etcd
-        .call(
-            "read alert states",
-            kv.get(prefix, Some(GetOptions::new().with_prefix())),
-        )
-        .await?;
-    let rev = read.header().map_or(0, |h| h.revision());
-    let mut watch_client = etcd.client().watch_client();
-    let mut stream = etcd
-        .call(
-            "watch alert states",
-            watch_client.watch(
-                prefix,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev + 1)
-                        .with_progress_notify(),
-                ),
-            ),
-        )
-        .await?;
+    let (read, mut stream) = etcd.read_and_watch(prefix, "alert states").await?;
     *mirror.lock() = read
         .kvs()
         .iter()

@@ -214,6 +214,40 @@ impl Etcd {
         }
     }
 
+    /// Reads every key under `prefix` and watches it from just after that read, so that
+    /// the read plus the watch's events are the prefix with nothing missed; `what` names
+    /// the keys in errors ("definitions", "alert states").
+    pub(crate) async fn read_and_watch(
+        &self,
+        prefix: &str,
+        what: &str,
+    ) -> Result<(etcd_client::GetResponse, etcd_client::WatchStream), EtcdError> {
+        let mut kv = self.client.kv_client();
+        let read = self
+            .call(
+                &format!("read {what}"),
+                kv.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())),
+            )
+            .await?;
+        let rev = read.header().map_or(0, |h| h.revision());
+        let mut watch_client = self.client.watch_client();
+        let stream = self
+            .call(
+                &format!("watch {what}"),
+                watch_client.watch(
+                    prefix,
+                    Some(
+                        etcd_client::WatchOptions::new()
+                            .with_prefix()
+                            .with_start_revision(rev + 1)
+                            .with_progress_notify(),
+                    ),
+                ),
+            )
+            .await?;
+        Ok((read, stream))
+    }
+
     pub(crate) fn error(&self, what: &str, detail: impl std::fmt::Display) -> EtcdError {
         EtcdError::new(&self.endpoints, what, detail)
     }

@@ -24,9 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Compare, CompareOp, DeleteOptions, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
-};
+use etcd_client::{Compare, CompareOp, DeleteOptions, EventType, GetOptions, KeyValue, Txn, TxnOp};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -497,29 +495,8 @@ async fn load_and_watch<T: Resource>(
     prefix: &str,
     mirror: &Mirror<T>,
 ) -> Result<(), EtcdError> {
-    let mut kv = etcd.client().kv_client();
-    let read = etcd
-        .call(
-            "read definitions",
-            kv.get(prefix, Some(GetOptions::new().with_prefix())),
-        )
-        .await?;
+    let (read, mut stream) = etcd.read_and_watch(prefix, "definitions").await?;
     let rev = read.header().map_or(0, |h| h.revision());
-    let mut watch_client = etcd.client().watch_client();
-    let mut stream = etcd
-        .call(
-            "watch definitions",
-            watch_client.watch(
-                prefix,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev + 1)
-                        .with_progress_notify(),
-                ),
-            ),
-        )
-        .await?;
     mirror.reset(prefix, read.kvs(), rev);
     mirror.set_status(None);
     loop {

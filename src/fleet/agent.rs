@@ -18,9 +18,7 @@ impl Share for WholeGraph {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let g = self.0.read();
-        let rx = g.subscribe();
-        let (nodes, edges) = g.snapshot();
+        let (rx, nodes, edges) = self.0.subscribe_with_snapshot();
         (nodes, edges, rx)
     }
 }

@@ -694,9 +694,8 @@ mod tests {
         }
     }
 
-    /// A graph's elements as sorted JSON lines.
-    fn contents(g: &SharedGraph) -> Vec<String> {
-        let (nodes, edges) = g.read().snapshot();
+    /// Nodes and edges as sorted JSON lines.
+    fn json_lines((nodes, edges): (Vec<Node>, Vec<Edge>)) -> Vec<String> {
         let mut out: Vec<String> = nodes
             .iter()
             .map(|n| serde_json::to_string(n).unwrap())
@@ -706,16 +705,14 @@ mod tests {
         out
     }
 
+    /// A graph's elements as sorted JSON lines.
+    fn contents(g: &SharedGraph) -> Vec<String> {
+        json_lines(g.read().snapshot())
+    }
+
     /// A past graph's elements as sorted JSON lines.
     fn past_contents(p: &Past) -> Vec<String> {
-        let (nodes, edges) = p.with_view(|v| v.snapshot()).unwrap();
-        let mut out: Vec<String> = nodes
-            .iter()
-            .map(|n| serde_json::to_string(n).unwrap())
-            .chain(edges.iter().map(|e| serde_json::to_string(e).unwrap()))
-            .collect();
-        out.sort();
-        out
+        json_lines(p.with_view(|v| v.snapshot()).unwrap())
     }
 
     /// The graph at `t` built from the store, nothing reused.

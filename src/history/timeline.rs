@@ -61,14 +61,7 @@ pub async fn feed(graph: SharedGraph, history: History, mut shutdown: watch::Rec
     horizon.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<Arc<GraphEvent>> = Vec::with_capacity(BATCH);
     'resync: loop {
-        // Subscribe and take a snapshot under one read lock: the snapshot plus the
-        // events that follow are the graph.
-        let (mut rx, nodes, edges) = {
-            let g = graph.read();
-            let rx = g.subscribe();
-            let (n, e) = g.snapshot();
-            (rx, n, e)
-        };
+        let (mut rx, nodes, edges) = graph.subscribe_with_snapshot();
         let at = clock.stamp(now_ms());
         {
             let mut tl = timeline.write();

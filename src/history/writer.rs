@@ -487,14 +487,7 @@ async fn session(
     let mut retention = tokio::time::interval(RETENTION_EVERY);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'resync: loop {
-        // Subscribe and take a snapshot under one read lock: the snapshot plus the
-        // events that follow are the graph.
-        let (mut rx, nodes, edges) = {
-            let g = graph.read();
-            let rx = g.subscribe();
-            let (n, e) = g.snapshot();
-            (rx, n, e)
-        };
+        let (mut rx, nodes, edges) = graph.subscribe_with_snapshot();
         let open = loop {
             if !term.holds() {
                 return Ended::Lost;

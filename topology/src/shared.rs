@@ -5,7 +5,7 @@ use std::sync::Arc;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
 
-use crate::{Graph, GraphEvent};
+use crate::{Edge, Graph, GraphEvent, Node};
 
 /// A [`Graph`] behind a read/write lock, cheap to clone. Queries take the read lock;
 /// probes take the write lock for one batch of changes at a time.
@@ -40,5 +40,16 @@ impl SharedGraph {
     /// Subscribes to changes without taking the lock.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<GraphEvent>> {
         self.inner.read().subscribe()
+    }
+
+    /// Subscribes and copies every node and edge under one read lock: the copy plus the
+    /// events that follow are the graph, with nothing missed or seen twice.
+    pub fn subscribe_with_snapshot(
+        &self,
+    ) -> (broadcast::Receiver<Arc<GraphEvent>>, Vec<Node>, Vec<Edge>) {
+        let g = self.inner.read();
+        let rx = g.subscribe();
+        let (nodes, edges) = g.snapshot();
+        (rx, nodes, edges)
     }
 }
