@@ -376,11 +376,14 @@ pub(crate) async fn retain(history: &History) {
         let (bytes, kept) = held(s)?;
         let compacted = worth_compacting(peak.saturating_sub(kept), kept) && s.compact()?;
         let peak = if compacted { kept } else { peak };
-        Ok::<_, super::HistoryError>((n, bytes, peak, compacted, s.disk_bytes()?))
+        let horizon = s.horizon()?;
+        Ok::<_, super::HistoryError>((n, bytes, peak, compacted, s.disk_bytes()?, horizon))
     })
     .await;
     match result {
-        Some(Ok((n, bytes, peak, compacted, disk))) => {
+        Some(Ok((n, bytes, peak, compacted, disk, horizon))) => {
+            // The timeline answers nothing older than the store keeps, from now on.
+            history.saw_horizon(horizon);
             history.stats.purged.fetch_add(n, Ordering::Relaxed);
             history.stats.bytes.store(bytes, Ordering::Relaxed);
             history
