@@ -216,7 +216,16 @@ test('node panel: a container in a namespace, seeded as the containers probe wri
 test('groups collapse and expand', async () => {
   const ns = seeded.topo.nodes.find((n) => n.Metadata.Name === 'vm1');
   const shown = () => page.evaluate(() => window.topotap.view.view.nodes.length);
-  const before = await shown();
+  // The view follows the graph's last change (the test before deletes a node) a moment
+  // later: count what it shows once that count holds still.
+  await waitLayoutSettled();
+  let before = await shown();
+  for (let i = 0; i < 25; i++) {
+    await page.waitForTimeout(200);
+    const now = await shown();
+    if (now === before) break;
+    before = now;
+  }
   await page.evaluate((id) => window.topotap.view.setOverride(id, true), ns.ID);
   await page.waitForFunction((n) => window.topotap.view.view.nodes.length === n - 2, before, { timeout: 5000 });
   // A click on the collapsed group expands it.
